@@ -1,0 +1,76 @@
+"""Area-weighted surface sampling, 100k points from a 20k-face mesh, against its peers in one run.
+
+    python -m pytest benchmarks/bench_sampling.py --benchmark-columns=min,median,mean
+
+Peers: our `sample_points_from_meshes` (points only; points + normals + vertex colours), trimesh's
+`sample.sample_surface` (points + face index), and pytorch3d's algorithm written out in torch
+(`torch.multinomial` face choice + advanced indexing), since pytorch3d itself is not installed here.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import trimesh
+
+from sam3d_eval.ops.sample_points import sample_points_from_meshes
+from sam3d_eval.structures import Meshes, TexturesVertex
+
+NUM_SAMPLES = 100_000
+
+
+@pytest.fixture(scope="module")
+def sphere():
+    tm = trimesh.creation.icosphere(subdivisions=5)  # 20480 faces
+    verts = torch.tensor(tm.vertices, dtype=torch.float32)
+    faces = torch.tensor(tm.faces, dtype=torch.int64)
+    colours = torch.rand(verts.shape[0], 3, generator=torch.Generator().manual_seed(0))
+    return tm, Meshes([verts], [faces], TexturesVertex([colours]))
+
+
+def run(benchmark, fn):
+    return benchmark.pedantic(fn, rounds=30, iterations=1, warmup_rounds=2)
+
+
+def multinomial_reference(meshes: Meshes, num_samples: int, generator: torch.Generator) -> torch.Tensor:
+    """pytorch3d's sample_points_from_meshes for one mesh, written out (points only)."""
+    verts, faces = meshes.verts_packed(), meshes.faces_packed()
+    v0, v1, v2 = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+    areas = torch.cross(v1 - v0, v2 - v0, dim=1).norm(dim=1)
+    idx = areas[None].multinomial(num_samples, replacement=True, generator=generator)
+    uv = torch.rand(2, 1, num_samples, generator=generator)
+    su = uv[0].sqrt()
+    w0, w1, w2 = 1 - su, su * (1 - uv[1]), su * uv[1]
+    return w0[..., None] * v0[idx] + w1[..., None] * v1[idx] + w2[..., None] * v2[idx]
+
+
+@pytest.mark.benchmark(group="sample-100k-from-20k-faces")
+def test_ours_points(benchmark, sphere):
+    _, meshes = sphere
+    pts = run(benchmark, lambda: sample_points_from_meshes(meshes, NUM_SAMPLES, seed=0))
+    assert pts.shape == (1, NUM_SAMPLES, 3)
+
+
+@pytest.mark.benchmark(group="sample-100k-from-20k-faces")
+def test_ours_points_normals_colours(benchmark, sphere):
+    _, meshes = sphere
+    out = run(
+        benchmark,
+        lambda: sample_points_from_meshes(meshes, NUM_SAMPLES, return_normals=True, return_textures=True, seed=0),
+    )
+    assert out[2].shape == (1, NUM_SAMPLES, 3)
+
+
+@pytest.mark.benchmark(group="sample-100k-from-20k-faces")
+def test_trimesh_sample_surface(benchmark, sphere):
+    tm, _ = sphere
+    pts, _ = run(benchmark, lambda: trimesh.sample.sample_surface(tm, NUM_SAMPLES, seed=0))
+    assert pts.shape == (NUM_SAMPLES, 3)
+
+
+@pytest.mark.benchmark(group="sample-100k-from-20k-faces")
+def test_pytorch3d_algorithm_multinomial(benchmark, sphere):
+    _, meshes = sphere
+    g = torch.Generator().manual_seed(0)
+    pts = run(benchmark, lambda: multinomial_reference(meshes, NUM_SAMPLES, g))
+    assert pts.shape == (1, NUM_SAMPLES, 3)
