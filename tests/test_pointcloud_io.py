@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam3d_eval.io.pointcloud_io import PointCloudReadError, load_pointcloud, read_ply_vertices
+from sam3d_eval.io.pointcloud_io import PointCloudReadError, load_pointcloud
 from sam3d_eval.io.splats import SH_C0, Splats, load_splats, splats_to_points
 
 
