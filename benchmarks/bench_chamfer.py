@@ -1,0 +1,130 @@
+"""Chamfer distance (both directions, one pair) against its peers, side by side in one run.
+
+    python -m pytest benchmarks/bench_chamfer.py --benchmark-group-by=param:n --benchmark-columns=min,median,mean
+
+Peers: our `chamfer_distance` (auto dispatch), scipy cKDTree (workers=-1, two-way query), pykdtree
+directly (two-way query), torch.cdist (only where the n x n matrix fits: 2k, 10k). Every peer returns
+the same number (mean squared nearest distance, summed over the two directions). A CUDA-only group
+compares the Triton kernel with torch.cdist and the tiled torch brute force when a GPU is present.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pykdtree.kdtree import KDTree
+from scipy.spatial import cKDTree
+
+from sam3d_eval.metrics.chamfer import chamfer_distance
+from sam3d_eval.ops.knn import knn_points
+
+SIZES = [2_000, 10_000, 100_000, 1_000_000]
+CDIST_MAX = 10_000
+
+
+def clouds(n: int, batch: int = 1, device: str = "cpu", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, n, 3, generator=g)
+    y = torch.rand(batch, n, 3, generator=g)
+    return x.to(device), y.to(device)
+
+
+def run(benchmark, fn, n, slow: bool = False):
+    """Fewer rounds for big or slow cases so a full run stays within a few minutes on 2 cores."""
+    if slow or n >= 1_000_000:
+        rounds, warmup = 2, 0
+    elif n >= 100_000:
+        rounds, warmup = 5, 1
+    else:
+        rounds, warmup = 15, 1
+    return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=warmup)
+
+
+_REFERENCE: dict[tuple[int, int], float] = {}
+
+
+def reference(x, y):
+    """Our value, computed once per input, that every peer must reproduce."""
+    key = (x.shape[0], x.shape[1])
+    if key not in _REFERENCE:
+        _REFERENCE[key] = ours(x, y)
+    return _REFERENCE[key]
+
+
+def ours(x, y):
+    return chamfer_distance(x, y)[0].item()
+
+
+def ckdtree(x, y):
+    total = 0.0
+    for a, b in zip(x.numpy(), y.numpy()):
+        da, _ = cKDTree(b).query(a, k=1, workers=-1)
+        db, _ = cKDTree(a).query(b, k=1, workers=-1)
+        total += float(np.mean(da.astype(np.float64) ** 2) + np.mean(db.astype(np.float64) ** 2))
+    return total / x.shape[0]
+
+
+def pykdtree(x, y):
+    total = 0.0
+    for a, b in zip(x.numpy(), y.numpy()):
+        da, _ = KDTree(b).query(a, k=1)
+        db, _ = KDTree(a).query(b, k=1)
+        total += float(np.mean(da.astype(np.float64) ** 2) + np.mean(db.astype(np.float64) ** 2))
+    return total / x.shape[0]
+
+
+def cdist(x, y):
+    d = torch.cdist(x, y) ** 2
+    return (d.min(2).values.mean(1) + d.min(1).values.mean(1)).mean().item()
+
+
+PEERS = {"ours": ours, "ckdtree": ckdtree, "pykdtree": pykdtree, "cdist": cdist}
+
+
+@pytest.mark.parametrize("peer", list(PEERS))
+@pytest.mark.parametrize("n", SIZES)
+def test_chamfer_one_pair(benchmark, n, peer):
+    if peer == "cdist" and n > CDIST_MAX:
+        pytest.skip(f"torch.cdist needs the {n} x {n} matrix ({4 * n * n / 2**30:.0f} GiB)")
+    x, y = clouds(n)
+    benchmark.group = f"chamfer 1 pair n={n}"
+    value = run(benchmark, lambda: PEERS[peer](x, y), n, slow=peer == "cdist")
+    assert value == pytest.approx(reference(x, y), rel=1e-4)
+
+
+@pytest.mark.parametrize("peer", list(PEERS))
+def test_chamfer_four_pairs_10k(benchmark, peer):
+    x, y = clouds(10_000, batch=4)
+    benchmark.group = "chamfer 4 pairs n=10000"
+    value = run(benchmark, lambda: PEERS[peer](x, y), 10_000, slow=peer == "cdist")
+    assert value == pytest.approx(reference(x, y), rel=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["torch", "kdtree"])
+@pytest.mark.parametrize("batch,n", [(1, 100), (1, 1_000), (1, 10_000), (128, 30)])
+def test_cpu_dispatch_knn_one_way(benchmark, batch, n, backend):
+    """The measurement behind the CPU auto-dispatch threshold (ops/knn.py CPU_BRUTE_FORCE_MAX_PAIRS)."""
+    x, y = clouds(n, batch=batch)
+    benchmark.group = f"knn one way {batch} x n={n}"
+    run(benchmark, lambda: knn_points(x, y, backend=backend), n, slow=backend == "torch" and n >= 10_000)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("peer", ["triton", "torch", "cdist"])
+@pytest.mark.parametrize("n", [100_000, 1_000_000])
+def test_gpu_knn_one_way(benchmark, n, peer):
+    if peer == "cdist" and n > 100_000:
+        pytest.skip("torch.cdist matrix does not fit")
+    x, y = clouds(n, device="cuda")
+    benchmark.group = f"gpu knn one way n={n}"
+
+    def fn():
+        if peer == "cdist":
+            out = torch.cdist(x, y).argmin(2)
+        else:
+            out = knn_points(x, y, backend=peer).idx
+        torch.cuda.synchronize()
+        return out
+
+    run(benchmark, fn, n)
