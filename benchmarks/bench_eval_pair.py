@@ -1,0 +1,77 @@
+"""End-to-end geometry evaluation of one mesh pair, ours against the usual script, side by side.
+
+    python -m pytest benchmarks/bench_eval_pair.py --benchmark-columns=min,median,rounds
+
+Work: 100k area-uniform samples on each surface, Chamfer-L2 (both directions), F-score at 3 taus and
+normal consistency, for one (prediction, GT) pair of ~20k-face meshes already in memory.
+Peer (DESIGN.md section 8, 0.22 s on this machine class): trimesh.sample.sample_surface for both meshes,
+then a scipy cKDTree (workers=-1) query in each direction. Both compute the same quantities; the test
+checks they agree to sampling noise before timing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from scipy.spatial import cKDTree
+
+from sam3d_eval.data.shapes import Degradation, degrade
+from sam3d_eval.metrics.surface import surface_metrics
+from sam3d_eval.structures import Meshes
+
+N = 100_000
+TAUS = (0.01, 0.02, 0.05)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    gt = trimesh.creation.icosphere(subdivisions=5, radius=0.5)  # 20480 faces, fits the unit cube
+    v, f = degrade(np.asarray(gt.vertices, np.float32), np.asarray(gt.faces), Degradation(noise=0.004, dent=0.05), 0)
+    pred = trimesh.Trimesh(v, f, process=False)
+    return pred, gt
+
+
+def peer_script(pred: trimesh.Trimesh, gt: trimesh.Trimesh) -> dict[str, float]:
+    """What evaluation scripts in the field do: trimesh sampling + cKDTree, metrics in numpy."""
+    p, pf = trimesh.sample.sample_surface(pred, N, seed=1)
+    g, gf = trimesh.sample.sample_surface(gt, N, seed=0)
+    pn, gn = pred.face_normals[pf], gt.face_normals[gf]
+    d_pg, i_pg = cKDTree(g).query(p, workers=-1)
+    d_gp, i_gp = cKDTree(p).query(g, workers=-1)
+    out = {"chamfer_l2": float((d_pg**2).mean() + (d_gp**2).mean())}
+    for tau in TAUS:
+        prec, rec = (d_pg < tau).mean(), (d_gp < tau).mean()
+        out[f"fscore@{tau:g}"] = float(2 * prec * rec / (prec + rec)) if prec + rec > 0 else 0.0
+    nc_pg = np.abs((pn * gn[i_pg]).sum(1)).mean()
+    nc_gp = np.abs((gn * pn[i_gp]).sum(1)).mean()
+    out["normal_consistency"] = float(0.5 * (nc_pg + nc_gp))
+    return out
+
+
+def ours(pred_m: Meshes, gt_m: Meshes) -> dict[str, float]:
+    return surface_metrics(pred_m, gt_m, num_samples=N, taus=TAUS, seed=0, normalize=False).rows()[0]
+
+
+def _meshes(m: trimesh.Trimesh) -> Meshes:
+    return Meshes([torch.tensor(m.vertices, dtype=torch.float32)], [torch.tensor(m.faces)])
+
+
+def test_same_numbers(pair):
+    pred, gt = pair
+    a, b = ours(_meshes(pred), _meshes(gt)), peer_script(pred, gt)
+    assert a["chamfer_l2"] == pytest.approx(b["chamfer_l2"], rel=0.05)
+    for key in ("fscore@0.01", "fscore@0.02", "fscore@0.05", "normal_consistency"):
+        assert a[key] == pytest.approx(b[key], abs=0.01)
+
+
+@pytest.mark.benchmark(group="eval-pair-100k")
+def test_ours(benchmark, pair):
+    pred, gt = map(_meshes, pair)
+    benchmark.pedantic(ours, args=(pred, gt), rounds=10, warmup_rounds=1)
+
+
+@pytest.mark.benchmark(group="eval-pair-100k")
+def test_peer_trimesh_ckdtree(benchmark, pair):
+    benchmark.pedantic(peer_script, args=pair, rounds=10, warmup_rounds=1)
