@@ -90,6 +90,10 @@ def test_uniform_laplacian_rows():
     # every tetrahedron vertex has 3 neighbours
     expected = torch.full((4, 4), 1 / 3) - torch.eye(4) * (1 + 1 / 3)
     assert torch.allclose(L, expected)
+    # an isolated vertex keeps the -1 diagonal, as pytorch3d's `laplacian`
+    v5 = torch.cat([v, torch.ones(1, 3)])
+    L5 = Meshes([v5], [f]).laplacian_packed().to_dense()
+    assert L5[4].tolist() == [0, 0, 0, 0, -1]
 
 
 def test_getitem_offset_and_textures():

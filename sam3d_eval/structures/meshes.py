@@ -231,21 +231,22 @@ class Meshes:
         return list_to_padded(self.verts_normals_list())
 
     def laplacian_packed(self) -> torch.Tensor:
-        """Sparse `(sum V_i, sum V_i)` uniform Laplacian: L[i, j] = 1/deg(i) for neighbours, L[i, i] = -1.
+        """Sparse `(sum V_i, sum V_i)` uniform Laplacian (pytorch3d `laplacian`, no gradient).
 
-        Vertices with no edges get a zero row, as pytorch3d's `laplacian`.
+        L[i, j] = 1/deg(i) for each neighbour j and L[i, i] = -1 for every vertex, isolated ones included.
         """
         edges = self.edges_packed()
-        num_verts = int(self._num_verts.sum())
-        verts = self.verts_packed()
+        verts = self.verts_packed().detach()
+        num_verts = verts.shape[0]
         idx = torch.cat([edges, edges.flip(1)], dim=0).t()
         ones = torch.ones(idx.shape[1], dtype=verts.dtype, device=verts.device)
         deg = torch.zeros(num_verts, dtype=verts.dtype, device=verts.device).index_add(0, idx[0], ones)
-        val = torch.where(deg[idx[0]] > 0, 1.0 / deg[idx[0]].clamp(min=1), torch.zeros_like(ones))
-        diag = torch.arange(num_verts, device=verts.device)
-        diag_val = torch.where(deg > 0, -torch.ones_like(deg), torch.zeros_like(deg))
-        all_idx = torch.cat([idx, torch.stack([diag, diag])], dim=1)
-        return torch.sparse_coo_tensor(all_idx, torch.cat([val, diag_val]), (num_verts, num_verts), check_invariants=False).coalesce()
+        val = 1.0 / deg[idx[0]]  # every vertex on an edge has degree >= 1
+        diag = torch.arange(num_verts, device=verts.device).expand(2, -1)
+        all_idx = torch.cat([idx, diag], dim=1)
+        all_val = torch.cat([val, -torch.ones(num_verts, dtype=verts.dtype, device=verts.device)])
+        shape = (num_verts, num_verts)
+        return torch.sparse_coo_tensor(all_idx, all_val, shape, check_invariants=False).coalesce()
 
     def __repr__(self) -> str:
         return f"Meshes(batch={len(self)}, verts={self._num_verts.tolist()}, faces={self._num_faces.tolist()})"
