@@ -1,6 +1,7 @@
 """End-to-end CLI: help, version, the demo, folder evaluation with failures, and user-error handling."""
 
 import csv
+import json
 import subprocess
 import sys
 
@@ -103,3 +104,111 @@ def test_demo_end_to_end(tmp_path, capsys):
     main(["demo", "--out", str(tmp_path / "again"), "--samples", "4000"])
     again = {r["sample_id"]: r for r in csv.DictReader((tmp_path / "again" / "results.csv").open())}
     assert np.allclose([float(by_id[k]["chamfer_l2"]) for k in by_id], [float(again[k]["chamfer_l2"]) for k in by_id])
+
+
+# ---------------------------------------------------------------------------------------------------
+# protocols
+
+
+def _write_ascii_ply(path, props: dict):
+    names = list(props)
+    n = len(props[names[0]])
+    head = ["ply", "format ascii 1.0", f"element vertex {n}", *(f"property float {k}" for k in names), "end_header"]
+    rows = [" ".join(f"{float(props[k][i]):.7g}" for k in names) for i in range(n)]
+    path.write_text("\n".join(head + rows) + "\n")
+
+
+def _write_splat(path, centres):
+    """A 3DGS-layout splat: tiny isotropic Gaussians at `centres`, all opaque."""
+    n = len(centres)
+    props = {"x": centres[:, 0], "y": centres[:, 1], "z": centres[:, 2]}
+    props.update({f"f_dc_{i}": np.zeros(n) for i in range(3)})
+    props["opacity"] = np.full(n, 5.0)  # sigmoid(5) = 0.993
+    props.update({f"scale_{i}": np.full(n, -9.0) for i in range(3)})  # std 1.2e-4
+    props.update({"rot_0": np.ones(n), "rot_1": np.zeros(n), "rot_2": np.zeros(n), "rot_3": np.zeros(n)})
+    _write_ascii_ply(path, props)
+
+
+def test_protocols_command_lists_presets(capsys):
+    assert main(["protocols"]) == 0
+    out = capsys.readouterr().out
+    for name in ("default", "sam3d", "meshrcnn", "occnet", "zeroshape"):
+        assert name in out
+    assert "gt_bbox_longest_10" in out and "0.1,0.3,0.5" in out and "1,000,000" in out
+    assert "source: Mesh R-CNN" in out and "icp" in out
+
+
+def test_protocol_option_is_printed_and_recorded(tmp_path, capsys):
+    _write(tmp_path / "gt.ply")
+    _write(tmp_path / "pred.ply", shift=0.02)
+    out_csv, out_json = tmp_path / "r.csv", tmp_path / "r.json"
+    args = [str(tmp_path / "pred.ply"), str(tmp_path / "gt.ply"), "--protocol", "meshrcnn", "--samples", "3000"]
+    assert main(["eval-meshes", *args, "-o", str(out_csv)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "protocol: meshrcnn v1 (overrides: num_samples=3000)"
+    assert "fscore@0.3" in out and "normal_consistency_signed" in out and "fscore@0.01" not in out
+    row = next(csv.DictReader(out_csv.open()))
+    assert row["protocol"] == "meshrcnn" and row["protocol_version"] == "1"
+    assert json.loads(row["protocol_overrides"]) == {"num_samples": 3000}
+    assert float(row["chamfer_l2"]) > 0 and "fscore@0.5" in row
+    assert main(["eval-meshes", *args, "--seed", "4", "-o", str(out_json)]) == 0
+    payload = json.loads(out_json.read_text())
+    assert payload["settings"]["protocol"]["name"] == "meshrcnn"
+    assert payload["settings"]["protocol"]["overrides"] == {"num_samples": 3000, "seed": 4}
+    assert payload["results"][0]["transform"]["gt_normalization"]["scale"] > 0
+
+
+def test_default_protocol_numbers_unchanged_by_the_option(tmp_path, capsys):
+    _write(tmp_path / "gt.ply")
+    _write(tmp_path / "pred.ply", shift=0.02)
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    base = [str(tmp_path / "pred.ply"), str(tmp_path / "gt.ply"), "--samples", "2000"]
+    assert main(["eval-meshes", *base, "-o", str(a)]) == 0
+    assert main(["eval-meshes", *base, "--protocol", "default", "-o", str(b)]) == 0
+    ra, rb = next(csv.DictReader(a.open())), next(csv.DictReader(b.open()))
+    assert ra["chamfer_l2"] == rb["chamfer_l2"] and ra["protocol"] == "default"
+    assert "protocol: default v1" in capsys.readouterr().out
+
+
+def test_unknown_protocol_lists_the_names(tmp_path, capsys):
+    _write(tmp_path / "gt.ply")
+    assert main(["eval-meshes", str(tmp_path / "gt.ply"), str(tmp_path / "gt.ply"), "--protocol", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "meshrcnn" in err and "zeroshape" in err and len(err.strip().splitlines()) == 1
+
+
+def test_mixed_prediction_folder(tmp_path, capsys):
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    gt.mkdir()
+    pred.mkdir()
+    for sid in ("mesh", "cloud", "splat"):
+        _write(gt / f"{sid}.ply")
+    _write(pred / "mesh.obj")
+    from sam3d_eval.io.mesh_io import load_mesh
+    from sam3d_eval.ops.sample_points import sample_points_from_meshes
+
+    pts = sample_points_from_meshes(load_mesh(gt / "cloud.ply"), 3000, seed=9)[0].numpy()
+    np.savez(pred / "cloud.npz", points=pts)  # no normals
+    _write_splat(pred / "splat.ply", pts)
+    out_csv = tmp_path / "mixed.csv"
+    code = main(["eval-meshes", str(pred), str(gt), "--samples", "3000", "-o", str(out_csv)])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = {r["sample_id"]: r for r in csv.DictReader(out_csv.open())}
+    assert {k: r["pred_kind"] for k, r in rows.items()} == {"mesh": "mesh", "cloud": "pointcloud", "splat": "splat"}
+    assert all(r["status"] == "ok" for r in rows.values())
+    # a cloud without normals: NC unavailable (nan + note), the other metrics present and good
+    assert np.isnan(float(rows["cloud"]["normal_consistency"])) and "without normals" in rows["cloud"]["notes"]
+    assert float(rows["cloud"]["fscore@0.05"]) > 0.95
+    # splat centres on the surface with tiny Gaussians score like the surface they were drawn from
+    assert float(rows["splat"]["fscore@0.05"]) > 0.95 and float(rows["splat"]["chamfer_l2"]) < 1e-3
+    assert "note: cloud: normal_consistency unavailable" in out
+
+
+def test_demo_under_another_protocol(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--samples", "1500", "--protocol", "occnet"]) == 0
+    out = capsys.readouterr().out
+    assert "protocol: occnet v1 (overrides: num_samples=1500)" in out
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert len(rows) == 12 and all(r["protocol"] == "occnet" for r in rows)
+    assert all(float(r["chamfer_l2_occnet"]) > 0 for r in rows) and "chamfer_l2" not in rows[0]

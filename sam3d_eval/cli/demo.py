@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run the built-in evaluation on procedural shapes",
         description=(
             "Generate the built-in procedural shapes and a mild and a severe seeded degradation of each as "
-            "predictions, write them as .ply files under OUT/gt and OUT/pred, and score them."
+            "predictions, write them as .ply files under OUT/gt and OUT/pred, and score them under --protocol."
         ),
     )
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("reports/demo"),
@@ -53,9 +53,9 @@ def write_demo_data(out: pathlib.Path, seed: int) -> tuple[pathlib.Path, pathlib
 
 
 def run(args: argparse.Namespace) -> int:
-    check_metric_options(args)
-    gt_dir, pred_dir = write_demo_data(args.out, args.seed)
+    protocol = check_metric_options(args)
+    gt_dir, pred_dir = write_demo_data(args.out, protocol.seed)
     pairs, _ = find_pairs(pred_dir, gt_dir)
     args.output = args.out / "results.csv"
-    evaluate_and_report(pairs, args)
+    evaluate_and_report(pairs, args, protocol)
     return 0

@@ -1,4 +1,4 @@
-"""`sam3d-eval eval-meshes PRED GT`: surface metrics of predicted meshes against ground truth."""
+"""`sam3d-eval eval-meshes PRED GT`: geometry metrics of predictions against ground-truth meshes, under a protocol."""
 
 from __future__ import annotations
 
@@ -8,22 +8,25 @@ import sys
 
 from tqdm import tqdm
 
-from ..evaluate.pairs import MESH_SUFFIXES, PairResult, SamplePair, find_pairs, score_pairs
-from ..metrics.surface import DEFAULT_TAUS
+from ..evaluate.pairs import MESH_SUFFIXES, PRED_SUFFIXES, PairResult, SamplePair, find_pairs, score_pairs
+from ..metrics.protocols import PROTOCOLS, Protocol, get_protocol
 from .table import format_results, write_results
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval-meshes",
-        help="score predicted meshes against ground-truth meshes",
+        help="score predictions (meshes, point clouds, splats) against ground-truth meshes",
         description=(
-            "Score predicted meshes against ground truth. PRED and GT are two mesh files, or two folders in "
-            f"which files ({', '.join(MESH_SUFFIXES)}) are paired by stem (the sample id). A missing or "
-            "unreadable prediction is recorded as a failed sample, not an error."
+            "Score predictions against ground-truth meshes under a named protocol (see `sam3d-eval protocols`). "
+            f"PRED and GT are two files, or two folders in which files are paired by stem (the sample id): GT "
+            f"meshes ({', '.join(MESH_SUFFIXES)}); predictions may mix meshes, point clouds (.ply without "
+            "faces, .npz with 'points' [+ 'normals']) and Gaussian-splat .ply files. A missing or unreadable "
+            "prediction is recorded as a failed sample, not an error; a metric the input cannot give (normal "
+            "consistency of a cloud without normals) is reported as nan with a note."
         ),
     )
-    p.add_argument("pred", type=pathlib.Path, help="predicted mesh file or folder")
+    p.add_argument("pred", type=pathlib.Path, help=f"prediction file or folder ({', '.join(PRED_SUFFIXES)})")
     p.add_argument("gt", type=pathlib.Path, help="ground-truth mesh file or folder")
     add_metric_options(p)
     p.add_argument("-o", "--output", type=pathlib.Path, help="write per-sample results to this .csv or .json")
@@ -32,46 +35,55 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_metric_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--samples", type=int, default=100_000, help="points sampled per surface (default 100000)")
+    p.add_argument("--protocol", default="default",
+                   help=f"evaluation protocol: {', '.join(PROTOCOLS)} (default: default; list them with "
+                        "`sam3d-eval protocols`)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="points sampled per surface, overriding the protocol's (default 100000)")
     p.add_argument(
-        "--taus", type=float, nargs="+", default=list(DEFAULT_TAUS),
-        help="F-score thresholds, fractions of the unit cube's side (default 0.01 0.02 0.05)",
+        "--taus", type=float, nargs="+", default=None,
+        help="F-score thresholds in the protocol's normalised units, overriding its own "
+             "(default protocol: 0.01 0.02 0.05, fractions of the unit cube's side)",
     )
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed, overriding the protocol's (default 0)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
 
 
-def check_metric_options(args: argparse.Namespace) -> None:
-    if args.samples < 1:
+def check_metric_options(args: argparse.Namespace) -> Protocol:
+    """Validate the options; return the protocol with the command-line overrides applied and recorded."""
+    if args.samples is not None and args.samples < 1:
         raise ValueError(f"--samples must be positive, got {args.samples}")
-    if any(t <= 0 for t in args.taus):
+    if args.taus is not None and any(not t > 0 for t in args.taus):
         raise ValueError(f"--taus must be positive, got {args.taus}")
+    protocol = get_protocol(args.protocol)
+    taus = tuple(args.taus) if args.taus is not None else None
+    if taus is not None and "fscore" not in protocol.metrics:
+        raise ValueError(f"--taus: protocol {protocol.name!r} reports no F-score")
+    return protocol.with_overrides(num_samples=args.samples, taus=taus, seed=args.seed)
 
 
-def evaluate_and_report(pairs: list[SamplePair], args: argparse.Namespace) -> list[PairResult]:
-    """Score the pairs with a progress bar, print the table, write the output file when asked."""
+def evaluate_and_report(pairs: list[SamplePair], args: argparse.Namespace, protocol: Protocol) -> list[PairResult]:
+    """Score the pairs with a progress bar, print the table under the protocol's label, write the output file when asked."""
     results = list(
         tqdm(
-            score_pairs(pairs, num_samples=args.samples, taus=tuple(args.taus), seed=args.seed, device=args.device),
+            score_pairs(pairs, protocol, device=args.device),
             total=len(pairs), desc="scoring", unit="sample", file=sys.stderr, disable=None,
         )
     )
-    print(format_results(results))
+    print(format_results(results, protocol.columns(), title=f"protocol: {protocol.label()}"))
     if args.output:
-        settings = {"protocol": "default (GT bbox to unit cube, no rotation)", "samples": args.samples,
-                    "taus": list(args.taus), "seed": args.seed}
-        write_results(args.output, results, settings)
+        write_results(args.output, results, {"protocol": protocol.to_dict()})
         print(f"wrote {args.output}")
     return results
 
 
 def run(args: argparse.Namespace) -> int:
-    check_metric_options(args)
+    protocol = check_metric_options(args)
     pairs, orphans = find_pairs(args.pred, args.gt)
     if orphans:
         print(f"note: {len(orphans)} prediction(s) have no ground truth and are not scored: "
               f"{', '.join(orphans[:5])}{' ...' if len(orphans) > 5 else ''}", file=sys.stderr)
-    results = evaluate_and_report(pairs, args)
+    results = evaluate_and_report(pairs, args, protocol)
     failed = [r for r in results if r.status != "ok"]
     if failed:
         print(f"{len(failed)} of {len(results)} samples failed", file=sys.stderr)

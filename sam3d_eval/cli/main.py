@@ -8,6 +8,7 @@ import traceback
 from typing import Sequence
 
 from .. import __version__
+from ..metrics.protocols import NORMALIZATIONS, PROTOCOLS
 from . import demo, eval_meshes
 
 EXIT_USER_ERROR = 2
@@ -15,10 +16,12 @@ EXIT_USER_ERROR = 2
 DESCRIPTION = """\
 Evaluate single-image-to-3D predictions against ground truth, pytorch3d-compatible and fast.
 
-Geometry is compared under the default protocol of DESIGN.md: each prediction and its ground truth are
-normalised jointly so the GT bounding box fits the unit cube, then both surfaces are sampled and scored with
+Geometry is compared under a named, versioned protocol (`sam3d-eval protocols` lists them; --protocol picks
+one), recorded with every result. The default protocol of DESIGN.md normalises each prediction and its
+ground truth jointly so the GT bounding box fits the unit cube, then samples both surfaces and scores
 Chamfer-L2 (pytorch3d: squared distances, directional means summed), Chamfer-L1 (Euclidean, averaged),
-F-score at thresholds tau (fractions of the unit cube's side) and normal consistency.
+F-score at thresholds tau (fractions of the unit cube's side) and normal consistency. Other presets
+reproduce SAM 3D, Mesh R-CNN, Occupancy Networks and ZeroShape (alignment, normalisation, Chamfer variant).
 """
 
 EPILOG = """\
@@ -26,6 +29,8 @@ examples:
   sam3d-eval demo                                  built-in procedural shapes, end to end
   sam3d-eval eval-meshes preds/ gts/ -o out.csv    folders keyed by sample id (file stem)
   sam3d-eval eval-meshes pred.glb gt.obj           one pair
+  sam3d-eval protocols                             the protocol presets and their sources
+  sam3d-eval eval-meshes preds/ gts/ --protocol meshrcnn --samples 20000
 
 exit codes: 0 success, 1 some samples failed (with --strict), 2 bad input (one-line message; --debug shows
 the traceback), 3 an internal error.
@@ -44,7 +49,35 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (demo, eval_meshes):
         module.add_parser(sub)
+    p = sub.add_parser(
+        "protocols", help="list the evaluation protocol presets",
+        description="List the protocol presets: name, version, alignment, normalisation, samples, metrics, "
+                    "F-score thresholds and the source each reproduces.",
+    )
+    p.set_defaults(run=run_protocols)
     return parser
+
+
+def format_protocols() -> str:
+    """A table of the presets followed by each one's normalisation in words and its source."""
+    header = ["name", "version", "alignment", "normalisation", "samples", "metrics", "taus"]
+    rows = []
+    for pr in PROTOCOLS.values():
+        metrics = [("chamfer[" + ",".join(pr.chamfer) + "]") if m == "chamfer" else m for m in pr.metrics]
+        rows.append([pr.name, pr.version, pr.alignment, pr.normalization, f"{pr.num_samples:,}",
+                     " ".join(metrics), ",".join(f"{t:g}" for t in pr.taus) or "-"])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    lines = [fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows), ""]
+    for pr in PROTOCOLS.values():
+        lines.append(f"{pr.name} v{pr.version}: normalisation = {NORMALIZATIONS[pr.normalization]}")
+        lines.append(f"  source: {pr.source}")
+    return "\n".join(lines)
+
+
+def run_protocols(args: argparse.Namespace) -> int:
+    print(format_protocols())
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,9 @@
-"""Score folders (or single files) of predicted meshes against ground truth, one sample at a time.
+"""Score folders (or single files) of predictions against ground-truth meshes, one sample at a time, under a protocol.
 
-A missing or unreadable prediction is a recorded failure for that sample, never a crash (DESIGN.md section 4).
+Predictions may be meshes, point clouds (`.ply` without faces, `.npz`) or Gaussian-splat PLYs (3DGS layout,
+sampled to `num_samples` points by `io.splats.splats_to_points` at its documented opacity threshold), mixed
+in one folder. A missing or unreadable prediction is a recorded failure for that sample, never a crash
+(DESIGN.md section 4).
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ from typing import Iterable, Iterator
 import torch
 
 from ..io.mesh_io import MeshLoadError, load_mesh
-from ..metrics.surface import DEFAULT_TAUS, surface_metrics
+from ..io.pointcloud_io import load_pointcloud
+from ..io.splats import load_splats, splats_to_points
+from ..metrics.protocols import Protocol, get_protocol, evaluate_geometry
+from ..structures import Meshes, Pointclouds
 
 MESH_SUFFIXES = (".glb", ".gltf", ".ply", ".obj", ".off", ".stl")
+PRED_SUFFIXES = MESH_SUFFIXES + (".npz",)
 
 
 @dataclass
@@ -28,26 +35,34 @@ class SamplePair:
 
 @dataclass
 class PairResult:
-    """The outcome for one sample: `status` is "ok" or "failed" (then `error` says why)."""
+    """The outcome for one sample: `status` is "ok" or "failed" (then `error` says why).
+
+    metrics: name -> float (NaN for a metric unavailable for this input, explained in `notes`);
+    transform: the normalisation and alignment applied (see `metrics.protocols.GeometryRow`);
+    pred_kind: "mesh", "pointcloud" or "splat".
+    """
 
     sample_id: str
     status: str
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    transform: dict | None = None
+    notes: list[str] = field(default_factory=list)
+    pred_kind: str | None = None
 
 
-def _meshes_by_id(folder: pathlib.Path) -> dict[str, pathlib.Path]:
+def _meshes_by_id(folder: pathlib.Path, suffixes: tuple[str, ...] = MESH_SUFFIXES) -> dict[str, pathlib.Path]:
     found: dict[str, pathlib.Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in MESH_SUFFIXES:
+        if path.is_file() and path.suffix.lower() in suffixes:
             if path.stem in found:
-                raise ValueError(f"{folder}: two meshes for sample {path.stem!r}: {found[path.stem].name}, {path.name}")
+                raise ValueError(f"{folder}: two files for sample {path.stem!r}: {found[path.stem].name}, {path.name}")
             found[path.stem] = path
     return found
 
 
 def find_pairs(pred: pathlib.Path, gt: pathlib.Path) -> tuple[list[SamplePair], list[str]]:
-    """Pair prediction and GT meshes by sample id (file stem).
+    """Pair predictions (meshes, point clouds or splats) with GT meshes by sample id (file stem).
 
     `pred` and `gt` are both files (one pair) or both folders. Returns the pairs, one per GT mesh, sorted by
     id, and the ids of predictions that have no GT (reported, not scored).
@@ -61,21 +76,72 @@ def find_pairs(pred: pathlib.Path, gt: pathlib.Path) -> tuple[list[SamplePair], 
         return [SamplePair(gt.stem, gt, pred if pred.exists() else None)], []
     if not pred.is_dir():
         raise ValueError(f"{gt} is a folder, so the predictions must be a folder too: {pred}")
-    gts, preds = _meshes_by_id(gt), _meshes_by_id(pred)
+    gts, preds = _meshes_by_id(gt), _meshes_by_id(pred, PRED_SUFFIXES)
     if not gts:
         raise ValueError(f"{gt}: no meshes ({', '.join(MESH_SUFFIXES)}) in this folder")
     pairs = [SamplePair(sid, path, preds.get(sid)) for sid, path in gts.items()]
     return pairs, sorted(set(preds) - set(gts))
 
 
+def ply_kind(path: pathlib.Path) -> str:
+    """"splat", "pointcloud" or "mesh" from a PLY header (vertex properties and face count).
+
+    A header that cannot be read counts as "mesh", so the mesh loader reports the problem.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(65536)
+    except OSError:
+        return "mesh"
+    end = head.find(b"end_header")
+    if not head.startswith(b"ply") or end < 0:
+        return "mesh"
+    element, props, faces = None, set(), 0
+    for line in head[:end].decode("latin-1").splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[0] == "element":
+            element = words[1]
+            if element == "face" and words[2].isdigit():
+                faces = int(words[2])
+        elif len(words) >= 3 and words[0] == "property" and element == "vertex":
+            props.add(words[-1])
+    if {"opacity", "scale_0", "rot_0"} <= props:
+        return "splat"
+    return "mesh" if faces > 0 else "pointcloud"
+
+
+def load_prediction(path: pathlib.Path, protocol: Protocol, device: str | torch.device = "cpu") -> tuple[Meshes | Pointclouds, str]:
+    """A prediction file as `Meshes` or `Pointclouds` and its kind ("mesh", "pointcloud", "splat").
+
+    Splats are sampled to `protocol.num_samples` points with seed `protocol.seed + 1` (the seed a mesh
+    prediction is sampled with). Raises `ValueError` (incl. `MeshLoadError`) for unreadable files.
+    """
+    path = pathlib.Path(path)
+    suffix = path.suffix.lower()
+    kind = "pointcloud" if suffix == ".npz" else ply_kind(path) if suffix == ".ply" else "mesh"
+    if kind == "mesh":
+        return load_mesh(path, device=device), kind
+    if kind == "pointcloud":
+        return load_pointcloud(path, device=device), kind
+    splats = load_splats(path, device=device)
+    return splats_to_points(splats, protocol.num_samples, seed=protocol.seed + 1), kind
+
+
 def score_pairs(
     pairs: Iterable[SamplePair],
-    num_samples: int = 100_000,
-    taus: tuple[float, ...] = DEFAULT_TAUS,
-    seed: int = 0,
+    protocol: Protocol | str = "default",
     device: str | torch.device = "cpu",
+    *,
+    num_samples: int | None = None,
+    taus: tuple[float, ...] | None = None,
+    seed: int | None = None,
 ) -> Iterator[PairResult]:
-    """Yield one `PairResult` per pair, in order; load errors become failed results."""
+    """Yield one `PairResult` per pair, in order, scored under `protocol` (a preset name or a `Protocol`).
+
+    `num_samples`, `taus`, `seed` override the protocol's values (recorded in its `overrides`). Load
+    errors and inputs a protocol cannot score become failed results.
+    """
+    protocol = get_protocol(protocol).with_overrides(num_samples=num_samples, taus=taus, seed=seed)
     for pair in pairs:
         if pair.pred is None:
             yield PairResult(pair.sample_id, "failed", error="no prediction for this sample")
@@ -86,13 +152,14 @@ def score_pairs(
             yield PairResult(pair.sample_id, "failed", error=f"ground truth: {err}")
             continue
         try:
-            pred_mesh = load_mesh(pair.pred, device=device)
-        except MeshLoadError as err:
-            yield PairResult(pair.sample_id, "failed", error=f"prediction: {err}")
+            pred, kind = load_prediction(pair.pred, protocol, device=device)
+        except ValueError as err:  # MeshLoadError, PointCloudReadError
+            msg = str(err)
+            yield PairResult(pair.sample_id, "failed", error=f"prediction: {msg if str(pair.pred) in msg else f'{pair.pred}: {msg}'}")
             continue
         try:
-            metrics = surface_metrics(pred_mesh, gt_mesh, num_samples=num_samples, taus=taus, seed=seed)
+            row = evaluate_geometry(pred, gt_mesh, protocol)[0]
         except ValueError as err:  # e.g. a GT with a degenerate bounding box
-            yield PairResult(pair.sample_id, "failed", error=str(err))
+            yield PairResult(pair.sample_id, "failed", error=str(err), pred_kind=kind)
             continue
-        yield PairResult(pair.sample_id, "ok", metrics=metrics.rows()[0])
+        yield PairResult(pair.sample_id, "ok", metrics=row.metrics, transform=row.transform, notes=row.notes, pred_kind=kind)

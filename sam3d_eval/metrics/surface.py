@@ -1,21 +1,19 @@
 """Surface metrics of a prediction against its ground truth from sampled points: the evaluation's geometry row.
 
-One nearest-neighbour query per direction is shared by Chamfer, F-score and normal consistency, so a pair
-of 100k-point samples costs two KNN queries in all. Definitions are DESIGN.md section 5's default protocol:
-both meshes normalised jointly so the GT bounding box fits the unit cube, no rotation alignment.
+A typed view of the ``default`` protocol (DESIGN.md section 5: both meshes normalised jointly so the GT
+bounding box fits the unit cube, no rotation alignment), computed by `protocols.evaluate_geometry`, which
+shares one nearest-neighbour query per direction between Chamfer, F-score and normal consistency.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
-from ..ops.knn import knn_points
-from ..ops.normalize import normalize_to_unit_cube
-from ..ops.sample_points import sample_points_from_meshes
 from ..structures import Meshes
-from .fscore import f_score_from_dists
+from .protocols import PROTOCOLS, evaluate_geometry
 
 DEFAULT_TAUS = (0.01, 0.02, 0.05)
 
@@ -67,6 +65,8 @@ def surface_metrics(
 ) -> SurfaceMetrics:
     """Chamfer, F-score at `taus` and normal consistency of each prediction against its GT.
 
+    The ``default`` protocol of `protocols.py` with these overrides, run by `evaluate_geometry` (one path).
+
     Args:
         pred, gt: batches of B meshes each, paired by position.
         num_samples: points sampled area-uniformly from each surface.
@@ -74,33 +74,20 @@ def surface_metrics(
         seed: sampling seed; the GT is sampled with `seed` and the prediction with `seed + 1`.
         normalize: normalise each pair jointly so the GT bounding box fits the unit cube (DESIGN.md).
     """
-    if len(pred) != len(gt):
-        raise ValueError(f"got {len(pred)} predictions for {len(gt)} ground truths")
     if num_samples < 1:
         raise ValueError(f"num_samples must be positive, got {num_samples}")
-    if normalize:
-        pred, gt = normalize_to_unit_cube(pred, gt)[:2]
-    with torch.no_grad():
-        gt_pts, gt_nrm = sample_points_from_meshes(gt, num_samples, return_normals=True, seed=seed)
-        pr_pts, pr_nrm = sample_points_from_meshes(pred, num_samples, return_normals=True, seed=seed + 1)
-        to_gt = knn_points(pr_pts, gt_pts, K=1)
-        to_pr = knn_points(gt_pts, pr_pts, K=1)
-    d_pg, d_gp = to_gt.dists[..., 0], to_pr.dists[..., 0]
-    precision, recall, fscore = f_score_from_dists(d_pg, d_gp, taus)
-    cos_pg = _abs_cos(pr_nrm, gt_nrm, to_gt.idx[..., 0])
-    cos_gp = _abs_cos(gt_nrm, pr_nrm, to_pr.idx[..., 0])
+    protocol = PROTOCOLS["default"].with_overrides(num_samples=num_samples, taus=tuple(taus), seed=seed)
+    if not normalize:
+        protocol = dataclasses.replace(protocol, normalization="none")
+    rows = [r.metrics for r in evaluate_geometry(pred, gt, protocol)]
+    col = lambda name: torch.tensor([r[name] for r in rows])  # noqa: E731
+    per_tau = lambda kind: torch.stack([col(f"{kind}@{t:g}") for t in protocol.taus], 1)  # noqa: E731
     return SurfaceMetrics(
-        chamfer_l2=d_pg.mean(1) + d_gp.mean(1),
-        chamfer_l1=0.5 * (d_pg.sqrt().mean(1) + d_gp.sqrt().mean(1)),
-        precision=precision,
-        recall=recall,
-        fscore=fscore,
-        normal_consistency=0.5 * (cos_pg.mean(1) + cos_gp.mean(1)),
-        taus=tuple(float(t) for t in taus),
+        chamfer_l2=col("chamfer_l2"),
+        chamfer_l1=col("chamfer_l1"),
+        precision=per_tau("precision"),
+        recall=per_tau("recall"),
+        fscore=per_tau("fscore"),
+        normal_consistency=col("normal_consistency"),
+        taus=protocol.taus,
     )
-
-
-def _abs_cos(n_src: torch.Tensor, n_dst: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """`(B, P)` |cos| between each source normal and the normal of its neighbour `idx` in `n_dst`."""
-    near = torch.gather(n_dst, 1, idx[..., None].expand(-1, -1, 3))
-    return torch.nn.functional.cosine_similarity(n_src, near, dim=2, eps=1e-6).abs()
