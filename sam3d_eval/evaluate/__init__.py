@@ -1,5 +1,14 @@
-"""Per-sample scoring runners."""
+"""Per-sample scoring: prediction folders against ground truth, geometry under a protocol and appearance."""
 
-from .pairs import PairResult, SamplePair, find_pairs, score_pairs
+from .appearance import appearance_metrics, load_lpips_or_none
+from .pairs import PairResult, SamplePair, find_pairs, load_prediction, score_pairs
 
-__all__ = ["PairResult", "SamplePair", "find_pairs", "score_pairs"]
+__all__ = [
+    "PairResult",
+    "SamplePair",
+    "appearance_metrics",
+    "find_pairs",
+    "load_lpips_or_none",
+    "load_prediction",
+    "score_pairs",
+]

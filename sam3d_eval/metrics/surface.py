@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import torch
 
 from ..structures import Meshes
+from .fscore import DEFAULT_TAUS
 from .protocols import PROTOCOLS, evaluate_geometry
 
-DEFAULT_TAUS = (0.01, 0.02, 0.05)
+__all__ = ["DEFAULT_TAUS", "SurfaceMetrics", "surface_metrics"]
 
 
 @dataclass
