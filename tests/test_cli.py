@@ -100,8 +100,12 @@ def test_demo_end_to_end(tmp_path, capsys):
         assert float(by_id[f"{shape}_severe"]["chamfer_l2"]) > float(by_id[f"{shape}_mild"]["chamfer_l2"])
         assert float(by_id[f"{shape}_severe"]["fscore@0.01"]) < float(by_id[f"{shape}_mild"]["fscore@0.01"])
     assert "mean of 12" in out
+    # the appearance of the severe degradation (colour error, dent, hole) is worse too
+    for shape in ("sphere", "box", "torus"):
+        assert float(by_id[f"{shape}_severe"]["psnr"]) < float(by_id[f"{shape}_mild"]["psnr"])
+        assert float(by_id[f"{shape}_severe"]["ssim"]) < float(by_id[f"{shape}_mild"]["ssim"])
     # the same seed gives the same numbers
-    main(["demo", "--out", str(tmp_path / "again"), "--samples", "4000"])
+    main(["demo", "--out", str(tmp_path / "again"), "--samples", "4000", "--no-appearance"])
     again = {r["sample_id"]: r for r in csv.DictReader((tmp_path / "again" / "results.csv").open())}
     assert np.allclose([float(by_id[k]["chamfer_l2"]) for k in by_id], [float(again[k]["chamfer_l2"]) for k in by_id])
 
@@ -212,3 +216,80 @@ def test_demo_under_another_protocol(tmp_path, capsys):
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
     assert len(rows) == 12 and all(r["protocol"] == "occnet" for r in rows)
     assert all(float(r["chamfer_l2_occnet"]) > 0 for r in rows) and "chamfer_l2" not in rows[0]
+
+
+# ---------------------------------------------------------------------------------------------------
+# appearance
+
+
+@pytest.fixture()
+def alex_weights(golden_dir, tmp_path):
+    """The golden file's seeded AlexNet, saved in torchvision's layout as a user would give it."""
+    golden = np.load(golden_dir / "lpips_alex_reference.npz")
+    sd = {k[len("backbone/"):]: torch.from_numpy(golden[k]) for k in golden.files if k.startswith("backbone/")}
+    path = tmp_path / "alexnet.pth"
+    torch.save(sd, path)
+    return path
+
+
+def _coloured_box(path, rotate_deg=0.0, shift=(0.0, 0.0, 0.0), tint=0.0):
+    from sam3d_eval.data.shapes import shape_colors
+
+    v, f = make_shape("box")
+    c = np.clip(shape_colors(v) + tint, 0, 1)
+    a = np.deg2rad(rotate_deg)
+    R = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]], np.float32)
+    save_mesh(path, (torch.from_numpy(v @ R.T + np.float32(shift)), torch.from_numpy(f)), colors=torch.from_numpy(c))
+
+
+def test_appearance_with_and_without_lpips_weights(tmp_path, alex_weights, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))
+    _coloured_box(tmp_path / "gt.ply")
+    _coloured_box(tmp_path / "pred.ply", tint=0.1)
+    args = ["eval-meshes", str(tmp_path / "pred.ply"), str(tmp_path / "gt.ply"), "--samples", "2000",
+            "--appearance", "--view-size", "64"]
+    assert main([*args, "-o", str(tmp_path / "no_weights.csv")]) == 0
+    captured = capsys.readouterr()
+    assert "LPIPS unavailable" in captured.err and "alexnet-owt-7be5be79.pth" in captured.err
+    row = next(csv.DictReader((tmp_path / "no_weights.csv").open()))
+    assert row["lpips"] == "nan"
+    assert 10 < float(row["psnr"]) < 40 and 0 < float(row["ssim"]) < 1
+    assert main([*args, "--lpips-weights", str(alex_weights), "-o", str(tmp_path / "weights.csv")]) == 0
+    with_w = next(csv.DictReader((tmp_path / "weights.csv").open()))
+    assert float(with_w["lpips"]) > 0
+    assert float(with_w["psnr"]) == pytest.approx(float(row["psnr"]), rel=1e-6)  # same renders either way
+
+
+def test_appearance_follows_the_protocol_alignment(tmp_path, alex_weights):
+    """A rotated, moved copy of the GT looks identical once the protocol's ICP has undone the motion."""
+    from sam3d_eval.evaluate.pairs import AppearanceOptions, SamplePair, score_pairs
+    from sam3d_eval.metrics import LPIPS, get_protocol
+
+    _coloured_box(tmp_path / "gt.ply")
+    _coloured_box(tmp_path / "pred.ply", rotate_deg=8.0, shift=(0.05, -0.03, 0.02))
+    pairs = [SamplePair("box", tmp_path / "gt.ply", tmp_path / "pred.ply")]
+    options = AppearanceOptions(lpips=LPIPS("alex", backbone_weights=alex_weights), image_size=64)
+    protocol = get_protocol("default").with_overrides(num_samples=4000)
+    unaligned = next(score_pairs(pairs, protocol, appearance=options))
+    aligned = next(score_pairs(pairs, protocol.with_overrides(alignment="icp"), appearance=options))
+    assert aligned.transform["alignment"]["method"] == "icp"
+    assert aligned.metrics["psnr"] > 30 > unaligned.metrics["psnr"]
+    assert aligned.metrics["lpips"] < 0.2 * unaligned.metrics["lpips"]
+
+
+def test_pred_in_gt_frame_inverts_the_recorded_transform():
+    from sam3d_eval.evaluate.pairs import pred_in_gt_frame
+    from sam3d_eval.structures import Meshes
+
+    v = torch.rand(5, 3, dtype=torch.float64)
+    a = np.deg2rad(30)
+    R = torch.tensor([[np.cos(a), np.sin(a), 0], [-np.sin(a), np.cos(a), 0], [0, 0, 1]], dtype=torch.float64)
+    transform = {
+        "pred_normalization": {"centre": [0.1, 0.2, 0.3], "scale": 2.0},
+        "gt_normalization": {"centre": [-1.0, 0.0, 1.0], "scale": 0.5},
+        "alignment": {"R": R.tolist(), "T": [0.0, 1.0, 0.0], "s": 1.5},
+    }
+    moved = pred_in_gt_frame(Meshes([v], [torch.tensor([[0, 1, 2]])]), transform).verts_list()[0]
+    expected = ((1.5 * ((v - torch.tensor([0.1, 0.2, 0.3])) * 2.0) @ R + torch.tensor([0.0, 1.0, 0.0])) / 0.5
+                + torch.tensor([-1.0, 0.0, 1.0]))
+    assert torch.allclose(moved, expected, atol=1e-12)

@@ -11,14 +11,14 @@ import pathlib
 
 import torch
 
-from ..data.shapes import SHAPES, Degradation, degrade, make_shape
+from ..data.shapes import SHAPES, Degradation, degrade, make_shape, shape_colors
 from ..evaluate.pairs import find_pairs
 from ..io.mesh_io import save_mesh
-from .eval_meshes import add_metric_options, check_metric_options, evaluate_and_report
+from .eval_meshes import add_appearance_options, add_metric_options, check_metric_options, evaluate_and_report
 
 LEVELS = {
-    "mild": Degradation(noise=0.003, stretch=0.03),
-    "severe": Degradation(noise=0.01, stretch=0.12, dent=0.08, drop_fraction=0.1),
+    "mild": Degradation(noise=0.003, stretch=0.03, color_shift=0.03),
+    "severe": Degradation(noise=0.01, stretch=0.12, dent=0.08, drop_fraction=0.1, color_shift=0.15),
 }
 
 
@@ -28,12 +28,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run the built-in evaluation on procedural shapes",
         description=(
             "Generate the built-in procedural shapes and a mild and a severe seeded degradation of each as "
-            "predictions, write them as .ply files under OUT/gt and OUT/pred, and score them under --protocol."
+            "predictions (vertex-coloured), write them as .ply files under OUT/gt and OUT/pred, and score their "
+            "geometry under --protocol and their appearance on 8 rendered views."
         ),
     )
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("reports/demo"),
                    help="folder for the generated meshes and results.csv (default reports/demo)")
     add_metric_options(p)
+    add_appearance_options(p, default=True)
     p.set_defaults(run=run, output=None)
 
 
@@ -44,11 +46,14 @@ def write_demo_data(out: pathlib.Path, seed: int) -> tuple[pathlib.Path, pathlib
     pred_dir.mkdir(parents=True, exist_ok=True)
     for s, name in enumerate(sorted(SHAPES)):
         verts, faces = make_shape(name)
+        colors = shape_colors(verts)
         for level, (tag, degradation) in enumerate(LEVELS.items()):
             sample_id = f"{name}_{tag}"
-            save_mesh(gt_dir / f"{sample_id}.ply", (torch.from_numpy(verts), torch.from_numpy(faces)))
-            dv, df = degrade(verts, faces, degradation, seed=seed * 1000 + 10 * s + level)
-            save_mesh(pred_dir / f"{sample_id}.ply", (torch.from_numpy(dv), torch.from_numpy(df)))
+            save_mesh(gt_dir / f"{sample_id}.ply", (torch.from_numpy(verts), torch.from_numpy(faces)),
+                      colors=torch.from_numpy(colors))
+            dv, df, dc = degrade(verts, faces, degradation, seed=seed * 1000 + 10 * s + level, colors=colors)
+            save_mesh(pred_dir / f"{sample_id}.ply", (torch.from_numpy(dv), torch.from_numpy(df)),
+                      colors=torch.from_numpy(dc))
     return gt_dir, pred_dir
 
 

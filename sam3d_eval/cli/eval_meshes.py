@@ -8,7 +8,16 @@ import sys
 
 from tqdm import tqdm
 
-from ..evaluate.pairs import MESH_SUFFIXES, PRED_SUFFIXES, PairResult, SamplePair, find_pairs, score_pairs
+from ..evaluate.appearance import load_lpips_or_none
+from ..evaluate.pairs import (
+    MESH_SUFFIXES,
+    PRED_SUFFIXES,
+    AppearanceOptions,
+    PairResult,
+    SamplePair,
+    find_pairs,
+    score_pairs,
+)
 from ..metrics.protocols import PROTOCOLS, Protocol, get_protocol
 from .table import format_results, write_results
 
@@ -29,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("pred", type=pathlib.Path, help=f"prediction file or folder ({', '.join(PRED_SUFFIXES)})")
     p.add_argument("gt", type=pathlib.Path, help="ground-truth mesh file or folder")
     add_metric_options(p)
+    add_appearance_options(p, default=False)
     p.add_argument("-o", "--output", type=pathlib.Path, help="write per-sample results to this .csv or .json")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any sample failed")
     p.set_defaults(run=run)
@@ -49,6 +59,35 @@ def add_metric_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
 
 
+def add_appearance_options(p: argparse.ArgumentParser, default: bool) -> None:
+    p.add_argument(
+        "--appearance", action=argparse.BooleanOptionalAction, default=default,
+        help="also render prediction and GT from 8 views (two elevations) after the protocol's alignment and "
+             f"report LPIPS, PSNR and SSIM (default: {'on' if default else 'off'})",
+    )
+    p.add_argument("--lpips-net", choices=("alex", "vgg"), default="alex", help="LPIPS backbone (default alex)")
+    p.add_argument(
+        "--lpips-weights", type=pathlib.Path, default=None,
+        help="torchvision-format backbone state dict for LPIPS (default: torchvision's file name in the torch "
+             "hub cache, $TORCH_HOME/hub/checkpoints); without it LPIPS is reported as unavailable",
+    )
+    p.add_argument("--view-size", type=int, default=256, help="side of the rendered views in pixels (default 256)")
+
+
+def appearance_options(args: argparse.Namespace) -> AppearanceOptions | None:
+    """Build the LPIPS module once; when its weights are missing say so once and go on without it."""
+    if not args.appearance:
+        return None
+    if args.view_size < 32:
+        raise ValueError(f"--view-size must be at least 32 (LPIPS needs it), got {args.view_size}")
+    lpips, reason = load_lpips_or_none(args.lpips_net, backbone_weights=args.lpips_weights)
+    if reason:
+        print(f"note: {reason}\nnote: PSNR and SSIM are still reported; LPIPS is nan.", file=sys.stderr)
+    if lpips is not None:
+        lpips = lpips.to(args.device)
+    return AppearanceOptions(lpips=lpips, lpips_reason=reason, image_size=args.view_size)
+
+
 def check_metric_options(args: argparse.Namespace) -> Protocol:
     """Validate the options; return the protocol with the command-line overrides applied and recorded."""
     if args.samples is not None and args.samples < 1:
@@ -64,15 +103,21 @@ def check_metric_options(args: argparse.Namespace) -> Protocol:
 
 def evaluate_and_report(pairs: list[SamplePair], args: argparse.Namespace, protocol: Protocol) -> list[PairResult]:
     """Score the pairs with a progress bar, print the table under the protocol's label, write the output file when asked."""
+    appearance = appearance_options(args)
     results = list(
         tqdm(
-            score_pairs(pairs, protocol, device=args.device),
+            score_pairs(pairs, protocol, device=args.device, appearance=appearance),
             total=len(pairs), desc="scoring", unit="sample", file=sys.stderr, disable=None,
         )
     )
-    print(format_results(results, protocol.columns(), title=f"protocol: {protocol.label()}"))
+    columns = protocol.columns() + (["lpips", "psnr", "ssim"] if appearance else [])
+    print(format_results(results, columns, title=f"protocol: {protocol.label()}"))
     if args.output:
-        write_results(args.output, results, {"protocol": protocol.to_dict()})
+        settings = {"protocol": protocol.to_dict()}
+        if appearance:
+            settings["appearance"] = {"views": 8, "view_size": appearance.image_size, "lpips_net": args.lpips_net,
+                                      "lpips": appearance.lpips_reason or "available"}
+        write_results(args.output, results, settings)
         print(f"wrote {args.output}")
     return results
 

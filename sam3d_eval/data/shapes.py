@@ -36,6 +36,14 @@ def make_shape(name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(mesh.vertices, dtype=np.float32), np.asarray(mesh.faces, dtype=np.int64)
 
 
+def shape_colors(verts: np.ndarray) -> np.ndarray:
+    """A smooth RGB field in [0.1, 0.9] over a shape's surface, `(V, 3)` float32, so renders have texture."""
+    v = np.asarray(verts, dtype=np.float64)
+    phase = np.array([0.0, 2.1, 4.2])
+    rgb = 0.5 + 0.4 * np.sin(4.0 * v @ np.array([[1.0, 0.3, -0.5], [0.2, 1.0, 0.4], [-0.4, 0.6, 1.0]]) + phase)
+    return rgb.astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Degradation:
     """How far a simulated prediction departs from its ground truth (lengths in the shape's own units)."""
@@ -44,12 +52,14 @@ class Degradation:
     stretch: float = 0.0  # relative scale error along a random axis
     dent: float = 0.0  # depth of a smooth inward dent at a random surface point
     drop_fraction: float = 0.0  # share of faces removed around a random point (an incomplete prediction)
+    color_shift: float = 0.0  # amplitude of a smooth seeded colour error (RGB in [0, 1])
 
 
 def degrade(
-    verts: np.ndarray, faces: np.ndarray, degradation: Degradation, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded, degraded copy of a mesh: returns new `(V, 3)` float32 vertices and `(F', 3)` int64 faces."""
+    verts: np.ndarray, faces: np.ndarray, degradation: Degradation, seed: int, colors: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A seeded, degraded copy of a mesh: new `(V, 3)` float32 vertices and `(F', 3)` int64 faces, and
+    with `colors` `(V, 3)` in [0, 1] also the degraded colours (vertex count is kept, so they stay aligned)."""
     rng = np.random.default_rng(seed)
     v = verts.astype(np.float64).copy()
     scale = float(np.ptp(v, axis=0).max())
@@ -71,4 +81,11 @@ def degrade(
         order = np.argsort(((centroids - centre) ** 2).sum(1))
         keep = np.sort(order[int(round(degradation.drop_fraction * len(faces))):])
         f = faces[keep]
-    return v.astype(np.float32), f.astype(np.int64)
+    out = v.astype(np.float32), f.astype(np.int64)
+    if colors is None:
+        return out
+    c = np.asarray(colors, dtype=np.float64)
+    if degradation.color_shift:
+        direction = rng.normal(size=(3, 3))
+        c = c + degradation.color_shift * np.sin(3.0 * verts.astype(np.float64) @ direction + rng.uniform(0, 6.3, 3))
+    return (*out, np.clip(c, 0.0, 1.0).astype(np.float32))

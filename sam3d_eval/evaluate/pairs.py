@@ -19,6 +19,7 @@ from ..io.pointcloud_io import load_pointcloud
 from ..io.splats import load_splats, splats_to_points
 from ..metrics.protocols import Protocol, get_protocol, evaluate_geometry
 from ..structures import Meshes, Pointclouds
+from .appearance import appearance_metrics
 
 MESH_SUFFIXES = (".glb", ".gltf", ".ply", ".obj", ".off", ".stl")
 PRED_SUFFIXES = MESH_SUFFIXES + (".npz",)
@@ -49,6 +50,46 @@ class PairResult:
     transform: dict | None = None
     notes: list[str] = field(default_factory=list)
     pred_kind: str | None = None
+
+
+APPEARANCE_METRICS = ("lpips", "psnr", "ssim", "silhouette_iou")
+
+
+@dataclass
+class AppearanceOptions:
+    """Multi-view appearance scoring of mesh predictions: LPIPS/PSNR/SSIM on renders from the same views.
+
+    lpips: an `LPIPS` module, or None with `lpips_reason` saying why (LPIPS is then NaN, PSNR/SSIM still
+    reported); image_size: side of the default 8 views.
+    """
+
+    lpips: torch.nn.Module | None = None
+    lpips_reason: str | None = None
+    image_size: int = 256
+
+
+def pred_in_gt_frame(pred: Meshes, transform: dict) -> Meshes:
+    """The prediction mapped by a `GeometryRow.transform` (its normalisation, then the protocol's alignment)
+    into the ground truth's own coordinates, so both can be rendered from the same cameras."""
+    pn, gn, al = transform["pred_normalization"], transform["gt_normalization"], transform["alignment"]
+    verts = pred.verts_list()[0]
+    f64 = dict(dtype=torch.float64, device=verts.device)
+    x = (verts.double() - torch.tensor(pn["centre"], **f64)) * pn["scale"]
+    x = al["s"] * x @ torch.tensor(al["R"], **f64) + torch.tensor(al["T"], **f64)
+    x = x / gn["scale"] + torch.tensor(gn["centre"], **f64)
+    return Meshes([x.to(verts.dtype)], pred.faces_list(), pred.textures)
+
+
+def _appearance_row(pred: Meshes | Pointclouds, gt: Meshes, transform: dict, options: AppearanceOptions) -> tuple[dict, list[str]]:
+    if not isinstance(pred, Meshes):
+        return {k: float("nan") for k in APPEARANCE_METRICS}, ["appearance: needs a mesh prediction"]
+    res = appearance_metrics(
+        pred_in_gt_frame(pred, transform), gt, image_size=options.image_size, lpips=options.lpips,
+        lpips_reason=options.lpips_reason,
+    )[0]
+    # A missing LPIPS module is said once by the caller, not on every sample.
+    notes = [res["lpips_unavailable"]] if res.get("lpips_unavailable") and options.lpips is not None else []
+    return {k: float(res[k]) for k in APPEARANCE_METRICS}, notes
 
 
 def _meshes_by_id(folder: pathlib.Path, suffixes: tuple[str, ...] = MESH_SUFFIXES) -> dict[str, pathlib.Path]:
@@ -135,11 +176,13 @@ def score_pairs(
     num_samples: int | None = None,
     taus: tuple[float, ...] | None = None,
     seed: int | None = None,
+    appearance: AppearanceOptions | None = None,
 ) -> Iterator[PairResult]:
     """Yield one `PairResult` per pair, in order, scored under `protocol` (a preset name or a `Protocol`).
 
     `num_samples`, `taus`, `seed` override the protocol's values (recorded in its `overrides`). Load
-    errors and inputs a protocol cannot score become failed results.
+    errors and inputs a protocol cannot score become failed results. With `appearance`, mesh predictions
+    are also rendered with their GT after the protocol's alignment and scored with LPIPS/PSNR/SSIM.
     """
     protocol = get_protocol(protocol).with_overrides(num_samples=num_samples, taus=taus, seed=seed)
     for pair in pairs:
@@ -162,4 +205,9 @@ def score_pairs(
         except ValueError as err:  # e.g. a GT with a degenerate bounding box
             yield PairResult(pair.sample_id, "failed", error=str(err), pred_kind=kind)
             continue
-        yield PairResult(pair.sample_id, "ok", metrics=row.metrics, transform=row.transform, notes=row.notes, pred_kind=kind)
+        metrics, notes = dict(row.metrics), list(row.notes)
+        if appearance is not None:
+            extra, extra_notes = _appearance_row(pred, gt_mesh, row.transform, appearance)
+            metrics.update(extra)
+            notes += extra_notes
+        yield PairResult(pair.sample_id, "ok", metrics=metrics, transform=row.transform, notes=notes, pred_kind=kind)
