@@ -83,6 +83,14 @@ def knn_points(
         knn = p2.new_zeros((N, P1, K, D)) if return_nn else None
         return KNN(dists, idx, knn)
 
+    if backend == "auto":
+        backend = select_backend(p1, p2, K)
+    needs_grad = torch.is_grad_enabled() and (p1.requires_grad or p2.requires_grad)
+    if backend == "kdtree" and not needs_grad and not return_nn:
+        # The tree's own distances are direct differences already; recomputing them buys nothing here.
+        with _all_threads_for_kdtree():
+            idx, dists = _knn_kdtree(p1, p2, lengths1, lengths2, norm, K)
+        return KNN(dists, idx, None)
     with torch.no_grad():
         idx = knn_idx(p1.detach(), p2.detach(), lengths1, lengths2, norm=norm, K=K, backend=backend)
     with single_thread_on_cpu(p1.device):
@@ -359,10 +367,19 @@ def _refine(a, p2, approx_d, cand, K, norm):
 
 
 def _knn_idx_kdtree(p1, p2, lengths1, lengths2, norm, K) -> torch.Tensor:
+    return _knn_kdtree(p1, p2, lengths1, lengths2, norm, K)[0]
+
+
+def _knn_kdtree(p1, p2, lengths1, lengths2, norm, K) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices `(N, P1, K)` int64 and the tree's distances `(N, P1, K)` (squared L2 or L1, `p1`'s dtype).
+
+    Entries past `lengths1` or with `k >= lengths2` hold index 0 and distance 0, as pytorch3d.
+    """
     if p1.device.type != "cpu":
         raise ValueError("backend='kdtree' runs on CPU tensors only")
     N, P1, _ = p1.shape
-    out = torch.zeros((N, P1, K), dtype=torch.int64)
+    idx = torch.zeros((N, P1, K), dtype=torch.int64)
+    dists = torch.zeros((N, P1, K), dtype=p1.dtype)
     # pykdtree handles float32 and float64; half precision goes through float32.
     dt = p1.dtype if p1.dtype in (torch.float32, torch.float64) else torch.float32
     l1s, l2s = lengths1.tolist(), lengths2.tolist()
@@ -376,11 +393,11 @@ def _knn_idx_kdtree(p1, p2, lengths1, lengths2, norm, K) -> torch.Tensor:
         if norm == 2:
             from pykdtree.kdtree import KDTree
 
-            _, i = KDTree(data).query(q, k=k, sqr_dists=True)
+            d, i = KDTree(data).query(q, k=k, sqr_dists=True)
         else:
             from scipy.spatial import cKDTree
 
-            _, i = cKDTree(data).query(q, k=k, p=1, workers=-1)
-        i = torch.from_numpy(np.asarray(i).astype(np.int64, copy=False)).view(l1, k)
-        out[n, :l1, :k] = i
-    return out
+            d, i = cKDTree(data).query(q, k=k, p=1, workers=-1)
+        idx[n, :l1, :k] = torch.from_numpy(np.asarray(i).astype(np.int64, copy=False)).view(l1, k)
+        dists[n, :l1, :k] = torch.from_numpy(np.asarray(d)).view(l1, k).to(p1.dtype)
+    return idx, dists
