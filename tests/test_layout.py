@@ -149,3 +149,29 @@ def test_bad_input():
         box3d_overlap(torch.zeros(1, 4, 3), torch.zeros(1, 8, 3))
     with pytest.raises(ValueError, match="quaternions"):
         rotation_error_deg(torch.zeros(2, 3), torch.zeros(2, 3))
+
+
+def test_transform_points_scale_shapes():
+    rng = np.random.default_rng(5)
+    q = torch.tensor(rng.normal(size=(3, 4)))
+    t = torch.tensor(rng.normal(size=(3, 3)))
+    p = torch.tensor(rng.normal(size=(3, 7, 3)))
+    R = torch.tensor(Rotation.from_quat(q.numpy()[:, [1, 2, 3, 0]]).as_matrix())
+    # Per-axis scale (B, 3) scales the object-frame axes before rotating, for B = 1 and B = 3 alike.
+    s3 = torch.tensor(rng.uniform(0.5, 2.0, size=(3, 3)))
+    ref = torch.einsum("bij,bnj->bni", R, p * s3[:, None, :]) + t[:, None, :]
+    torch.testing.assert_close(transform_points(p, q, t, s3), ref)
+    torch.testing.assert_close(transform_points(p[:1], q[:1], t[:1], s3[:1]), ref[:1])
+    # Uniform scale: float, () or (B,).
+    su = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    ref_u = torch.einsum("bij,bnj->bni", R, p * su[:, None, None]) + t[:, None, :]
+    torch.testing.assert_close(transform_points(p, q, t, su), ref_u)
+    torch.testing.assert_close(transform_points(p[:1], q[:1], t[:1], torch.tensor(0.5)), ref_u[:1])
+    torch.testing.assert_close(transform_points(p[:1], q[:1], t[:1], 0.5), ref_u[:1])
+    # One object with a per-axis scale given as (3,) is ambiguous with three uniform scales: refused.
+    with pytest.raises(ValueError, match=r"scale.*\(3,\).*\(\), \(B,\) or \(B, 3\)"):
+        transform_points(p[:1], q[:1], t[:1], s3[0])
+    with pytest.raises(ValueError, match="scale"):
+        transform_points(p, q, t, torch.ones(2))
+    with pytest.raises(ValueError, match="scale"):
+        transform_points(p, q, t, torch.ones(3, 2))

@@ -339,3 +339,36 @@ def test_loaded_mesh_is_not_repaired(tmp_path):
         warnings.simplefilter("error")
         mesh = load_mesh(tmp_path / "d.obj")
     assert mesh.num_verts_per_mesh().item() == 4 and mesh.num_faces_per_mesh().item() == 3
+
+
+def test_single_textured_glb_keeps_repeating_uvs(tmp_path):
+    """A lone textured mesh whose UVs tile the map (outside [0, 1]) keeps its map and UVs: no atlas needed."""
+    from PIL import Image
+
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]], float)
+    f = np.array([[0, 1, 2], [1, 3, 2]])
+    uv = np.array([[0, 0], [2, 0], [0, 2], [2, 2]], float)  # the texture repeats twice each way
+    tex = np.random.default_rng(3).integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+    visual = trimesh.visual.TextureVisuals(
+        uv=uv, material=trimesh.visual.material.PBRMaterial(baseColorTexture=Image.fromarray(tex))
+    )
+    trimesh.Trimesh(v, f, visual=visual, process=False).export(tmp_path / "tiled.glb")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "texture dropped" warning
+        mesh = load_mesh(tmp_path / "tiled.glb")
+    assert isinstance(mesh.textures, TexturesUV)
+    assert np.allclose(mesh.textures.maps[0].numpy(), tex / 255.0, atol=1e-6)
+    order = [int(np.argmin(np.abs(v - p).sum(1))) for p in mesh.verts_list()[0].numpy()]
+    assert np.allclose(mesh.textures.verts_uvs[0].numpy(), uv[order], atol=1e-6)
+    assert torch.equal(mesh.textures.faces_uvs[0], mesh.faces_list()[0])
+
+
+@pytest.mark.parametrize("ext", ["ply", "off", "stl"])
+def test_save_uv_texture_to_format_without_textures_raises(tmp_path, ext):
+    verts, faces = tetra()
+    tex = TexturesUV([torch.rand(4, 4, 3)], [faces], [torch.rand(5, 2)])
+    with pytest.raises(ValueError, match=r"UV texture.*\.obj.*\.glb"):
+        save_mesh(tmp_path / f"m.{ext}", Meshes([verts], [faces], tex))
+    assert not (tmp_path / f"m.{ext}").exists()
+    save_mesh(tmp_path / f"m.{ext}", (verts, faces))  # geometry alone still saves
+    assert (tmp_path / f"m.{ext}").exists()

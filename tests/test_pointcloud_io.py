@@ -177,3 +177,25 @@ def test_splats_to_points_statistics_and_threshold():
     assert abs(frac3 - 1 / 3) < 5 * math.sqrt(2 / 9 / 30000)
     with pytest.raises(ValueError, match="opacity"):
         splats_to_points(s, 10, opacity_threshold=0.95)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_points_raise_naming_the_file(tmp_path, bad):
+    xyz = np.zeros((4, 3), np.float32)
+    xyz[2, 1] = bad
+    write_ply(tmp_path / "nan.ply", {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
+    with pytest.raises(PointCloudReadError, match=r"nan\.ply.*NaN or inf"):
+        load_pointcloud(tmp_path / "nan.ply")
+    np.savez(tmp_path / "nan.npz", points=xyz)
+    with pytest.raises(PointCloudReadError, match=r"nan\.npz.*NaN or inf"):
+        load_pointcloud(tmp_path / "nan.npz")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_splat_means_raise_naming_the_file(tmp_path, bad):
+    means = np.zeros((3, 3))
+    means[1, 0] = bad
+    props = _splat_props(means, np.zeros((3, 3)), np.tile([1.0, 0, 0, 0], (3, 1)), np.zeros(3), np.zeros((3, 3)))
+    write_ply(tmp_path / "s.ply", props)
+    with pytest.raises(PointCloudReadError, match=r"s\.ply.*NaN or inf"):
+        load_splats(tmp_path / "s.ply")

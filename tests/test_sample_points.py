@@ -210,3 +210,56 @@ def test_inverse_cdf_matches_searchsorted_with_zero_weights():
     ref = torch.from_numpy(np.searchsorted(cum.numpy(), x.numpy(), side="right"))
     assert torch.equal(idx, ref)
     assert torch.all(w[idx] > 0)
+
+
+# ---- the shared UV lookup (ops.texture_lookup) ------------------------------------------------------
+def _bilinear_uv_reference(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """float64 brute force: wrap UVs into [0, 1), flip v, texel centres at (i + 0.5) / W, clamp at the border."""
+    H, W, _ = tex.shape
+    u, v = uv[..., 0] - np.floor(uv[..., 0]), uv[..., 1] - np.floor(uv[..., 1])
+    x = np.clip(u * W - 0.5, 0, W - 1)
+    y = np.clip((1 - v) * H - 0.5, 0, H - 1)
+    x0, y0 = np.minimum(np.floor(x).astype(int), W - 2), np.minimum(np.floor(y).astype(int), H - 2)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    return (
+        tex[y0, x0] * (1 - fx) * (1 - fy) + tex[y0, x0 + 1] * fx * (1 - fy)
+        + tex[y0 + 1, x0] * (1 - fx) * fy + tex[y0 + 1, x0 + 1] * fx * fy
+    )
+
+
+def test_sample_uv_matches_float64_reference_with_tiling_and_any_leading_shape():
+    from sam3d_eval.ops.texture_lookup import sample_uv
+
+    rng = np.random.default_rng(7)
+    tex = rng.random((5, 7, 4))
+    uv = rng.uniform(-2.0, 3.0, size=(2, 3, 4, 2))  # tiled UVs, outside [0, 1]
+    uv[0, 0, 0] = [0.01, 0.99]  # inside the half-texel border: clamped, not wrapped
+    got = sample_uv(torch.from_numpy(tex), torch.from_numpy(uv))
+    assert got.shape == (2, 3, 4, 4) and got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), _bilinear_uv_reference(tex, uv), rtol=0, atol=1e-12)
+    # The bottom-left texel is at v = 0 (the image's last row): a corner lookup returns it.
+    corner = sample_uv(torch.from_numpy(tex), torch.tensor([0.0, 0.0], dtype=torch.float64))
+    np.testing.assert_allclose(corner.numpy(), tex[-1, 0], atol=1e-12)
+    # Leading dims are only layout: the same points flattened give the same colours, bit for bit.
+    flat = sample_uv(torch.from_numpy(tex), torch.from_numpy(uv).reshape(-1, 2))
+    assert torch.equal(flat.reshape(got.shape), got)
+    # The map is cast to the UVs' dtype.
+    assert sample_uv(torch.from_numpy(tex).float(), torch.rand(3, 2, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_sample_uv_gradients_match_finite_differences():
+    from sam3d_eval.ops.texture_lookup import sample_uv
+
+    gen = torch.Generator().manual_seed(1)
+    tex = torch.rand(4, 6, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    uv = (torch.rand(2, 5, 2, generator=gen, dtype=torch.float64) * 3 - 1).requires_grad_()
+    assert torch.autograd.gradcheck(sample_uv, (tex, uv), eps=1e-7, atol=1e-6)
+
+
+def test_sample_uv_bad_shapes():
+    from sam3d_eval.ops.texture_lookup import sample_uv
+
+    with pytest.raises(ValueError, match=r"texture_map must be \(H, W, C\)"):
+        sample_uv(torch.rand(4, 4), torch.rand(3, 2))
+    with pytest.raises(ValueError, match=r"uv must be \(\.\.\., 2\)"):
+        sample_uv(torch.rand(4, 4, 3), torch.rand(3, 3))

@@ -10,9 +10,12 @@ coincident corners merged so that the mesh has shared vertices.
 Appearance becomes `TexturesVertex` (per-vertex RGB in [0, 1]) or `TexturesUV` (RGB map, origin of UVs at the
 image's bottom-left). Scenes (glTF node trees) are flattened with every node's transform applied; their
 parts' appearances are combined as follows:
-- any part with a UV texture image: one `TexturesUV` whose map is an atlas of the parts' images (parts with
-  only a material colour get a one-texel patch). Needs every textured part's UVs inside [0, 1] (no repeat
-  wrapping); otherwise, or when other parts carry vertex colours, the textures are dropped with a warning.
+- a single part with a UV texture image: a `TexturesUV` of its own map and UVs, as they are (UVs outside
+  [0, 1] repeat the map, as in the renderer and the point sampler).
+- several parts, any with a UV texture image: one `TexturesUV` whose map is an atlas of the parts' images
+  (parts with only a material colour get a one-texel patch). Needs every textured part's UVs inside [0, 1]
+  (no repeat wrapping); otherwise, or when other parts carry vertex colours, the textures are dropped with a
+  warning.
 - otherwise, any part with vertex colours or a material colour: `TexturesVertex` (material colour
   broadcast to the part's vertices, white for parts with neither; face colours are averaged onto vertices).
 - otherwise no textures.
@@ -166,13 +169,14 @@ def _combine_textures(
 ) -> TexturesVertex | TexturesUV | None:
     kinds = {k for k, _ in parts}
     if "uv" in kinds:
-        packed = None if "vertex" in kinds else _pack_atlas(parts, num_verts)
-        if packed is None:
-            warnings.warn(f"{path}: texture dropped (parts mix UV textures with vertex colours, or UVs repeat)")
-            return None
-        atlas, uv = packed
-        if len(parts) == 1:  # a single textured mesh keeps its own map and UVs untouched
+        if len(parts) == 1:  # a single textured mesh keeps its own map and UVs untouched (repeating UVs too)
             atlas, uv = parts[0][1]
+        else:
+            packed = None if "vertex" in kinds else _pack_atlas(parts, num_verts)
+            if packed is None:
+                warnings.warn(f"{path}: texture dropped (parts mix UV textures with vertex colours, or UVs repeat)")
+                return None
+            atlas, uv = packed
         return TexturesUV(
             [torch.from_numpy(np.ascontiguousarray(atlas)).to(device)],
             [faces.clone()],
@@ -320,8 +324,8 @@ def save_mesh(
     Args:
         meshes_or_verts_faces: a `Meshes` batch of one, or `(verts (V, 3), faces (F, 3))`.
         colors: optional `(V, 3)` or `(V, 4)` vertex colours, float in [0, 1] or uint8. Defaults to the
-            mesh's `TexturesVertex`. A `TexturesUV` is written as a texture to obj (+mtl+png) and glb.
-            off and stl cannot store colours: passing colours for them is an error.
+            mesh's `TexturesVertex`. A `TexturesUV` is written as a texture to obj (+mtl+png) and glb;
+            ply, off and stl cannot store it, and off and stl cannot store colours: either is an error.
     """
     path = pathlib.Path(path)
     ext = path.suffix.lower()
@@ -354,7 +358,12 @@ def save_mesh(
         if c.dtype != np.uint8:
             c = np.round(np.clip(c.astype(np.float64), 0.0, 1.0) * 255).astype(np.uint8)
         visual = trimesh.visual.ColorVisuals(vertex_colors=c)
-    elif isinstance(textures, TexturesUV) and ext in (".obj", ".glb"):
+    elif isinstance(textures, TexturesUV):
+        if ext not in (".obj", ".glb"):
+            raise ValueError(
+                f"{path}: {ext[1:].upper()} cannot store a UV texture; save to .obj or .glb to keep it, "
+                "or pass (verts, faces) to save the geometry alone"
+            )
         verts, faces, visual = _uv_visual(verts, faces, textures)
     mesh = trimesh.Trimesh(verts, faces, visual=visual, process=False)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -111,12 +111,18 @@ def _colors01(c: np.ndarray) -> np.ndarray:
     return c.astype(np.float32) / 255.0 if np.issubdtype(c.dtype, np.integer) else c.astype(np.float32)
 
 
+def _check_finite(path: Path, points: np.ndarray, what: str) -> None:
+    finite = np.isfinite(points).all(axis=1)
+    if not finite.all():
+        raise PointCloudReadError(f"{path}: {int((~finite).sum())} of {len(points)} {what} have NaN or inf coordinates")
+
+
 def load_pointcloud(path: str | os.PathLike, device: str | torch.device = "cpu") -> Pointclouds:
     """One point cloud from `.ply` (x, y, z [+ nx, ny, nz] [+ red, green, blue]) or `.npz` (`points` [+ `normals`, `colors`]).
 
     Points and normals are float32; colours become `features` `(P, 3)` in [0, 1] (uint8 divided by 255).
     A Gaussian-splat PLY loads as its centres here; use `splats.load_splats` to sample its Gaussians.
-    Raises `PointCloudReadError` for a missing, corrupt or incomplete file.
+    Raises `PointCloudReadError` for a missing, corrupt or incomplete file, or NaN/inf point coordinates.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -140,6 +146,7 @@ def load_pointcloud(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise PointCloudReadError(f"{path}: no points (PLY needs x, y, z vertex properties; npz a 'points' array)")
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise PointCloudReadError(f"{path}: points must be (P, 3), got {pts.shape}")
+    _check_finite(path, pts, "points")
     for name, a in (("normals", normals), ("colors", colors)):
         if a is not None and a.shape != pts.shape:
             raise PointCloudReadError(f"{path}: {name} has shape {a.shape}, points {pts.shape}")

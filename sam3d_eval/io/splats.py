@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..structures import Pointclouds
-from .pointcloud_io import PointCloudReadError, read_ply_vertices
+from .pointcloud_io import PointCloudReadError, _check_finite, read_ply_vertices
 
 SH_C0 = 0.28209479177387814  # Y_0^0 = 1 / (2 sqrt(pi)): rgb = 0.5 + SH_C0 * f_dc, as the 3DGS rasteriser
 DEFAULT_OPACITY_THRESHOLD = 0.5
@@ -72,13 +72,14 @@ def load_splats(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     """Read a Gaussian-splat PLY; opacity is sigmoid-activated, scales exp-activated, quaternions normalised.
 
     Raises `PointCloudReadError` (a `ValueError`) naming the file when it is missing or corrupt or lacks
-    one of x, y, z, f_dc_0..2, opacity, scale_0..2, rot_0..3.
+    one of x, y, z, f_dc_0..2, opacity, scale_0..2, rot_0..3, or when a mean is NaN or inf.
     """
     props = read_ply_vertices(path)
     required = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
     missing = [k for k in required if k not in props]
     if missing:
         raise PointCloudReadError(f"{path}: not a Gaussian-splat PLY, missing vertex properties {missing}")
+    _check_finite(path, np.stack([props[k] for k in ("x", "y", "z")], axis=1), "Gaussian means")
     f = lambda keys: torch.as_tensor(np.stack([props[k] for k in keys], axis=1).astype(np.float32), device=device)  # noqa: E731
     rot = f(["rot_0", "rot_1", "rot_2", "rot_3"])
     norm = rot.norm(dim=1, keepdim=True)

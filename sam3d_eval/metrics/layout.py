@@ -44,9 +44,20 @@ def quaternion_to_matrix(quaternions: torch.Tensor) -> torch.Tensor:
 
 
 def transform_points(points: torch.Tensor, quaternion: torch.Tensor, translation: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
-    """`s * R(q) x + t` for points `(B, N, 3)` with quaternion `(B, 4)`, translation `(B, 3)`, scale `(B,)`/`(B, 3)`/float."""
+    """`s * R(q) x + t` for points `(B, N, 3)` with quaternion `(B, 4)` and translation `(B, 3)`.
+
+    scale: uniform, a float or `()` or `(B,)`; or per object-frame axis `(B, 3)` (applied before the
+    rotation). A per-axis scale of one object must be `(1, 3)`: `(3,)` is refused, as it reads as three
+    uniform scales. Raises `ValueError` for any other shape.
+    """
     R = quaternion_to_matrix(quaternion.to(points.dtype))
     s = torch.as_tensor(scale, dtype=points.dtype, device=points.device)
+    B = points.shape[0]
+    if s.shape not in ((), (B,), (B, 3)):
+        raise ValueError(
+            f"scale has shape {tuple(s.shape)} for a batch of B = {B} poses; expected (), (B,) or (B, 3) "
+            "(a per-axis scale of one object is (1, 3))"
+        )
     s = s[..., None, None] if s.dim() <= 1 else s[..., None, :]  # uniform (B,) or per axis (B, 3), object frame
     return torch.einsum("bij,bnj->bni", R, points * s) + translation.to(points.dtype)[:, None, :]
 

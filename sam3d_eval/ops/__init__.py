@@ -17,6 +17,7 @@ from .point_mesh import (
 )
 from .rasterize import Fragments, extended_face_index, rasterize_meshes
 from .sample_points import sample_points_from_meshes
+from .texture_lookup import sample_uv
 
 __all__ = [
     "KNN",
@@ -34,5 +35,6 @@ __all__ = [
     "point_triangle_sqdist",
     "rasterize_meshes",
     "sample_points_from_meshes",
+    "sample_uv",
     "unit_cube_transform",
 ]

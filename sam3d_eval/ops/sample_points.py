@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..structures.meshes import Meshes
 from ..structures.textures import TexturesUV, TexturesVertex
+from .texture_lookup import sample_uv
 
 
 def _generator(seed: int | None, generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
@@ -67,19 +67,14 @@ def _sample_uv_textures(
 ) -> torch.Tensor:
     """`(Bv, S, C)` colours looked up from each valid mesh's UV map at the sampled barycentrics.
 
-    Same convention as `render.interpolate.sample_textures`: UVs (origin bottom-left) wrapped into [0, 1),
-    bilinear with texel centres at (i + 0.5) / W (align_corners=False), border clamp.
+    Same convention as `render.interpolate.sample_textures` (`texture_lookup.sample_uv`).
     """
     out = []
     for row, b in enumerate(valid_ids):
         local = face_idx[row] - first_face[b]  # (S,) faces of mesh b in its own numbering
         corner_uv = tex.verts_uvs[b][tex.faces_uvs[b][local]]  # (S, 3, 2)
         uv = (bary[row, :, :, None] * corner_uv).sum(1)
-        uv = uv - torch.floor(uv.detach())
-        grid = torch.stack([uv[:, 0] * 2 - 1, 1 - uv[:, 1] * 2], dim=-1)[None, :, None]  # (1, S, 1, 2)
-        img = tex.maps[b].permute(2, 0, 1)[None].to(uv.dtype)
-        col = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        out.append(col[0, :, :, 0].t())
+        out.append(sample_uv(tex.maps[b], uv))
     return torch.stack(out, 0)
 
 

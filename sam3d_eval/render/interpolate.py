@@ -10,8 +10,8 @@ inside triangles. Silhouette edges carry none (as nvdiffrast without antialiasin
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from ..ops.texture_lookup import sample_uv
 from ..structures.meshes import Meshes
 from ..structures.textures import TexturesUV, TexturesVertex
 
@@ -104,14 +104,5 @@ def sample_textures(
         raise ValueError(f"TexturesUV has {faces_uvs.shape[0]} UV faces for {faces.shape[0]} mesh faces")
     verts_uvs = torch.cat(list(tex.verts_uvs), 0)
     uv = interpolate_face_attributes(pix_to_mesh_face, bary_coords, verts_uvs[faces_uvs])  # (N, H, W, 2)
-    uv = uv - torch.floor(uv.detach())
-    # grid_sample's (-1, -1) is the top-left corner; UV's v runs up from the bottom.
-    grid = torch.stack([uv[..., 0] * 2 - 1, 1 - uv[..., 1] * 2], dim=-1)
-    N, H, W = pix_to_mesh_face.shape
-    out = []
-    for b, tex_map in enumerate(tex.maps):
-        g = grid[b * num_views : (b + 1) * num_views]
-        img = tex_map.permute(2, 0, 1)[None].expand(g.shape[0], -1, -1, -1).to(g.dtype)
-        out.append(F.grid_sample(img, g, mode="bilinear", padding_mode="border", align_corners=False))
-    colours = torch.cat(out, 0).permute(0, 2, 3, 1)
+    colours = torch.cat([sample_uv(m, uv[b * num_views : (b + 1) * num_views]) for b, m in enumerate(tex.maps)], 0)
     return colours * (pix_to_mesh_face >= 0)[..., None].to(colours.dtype)
