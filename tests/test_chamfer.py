@@ -240,3 +240,43 @@ def test_validation():
         chamfer_distance(x, y[:2])
     with pytest.raises(ValueError, match="Pointclouds"):
         chamfer_distance(x.numpy(), y)
+
+
+# --- non-finite input and padding --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("norm", [1, 2])
+def test_nan_padding_changes_nothing(norm, backend):
+    """NaN past x_lengths (pytorch3d never reads padding): same loss as clean input, finite gradients."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(2, 40, 3, generator=g)
+    y = torch.rand(2, 35, 3, generator=g)
+    xl = torch.tensor([30, 40])
+    clean, _ = chamfer_distance(x, y, x_lengths=xl, norm=norm)
+    xd = x.clone()
+    xd[0, 30:] = float("nan")
+    xd.requires_grad_(True)
+    yd = y.clone().requires_grad_(True)
+    loss, _ = chamfer_distance(xd, yd, x_lengths=xl, norm=norm)
+    assert torch.equal(loss, clean)
+    loss.backward()
+    assert torch.isfinite(yd.grad).all() and torch.isfinite(xd.grad).all()
+    assert (xd.grad[0, 30:] == 0).all()
+
+
+def test_nan_inside_lengths_raises(backend):
+    x = torch.rand(1, 300, 3)
+    y = torch.rand(1, 200, 3)
+    x[0, 3, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        chamfer_distance(x, y)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        chamfer_distance(y, x)
+
+
+def test_normals_shape_mismatch_raises():
+    x, y = torch.rand(1, 5, 3), torch.rand(1, 6, 3)
+    with pytest.raises(ValueError, match=r"x_normals.*\(1, 4, 3\).*\(1, 5, 3\)"):
+        chamfer_distance(x, y, x_normals=torch.rand(1, 4, 3), y_normals=torch.rand(1, 6, 3))
+    with pytest.raises(ValueError, match=r"y_normals.*\(1, 6, 2\)"):
+        chamfer_distance(x, y, x_normals=torch.rand(1, 5, 3), y_normals=torch.rand(1, 6, 2))

@@ -1,3 +1,6 @@
+import contextlib
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -82,3 +85,41 @@ def test_bad_input():
         earth_movers_distance(x, x, method="sinkhorn")
     with pytest.raises(ValueError, match="clouds"):
         earth_movers_distance(x, torch.randn(2, 10, 3))
+
+
+@contextlib.contextmanager
+def _deadline(seconds):
+    """Fail instead of hanging: the auction is a Python loop, so SIGALRM interrupts it."""
+
+    def _raise(*_):
+        raise TimeoutError(f"did not return within {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, _raise)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("method", ["auction", "exact", "auto"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_points_raise(method, bad):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(1, 20, 3, generator=g), torch.randn(1, 20, 3, generator=g)
+    x[0, 4, 1] = bad
+    with _deadline(20):
+        with pytest.raises(ValueError, match="NaN or inf"):
+            earth_movers_distance(x, y, num_points=None, method=method)
+        with pytest.raises(ValueError, match="NaN or inf"):
+            earth_movers_distance(y, x, num_points=None, method=method)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_auction_non_finite_cost_raises(bad):
+    C = torch.rand(10, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    C[3, 5] = bad
+    with _deadline(20):
+        with pytest.raises(ValueError, match="finite"):
+            auction_assignment(C)

@@ -105,3 +105,18 @@ def test_property_symmetry_and_bounds(seed, n, m, tau):
     torch.testing.assert_close(ab.fscore, ba.fscore)
     assert ((ab.fscore >= 0) & (ab.fscore <= 1)).all()
     assert f_score(a, a, (tau,)).fscore.item() == 1.0
+
+
+@pytest.mark.parametrize("n", [30, 3000])  # brute force and KD-tree under auto
+def test_nan_inside_lengths_raises_and_padding_is_ignored(n):
+    g = torch.Generator().manual_seed(4)
+    pred, gt = torch.rand(2, n, 3, generator=g), torch.rand(2, n, 3, generator=g)
+    lengths = torch.tensor([n - 5, n])
+    clean = f_score(pred, gt, pred_lengths=lengths)
+    padded = pred.clone()
+    padded[0, n - 5 :] = float("nan")
+    out = f_score(padded, gt, pred_lengths=lengths)
+    assert all(torch.equal(a, b) for a, b in zip(out, clean))
+    padded[1, 2, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        f_score(padded, gt, pred_lengths=lengths)

@@ -317,3 +317,115 @@ def test_works_without_triton():
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+# --- spread-out clouds, non-finite input, padding ----------------------------------------------------
+
+
+def _wrong_rows(p1, p2, idx):
+    """Rows whose chosen neighbours are farther (float64) than the true K nearest, beyond float32 rounding."""
+    d64 = torch.cdist(p1.double(), p2.double()).pow(2)
+    ref = d64.topk(idx.shape[2], dim=2, largest=False).values  # ascending
+    chosen = d64.gather(2, idx)
+    return int(((chosen - ref).abs() > 1e-6 * ref + 1e-9).any(-1).sum())
+
+
+def test_two_tight_clusters_far_apart_auto():
+    """p2 in two clusters at +-1e3: centring on p2's mean (the origin) must not cost the near cluster its
+    precision. 60 points, so auto picks the brute force."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.cat([torch.rand(1, 30, 3, generator=g) * 0.1 + 1e3, torch.rand(1, 30, 3, generator=g) * 0.1 - 1e3], 1)
+    x = torch.rand(1, 60, 3, generator=g) * 0.1 + 1e3
+    assert select_backend(x, y, 1) == "torch"
+    for K in (1, 3):
+        out = knn_points(x, y, K=K)
+        assert _wrong_rows(x, y, out.idx) == 0
+        ref_d, _ = brute_knn(x, y, torch.tensor([60]), torch.tensor([60]), K, 2)
+        torch.testing.assert_close(out.dists.double(), ref_d, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("K", [1, 4])
+def test_two_clusters_at_100_torch(K):
+    g = torch.Generator().manual_seed(1)
+    y = torch.cat([torch.rand(1, 2000, 3, generator=g) + 100, torch.rand(1, 2000, 3, generator=g) - 100], 1)
+    x = torch.rand(1, 2000, 3, generator=g) + 100
+    out = knn_points(x, y, K=K, backend="torch")
+    assert _wrong_rows(x, y, out.idx) == 0
+    ref_d, _ = brute_knn(x, y, torch.tensor([2000]), torch.tensor([4000]), K, 2)
+    torch.testing.assert_close(out.dists.double(), ref_d, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("tile_elems", [None, 4096])
+def test_high_dim_features_far_apart(tile_elems):
+    """D > 8 ranks by the matmul expansion: its error bound must send the rows it cannot decide to the
+    exact path (clusters at +-300 with 1e-2 spread: the expansion alone swaps most neighbours)."""
+    from sam3d_eval.ops.knn import _knn_idx_torch
+
+    g = torch.Generator().manual_seed(2)
+    D = 16
+    y = torch.cat([torch.rand(2, 150, D, generator=g) * 1e-2 + 300, torch.rand(2, 150, D, generator=g) - 300], 1)
+    x = torch.rand(2, 120, D, generator=g) * 1e-2 + 300
+    l1, l2 = torch.tensor([120, 77]), torch.tensor([300, 151])
+    for K in (1, 5):
+        idx = _knn_idx_torch(x, y, l1, l2, 2, K, tile_elems=tile_elems)
+        ref_d, _ = brute_knn(x, y, l1, l2, K, 2)
+        got = knn_points(x, y, l1, l2, K=K, backend="torch").dists
+        torch.testing.assert_close(got.double(), ref_d, rtol=1e-5, atol=1e-9)
+        for n in range(2):
+            a, b = x[n : n + 1, : l1[n]], y[n : n + 1, : l2[n]]
+            assert _wrong_rows(a, b, idx[n : n + 1, : l1[n]]) == 0
+
+
+@pytest.mark.parametrize("backend", ["auto"] + CPU_BACKENDS)
+def test_nan_padding_is_never_read(backend):
+    """NaN past the lengths (a common fill) changes neither results nor gradients, as in pytorch3d."""
+    p1, p2 = random_batch(4, N=2, P1=40, P2=50, dtype=torch.float32)
+    l1, l2 = torch.tensor([30, 40]), torch.tensor([50, 20])
+    clean = knn_points(p1, p2, l1, l2, K=2, backend=backend)
+    q1, q2 = p1.clone(), p2.clone()
+    q1[0, 30:] = float("nan")
+    q2[1, 20:] = float("inf")
+    q1.requires_grad_(True)
+    q2.requires_grad_(True)
+    out = knn_points(q1, q2, l1, l2, K=2, return_nn=True, backend=backend)
+    assert torch.equal(out.idx, clean.idx) and torch.equal(out.dists, clean.dists)
+    assert torch.isfinite(out.knn).all()
+    out.dists.sum().backward()
+    assert torch.isfinite(q1.grad).all() and torch.isfinite(q2.grad).all()
+    assert (q1.grad[0, 30:] == 0).all() and (q2.grad[1, 20:] == 0).all()
+
+
+def test_nan_padding_of_empty_cloud_gives_finite_grad():
+    """lengths2 = 0: padded rows are differenced against p2[:, 0], which must not be the NaN fill."""
+    p1 = torch.rand(1, 5, 3, requires_grad=True)
+    p2 = torch.full((1, 4, 3), float("nan"), requires_grad=True)
+    out = knn_points(p1, p2, lengths2=torch.tensor([0]), K=2, backend="torch")
+    assert (out.dists == 0).all()
+    out.dists.sum().backward()
+    assert torch.isfinite(p1.grad).all() and torch.isfinite(p2.grad).all()
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch", "kdtree", "triton"])
+@pytest.mark.parametrize("which", ["p1", "p2"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_valid_points_raise(backend, which, bad):
+    p1, p2 = random_batch(5, N=2, P1=300, P2=200, dtype=torch.float32)
+    (p1 if which == "p1" else p2)[1, 7, 2] = bad
+    with pytest.raises(ValueError, match=f"{which} has NaN or inf"):
+        knn_points(p1, p2, backend=backend)
+
+
+def test_non_finite_check_does_not_flag_huge_finite_values():
+    """The cheap finiteness check (one sum) overflows on huge values; it must fall back, not raise."""
+    p = torch.full((1, 10, 3), 3e38)
+    out = knn_points(p, p.clone())
+    assert (out.dists == 0).all()
+
+
+def test_float_lengths_raise():
+    p1, p2 = random_batch(0, N=1, P1=10, P2=10)
+    with pytest.raises(ValueError, match="lengths1 must have an integer dtype"):
+        knn_points(p1, p2, lengths1=torch.tensor([5.7]))
+    with pytest.raises(ValueError, match="lengths2 must have an integer dtype"):
+        knn_points(p1, p2, lengths2=torch.tensor([5.0]))
+    assert knn_points(p1, p2, lengths1=torch.tensor([5], dtype=torch.int32)).dists[0, 5:].eq(0).all()

@@ -64,3 +64,15 @@ def test_normal_consistency_empty_clouds():
     p, n = torch.rand(2, 10, 3, generator=g), torch.randn(2, 10, 3, generator=g)
     out = normal_consistency(p, p, n, n, torch.tensor([10, 0]), torch.tensor([10, 10]))
     assert out[0].item() == pytest.approx(1.0, abs=1e-6) and out[1].item() == 0.0
+
+
+@pytest.mark.parametrize("n", [30, 3000])  # brute force and KD-tree under auto
+def test_nan_point_inside_lengths_raises(n):
+    g = torch.Generator().manual_seed(5)
+    p, nrm = torch.rand(1, n, 3, generator=g), torch.randn(1, n, 3, generator=g)
+    q = p.clone()
+    q[0, n // 2] = float("inf")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        normal_consistency(q, p, nrm, nrm)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        normal_consistency(p, q, nrm, nrm)

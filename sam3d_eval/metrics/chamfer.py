@@ -53,6 +53,22 @@ def handle_pointcloud_input(
     )
 
 
+def _check_normals(x_normals, y_normals, x, y) -> None:
+    """Normals must be `(N, P, C)` with their cloud's N and P and one C for both (else torch fails cryptically)."""
+    if x_normals is None or y_normals is None:
+        return
+    for name, nrm, pts in (("x_normals", x_normals, x), ("y_normals", y_normals, y)):
+        if nrm.shape[:2] != pts.shape[:2]:
+            raise ValueError(
+                f"{name} has shape {tuple(nrm.shape)} but its points have shape {tuple(pts.shape)}; "
+                "expected (N, P, 3) matching the points"
+            )
+    if x_normals.shape[2] != y_normals.shape[2]:
+        raise ValueError(
+            f"x_normals {tuple(x_normals.shape)} and y_normals {tuple(y_normals.shape)} differ in their last dimension"
+        )
+
+
 def _single_direction(x, y, x_lengths, y_lengths, x_normals, y_normals, weights, point_reduction, norm, abs_cosine):
     return_normals = x_normals is not None and y_normals is not None
     N, P1, D = x.shape
@@ -153,6 +169,7 @@ def chamfer_distance(
 
     x, x_lengths, x_normals = handle_pointcloud_input(x, x_lengths, x_normals)
     y, y_lengths, y_normals = handle_pointcloud_input(y, y_lengths, y_normals)
+    _check_normals(x_normals, y_normals, x, y)
 
     if weights is not None:
         N = x.shape[0]

@@ -40,6 +40,9 @@ def auction_assignment(cost: torch.Tensor, eps: float = 1e-4, scaling: float = 5
     n = cost.shape[0]
     if cost.dim() != 2 or cost.shape[1] != n:
         raise ValueError(f"auction_assignment needs a square cost matrix, got {tuple(cost.shape)}")
+    if not bool(torch.isfinite(cost).all()):
+        # NaN never wins a bid and inf never stops raising prices: the auction would not terminate.
+        raise ValueError("auction_assignment: the cost matrix has NaN or inf entries; it must be finite")
     dev = cost.device
     if n == 1:
         return torch.zeros(1, dtype=torch.int64, device=dev)
@@ -116,6 +119,9 @@ def earth_movers_distance(
 
     Returns:
         `(B,)` float tensor in the clouds' units, on x's device. Not differentiable (evaluation metric).
+
+    Raises:
+        ValueError: on mismatched batches, unequal sizes with `num_points=None`, empty or non-finite clouds.
     """
     xs = x.points_list() if isinstance(x, Pointclouds) else list(x.unbind(0)) if torch.is_tensor(x) and x.dim() == 3 else None
     ys = y.points_list() if isinstance(y, Pointclouds) else list(y.unbind(0)) if torch.is_tensor(y) and y.dim() == 3 else None
@@ -123,6 +129,10 @@ def earth_movers_distance(
         raise ValueError("x and y must be (B, N, 3) tensors or Pointclouds")
     if len(xs) != len(ys):
         raise ValueError(f"x has {len(xs)} clouds and y has {len(ys)}")
+    for name, clouds in (("x", xs), ("y", ys)):
+        for b, p in enumerate(clouds):
+            if not bool(torch.isfinite(p).all()):
+                raise ValueError(f"earth_movers_distance: {name}[{b}] has NaN or inf points")
     gen = torch.Generator().manual_seed(seed)
     out = []
     with torch.no_grad():
