@@ -145,8 +145,8 @@ def test_default_is_surface_metrics_and_matches_brute_force():
     sm = surface_metrics(b, a, num_samples=1500, seed=3).rows()[0]
     assert sm == {k: row.metrics[k] for k in sm}
     # brute force: same normalisation (GT side 1, centred) and the same seeded samples
-    gp = sample_points_from_meshes(a, 1500, seed=3)[0].double()
-    pp = sample_points_from_meshes(Meshes([b.verts_list()[0]], b.faces_list()), 1500, seed=4)[0].double()
+    gp = sample_points_from_meshes(a, 1500, seed=3, face_order=True)[0].double()
+    pp = sample_points_from_meshes(Meshes([b.verts_list()[0]], b.faces_list()), 1500, seed=4, face_order=True)[0].double()
     d = torch.cdist(pp, gp)
     d_pg, d_gp = d.min(1).values, d.min(0).values
     assert row.metrics["chamfer_l2"] == pytest.approx(float((d_pg**2).mean() + (d_gp**2).mean()), rel=1e-4)
@@ -217,3 +217,16 @@ def test_knn_shared_not_recomputed(monkeypatch):
     monkeypatch.setattr(mod, "knn_points", lambda *a, **k: calls.append(1) or knn_points(*a, **k))
     evaluate_geometry(_cube(1.1), _cube(), PROTOCOLS["meshrcnn"].with_overrides(num_samples=300))
     assert len(calls) == 2
+
+
+def test_alignment_subset_is_spread_over_each_element():
+    from sam3d_eval.metrics.protocols import _spread_subset
+
+    pts = torch.arange(2 * 10 * 3, dtype=torch.float32).reshape(2, 10, 3)
+    sub, lengths = _spread_subset(pts, torch.tensor([10, 3]), 4)
+    assert sub.shape == (2, 4, 3) and lengths.tolist() == [4, 3]
+    # element 0: indices 0, 2, 5, 7 cover the whole sample; element 1 (3 points) keeps its own points first
+    assert torch.equal(sub[0], pts[0, [0, 2, 5, 7]])
+    assert torch.equal(sub[1, :3], pts[1, :3])
+    same, none = _spread_subset(pts, None, 20)
+    assert same is pts and none is None

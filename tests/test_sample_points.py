@@ -61,6 +61,24 @@ def test_area_weighting_binomial():
     assert abs(on_big - n * p) < 5 * sigma, (on_big, n * p, sigma)
 
 
+def test_face_order_same_distribution_grouped_by_face():
+    n = 20000
+    mesh = two_triangles()  # face 0 at z = 0 (area 0.5), face 1 at z = 1 (area 2)
+    pts = sample_points_from_meshes(mesh, n, seed=0, face_order=True)[0]
+    on_big = (pts[:, 2] > 0.5).long()
+    p = 2.0 / 2.5
+    assert abs(int(on_big.sum()) - n * p) < 5 * math.sqrt(n * p * (1 - p))
+    # grouped in face-index order: every face-0 point comes before every face-1 point
+    assert torch.equal(on_big, torch.sort(on_big).values)
+    again = sample_points_from_meshes(mesh, n, seed=0, face_order=True)[0]
+    assert torch.equal(pts, again)
+    # points within a face are still uniform (barycentric means 1/3)
+    verts = mesh.verts_packed().double().numpy()
+    sel = pts[pts[:, 2] > 0.5].double().numpy()
+    bary = barycentrics(sel, np.broadcast_to(verts[[3, 4, 5]], (len(sel), 3, 3)))
+    assert np.abs(bary.mean(0) - 1 / 3).max() < 5 / math.sqrt(18 * len(sel))
+
+
 def test_points_lie_on_their_faces_and_uniform_within():
     mesh = two_triangles()
     pts = sample_points_from_meshes(mesh, 4000, seed=1)[0].double().numpy()

@@ -8,8 +8,8 @@ F-score thresholds. A `Protocol` pins all of them under a name and a version; it
    sampled clouds;
 2. sample `num_samples` points per surface (GT with `seed`, prediction with `seed + 1`); a point cloud is
    shuffled (seeded the same way, each cloud on its own) and cut to `num_samples` points when it has more;
-3. align (`alignment.ALIGNMENTS`) on the first `align_points` points of each sample (already a random
-   subsample), then apply the transform to the whole prediction (and rotate its normals);
+3. align (`alignment.ALIGNMENTS`) on `align_points` points spread evenly over each sample (mesh samples
+   come in face order, see `sample_points_from_meshes(face_order=True)`), then apply the transform to the whole prediction (and rotate its normals);
 4. one nearest-neighbour query per direction, shared by every Chamfer variant, F-score and normal
    consistency; volume IoU on the (normalised, aligned) meshes; EMD on a seeded subsample.
 
@@ -278,7 +278,8 @@ def _normalize_geometry(pred: Geometry, gt: Geometry, how: str):
 def _sample(x: Geometry, n: int, seed: int):
     """Points `(B, P, 3)`, lengths `(B,)` or None (all full), normals `(B, P, 3)` or None."""
     if isinstance(x, Meshes):
-        pts, nrm = sample_points_from_meshes(x, n, return_normals=True, seed=seed)
+        # Face-ordered samples: coherent KD-tree queries (every metric here is order-free).
+        pts, nrm = sample_points_from_meshes(x, n, return_normals=True, seed=seed, face_order=True)
         return pts, None, nrm
     pts_l, nrm_l = [], []
     normals = x.normals_list()
@@ -298,6 +299,19 @@ def _sample(x: Geometry, n: int, seed: int):
     pts = torch.stack([torch.nn.functional.pad(p, (0, 0, 0, P - p.shape[0])) for p in pts_l])
     nrm = torch.stack([torch.nn.functional.pad(v, (0, 0, 0, P - v.shape[0])) for v in nrm_l]) if normals is not None else None
     return pts, (None if bool((lengths == P).all()) else lengths), nrm
+
+
+def _spread_subset(pts: torch.Tensor, lengths: torch.Tensor | None, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """At most `k` points per element, spread evenly over its valid points (mesh samples come ordered by
+    face, so a prefix would cover only part of the surface); returns points `(B, min(P, k), 3)` and lengths."""
+    B, P, _ = pts.shape
+    if P <= k:
+        return pts, lengths
+    n = torch.full((B,), P, dtype=torch.int64, device=pts.device) if lengths is None else lengths
+    j = torch.arange(k, device=pts.device)[None]
+    idx = torch.where(n[:, None] > k, (j * n[:, None]) // k, j)  # (B, k), < n where n > k
+    sub = torch.gather(pts, 1, idx[..., None].expand(-1, -1, 3))
+    return sub, None if lengths is None else lengths.clamp(max=k)
 
 
 def _mean_xy_normalize(pts: torch.Tensor, lengths: torch.Tensor | None):
@@ -347,10 +361,10 @@ def evaluate_geometry(pred: Geometry, gt: Geometry, protocol: Protocol | str = "
             pr_pts, *pred_cs = _mean_xy_normalize(pr_pts, pl)
             gt_pts, *gt_cs = _mean_xy_normalize(gt_pts, gl)
 
-        A = protocol.align_points
+        pr_sub, pl_sub = _spread_subset(pr_pts, pl, protocol.align_points)
+        gt_sub, gl_sub = _spread_subset(gt_pts, gl, protocol.align_points)
         al = align(
-            pr_pts[:, :A], gt_pts[:, :A], protocol.alignment,
-            None if pl is None else pl.clamp(max=A), None if gl is None else gl.clamp(max=A),
+            pr_sub, gt_sub, protocol.alignment, pl_sub, gl_sub,
             max_iterations=protocol.icp_iterations, relative_rmse_thr=protocol.icp_tolerance, rotations=protocol.rotations,
         )
         R, T, s = al.transform
