@@ -59,6 +59,18 @@ def test_bad_option_values(tmp_path, capsys):
     assert main(["eval-meshes", str(tmp_path / "gt.ply"), str(tmp_path / "gt.ply"), "--taus", "-1"]) == 2
 
 
+def test_unusable_device_and_missing_weights_are_user_errors(tmp_path, capsys):
+    _write(tmp_path / "gt.ply")
+    pair = [str(tmp_path / "gt.ply"), str(tmp_path / "gt.ply"), "--samples", "500"]
+    if not torch.cuda.is_available():
+        assert main(["eval-meshes", *pair, "--device", "cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+    assert main(["eval-meshes", *pair, "--device", "warp9"]) == 2
+    assert "--device 'warp9'" in capsys.readouterr().err
+    assert main(["eval-meshes", *pair, "--appearance", "--lpips-weights", str(tmp_path / "typo.pth")]) == 2
+    assert "typo.pth: no such file" in capsys.readouterr().err
+
+
 def test_identical_meshes_score_perfectly(tmp_path, capsys):
     _write(tmp_path / "gt.ply")
     assert main(["eval-meshes", str(tmp_path / "gt.ply"), str(tmp_path / "gt.ply"), "--samples", "20000"]) == 0

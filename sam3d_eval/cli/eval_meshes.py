@@ -6,6 +6,7 @@ import argparse
 import pathlib
 import sys
 
+import torch
 from tqdm import tqdm
 
 from ..evaluate.appearance import load_lpips_or_none
@@ -94,6 +95,14 @@ def check_metric_options(args: argparse.Namespace) -> Protocol:
         raise ValueError(f"--samples must be positive, got {args.samples}")
     if args.taus is not None and any(not t > 0 for t in args.taus):
         raise ValueError(f"--taus must be positive, got {args.taus}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as err:
+        raise ValueError(f"--device {args.device!r}: {err}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: CUDA is not available in this torch build or on this machine")
+    if getattr(args, "lpips_weights", None) is not None and not args.lpips_weights.is_file():
+        raise FileNotFoundError(f"--lpips-weights {args.lpips_weights}: no such file")
     protocol = get_protocol(args.protocol)
     taus = tuple(args.taus) if args.taus is not None else None
     if taus is not None and "fscore" not in protocol.metrics:
