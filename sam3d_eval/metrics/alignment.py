@@ -31,7 +31,8 @@ from typing import Literal, NamedTuple
 
 import torch
 
-from ..ops.knn import single_thread_on_cpu, knn_points
+from ..ops.knn import knn_points, single_thread_on_cpu
+from ..structures.utils import lengths_mask
 
 ALIGNMENTS = ("none", "bbox", "icp", "scale_icp", "rotation_search_icp")
 AlignmentName = Literal["none", "bbox", "icp", "scale_icp", "rotation_search_icp"]
@@ -158,10 +159,6 @@ def _lengths(lengths: torch.Tensor | None, X: torch.Tensor) -> torch.Tensor:
     return lengths.to(device=X.device, dtype=torch.int64)
 
 
-def _mask(lengths: torch.Tensor, N: int) -> torch.Tensor:
-    return torch.arange(N, device=lengths.device)[None, :] < lengths[:, None]
-
-
 def _check_pair(X: torch.Tensor, Y: torch.Tensor) -> None:
     if X.dim() != 3 or Y.dim() != 3 or X.shape[2] != 3 or Y.shape[2] != 3 or X.shape[0] != Y.shape[0]:
         raise ValueError(f"pred and gt must be (B, N, 3) and (B, M, 3), got {tuple(X.shape)} and {tuple(Y.shape)}")
@@ -193,7 +190,7 @@ def iterative_closest_point(
     xl, yl = _lengths(X_lengths, X), _lengths(Y_lengths, Y)
     if bool((xl == 0).any()) or bool((yl == 0).any()):
         raise ValueError("ICP needs at least one point in every cloud")
-    w = _mask(xl, N).to(X.dtype)
+    w = lengths_mask(xl, N).to(X.dtype)
     X, Y = X.detach(), Y.detach()
     if init_transform is None:
         eye = torch.eye(3, dtype=X.dtype, device=X.device).expand(B, 3, 3).contiguous()
@@ -302,7 +299,7 @@ def rotation_search_icp(
         raise ValueError(f"rotations must be (K, 3, 3), got {tuple(rots.shape)}")
     K = rots.shape[0]
     xl, yl = _lengths(X_lengths, X), _lengths(Y_lengths, Y)
-    wx, wy = _mask(xl, N).to(X.dtype), _mask(yl, M).to(X.dtype)
+    wx, wy = lengths_mask(xl, N).to(X.dtype), lengths_mask(yl, M).to(X.dtype)
     mx = (X * wx[..., None]).sum(1) / xl.clamp(min=1)[:, None].to(X.dtype)
     my = (Y * wy[..., None]).sum(1) / yl.clamp(min=1)[:, None].to(X.dtype)
     # Sample-major (b, k) order: the flat index is b * K + k.
@@ -334,7 +331,7 @@ def _chamfer_l2(X, Y, xl, yl) -> torch.Tensor:
 
 def _bbox(P: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Centre `(B, 3)` and longest side `(B,)` of the valid points' axis-aligned boxes."""
-    valid = _mask(lengths, P.shape[1])[..., None]
+    valid = lengths_mask(lengths, P.shape[1])[..., None]
     lo = P.masked_fill(~valid, float("inf")).amin(1)
     hi = P.masked_fill(~valid, float("-inf")).amax(1)
     return (lo + hi) / 2, (hi - lo).amax(1)
@@ -376,7 +373,7 @@ def _moment_init(X, Y, X_lengths, Y_lengths) -> SimilarityTransform:
     xl, yl = _lengths(X_lengths, X), _lengths(Y_lengths, Y)
     stats = []
     for P, ln in ((X, xl), (Y, yl)):
-        w = _mask(ln, P.shape[1]).to(P.dtype)[..., None]
+        w = lengths_mask(ln, P.shape[1]).to(P.dtype)[..., None]
         n = ln.clamp(min=1).to(P.dtype)[:, None]
         mu = (P * w).sum(1) / n
         rms = ((((P - mu[:, None]) ** 2) * w).sum((1, 2)) / n[:, 0]).sqrt()

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from ..ops.knn import knn_gather, knn_points, single_thread_on_cpu
 from ..structures.pointclouds import Pointclouds
+from ..structures.utils import lengths_mask
 
 PointsLike = Union[torch.Tensor, Pointclouds]
 
@@ -74,7 +75,7 @@ def _single_direction(x, y, x_lengths, y_lengths, x_normals, y_normals, weights,
     N, P1, D = x.shape
     if y.shape[0] != N or y.shape[2] != D:
         raise ValueError("y does not have the correct shape.")
-    x_mask = torch.arange(P1, device=x.device)[None] >= x_lengths[:, None]  # (N, P1) padding
+    x_mask = ~lengths_mask(x_lengths, P1)  # (N, P1) padding
 
     x_nn = knn_points(x, y, lengths1=x_lengths, lengths2=y_lengths, norm=norm, K=1)
     cham_x = x_nn.dists[..., 0].masked_fill(x_mask, 0.0)  # (N, P1)

@@ -14,6 +14,7 @@ import torch
 
 from ..ops.knn import knn_points
 from ..structures.pointclouds import Pointclouds
+from ..structures.utils import lengths_mask
 from .chamfer import handle_pointcloud_input
 
 PointsLike = Union[torch.Tensor, Pointclouds]
@@ -97,7 +98,7 @@ def _lengths(lengths: torch.Tensor | None, B: int, P: int, device) -> torch.Tens
 
 def _share_within(d2: torch.Tensor, lengths: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     """`(B, T)` float64 share of the first `lengths[b]` entries whose Euclidean distance is < tau."""
-    valid = torch.arange(d2.shape[1], device=d2.device)[None, :] < lengths[:, None]  # (B, P)
+    valid = lengths_mask(lengths, d2.shape[1])  # (B, P)
     dist = d2.detach().to(torch.float64).clamp(min=0).sqrt()
     close = (dist[:, :, None] < tau[None, None, :]) & valid[:, :, None]  # (B, P, T)
     return close.sum(1).to(torch.float64) / lengths.clamp(min=1)[:, None].to(torch.float64)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..ops.knn import knn_points
+from ..structures.utils import lengths_mask
 
 # pytorch3d's unit-box corner order, its 6 quad faces and 12 edges
 _UNIT_CORNERS = torch.tensor(
@@ -208,7 +209,7 @@ def add_s(pred_points: torch.Tensor, gt_points: torch.Tensor, pred_lengths: torc
     d = nn.dists[..., 0].clamp(min=0).sqrt()
     if gt_lengths is None:
         return d.mean(1)
-    mask = torch.arange(d.shape[1], device=d.device)[None] < gt_lengths[:, None]
+    mask = lengths_mask(gt_lengths, d.shape[1])
     return (d * mask).sum(1) / gt_lengths.clamp(min=1).to(d.dtype)
 
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..ops.knn import knn_gather, knn_points
 from ..structures.pointclouds import Pointclouds
+from ..structures.utils import lengths_mask
 from .chamfer import handle_pointcloud_input
 
 PointsLike = Union[torch.Tensor, Pointclouds]
@@ -90,6 +91,6 @@ def _mean_cos(src_n, dst_n, idx, src_lengths, absolute):
     cos = F.cosine_similarity(src_n, near, dim=2, eps=1e-6)
     if absolute:
         cos = cos.abs()
-    valid = torch.arange(src_n.shape[1], device=src_n.device)[None, :] < src_lengths[:, None]
+    valid = lengths_mask(src_lengths, src_n.shape[1])
     cos = torch.where(valid, cos, torch.zeros_like(cos))
     return cos.sum(1) / src_lengths.clamp(min=1).to(cos.dtype)

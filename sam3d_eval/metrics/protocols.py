@@ -36,6 +36,7 @@ from ..ops.knn import knn_points
 from ..ops.sample_points import sample_points_from_meshes
 from ..structures.meshes import Meshes
 from ..structures.pointclouds import Pointclouds
+from ..structures.utils import lengths_mask
 from .alignment import ALIGNMENTS, align, apply_similarity_transform, rotation_grid
 from .emd import earth_movers_distance
 from .fscore import f_score_from_dists
@@ -318,7 +319,7 @@ def _mean_xy_normalize(pts: torch.Tensor, lengths: torch.Tensor | None):
     """ZeroShape's normalize_pc per cloud: centre at the mean, divide by max(x extent, y extent)."""
     B, P, _ = pts.shape
     ln = torch.full((B,), P, dtype=torch.int64, device=pts.device) if lengths is None else lengths
-    valid = (torch.arange(P, device=pts.device)[None] < ln[:, None])[..., None]
+    valid = lengths_mask(ln, P)[..., None]
     centre = (pts * valid).sum(1) / ln.clamp(min=1)[:, None].to(pts.dtype)
     ext = pts.masked_fill(~valid, float("-inf")).amax(1) - pts.masked_fill(~valid, float("inf")).amin(1)
     side = ext[:, :2].amax(1)

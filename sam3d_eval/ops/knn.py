@@ -24,6 +24,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..structures.utils import lengths_mask
+
 KNN = namedtuple("KNN", "dists idx knn")
 KNN.__doc__ = """Result of `knn_points`: dists `(N, P1, K)`, idx `(N, P1, K)` int64, knn `(N, P1, K, D)` or None."""
 
@@ -244,7 +246,7 @@ def _check_inputs(p1, p2, lengths1, lengths2, norm, K):
 
 def _zero_padding(p: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """`p` `(N, P, D)` with the rows past `lengths` set to 0 (differentiable; no gradient to the padding)."""
-    valid = torch.arange(p.shape[1], device=p.device)[None, :] < lengths[:, None]
+    valid = lengths_mask(lengths, p.shape[1])
     return torch.where(valid[..., None], p, p.new_zeros(()))
 
 
@@ -259,9 +261,8 @@ def _check_finite(p: torch.Tensor, name: str, lengths_name: str) -> None:
 
 
 def _valid_mask(lengths1: torch.Tensor, lengths2: torch.Tensor, P1: int, K: int) -> torch.Tensor:
-    dev = lengths1.device
-    in1 = torch.arange(P1, device=dev)[None, :] < lengths1[:, None]  # (N, P1)
-    ink = torch.arange(K, device=dev)[None, :] < lengths2[:, None]  # (N, K)
+    in1 = lengths_mask(lengths1, P1)  # (N, P1)
+    ink = lengths_mask(lengths2, K)  # (N, K)
     return in1[:, :, None] & ink[:, None, :]
 
 
@@ -338,7 +339,7 @@ def _knn_idx_torch(p1, p2, lengths1, lengths2, norm, K, tile_elems: int | None =
     p1, p2 = p1[:, :P1u], p2[:, :P2u]
     if tile_elems is None:
         tile_elems = _TILE_ELEMS_GPU if p1.is_cuda else _TILE_ELEMS_CPU
-    valid2 = torch.arange(P2u, device=p2.device)[None, :] < lengths2[:, None]  # (N, P2u)
+    valid2 = lengths_mask(lengths2, P2u)  # (N, P2u)
     if int(lengths2.min()) < P2u:
         # Padding (possibly NaN) must not reach the centring or a tile; knn_points zeroes it already.
         p2 = torch.where(valid2[..., None], p2, p2.new_zeros(()))
@@ -421,7 +422,7 @@ def _knn_idx_matmul(p1, p2, lengths1, lengths2, valid2, K, tile_elems):
     u = torch.finfo(p1.dtype).eps / 2
     err = (2 * D + 16) * u * (a_all.norm(dim=-1) + bmax[:, None]) ** 2 * (1 + 1e-3)  # (N, P1u)
 
-    valid1 = torch.arange(P1u, device=p1.device)[None, :] < lengths1[:, None]  # (N, P1u)
+    valid1 = lengths_mask(lengths1, P1u)  # (N, P1u)
     out = torch.empty((N, P1u, min(K, P2u)), dtype=torch.int64, device=p1.device)
     NB, T1, T2 = _tiles(N, P1u, P2u, tile_elems)
     for n0 in range(0, N, NB):
