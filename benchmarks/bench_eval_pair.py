@@ -18,7 +18,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from sam3d_eval.data.shapes import Degradation, degrade
-from sam3d_eval.metrics.surface import surface_metrics
+from sam3d_eval.evaluate.surface import surface_metrics
 from sam3d_eval.structures import Meshes
 
 N = 100_000

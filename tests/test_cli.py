@@ -275,7 +275,8 @@ def test_appearance_with_and_without_lpips_weights(tmp_path, alex_weights, capsy
 def test_appearance_follows_the_protocol_alignment(tmp_path, alex_weights):
     """A rotated, moved copy of the GT looks identical once the protocol's ICP has undone the motion."""
     from sam3d_eval.evaluate.pairs import AppearanceOptions, SamplePair, score_pairs
-    from sam3d_eval.metrics import LPIPS, get_protocol
+    from sam3d_eval.evaluate import get_protocol
+    from sam3d_eval.metrics import LPIPS
 
     _coloured_box(tmp_path / "gt.ply")
     _coloured_box(tmp_path / "pred.ply", rotate_deg=8.0, shift=(0.05, -0.03, 0.02))

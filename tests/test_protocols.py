@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from sam3d_eval.metrics.protocols import (
+from sam3d_eval.evaluate.protocols import (
     CHAMFER_VARIANTS,
     PROTOCOLS,
     Protocol,
     evaluate_geometry,
     get_protocol,
 )
-from sam3d_eval.metrics.surface import surface_metrics
+from sam3d_eval.evaluate.surface import surface_metrics
 from sam3d_eval.ops.knn import knn_points
 from sam3d_eval.ops.sample_points import sample_points_from_meshes
 from sam3d_eval.structures import Meshes, Pointclouds
@@ -211,7 +211,7 @@ def test_presets_hold_the_published_settings():
 
 def test_knn_shared_not_recomputed(monkeypatch):
     """Chamfer, F-score and normal consistency share one KNN query per direction (no alignment)."""
-    import sam3d_eval.metrics.protocols as mod
+    import sam3d_eval.evaluate.protocols as mod
 
     calls = []
     monkeypatch.setattr(mod, "knn_points", lambda *a, **k: calls.append(1) or knn_points(*a, **k))
@@ -220,7 +220,7 @@ def test_knn_shared_not_recomputed(monkeypatch):
 
 
 def test_alignment_subset_is_spread_over_each_element():
-    from sam3d_eval.metrics.protocols import _spread_subset
+    from sam3d_eval.evaluate.protocols import _spread_subset
 
     pts = torch.arange(2 * 10 * 3, dtype=torch.float32).reshape(2, 10, 3)
     sub, lengths = _spread_subset(pts, torch.tensor([10, 3]), 4)

@@ -19,7 +19,7 @@ from ..evaluate.pairs import (
     find_pairs,
     score_pairs,
 )
-from ..metrics.protocols import PROTOCOLS, Protocol, get_protocol
+from ..evaluate.protocols import PROTOCOLS, Protocol, get_protocol
 from .table import format_results, write_results
 
 

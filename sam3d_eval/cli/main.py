@@ -8,7 +8,7 @@ import traceback
 from typing import Sequence
 
 from .. import __version__
-from ..metrics.protocols import NORMALIZATIONS, PROTOCOLS
+from ..evaluate.protocols import NORMALIZATIONS, PROTOCOLS
 from . import demo, eval_meshes
 
 EXIT_USER_ERROR = 2

@@ -17,7 +17,7 @@ import torch
 from ..io.mesh_io import MeshLoadError, load_mesh
 from ..io.pointcloud_io import load_pointcloud
 from ..io.splats import load_splats, splats_to_points
-from ..metrics.protocols import Protocol, get_protocol, evaluate_geometry
+from .protocols import Protocol, get_protocol, evaluate_geometry
 from ..structures import Meshes, Pointclouds
 from .appearance import appearance_metrics
 

@@ -27,22 +27,16 @@ from .lpips import LPIPS, WeightsNotFoundError
 from .mesh_losses import cot_laplacian, mesh_edge_loss, mesh_laplacian_smoothing, mesh_normal_consistency
 from .normal_consistency import normal_consistency, normal_consistency_from_idx
 from .point_mesh_distance import point_mesh_edge_distance, point_mesh_face_distance, point_mesh_surface_distance
-from .protocols import PROTOCOLS, GeometryRow, Protocol, evaluate_geometry, get_protocol
-from .surface import SurfaceMetrics, surface_metrics
 from .volume_iou import VolumeIoU, occupancy_grid, volume_iou, winding_number
 
 __all__ = [
     "ALIGNMENTS",
     "KNN",
     "LPIPS",
-    "PROTOCOLS",
     "Alignment",
     "FScore",
-    "GeometryRow",
     "ICPSolution",
-    "Protocol",
     "SimilarityTransform",
-    "SurfaceMetrics",
     "VolumeIoU",
     "WeightsNotFoundError",
     "add_s",
@@ -54,10 +48,8 @@ __all__ = [
     "corresponding_points_alignment",
     "cot_laplacian",
     "earth_movers_distance",
-    "evaluate_geometry",
     "f_score",
     "f_score_from_dists",
-    "get_protocol",
     "iterative_closest_point",
     "knn_gather",
     "knn_points",
@@ -79,7 +71,6 @@ __all__ = [
     "sample_points_from_meshes",
     "ssim",
     "ssim_map",
-    "surface_metrics",
     "volume_iou",
     "winding_number",
 ]

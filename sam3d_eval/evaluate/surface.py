@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..structures import Meshes
-from .fscore import DEFAULT_TAUS
+from ..metrics.fscore import DEFAULT_TAUS
 from .protocols import PROTOCOLS, evaluate_geometry
 
 __all__ = ["DEFAULT_TAUS", "SurfaceMetrics", "surface_metrics"]

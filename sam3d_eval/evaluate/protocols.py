@@ -37,11 +37,11 @@ from ..ops.sample_points import sample_points_from_meshes
 from ..structures.meshes import Meshes
 from ..structures.pointclouds import Pointclouds
 from ..structures.utils import lengths_mask
-from .alignment import ALIGNMENTS, align, apply_similarity_transform, rotation_grid
-from .emd import earth_movers_distance
-from .fscore import f_score_from_dists
-from .normal_consistency import normal_consistency_from_idx
-from .volume_iou import volume_iou
+from ..metrics.alignment import ALIGNMENTS, align, apply_similarity_transform, rotation_grid
+from ..metrics.emd import earth_movers_distance
+from ..metrics.fscore import f_score_from_dists
+from ..metrics.normal_consistency import normal_consistency_from_idx
+from ..metrics.volume_iou import volume_iou
 
 NORMALIZATIONS = {
     "none": "none (file / camera frame)",
