@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..structures import Pointclouds
+from ..transforms import quaternion_to_matrix
 from .pointcloud_io import PointCloudReadError, _check_finite, read_ply_vertices
 
 SH_C0 = 0.28209479177387814  # Y_0^0 = 1 / (2 sqrt(pi)): rgb = 0.5 + SH_C0 * f_dc, as the 3DGS rasteriser
@@ -52,15 +53,7 @@ class Splats:
 
     def rotation_matrices(self) -> torch.Tensor:
         """`(G, 3, 3)` rotations of the Gaussians' axes (columns), from the (w, x, y, z) quaternions."""
-        w, x, y, z = self.rotations.unbind(-1)
-        return torch.stack(
-            (
-                1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-            ),
-            -1,
-        ).reshape(-1, 3, 3)
+        return quaternion_to_matrix(self.rotations)
 
     def covariances(self) -> torch.Tensor:
         """`(G, 3, 3)` covariances R diag(scales^2) R^T, as 3DGS `build_covariance_from_scaling_rotation`."""

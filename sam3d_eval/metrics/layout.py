@@ -1,8 +1,8 @@
 """Layout metrics for predictions that carry a pose: 3D box IoU, rotation error, ADD-S.
 
 A pose is what SAM 3D Objects outputs per object: a rotation quaternion (w, x, y, z), a translation and a
-scale, mapping object-frame points x to the scene as  s * R(q) x + t  (column-vector convention; R as
-pytorch3d's `quaternion_to_matrix`). The scale is uniform `(...,)` or per axis `(..., 3)`.
+scale, mapping object-frame points x to the scene as  s * R(q) x + t  (column-vector convention; R from
+`transforms.quaternion_to_matrix`, as pytorch3d's). The scale is uniform `(...,)` or per axis `(..., 3)`.
 
 Boxes are `(..., 8, 3)` corner tensors in pytorch3d's `box3d_overlap` order: corners 0-3 one face
 (0,0,0), (1,0,0), (1,1,0), (0,1,0) of the unit cube, corners 4-7 the same with z=1.
@@ -15,6 +15,7 @@ import torch
 
 from ..ops.knn import knn_points
 from ..structures.utils import lengths_mask
+from ..transforms import quaternion_to_matrix
 
 # pytorch3d's unit-box corner order, its 6 quad faces and 12 edges
 _UNIT_CORNERS = torch.tensor(
@@ -22,26 +23,6 @@ _UNIT_CORNERS = torch.tensor(
 )
 _FACES = np.array([[0, 1, 2, 3], [3, 2, 6, 7], [0, 1, 5, 4], [0, 3, 7, 4], [1, 2, 6, 5], [4, 5, 6, 7]])
 _EDGES = np.array([[0, 1], [1, 2], [2, 3], [3, 0], [4, 5], [5, 6], [6, 7], [7, 4], [0, 4], [1, 5], [2, 6], [3, 7]])
-
-
-def quaternion_to_matrix(quaternions: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices `(..., 3, 3)` from quaternions `(..., 4)` (w, x, y, z), as pytorch3d.
-
-    Non-unit quaternions are normalised implicitly (the 2 / |q|^2 factor); q and -q give the same matrix.
-    """
-    if quaternions.shape[-1] != 4:
-        raise ValueError(f"quaternions must be (..., 4) (w, x, y, z), got {tuple(quaternions.shape)}")
-    r, i, j, k = torch.unbind(quaternions, -1)
-    two_s = 2.0 / (quaternions * quaternions).sum(-1)
-    o = torch.stack(
-        (
-            1 - two_s * (j * j + k * k), two_s * (i * j - k * r), two_s * (i * k + j * r),
-            two_s * (i * j + k * r), 1 - two_s * (i * i + k * k), two_s * (j * k - i * r),
-            two_s * (i * k - j * r), two_s * (j * k + i * r), 1 - two_s * (i * i + j * j),
-        ),
-        -1,
-    )
-    return o.reshape(quaternions.shape[:-1] + (3, 3))
 
 
 def transform_points(points: torch.Tensor, quaternion: torch.Tensor, translation: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch
 
 from ..structures.meshes import Meshes
 from ..structures.pointclouds import Pointclouds
+from ..transforms import bbox_centre_scale, normalize_points
 
 Geometry = TypeVar("Geometry", Meshes, Pointclouds, torch.Tensor)
 
@@ -35,31 +36,17 @@ def unit_cube_transform(gt: Meshes | Pointclouds | torch.Tensor) -> tuple[torch.
     """Centre `(B, 3)` and scale `(B,)` that map each GT's bounding box into the unit cube at the origin.
 
     A `(V, 3)` tensor counts as a batch of one. Raises `ValueError` for a GT with no points, non-finite
-    coordinates or a zero-extent box (all points coincide), where no scale is defined.
+    coordinates or a zero-extent box (all points coincide), where no scale is defined
+    (`transforms.bbox_centre_scale` with side 1).
     """
-    centres, scales = [], []
-    for i, p in enumerate(_point_lists(gt, "gt")):
-        if p.shape[0] == 0:
-            raise ValueError(f"ground truth {i} has no vertices: cannot normalise to the unit cube")
-        lo, hi = p.detach().amin(0), p.detach().amax(0)
-        side = (hi - lo).max()
-        if not torch.isfinite(side):
-            raise ValueError(f"ground truth {i} has NaN or inf coordinates: cannot normalise to the unit cube")
-        if side <= 0:
-            raise ValueError(
-                f"ground truth {i} is degenerate (all {p.shape[0]} points coincide, bounding box of zero extent): "
-                "cannot normalise to the unit cube"
-            )
-        centres.append((lo + hi) / 2)
-        scales.append(1.0 / side)
-    return torch.stack(centres), torch.stack(scales)
+    return bbox_centre_scale(_point_lists(gt, "gt"), 1.0, who="ground truth")
 
 
 def _apply(x: Geometry, centre: torch.Tensor, scale: torch.Tensor, name: str) -> Geometry:
     lists = _point_lists(x, name)
     if len(lists) != centre.shape[0]:
         raise ValueError(f"{name} has {len(lists)} elements for {centre.shape[0]} ground truths")
-    moved = [(p - centre[i].to(p)) * scale[i].to(p) for i, p in enumerate(lists)]
+    moved = [normalize_points(p, centre[i], scale[i]) for i, p in enumerate(lists)]
     if isinstance(x, Meshes):
         return Meshes(moved, x.faces_list(), x.textures)
     if isinstance(x, Pointclouds):

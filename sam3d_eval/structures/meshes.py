@@ -10,6 +10,7 @@ from typing import Sequence
 
 import torch
 
+from ..transforms import face_areas_normals
 from .textures import Textures
 from .utils import lengths_to_first_idx, lengths_to_packed_idx, list_to_padded, padded_to_list
 
@@ -20,18 +21,6 @@ def _as_list(x: Sequence[torch.Tensor] | torch.Tensor, name: str) -> list[torch.
             raise ValueError(f"{name} as a tensor must be (B, N, 3), got {tuple(x.shape)}")
         return list(x.unbind(0))
     return list(x)
-
-
-def face_areas_normals(verts: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Areas `(F,)` and unit normals `(F, 3)` of triangles `faces` `(F, 3)` int64 over `verts` `(V, 3)`.
-
-    normal = (v1 - v0) x (v2 - v0) / max(|.|, 1e-6), area = |(v1 - v0) x (v2 - v0)| / 2, as pytorch3d's
-    `mesh_face_areas_normals`. Differentiable.
-    """
-    v0, v1, v2 = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
-    n = torch.cross(v1 - v0, v2 - v0, dim=1)
-    norm = n.norm(dim=1)
-    return norm / 2.0, n / norm.clamp(min=1e-6)[:, None]
 
 
 class Meshes:
