@@ -1,0 +1,301 @@
+"""The evaluation manifest (DESIGN.md section 4): one row per sample, as CSV, JSONL or Parquet.
+
+Columns:
+
+- ``sample_id`` (str, unique, non-empty): the key of predictions and results;
+- ``gt_mesh`` (path): the ground-truth mesh;
+- ``domain``: ``synthetic`` or ``real``;
+- ``occlusion`` (float in [0, 1]): fraction of the object hidden;
+- ``category`` (str);
+- ``image``, ``mask`` (paths): the input image and the visible-object mask; optional here, required by
+  sources that run a model (`Predictor`);
+- ``camera`` (optional, a JSON object of intrinsics/extrinsics), ``split`` (optional, str).
+
+Paths are relative to the manifest's folder (absolute paths are accepted when they lie inside it); a path
+that leaves the folder (``../x.ply``, ``/etc/passwd``) is refused, so a manifest cannot make the suite read
+files outside the data set it describes. The check is lexical (``..`` segments), so symbolic links inside
+the folder are followed. Files are not opened here: a missing file becomes a failed row when it is read.
+
+Every other column is kept as it is and carried to the results as a stratum (`extra_columns`). Column
+names the results table uses itself (``status``, ``error``, ...) are refused.
+
+Errors are `ManifestError` (a `ValueError`) naming the manifest, the row (its sample id and its line: the
+file line for CSV and JSONL, the 1-based row for Parquet) and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+from typing import Any
+
+__all__ = [
+    "DOMAINS",
+    "KNOWN_COLUMNS",
+    "PATH_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "ManifestError",
+    "extra_columns",
+    "load_manifest",
+    "strata_columns",
+    "validate_manifest",
+]
+
+REQUIRED_COLUMNS = ("sample_id", "gt_mesh", "domain", "occlusion", "category")
+PATH_COLUMNS = ("gt_mesh", "image", "mask")
+KNOWN_COLUMNS = REQUIRED_COLUMNS + ("image", "mask", "camera", "split")
+DOMAINS = ("synthetic", "real")
+# Names of the results table (io.results.RESULT_COLUMNS) a manifest column may not shadow.
+_RESERVED = ("run_id", "status", "error", "source", "fingerprint", "protocol", "pred_kind", "transform", "notes",
+             "rank", "written_at", "part")
+_STR_COLUMNS = ("sample_id", "gt_mesh", "image", "mask", "domain", "category", "camera", "split")
+
+
+class ManifestError(ValueError):
+    """A manifest problem; the message names the manifest, the row (sample id and line) and the problem."""
+
+    def __init__(self, message: str, *, sample_id: str | None = None, line: int | None = None) -> None:
+        self.sample_id = sample_id
+        self.line = line
+        super().__init__(message)
+
+
+def _where(frame, i: int) -> str:
+    lines = frame.attrs.get("lines")
+    unit = frame.attrs.get("line_unit", "row")
+    line = lines[i] if lines is not None else i + 1
+    sid = frame["sample_id"].iloc[i] if "sample_id" in frame.columns else None
+    return f"{unit} {line}" + (f" (sample {sid!r})" if isinstance(sid, str) and sid else "")
+
+
+def _name(frame) -> str:
+    return str(frame.attrs.get("manifest", "manifest"))
+
+
+def _read_csv(path: pathlib.Path):
+    import pandas as pd
+
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise ManifestError(f"{path}: line {line}: not UTF-8 text ({err.reason} at byte {err.start}); "
+                            "save the manifest as UTF-8", line=line) from None
+    import io
+
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype={c: str for c in _STR_COLUMNS}, keep_default_na=False,
+                            na_values={"occlusion": [""]}, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise ManifestError(f"{path}: the manifest is empty") from None
+    except pd.errors.ParserError as err:
+        raise ManifestError(f"{path}: not a readable CSV table ({err})") from None
+    # Header is line 1; this assumes no quoted newlines inside fields (paths and ids have none).
+    frame.attrs["lines"] = [i + 2 for i in range(len(frame))]
+    frame.attrs["line_unit"] = "line"
+    return frame
+
+
+def _read_jsonl(path: pathlib.Path):
+    import pandas as pd
+
+    rows, lines = [], []
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise ManifestError(f"{path}: line {line}: not UTF-8 text ({err.reason} at byte {err.start})", line=line) from None
+    for n, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise ManifestError(f"{path}: line {n}: not valid JSON ({err.msg})", line=n) from None
+        if not isinstance(row, dict):
+            raise ManifestError(f"{path}: line {n}: expected a JSON object, got {type(row).__name__}", line=n)
+        if isinstance(row.get("camera"), (dict, list)):
+            row["camera"] = json.dumps(row["camera"])
+        rows.append(row)
+        lines.append(n)
+    if not rows:
+        raise ManifestError(f"{path}: the manifest is empty")
+    frame = pd.DataFrame(rows)
+    for c in _STR_COLUMNS:
+        if c in frame.columns:
+            frame[c] = frame[c].map(lambda v: v if v is None or isinstance(v, str) else
+                                    (None if isinstance(v, float) and math.isnan(v) else str(v)))
+    frame.attrs["lines"] = lines
+    frame.attrs["line_unit"] = "line"
+    return frame
+
+
+def _read_parquet(path: pathlib.Path):
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
+        raise ManifestError(f"{path}: not a readable Parquet file ({err})") from None
+    frame.attrs["lines"] = [i + 1 for i in range(len(frame))]
+    frame.attrs["line_unit"] = "row"
+    return frame
+
+
+_READERS = {".csv": _read_csv, ".jsonl": _read_jsonl, ".ndjson": _read_jsonl, ".parquet": _read_parquet,
+            ".pq": _read_parquet}
+
+
+def load_manifest(path: str | os.PathLike):
+    """Read and validate a manifest (by suffix: .csv, .jsonl/.ndjson, .parquet); returns a pandas frame.
+
+    Path columns come back as absolute paths (object columns of str; None where a row has no image or
+    mask); ``occlusion``
+    as float64; the other known columns as str; unknown columns as read. ``frame.attrs`` holds
+    ``manifest`` (its path) and ``root`` (its folder). Raises `ManifestError` (see the module docstring),
+    `FileNotFoundError` for a missing file.
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: manifest does not exist")
+    if not path.is_file():
+        raise ManifestError(f"{path}: the manifest must be a file (.csv, .jsonl or .parquet), got a folder")
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        raise ManifestError(f"{path}: unsupported manifest format {path.suffix!r}; use .csv, .jsonl or .parquet")
+    frame = reader(path)
+    frame.attrs["manifest"] = str(path)
+    return validate_manifest(frame, path.parent)
+
+
+def _is_blank(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
+
+
+def _resolve(root: pathlib.Path, value: str) -> pathlib.Path | None:
+    """The path `value` (relative to `root`, or absolute) if it stays inside `root` (lexically), else None."""
+    root_abs = pathlib.Path(os.path.normpath(os.path.abspath(root)))
+    p = pathlib.Path(value)
+    full = pathlib.Path(os.path.normpath(p if p.is_absolute() else root_abs / p))
+    try:
+        full.relative_to(root_abs)
+    except ValueError:
+        return None
+    return full
+
+
+def validate_manifest(frame, root: str | os.PathLike):
+    """Check a manifest frame and normalise its columns; returns a new frame (see `load_manifest`).
+
+    root: the folder that relative paths are resolved against and that no path may leave.
+    Raises `ManifestError` for missing columns, reserved column names, empty or duplicate sample ids,
+    blank ground-truth paths, paths outside `root`, occlusion that is not a number in [0, 1], unknown
+    domains and a camera that is not a JSON object.
+    """
+    import pandas as pd
+
+    name = _name(frame)
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ManifestError(f"{name}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, frame.columns))}); "
+                            f"required: {', '.join(REQUIRED_COLUMNS)}")
+    reserved = [c for c in frame.columns if c in _RESERVED]
+    if reserved:
+        raise ManifestError(f"{name}: column name(s) {', '.join(reserved)} are used by the results table; rename them")
+    if len(frame) == 0:
+        raise ManifestError(f"{name}: the manifest has no rows")
+    out = frame.copy()
+    out.attrs = dict(frame.attrs)
+    root = pathlib.Path(root)
+    out.attrs["root"] = str(root)
+
+    seen: dict[str, int] = {}
+    ids = []
+    for i, sid in enumerate(out["sample_id"].tolist()):
+        if _is_blank(sid):
+            raise ManifestError(f"{name}: {_where(out, i)}: empty sample_id", line=_line(out, i))
+        sid = str(sid).strip()
+        if sid in seen:
+            raise ManifestError(f"{name}: {_where(out, i)}: duplicate sample_id {sid!r} (first at "
+                                f"{_where(out, seen[sid]).split(' (')[0]})", sample_id=sid, line=_line(out, i))
+        if "/" in sid or "\\" in sid or sid in (".", ".."):
+            raise ManifestError(f"{name}: {_where(out, i)}: sample_id {sid!r} may not contain path separators",
+                                sample_id=sid, line=_line(out, i))
+        seen[sid] = i
+        ids.append(sid)
+    out["sample_id"] = ids
+
+    for col in PATH_COLUMNS:
+        if col not in out.columns:
+            continue
+        resolved = []
+        for i, v in enumerate(out[col].tolist()):
+            if _is_blank(v):
+                if col == "gt_mesh":
+                    raise ManifestError(f"{name}: {_where(out, i)}: empty gt_mesh path", sample_id=ids[i], line=_line(out, i))
+                resolved.append(None)
+                continue
+            p = _resolve(root, str(v).strip())
+            if p is None:
+                raise ManifestError(f"{name}: {_where(out, i)}: {col} path {v!r} leaves the manifest's folder "
+                                    f"{root}; paths must stay inside it", sample_id=ids[i], line=_line(out, i))
+            resolved.append(str(p))
+        out[col] = pd.Series(resolved, index=out.index, dtype=object)
+
+    occ = []
+    for i, v in enumerate(out["occlusion"].tolist()):
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            x = math.nan
+        if not (0.0 <= x <= 1.0):
+            raise ManifestError(f"{name}: {_where(out, i)}: occlusion must be a number in [0, 1], got {v!r}",
+                                sample_id=ids[i], line=_line(out, i))
+        occ.append(x)
+    out["occlusion"] = pd.Series(occ, index=out.index, dtype="float64")
+
+    domains = []
+    for i, v in enumerate(out["domain"].tolist()):
+        d = v.strip().lower() if isinstance(v, str) else v
+        if d not in DOMAINS:
+            raise ManifestError(f"{name}: {_where(out, i)}: unknown domain {v!r}; expected one of {', '.join(DOMAINS)}",
+                                sample_id=ids[i], line=_line(out, i))
+        domains.append(d)
+    out["domain"] = domains
+    out["category"] = ["" if _is_blank(v) else str(v).strip() for v in out["category"].tolist()]
+
+    if "camera" in out.columns:
+        cams = []
+        for i, v in enumerate(out["camera"].tolist()):
+            if _is_blank(v):
+                cams.append(None)
+                continue
+            try:
+                cam = json.loads(v) if isinstance(v, str) else v
+            except json.JSONDecodeError as err:
+                raise ManifestError(f"{name}: {_where(out, i)}: camera is not valid JSON ({err.msg})",
+                                    sample_id=ids[i], line=_line(out, i)) from None
+            if not isinstance(cam, dict):
+                raise ManifestError(f"{name}: {_where(out, i)}: camera must be a JSON object, got {type(cam).__name__}",
+                                    sample_id=ids[i], line=_line(out, i))
+            cams.append(json.dumps(cam, sort_keys=True))
+        out["camera"] = pd.Series(cams, index=out.index, dtype=object)
+    return out
+
+
+def _line(frame, i: int) -> int:
+    lines = frame.attrs.get("lines")
+    return lines[i] if lines is not None else i + 1
+
+
+def extra_columns(frame) -> list[str]:
+    """The manifest's unknown columns (kept and carried to the results), in file order."""
+    return [c for c in frame.columns if c not in KNOWN_COLUMNS]
+
+
+def strata_columns(frame) -> list[str]:
+    """Columns carried to each result row: domain, occlusion, category, split (if present) and the extras."""
+    base = [c for c in ("domain", "occlusion", "category", "split") if c in frame.columns]
+    return base + extra_columns(frame)

@@ -1,0 +1,249 @@
+"""The per-sample results store: Parquet part files under ``RUN_DIR/results/`` and the run's metadata.
+
+Layout of a run folder::
+
+    RUN_DIR/run.json                      run metadata (run id, source, protocol + fingerprint, versions,
+                                          every invocation's command and time)
+    RUN_DIR/results/part-*.parquet        one file per scored batch and rank, written atomically
+
+One row per (run, sample), columns (`RESULT_COLUMNS`, then the strata and metric columns):
+
+- ``run_id`` (str), ``sample_id`` (str), ``status`` ("ok" | "failed"), ``error`` (str or None),
+- ``source`` (the prediction source's identity), ``fingerprint`` (`Protocol.fingerprint()`), ``protocol``
+  (name), ``pred_kind`` ("mesh" | "pointcloud" | "splat" | None),
+- ``transform`` (JSON string of the normalisation and alignment, or None), ``notes`` (JSON list of strings),
+- ``rank`` (int, the process that wrote it), ``written_at`` (int, ns since the epoch),
+- strata: ``domain``, ``occlusion``, ``category`` and every extra manifest column (names in the part's
+  key-value metadata ``sam3d_eval.strata``),
+- one float64 column per metric (NaN where failed or unavailable; names in ``sam3d_eval.metrics``).
+
+A part is written to a hidden temporary name in the same folder, flushed to disk, then renamed with
+`os.replace` (atomic on POSIX and Windows), so a reader or a resumed run never sees half a file; leftover
+temporaries of a killed process are ignored.
+
+Deduplication (`read_results`): a sample can be stored twice only when a resumed run retried it (a resume
+skips samples already stored ``ok`` and retries ``failed`` ones); for each (source, fingerprint, sample_id)
+the row written last (largest ``written_at``, then part name) is kept. Rows are returned sorted by
+(source, fingerprint, sample_id), so the frame does not depend on how many ranks wrote the parts or in
+what order.
+
+Only pandas and pyarrow are imported here (torch lazily, for its version), so reports can read results
+without the evaluation stack.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any, Iterable
+
+__all__ = [
+    "RESULT_COLUMNS",
+    "STRATA_COLUMNS",
+    "RUN_JSON",
+    "RESULTS_DIR",
+    "ResultsStoreError",
+    "metric_columns",
+    "read_results",
+    "read_run_json",
+    "run_metadata",
+    "strata_columns",
+    "write_results_part",
+    "write_run_json",
+]
+
+RESULT_COLUMNS = ("run_id", "sample_id", "status", "error", "source", "fingerprint", "protocol", "pred_kind",
+                  "transform", "notes", "rank", "written_at")
+STRATA_COLUMNS = ("domain", "occlusion", "category")
+RUN_JSON = "run.json"
+RESULTS_DIR = "results"
+_META_KEY = b"sam3d_eval"
+
+
+class ResultsStoreError(ValueError):
+    """A run folder or a part file is not a results store this version can read; the message says which."""
+
+
+def run_metadata(command: Iterable[str] | None = None, protocol: dict | None = None) -> dict[str, Any]:
+    """Provenance of an output: package, python, torch and git versions, platform, UTC time, command line.
+
+    command: the argument list (default ``sys.argv``); protocol: a `Protocol.to_dict()` (+ fingerprint) to
+    record. The git commit is the repository's HEAD when the package runs from a checkout (None otherwise;
+    ``git_dirty`` says whether tracked files differ from it).
+    """
+    from .. import __version__
+
+    torch_version = None
+    if "torch" in sys.modules or protocol is not None:
+        try:
+            import torch
+
+            torch_version = torch.__version__
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
+    commit, dirty = _git_state()
+    meta = {
+        "package": "sam3d-eval",
+        "version": __version__,
+        "python": platform.python_version(),
+        "torch": torch_version,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "platform": platform.platform(),
+        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": list(sys.argv if command is None else command),
+    }
+    if protocol is not None:
+        meta["protocol"] = protocol
+    return meta
+
+
+def _git_state() -> tuple[str | None, bool | None]:
+    root = pathlib.Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None, None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5, check=True).stdout.strip()
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=5, check=True).stdout
+        return head or None, bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def _atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_run_json(run_dir: str | os.PathLike, record: dict[str, Any]) -> pathlib.Path:
+    """Write ``RUN_DIR/run.json`` atomically (JSON, NaN-free); returns its path."""
+    path = pathlib.Path(run_dir) / RUN_JSON
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write_bytes(path, (json.dumps(record, indent=2, allow_nan=False) + "\n").encode("utf-8"))
+    return path
+
+
+def read_run_json(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """``RUN_DIR/run.json`` as a dict, or None when the folder holds none."""
+    path = pathlib.Path(run_dir) / RUN_JSON
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ResultsStoreError(f"{path}: not a readable run record ({err})") from None
+
+
+def write_results_part(
+    run_dir: str | os.PathLike,
+    frame,
+    *,
+    metrics: Iterable[str] = (),
+    strata: Iterable[str] = (),
+    rank: int = 0,
+) -> pathlib.Path:
+    """Write `frame` (rows of the schema above) as one new part file under ``RUN_DIR/results/``, atomically.
+
+    metrics, strata: the frame's metric and strata column names, recorded in the file's metadata.
+    The part's name holds the rank, the time in ns and a random suffix, so parts never collide across
+    ranks or resumes. Returns the part's path.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = pathlib.Path(run_dir) / RESULTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    missing = [c for c in ("sample_id", "status", "source", "fingerprint") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"results frame lacks the columns {missing}")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[_META_KEY] = json.dumps({"metrics": list(metrics), "strata": list(strata), "schema": 1}).encode()
+    table = table.replace_schema_metadata(meta)
+    name = f"part-r{rank:04d}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+    path = folder / name
+    tmp = folder / f".{name}.tmp"
+    with open(tmp, "wb") as fh:
+        pq.write_table(table, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def _part_files(run_dir: pathlib.Path) -> list[pathlib.Path]:
+    folder = run_dir / RESULTS_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.name.startswith("part-") and p.suffix == ".parquet")
+
+
+def read_results(run_dir: str | os.PathLike, *, dedup: bool = True):
+    """All stored rows of a run folder as one pandas frame (deduplicated and sorted as the module says).
+
+    ``frame.attrs``: ``metrics`` and ``strata`` (column names, in first-seen order), ``run`` (the run.json
+    record or None) and ``duplicates`` (rows dropped by deduplication). A folder without parts gives an
+    empty frame with the fixed columns. Raises `FileNotFoundError` for a missing folder and
+    `ResultsStoreError` for an unreadable part.
+    """
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    run_dir = pathlib.Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: run folder does not exist")
+    frames, metrics, strata = [], [], []
+    for part in _part_files(run_dir):
+        try:
+            table = pq.read_table(part)
+        except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
+            raise ResultsStoreError(f"{part}: not a readable Parquet part ({err})") from None
+        info = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
+        metrics += [m for m in info.get("metrics", []) if m not in metrics]
+        strata += [s for s in info.get("strata", []) if s not in strata]
+        df = table.to_pandas()
+        df["part"] = part.name
+        frames.append(df)
+    if not frames:
+        frame = pd.DataFrame({c: pd.Series(dtype="object") for c in RESULT_COLUMNS})
+        duplicates = 0
+    else:
+        frame = pd.concat(frames, ignore_index=True, sort=False)
+        n = len(frame)
+        if dedup:
+            frame = frame.sort_values(["written_at", "part"], kind="stable")
+            frame = frame.drop_duplicates(["source", "fingerprint", "sample_id"], keep="last")
+        duplicates = n - len(frame)
+        frame = frame.sort_values(["source", "fingerprint", "sample_id"], kind="stable").reset_index(drop=True)
+    frame.attrs.update(metrics=metrics, strata=strata, run=read_run_json(run_dir), duplicates=duplicates)
+    return frame
+
+
+def metric_columns(frame) -> list[str]:
+    """The metric columns of a results frame (from ``attrs``, else the float columns outside the schema)."""
+    names = frame.attrs.get("metrics")
+    if names:
+        return [m for m in names if m in frame.columns]
+    fixed = set(RESULT_COLUMNS) | set(strata_columns(frame)) | {"part"}
+    return [c for c in frame.columns if c not in fixed and frame[c].dtype.kind == "f"]
+
+
+def strata_columns(frame) -> list[str]:
+    """The strata columns of a results frame (from ``attrs``, else `STRATA_COLUMNS` that are present)."""
+    names = frame.attrs.get("strata")
+    if names:
+        return [s for s in names if s in frame.columns]
+    return [s for s in STRATA_COLUMNS if s in frame.columns]

@@ -1,0 +1,113 @@
+"""The evaluation manifest: formats, normalisation, and errors that name the row and the problem."""
+
+import json
+import pathlib
+
+import pandas as pd
+import pytest
+
+from sam3d_eval.data.manifest import ManifestError, extra_columns, load_manifest, strata_columns
+
+HEADER = "sample_id,image,mask,gt_mesh,domain,occlusion,category,source_lab\n"
+
+
+def _csv(tmp_path, body, header=HEADER, name="m.csv"):
+    path = tmp_path / name
+    path.write_text(header + body, encoding="utf-8")
+    return path
+
+
+def test_csv_round_trip_keeps_unknown_columns_and_resolves_paths(tmp_path):
+    path = _csv(tmp_path, "007,img/a.png,img/a_m.png,gt/a.ply,synthetic,0.25,chair,lab1\n"
+                          "b,img/b.png,,gt/b.obj,Real ,1,table,lab2\n")
+    m = load_manifest(path)
+    assert list(m["sample_id"]) == ["007", "b"]  # ids stay strings (no int coercion of "007")
+    assert m["gt_mesh"][0] == str(tmp_path / "gt" / "a.ply")
+    assert m["mask"][1] is None  # an empty optional path
+    assert list(m["domain"]) == ["synthetic", "real"]
+    assert m["occlusion"].dtype == "float64" and list(m["occlusion"]) == [0.25, 1.0]
+    assert extra_columns(m) == ["source_lab"] and list(m["source_lab"]) == ["lab1", "lab2"]
+    assert strata_columns(m) == ["domain", "occlusion", "category", "source_lab"]
+
+
+def test_jsonl_and_parquet_give_the_same_frame(tmp_path):
+    rows = [
+        {"sample_id": "a", "gt_mesh": "a.ply", "domain": "real", "occlusion": 0.5, "category": "mug",
+         "camera": {"f": 1.2}, "extra": 3},
+        {"sample_id": "b", "gt_mesh": "sub/b.ply", "domain": "synthetic", "occlusion": 0, "category": "mug", "extra": 4},
+    ]
+    jl = tmp_path / "m.jsonl"
+    jl.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    a = load_manifest(jl)
+    assert json.loads(a["camera"][0]) == {"f": 1.2} and a["camera"][1] is None
+    pq = tmp_path / "m.parquet"
+    pd.DataFrame([{**r, "camera": json.dumps(r.get("camera")) if "camera" in r else None} for r in rows]).to_parquet(pq)
+    b = load_manifest(pq)
+    for col in ("sample_id", "gt_mesh", "domain", "occlusion", "category", "extra"):
+        assert list(a[col]) == list(b[col]), col
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ("a,i.png,m.png,a.ply,synthetic,0.1,x,1\na,i.png,m.png,b.ply,real,0.2,x,1\n",
+         ["line 3", "'a'", "duplicate sample_id", "line 2"]),
+        ("a,i.png,m.png,../outside.ply,synthetic,0.1,x,1\n", ["line 2", "'a'", "gt_mesh", "leaves"]),
+        ("a,/etc/passwd,m.png,a.ply,synthetic,0.1,x,1\n", ["line 2", "image", "leaves"]),
+        ("a,i.png,m.png,a.ply,synthetic,1.5,x,1\n", ["line 2", "occlusion", "[0, 1]", "1.5"]),
+        ("a,i.png,m.png,a.ply,synthetic,half,x,1\n", ["occlusion", "'half'"]),
+        ("a,i.png,m.png,a.ply,synthetic,0.1,x,1\nb,i.png,m.png,b.ply,cartoon,0.1,x,1\n",
+         ["line 3", "'b'", "unknown domain", "'cartoon'", "synthetic, real"]),
+        (",i.png,m.png,a.ply,synthetic,0.1,x,1\n", ["line 2", "empty sample_id"]),
+        ("a,i.png,m.png,,synthetic,0.1,x,1\n", ["line 2", "empty gt_mesh"]),
+    ],
+)
+def test_errors_name_the_row_and_the_problem(tmp_path, body, words):
+    with pytest.raises(ManifestError) as exc:
+        load_manifest(_csv(tmp_path, body))
+    msg = str(exc.value)
+    assert "m.csv" in msg
+    for w in words:
+        assert w in msg, (w, msg)
+
+
+def test_missing_columns_are_listed(tmp_path):
+    with pytest.raises(ManifestError, match=r"missing column\(s\) domain, occlusion"):
+        load_manifest(_csv(tmp_path, "a,a.ply,x\n", header="sample_id,gt_mesh,category\n"))
+
+
+def test_reserved_column_is_refused(tmp_path):
+    with pytest.raises(ManifestError, match="status"):
+        load_manifest(_csv(tmp_path, "a,a.ply,real,0,x,ok\n", header="sample_id,gt_mesh,domain,occlusion,category,status\n"))
+
+
+def test_unreadable_encoding_names_the_line(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_bytes(HEADER.encode() + b"a,i.png,m.png,a.ply,synthetic,0.1,caf\xe9,1\n")
+    with pytest.raises(ManifestError, match=r"line 2: not UTF-8"):
+        load_manifest(path)
+
+
+def test_bad_jsonl_line_and_camera(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"sample_id": "a", "gt_mesh": "a.ply", "domain": "real", "occlusion": 0, "category": "c"}\n{oops\n')
+    with pytest.raises(ManifestError, match="line 2: not valid JSON"):
+        load_manifest(path)
+    with pytest.raises(ManifestError, match="line 2 .*camera is not valid JSON"):
+        load_manifest(_csv(tmp_path, "a,a.ply,real,0,c,{bad\n", header="sample_id,gt_mesh,domain,occlusion,category,camera\n"))
+
+
+def test_missing_file_folder_and_suffix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_manifest(tmp_path / "none.csv")
+    with pytest.raises(ManifestError, match="must be a file"):
+        load_manifest(tmp_path)
+    (tmp_path / "m.xlsx").write_text("x")
+    with pytest.raises(ManifestError, match="unsupported manifest format '.xlsx'"):
+        load_manifest(tmp_path / "m.xlsx")
+
+
+def test_absolute_path_inside_the_folder_is_fine(tmp_path):
+    inside = pathlib.Path(tmp_path, "gt", "a.ply")
+    m = load_manifest(_csv(tmp_path, f"a,i.png,m.png,{inside},synthetic,0,x,1\n"))
+    assert m["gt_mesh"][0] == str(inside)
