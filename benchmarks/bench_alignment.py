@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from pykdtree.kdtree import KDTree
 
-from sam3d_eval.metrics.alignment import iterative_closest_point, rotation_search_icp
+from sam3d_eval.ops.alignment import iterative_closest_point, rotation_search_icp
 
 B, N, ITERS = 8, 10_000, 30
 

@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sam3d_eval.metrics.alignment import (
-    SimilarityTransform,
+from sam3d_eval.ops.alignment import (
     align,
-    apply_similarity_transform,
     bbox_alignment,
     corresponding_points_alignment,
     cube_rotations,
@@ -17,6 +15,7 @@ from sam3d_eval.metrics.alignment import (
     rotation_search_icp,
     so3_grid,
 )
+from sam3d_eval.transforms import SimilarityTransform, apply_similarity_transform
 
 
 def _rot(axis, deg) -> torch.Tensor:

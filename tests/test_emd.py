@@ -7,7 +7,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
-from sam3d_eval.metrics.emd import auction_assignment, earth_movers_distance
+from sam3d_eval.metrics.emd import earth_movers_distance
+from sam3d_eval.ops.emd import auction_assignment
 from sam3d_eval.structures import Pointclouds
 
 

@@ -37,7 +37,7 @@ from ..ops.sample_points import sample_points_from_meshes
 from ..structures.meshes import Meshes
 from ..structures.pointclouds import Pointclouds
 from ..structures.utils import lengths_mask
-from ..metrics.alignment import ALIGNMENTS, align, apply_similarity_transform, rotation_grid
+from ..ops.alignment import ALIGNMENTS, align, apply_similarity_transform, rotation_grid
 from ..metrics.emd import earth_movers_distance
 from ..metrics.fscore import f_score_from_dists
 from ..metrics.normal_consistency import normal_consistency_from_idx

@@ -2,8 +2,8 @@
 
 Every method is batched over samples (`(B, N, 3)` padded clouds with optional `(B,)` int64 lengths) and
 returns the aligned prediction together with the similarity transform it applied, so the transform can be
-recorded with the result. Transforms use pytorch3d's row-vector convention (`corresponding_points_alignment`,
-`iterative_closest_point`):
+recorded with the result. Transforms are `transforms.SimilarityTransform`s, in pytorch3d's row-vector
+convention (`corresponding_points_alignment`, `iterative_closest_point`):
 
     X' = s[:, None, None] * X @ R + T[:, None, :]     R (B, 3, 3) proper rotation, T (B, 3), s (B,)
 
@@ -20,7 +20,7 @@ Methods (`ALIGNMENTS`):
   default, or a Super-Fibonacci SO(3) grid), each with centroids matched; the run with the lowest
   pytorch3d Chamfer (squared, directional means summed) wins. Recovers large rotations plain ICP cannot.
 
-Nearest neighbours go through `ops.knn.knn_points`, so ICP runs on the GPU when the points are there.
+Nearest neighbours go through `knn_points`, so ICP runs on the GPU when the points are there.
 Reflections are never returned: det R = +1 always.
 """
 
@@ -31,19 +31,12 @@ from typing import Literal, NamedTuple
 
 import torch
 
-from ..ops.knn import knn_points, single_thread_on_cpu
 from ..structures.utils import lengths_mask
+from ..transforms import SimilarityTransform, apply_similarity_transform, bbox_centre_scale, quaternion_to_matrix
+from .knn import knn_points, single_thread_on_cpu
 
 ALIGNMENTS = ("none", "bbox", "icp", "scale_icp", "rotation_search_icp")
 AlignmentName = Literal["none", "bbox", "icp", "scale_icp", "rotation_search_icp"]
-
-
-class SimilarityTransform(NamedTuple):
-    """`X' = s * X @ R + T`: R `(B, 3, 3)` (det +1), T `(B, 3)`, s `(B,)` (pytorch3d's `SimilarityTransform`)."""
-
-    R: torch.Tensor
-    T: torch.Tensor
-    s: torch.Tensor
 
 
 class ICPSolution(NamedTuple):
@@ -75,10 +68,9 @@ class Alignment(NamedTuple):
 
     def to_dicts(self) -> list[dict]:
         """One JSON-ready record of the transform per sample: method, R (row-vector convention), T, s."""
-        R, T, s = (x.detach().cpu().double() for x in self.transform)
         out = []
-        for b in range(R.shape[0]):
-            rec = {"method": self.method, "R": R[b].tolist(), "T": T[b].tolist(), "s": float(s[b])}
+        for b, rec in enumerate(SimilarityTransform(*self.transform).to_dicts()):
+            rec = {"method": self.method, **rec}
             if self.converged is not None:
                 rec["converged"] = bool(self.converged[b])
                 rec["rmse"] = float(self.rmse[b])
@@ -88,12 +80,6 @@ class Alignment(NamedTuple):
 
 # ----------------------------------------------------------------------------------------------------
 # closed form
-
-
-def apply_similarity_transform(X: torch.Tensor, transform: SimilarityTransform) -> torch.Tensor:
-    """`(B, N, 3)` points mapped by `s * X @ R + T`."""
-    R, T, s = transform
-    return s[:, None, None] * torch.bmm(X, R.to(X.dtype)) + T[:, None, :].to(X.dtype)
 
 
 def corresponding_points_alignment(
@@ -159,6 +145,11 @@ def _lengths(lengths: torch.Tensor | None, X: torch.Tensor) -> torch.Tensor:
     return lengths.to(device=X.device, dtype=torch.int64)
 
 
+def _valid_points(P: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+    """The `(lengths[b], 3)` valid rows of each padded cloud."""
+    return [P[b, :n] for b, n in enumerate(lengths.tolist())]
+
+
 def _check_pair(X: torch.Tensor, Y: torch.Tensor) -> None:
     if X.dim() != 3 or Y.dim() != 3 or X.shape[2] != 3 or Y.shape[2] != 3 or X.shape[0] != Y.shape[0]:
         raise ValueError(f"pred and gt must be (B, N, 3) and (B, M, 3), got {tuple(X.shape)} and {tuple(Y.shape)}")
@@ -193,8 +184,7 @@ def iterative_closest_point(
     w = lengths_mask(xl, N).to(X.dtype)
     X, Y = X.detach(), Y.detach()
     if init_transform is None:
-        eye = torch.eye(3, dtype=X.dtype, device=X.device).expand(B, 3, 3).contiguous()
-        transform = SimilarityTransform(eye, X.new_zeros(B, 3), X.new_ones(B))
+        transform = SimilarityTransform.identity(B, X.dtype, X.device)
     else:
         transform = SimilarityTransform(*(t.to(device=X.device, dtype=X.dtype) for t in init_transform))
     # The per-step work is small and memory-bound: on a busy CPU, two OpenMP threads measured 3-4x slower
@@ -244,22 +234,10 @@ def so3_grid(n: int, dtype: torch.dtype = torch.float32, device: str | torch.dev
     r = torch.sqrt(i / n)
     R_ = torch.sqrt(1.0 - i / n)
     alpha, beta = 2 * math.pi * i / phi, 2 * math.pi * i / psi
-    q = torch.stack([r * torch.sin(alpha), r * torch.cos(alpha), R_ * torch.sin(beta), R_ * torch.cos(beta)], 1)
-    return _quat_to_row_matrix(q).to(dtype=dtype, device=device)
-
-
-def _quat_to_row_matrix(q: torch.Tensor) -> torch.Tensor:
-    """Unit quaternions (x, y, z, w) to rotations in the row-vector convention (the column matrix, transposed)."""
-    x, y, z, w = (q / q.norm(dim=1, keepdim=True)).unbind(1)
-    col = torch.stack(
-        (
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ),
-        1,
-    ).reshape(-1, 3, 3)
-    return col.transpose(1, 2)
+    # Alexa's (x, y, z, w) = (r sin a, r cos a, R sin b, R cos b), written w first.
+    q = torch.stack([R_ * torch.cos(beta), r * torch.sin(alpha), r * torch.cos(alpha), R_ * torch.sin(beta)], 1)
+    # Row-vector convention: the transpose of the column-vector matrix.
+    return quaternion_to_matrix(q).transpose(1, 2).contiguous().to(dtype=dtype, device=device)
 
 
 def rotation_grid(name: str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -329,14 +307,6 @@ def _chamfer_l2(X, Y, xl, yl) -> torch.Tensor:
 # bounding box and the dispatcher
 
 
-def _bbox(P: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centre `(B, 3)` and longest side `(B,)` of the valid points' axis-aligned boxes."""
-    valid = lengths_mask(lengths, P.shape[1])[..., None]
-    lo = P.masked_fill(~valid, float("inf")).amin(1)
-    hi = P.masked_fill(~valid, float("-inf")).amax(1)
-    return (lo + hi) / 2, (hi - lo).amax(1)
-
-
 def bbox_alignment(
     X: torch.Tensor,
     Y: torch.Tensor,
@@ -348,19 +318,15 @@ def bbox_alignment(
     onto the unit cube at the origin (`"unit_cube"`: longest side 1). Raises for a zero-extent X box."""
     _check_pair(X, Y)
     xl = _lengths(X_lengths, X)
-    if bool((xl == 0).any()):
-        raise ValueError("bbox alignment needs at least one predicted point per sample")
-    cx, sx = _bbox(X.detach(), xl)
-    if bool((sx <= 0).any()) or not bool(torch.isfinite(sx).all()):
-        raise ValueError("bbox alignment: a prediction's bounding box has zero extent or non-finite coordinates")
+    cx, kx = bbox_centre_scale(_valid_points(X, xl), 1.0, who="bbox alignment: prediction")
     if target == "gt":
-        cy, sy = _bbox(Y.detach(), _lengths(Y_lengths, Y))
+        cy, ky = bbox_centre_scale(_valid_points(Y, _lengths(Y_lengths, Y)), 1.0, who="bbox alignment: ground truth")
     elif target == "unit_cube":
-        cy, sy = torch.zeros_like(cx), torch.ones_like(sx)
+        cy, ky = torch.zeros_like(cx), torch.ones_like(kx)
     else:
         raise ValueError(f"bbox target must be 'gt' or 'unit_cube', got {target!r}")
-    s = sy / sx
-    R = torch.eye(3, dtype=X.dtype, device=X.device).expand(X.shape[0], 3, 3).contiguous()
+    s = kx / ky  # the ratio of the longest sides (scales are 1 / longest side)
+    R = SimilarityTransform.identity(X.shape[0], X.dtype, X.device).R
     return SimilarityTransform(R, cy - s[:, None] * cx, s)
 
 
@@ -403,9 +369,7 @@ def align(
     """
     _check_pair(pred, gt)
     if method == "none":
-        B = pred.shape[0]
-        eye = torch.eye(3, dtype=pred.dtype, device=pred.device).expand(B, 3, 3).contiguous()
-        return Alignment(pred, SimilarityTransform(eye, pred.new_zeros(B, 3), pred.new_ones(B)), method)
+        return Alignment(pred, SimilarityTransform.identity(pred.shape[0], pred.dtype, pred.device), method)
     if method == "bbox":
         tr = bbox_alignment(pred, gt, bbox_target, pred_lengths, gt_lengths)
         return Alignment(apply_similarity_transform(pred, tr), tr, method)
