@@ -1,0 +1,1 @@
+"""Training core: loss mixes, curriculum, the loop and its DDP helpers."""
