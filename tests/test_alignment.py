@@ -168,6 +168,12 @@ def test_bbox_alignment_closed_form():
     torch.testing.assert_close(cube.s, torch.full((2,), 0.5))
     with pytest.raises(ValueError, match="zero extent"):
         bbox_alignment(torch.ones(1, 5, 3), gt[:1])
+    with pytest.raises(ValueError, match="ground truth 0 is degenerate"):
+        bbox_alignment(pred[:1], torch.ones(1, 5, 3))
+    # padding is ignored: a far padded point changes nothing
+    padded = torch.cat([pred, torch.full((2, 1, 3), 100.0)], 1)
+    tr_p = bbox_alignment(padded, gt, X_lengths=torch.tensor([100, 100]))
+    torch.testing.assert_close(tr_p.T, tr.T)
 
 
 def test_none_is_identity_and_bad_method_errors():
@@ -180,3 +186,14 @@ def test_none_is_identity_and_bad_method_errors():
     with pytest.raises(ValueError, match="rotation grid"):
         align(x, x, "rotation_search_icp", rotations="nope")
     assert isinstance(res.transform, SimilarityTransform)
+
+
+def test_alignment_records_round_trip():
+    g = torch.Generator().manual_seed(5)
+    gt = torch.randn(2, 200, 3, generator=g, dtype=torch.float64)
+    pred = gt @ _rot([0, 0, 1], 10.0) + 0.05
+    res = align(pred, gt, "icp")
+    recs = res.to_dicts()
+    assert recs[0]["method"] == "icp" and set(recs[0]) == {"method", "R", "T", "s", "converged", "rmse"}
+    back = SimilarityTransform.from_dicts(recs)
+    torch.testing.assert_close(back.apply(pred), res.points, atol=1e-12, rtol=0)

@@ -8,7 +8,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from sam3d_eval.metrics.emd import earth_movers_distance
-from sam3d_eval.ops.emd import auction_assignment
+from sam3d_eval.ops.emd import auction_assignment, exact_assignment, min_cost_matching
 from sam3d_eval.structures import Pointclouds
 
 
@@ -38,6 +38,30 @@ def test_auction_returns_a_permutation():
     C = torch.rand(40, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     cols = auction_assignment(C)
     assert sorted(cols.tolist()) == list(range(40))
+
+
+def test_assignment_solvers_and_matching():
+    g = torch.Generator().manual_seed(2)
+    C = torch.rand(30, 30, dtype=torch.float64, generator=g)
+    r, c = linear_sum_assignment(C.numpy())
+    cols = exact_assignment(C)
+    assert cols.dtype == torch.int64 and sorted(cols.tolist()) == list(range(30))
+    assert float(C[torch.arange(30), cols].sum()) == pytest.approx(float(C.numpy()[r, c].sum()), rel=1e-14)
+    # a known matching: q is p permuted and shifted by t, so q[perm[i]] = p[i] + t is optimal
+    p = torch.randn(25, 3, generator=g, dtype=torch.float64)
+    perm = torch.randperm(25, generator=g)
+    q = torch.empty_like(p)
+    q[perm] = p + torch.tensor([0.01, 0.0, 0.0], dtype=torch.float64)
+    for method in ("exact", "auction", "auto"):
+        idx, d = min_cost_matching(p, q, method)
+        assert torch.equal(idx, perm), method
+        torch.testing.assert_close(d, torch.full((25,), 0.01, dtype=torch.float64))
+    with pytest.raises(ValueError, match="equal sizes"):
+        min_cost_matching(p, q[:20])
+    with pytest.raises(ValueError, match="method"):
+        min_cost_matching(p, q, "hungarian")
+    with pytest.raises(ValueError, match="square"):
+        exact_assignment(C[:, :5])
 
 
 def test_exact_method_and_auto_on_cpu():
