@@ -1,0 +1,28 @@
+"""Statistics for evaluation results: intervals, bootstraps, paired tests, preference models, agreement,
+feature-space gap and study sizing. Pure functions on numpy arrays and pandas frames; imports numpy,
+scipy, statsmodels and pandas only (DESIGN.md section 3)."""
+
+from ._checks import StatsInputError
+from .bootstrap import (
+    BootstrapResult,
+    bootstrap_ci,
+    bootstrap_interval,
+    clustered_bootstrap,
+    paired_bootstrap,
+    two_sample_bootstrap,
+)
+from .intervals import WinRate, binomial_test, wilson_interval, win_rate
+
+__all__ = [
+    "StatsInputError",
+    "BootstrapResult",
+    "bootstrap_ci",
+    "bootstrap_interval",
+    "clustered_bootstrap",
+    "paired_bootstrap",
+    "two_sample_bootstrap",
+    "WinRate",
+    "binomial_test",
+    "wilson_interval",
+    "win_rate",
+]

@@ -1,0 +1,449 @@
+"""Bootstrap confidence intervals: one-sample, two-sample, paired and clustered; vectorised and seeded.
+
+Definitions (Efron & Tibshirani, "An Introduction to the Bootstrap", 1993):
+- percentile interval: the alpha/2 and 1-alpha/2 quantiles (linear interpolation) of the B resampled
+  statistics (chapter 13);
+- BCa: the quantiles at ndtr(z0 + (z0 + z)/(1 - a (z0 + z))) with z0 = ndtri(share of replicates below the
+  estimate, ties counted half) and the acceleration a from the jackknife (eq. 14.15; several samples:
+  eq. 15.36). For the same Generator and sizes the draws and the numbers equal `scipy.stats.bootstrap`'s
+  (tests check this), which is what the hand-written code here is held to.
+- clustered: whole clusters are resampled, not rows (Davison & Hinkley 1997, section 3.8); two crossed
+  cluster columns (items x raters) use the pigeonhole bootstrap (Owen 2007, Ann. Appl. Stat. 1(2)): items
+  and raters are resampled independently and a row's weight is the product of its item's and rater's counts.
+
+Every result reports the number of resamples and `drift`: the largest change of an interval end between the
+interval computed from the first half of the resamples and from the second half. A drift that is large next
+to the interval width means more resamples are needed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr, ndtri
+
+from ._checks import StatsInputError, as_generator, as_sample, check_confidence
+
+__all__ = [
+    "BootstrapResult",
+    "bootstrap_ci",
+    "two_sample_bootstrap",
+    "paired_bootstrap",
+    "clustered_bootstrap",
+    "bootstrap_interval",
+    "resample_counts",
+]
+
+METHODS = ("percentile", "bca")
+# Elements of index matrices drawn at once (int64: 128 MiB); bounds memory at any n x n_resamples.
+_CHUNK_ELEMENTS = 1 << 24
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """A bootstrap interval. `estimate` is the statistic on the data; `low`/`high` the interval ends at
+    `confidence`; `se` the standard deviation (ddof=1) of the replicates; `drift` how far the ends moved
+    between the intervals of the first and the second half of the `n_resamples` replicates."""
+
+    estimate: float
+    low: float
+    high: float
+    confidence: float
+    method: str
+    n_resamples: int
+    drift: float
+    se: float
+    replicates: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.empty(0))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (without the replicates)."""
+        return {
+            "estimate": float(self.estimate),
+            "low": float(self.low),
+            "high": float(self.high),
+            "confidence": float(self.confidence),
+            "method": self.method,
+            "n_resamples": int(self.n_resamples),
+            "drift": float(self.drift),
+            "se": float(self.se),
+        }
+
+
+# --------------------------------------------------------------------------------------------- interval core
+def _interval_from(reps: np.ndarray, estimate: float, confidence: float, method: str, accel: float) -> tuple[float, float]:
+    alpha = (1.0 - confidence) / 2.0
+    if method == "percentile":
+        q = np.array([alpha, 1.0 - alpha])
+    else:
+        share = (np.count_nonzero(reps < estimate) + np.count_nonzero(reps <= estimate)) / (2.0 * reps.size)
+        z0 = ndtri(share)
+        if not np.isfinite(z0):
+            raise StatsInputError(
+                "the BCa interval is undefined: every replicate lies on one side of the estimate "
+                "(a degenerate bootstrap distribution); use method='percentile'"
+            )
+        z = ndtri(np.array([alpha, 1.0 - alpha]))
+        num = z0 + z
+        q = ndtr(z0 + num / (1.0 - accel * num))
+        if not np.all(np.isfinite(q)):
+            raise StatsInputError(
+                "the BCa interval is undefined: every replicate lies on one side of the estimate "
+                "(a degenerate bootstrap distribution); use method='percentile'"
+            )
+    lo, hi = np.quantile(reps, q)
+    return float(lo), float(hi)
+
+
+def bootstrap_interval(
+    replicates: np.ndarray,
+    estimate: float,
+    *,
+    confidence: float = 0.95,
+    method: str = "percentile",
+    acceleration: float = 0.0,
+) -> BootstrapResult:
+    """A `BootstrapResult` from precomputed replicates `(B,)` (B >= 2) and the estimate on the data.
+
+    For method="bca" pass the jackknife `acceleration` (see module docstring). Used by every bootstrap of the
+    package (Bradley-Terry intervals included), so all report interval, se and drift the same way.
+    """
+    confidence = check_confidence(confidence)
+    if method not in METHODS:
+        raise StatsInputError(f"method must be one of {METHODS}, got {method!r}")
+    reps = np.asarray(replicates, dtype=np.float64).ravel()
+    if reps.size < 2:
+        raise StatsInputError(f"need at least 2 bootstrap replicates, got {reps.size}")
+    if not np.all(np.isfinite(reps)):
+        raise StatsInputError(
+            f"{int(np.count_nonzero(~np.isfinite(reps)))} of {reps.size} bootstrap replicates are not finite "
+            "(the statistic is undefined on some resamples)"
+        )
+    estimate = float(estimate)
+    lo, hi = _interval_from(reps, estimate, confidence, method, acceleration)
+    half = reps.size // 2
+    if half >= 2:
+        a = _interval_from(reps[:half], estimate, confidence, method, acceleration)
+        b = _interval_from(reps[half:], estimate, confidence, method, acceleration)
+        drift = max(abs(a[0] - b[0]), abs(a[1] - b[1]))
+    else:
+        drift = float("nan")
+    return BootstrapResult(
+        estimate=estimate,
+        low=lo,
+        high=hi,
+        confidence=confidence,
+        method=method,
+        n_resamples=int(reps.size),
+        drift=float(drift),
+        se=float(np.std(reps, ddof=1)),
+        replicates=reps,
+    )
+
+
+def _acceleration(jackknife_groups: Sequence[np.ndarray]) -> float:
+    """BCa acceleration from leave-one-out statistics, one array per independent sample (Efron & Tibshirani
+    eq. 14.15, several samples as in eq. 15.36 / scipy.stats.bootstrap)."""
+    num = 0.0
+    den = 0.0
+    for theta_i in jackknife_groups:
+        n = float(theta_i.size)
+        u = (n - 1.0) * (theta_i.mean() - theta_i)
+        num += np.sum(u**3) / n**3
+        den += np.sum(u**2) / n**2
+    if den == 0.0:
+        return 0.0
+    return float(num / (6.0 * den**1.5))
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+def _is_vectorized(statistic: Callable, vectorized: bool | None) -> bool:
+    if vectorized is not None:
+        return bool(vectorized)
+    try:
+        return "axis" in inspect.signature(statistic).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_setup(confidence: float, n_resamples: int, method: str) -> tuple[float, int]:
+    confidence = check_confidence(confidence)
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 2:
+        raise StatsInputError(f"n_resamples must be an integer >= 2, got {n_resamples!r}")
+    if method not in METHODS:
+        raise StatsInputError(f"method must be one of {METHODS}, got {method!r}")
+    return confidence, int(n_resamples)
+
+
+def _index_chunks(rng: np.random.Generator, sizes: Sequence[int], n_resamples: int) -> Iterator[list[np.ndarray]]:
+    """Resampling indices, one `(chunk, n)` int64 matrix per sample, in chunks of resamples.
+
+    Drawn sample after sample within a chunk, as `scipy.stats.bootstrap` draws one batch, so for a single
+    chunk the draws equal scipy's for the same Generator.
+    """
+    per = max(1, _CHUNK_ELEMENTS // max(1, sum(sizes)))
+    for start in range(0, n_resamples, per):
+        c = min(per, n_resamples - start)
+        yield [rng.integers(0, n, (c, n)) for n in sizes]
+
+
+def _eval(statistic: Callable, vectorized: bool, samples: Sequence[np.ndarray]) -> np.ndarray:
+    """Statistic of each row of the `(c, n_k)` resample matrices -> `(c,)`."""
+    if vectorized:
+        out = np.asarray(statistic(*samples, axis=-1), dtype=np.float64)
+        if out.shape != (samples[0].shape[0],):
+            raise StatsInputError(
+                f"a vectorised statistic must return one value per resample: expected shape "
+                f"({samples[0].shape[0]},), got {out.shape}"
+            )
+        return out
+    return np.array([float(statistic(*(s[i] for s in samples))) for i in range(samples[0].shape[0])])
+
+
+def _jackknife(statistic: Callable, vectorized: bool, samples: Sequence[np.ndarray], which: int) -> np.ndarray:
+    """Leave-one-out statistics over sample `which` (the others kept whole) -> `(n_which,)`."""
+    data = samples[which]
+    n = data.size
+    if n < 2:
+        raise StatsInputError("BCa needs at least 2 values in every sample (jackknife)")
+    out = np.empty(n)
+    per = max(1, _CHUNK_ELEMENTS // n)
+    base = np.arange(n - 1)
+    for start in range(0, n, per):
+        rows = np.arange(start, min(n, start + per))
+        idx = base[None, :] + (base[None, :] >= rows[:, None])
+        loo = data[idx]
+        if vectorized:
+            args = [np.broadcast_to(s, (rows.size, s.size)) if k != which else loo for k, s in enumerate(samples)]
+            out[rows] = np.asarray(statistic(*args, axis=-1), dtype=np.float64)
+        else:
+            for r, row in enumerate(rows):
+                args = [s if k != which else loo[r] for k, s in enumerate(samples)]
+                out[row] = float(statistic(*args))
+    return out
+
+
+def _multi_sample_bootstrap(
+    samples: Sequence[np.ndarray],
+    statistic: Callable,
+    confidence: float,
+    n_resamples: int,
+    method: str,
+    seed: int | np.random.Generator,
+    vectorized: bool | None,
+) -> BootstrapResult:
+    confidence, n_resamples = _check_setup(confidence, n_resamples, method)
+    vec = _is_vectorized(statistic, vectorized)
+    rng = as_generator(seed)
+    estimate = float(statistic(*samples))
+    reps = np.empty(n_resamples)
+    pos = 0
+    for idx in _index_chunks(rng, [s.size for s in samples], n_resamples):
+        c = idx[0].shape[0]
+        reps[pos : pos + c] = _eval(statistic, vec, [s[i] for s, i in zip(samples, idx)])
+        pos += c
+    accel = 0.0
+    if method == "bca":
+        accel = _acceleration([_jackknife(statistic, vec, samples, k) for k in range(len(samples))])
+    return bootstrap_interval(reps, estimate, confidence=confidence, method=method, acceleration=accel)
+
+
+# ---------------------------------------------------------------------------------------------- public API
+def bootstrap_ci(
+    values: Any,
+    statistic: Callable = np.mean,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    method: str = "percentile",
+    seed: int | np.random.Generator = 0,
+    vectorized: bool | None = None,
+) -> BootstrapResult:
+    """Bootstrap interval of `statistic(values)` for a 1-D sample `values` `(n,)`.
+
+    `statistic` is vectorised when it takes an `axis` argument (np.mean, np.median, ...): it then gets a
+    `(chunk, n)` matrix of resamples and `axis=-1`; otherwise it is called once per resample. method is
+    "percentile" or "bca" (module docstring). Matches `scipy.stats.bootstrap(..., method=...)` with the same
+    Generator when all resamples fit in one chunk.
+    """
+    x = as_sample(values, "values")
+    return _multi_sample_bootstrap([x], statistic, confidence, n_resamples, method, seed, vectorized)
+
+
+def two_sample_bootstrap(
+    x: Any,
+    y: Any,
+    statistic: Callable,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    method: str = "percentile",
+    seed: int | np.random.Generator = 0,
+    vectorized: bool | None = None,
+) -> BootstrapResult:
+    """Bootstrap interval of `statistic(x, y)` for two independent samples `x` `(n,)` and `y` `(m,)`, each
+    resampled on its own (e.g. the gap ratio `lambda s, r, axis=-1: r.mean(axis) / s.mean(axis)`).
+
+    Vectorised when `statistic` takes `axis` (then called with `(chunk, n)`, `(chunk, m)` and `axis=-1`).
+    BCa uses the multi-sample jackknife acceleration (Efron & Tibshirani eq. 15.36), as scipy does.
+    """
+    xs = as_sample(x, "x")
+    ys = as_sample(y, "y")
+    return _multi_sample_bootstrap([xs, ys], statistic, confidence, n_resamples, method, seed, vectorized)
+
+
+def paired_bootstrap(
+    a: Any,
+    b: Any,
+    *,
+    statistic: Callable = np.mean,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    method: str = "percentile",
+    seed: int | np.random.Generator = 0,
+) -> BootstrapResult:
+    """Bootstrap interval of `statistic(b - a)` (default: the mean paired difference) for paired samples
+    `a`, `b` `(n,)` (the same samples scored by two checkpoints): pairs are resampled together."""
+    av = as_sample(a, "a")
+    bv = as_sample(b, "b")
+    if av.size != bv.size:
+        raise StatsInputError(f"a and b must be paired (same length), got {av.size} and {bv.size}")
+    return bootstrap_ci(
+        bv - av, statistic, confidence=confidence, n_resamples=n_resamples, method=method, seed=seed
+    )
+
+
+def resample_counts(rng: np.random.Generator, n: int, n_resamples: int) -> np.ndarray:
+    """How often each of `n` units is drawn in each of `n_resamples` resamples of size n: `(n_resamples, n)`
+    int64 (one multinomial(n, 1/n) row per resample)."""
+    idx = rng.integers(0, n, (n_resamples, n))
+    flat = idx + (np.arange(n_resamples) * n)[:, None]
+    return np.bincount(flat.ravel(), minlength=n_resamples * n).reshape(n_resamples, n)
+
+
+def _cluster_codes(frame: pd.DataFrame, cluster: Sequence[str]) -> list[np.ndarray]:
+    codes = []
+    for col in cluster:
+        if col not in frame.columns:
+            raise StatsInputError(f"cluster column {col!r} is not in the frame (columns: {list(frame.columns)})")
+        if frame[col].isna().any():
+            raise StatsInputError(f"cluster column {col!r} has missing values")
+        codes.append(pd.factorize(frame[col], sort=True)[0].astype(np.int64))
+    return codes
+
+
+def _weighted_stat(statistic: Any, frame: pd.DataFrame) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    """Normalise `statistic` into f(weights (c, n_rows)) -> (c,) when it can be vectorised.
+
+    Returns (f, kind) with kind "weights" or "loop" (f is then the plain frame -> float callable)."""
+    if isinstance(statistic, str):
+        if statistic not in frame.columns:
+            raise StatsInputError(f"statistic column {statistic!r} is not in the frame")
+        x = as_sample(frame[statistic].to_numpy(dtype=np.float64), f"column {statistic!r}")
+
+        def mean_of_column(w: np.ndarray) -> np.ndarray:
+            return (w @ x) / w.sum(axis=1)
+
+        return mean_of_column, "weights"
+    if not callable(statistic):
+        raise StatsInputError("statistic must be a column name or a callable")
+    try:
+        takes_weights = "weights" in inspect.signature(statistic).parameters
+    except (TypeError, ValueError):
+        takes_weights = False
+    if takes_weights:
+        return (lambda w: np.asarray(statistic(frame, weights=w), dtype=np.float64)), "weights"
+    return statistic, "loop"
+
+
+def clustered_bootstrap(
+    frame: pd.DataFrame,
+    statistic: str | Callable,
+    cluster: Sequence[str] | str | None = ("item_id",),
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    method: str = "percentile",
+    seed: int | np.random.Generator = 0,
+) -> BootstrapResult:
+    """Bootstrap interval of a statistic of `frame` resampling whole clusters, not rows.
+
+    `statistic` is one of: a column name (the mean of that column); a callable `f(frame, weights)` taking a
+    `(chunk, n_rows)` float array of row multiplicities and returning `(chunk,)` (vectorised: e.g. a weighted
+    win rate); or a callable `f(frame) -> float` called on each resampled frame (rows repeated by their
+    multiplicity; slow, any statistic).
+
+    `cluster`: one column (e.g. "item_id": every vote on an item is resampled together), two columns
+    ("item_id", "rater_id": crossed items and raters, the pigeonhole bootstrap, a row's weight is the product
+    of its item's and its rater's counts, Owen 2007), or None (rows resampled one by one: the naive
+    bootstrap that public arenas use, which overstates certainty when votes share items).
+    BCa needs at most one cluster column (jackknife over its clusters).
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise StatsInputError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
+    if len(frame) == 0:
+        raise StatsInputError("frame is empty")
+    confidence, n_resamples = _check_setup(confidence, n_resamples, method)
+    if cluster is None:
+        cluster = []
+    elif isinstance(cluster, str):
+        cluster = [cluster]
+    cluster = list(cluster)
+    if len(cluster) > 2:
+        raise StatsInputError(f"at most two crossed cluster columns are supported, got {cluster}")
+    if method == "bca" and len(cluster) > 1:
+        raise StatsInputError("method='bca' needs at most one cluster column; use method='percentile'")
+    n_rows = len(frame)
+    codes = _cluster_codes(frame, cluster) if cluster else [np.arange(n_rows, dtype=np.int64)]
+    sizes = [int(c.max()) + 1 for c in codes]
+    fn, kind = _weighted_stat(statistic, frame)
+    rng = as_generator(seed)
+
+    ones = np.ones((1, n_rows))
+    estimate = float(fn(ones)[0]) if kind == "weights" else float(fn(frame))
+
+    reps = np.empty(n_resamples)
+    per = max(1, _CHUNK_ELEMENTS // max(n_rows, sum(sizes)))
+    rows = np.arange(n_rows)
+    # The mean of a column over one cluster level needs only per-cluster sums and sizes, not row weights.
+    aggregate = isinstance(statistic, str) and len(codes) == 1
+    if aggregate:
+        col = frame[statistic].to_numpy(dtype=np.float64)
+        sums = np.bincount(codes[0], weights=col, minlength=sizes[0])
+        counts = np.bincount(codes[0], minlength=sizes[0]).astype(np.float64)
+    for start in range(0, n_resamples, per):
+        c = min(per, n_resamples - start)
+        if aggregate:
+            draws = resample_counts(rng, sizes[0], c)
+            reps[start : start + c] = (draws @ sums) / (draws @ counts)
+            continue
+        w = resample_counts(rng, sizes[0], c)[:, codes[0]].astype(np.float64)
+        for code, k in zip(codes[1:], sizes[1:]):
+            w *= resample_counts(rng, k, c)[:, code]
+        if kind == "weights":
+            reps[start : start + c] = fn(w)
+        else:
+            for r in range(c):
+                take = np.repeat(rows, w[r].astype(np.int64))
+                reps[start + r] = float(fn(frame.iloc[take]))
+
+    accel = 0.0
+    if method == "bca":
+        code, k = codes[0], sizes[0]
+        if k < 2:
+            raise StatsInputError("BCa needs at least 2 clusters")
+        theta = np.empty(k)
+        if kind == "weights":
+            per_j = max(1, _CHUNK_ELEMENTS // n_rows)
+            for start in range(0, k, per_j):
+                left = np.arange(start, min(k, start + per_j))
+                w = (code[None, :] != left[:, None]).astype(np.float64)
+                theta[left] = fn(w)
+        else:
+            for j in range(k):
+                theta[j] = float(fn(frame.iloc[np.flatnonzero(code != j)]))
+        accel = _acceleration([theta])
+    return bootstrap_interval(reps, estimate, confidence=confidence, method=method, acceleration=accel)
