@@ -50,3 +50,21 @@ class ToyData:
         k = int(round(synthetic_fraction * size))
         picks = list(rng.choice(syn, k)) + list(rng.choice(real, size - k))
         return [int(i) for i in rng.permutation(picks)]
+
+
+def tiny_config(out_dir, stage: int = 1, **overrides):
+    """A two-second training config over `ToyData`: 4 epochs of 2 steps of global batch 4."""
+    import dataclasses
+
+    from sam3d_eval.models import ReferenceConfig
+    from sam3d_eval.train.loop import TrainConfig
+    from sam3d_eval.train.losses import LossConfig, LossWeights
+
+    cfg = TrainConfig(
+        stage=stage, epochs=4, epoch_size=8, batch_size=4, warmup_steps=2, lr=1e-3, log_every=1,
+        model=ReferenceConfig(input_size=32, channels=(8, 16), feature_dim=16, decoder_hidden=16, ico_level=1),
+        loss=LossConfig(weights=LossWeights.stage(stage), num_points=100, render_size=16,
+                        view_azimuths=(30.0,), view_elevations=(20.0,)),
+        out_dir=str(out_dir),
+    )
+    return dataclasses.replace(cfg, **overrides)

@@ -113,19 +113,22 @@ def _check_file(path: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     size = path.stat().st_size
     with open(path, "rb") as fh:
-        head = fh.read(8)
-        if head[:1] == b"\x80" or head[:4] == b"PK\x03\x04":
-            raise CheckpointError(
-                f"{path}: this is a pickle or torch.save archive, not a safetensors checkpoint; sam3d-eval never "
-                "unpickles files (they can run code). Convert it with safetensors.torch.save_file."
-            )
-        if len(head) < 8:
-            raise CheckpointError(f"{path}: truncated or empty file ({size} bytes), not a safetensors checkpoint")
-        (n,) = struct.unpack("<Q", head)
-        if n > _MAX_HEADER or 8 + n > size:
-            raise CheckpointError(
-                f"{path}: not a safetensors file or truncated (header of {n} bytes in a {size}-byte file)"
-            )
+        head = fh.read(9)
+        # A safetensors file: 8-byte little-endian header length, then a JSON object ("{").
+        n = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else -1
+        looks_safetensors = len(head) == 9 and head[8:9] == b"{" and n <= _MAX_HEADER
+        if not looks_safetensors:
+            if (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")) or head[:4] == b"PK\x03\x04":
+                raise CheckpointError(
+                    f"{path}: this is a pickle or torch.save archive, not a safetensors checkpoint; sam3d-eval never "
+                    "unpickles files (they can run code). Convert it with safetensors.torch.save_file."
+                )
+            if size < 9:
+                raise CheckpointError(f"{path}: truncated or empty file ({size} bytes), not a safetensors checkpoint")
+            raise CheckpointError(f"{path}: not a safetensors file (no JSON header at byte 8)")
+        if 8 + n > size:
+            raise CheckpointError(f"{path}: truncated: the header needs {8 + n} bytes, the file has {size}")
+        fh.seek(8)
         raw = fh.read(n)
     try:
         header = json.loads(raw.decode("utf-8"))
