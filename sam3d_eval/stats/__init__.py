@@ -12,6 +12,9 @@ from .bootstrap import (
     two_sample_bootstrap,
 )
 from .intervals import WinRate, binomial_test, wilson_interval, win_rate
+from .paired import Adjusted, WilcoxonResult, benjamini_hochberg, holm, wilcoxon_signed_rank
+from .agreement import cohens_kappa, fleiss_kappa, krippendorff_alpha
+from .preference import bradley_terry
 
 __all__ = [
     "StatsInputError",
@@ -25,4 +28,13 @@ __all__ = [
     "binomial_test",
     "wilson_interval",
     "win_rate",
+    "Adjusted",
+    "WilcoxonResult",
+    "benjamini_hochberg",
+    "holm",
+    "wilcoxon_signed_rank",
+    "cohens_kappa",
+    "fleiss_kappa",
+    "krippendorff_alpha",
+    "bradley_terry",
 ]
