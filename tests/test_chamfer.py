@@ -280,3 +280,36 @@ def test_normals_shape_mismatch_raises():
         chamfer_distance(x, y, x_normals=torch.rand(1, 4, 3), y_normals=torch.rand(1, 6, 3))
     with pytest.raises(ValueError, match=r"y_normals.*\(1, 6, 2\)"):
         chamfer_distance(x, y, x_normals=torch.rand(1, 5, 3), y_normals=torch.rand(1, 6, 2))
+
+
+def test_empty_batch_is_zero():
+    """pytorch3d returns 0 for an empty batch; per-cloud reductions give an empty tensor."""
+    for x, y in ((Pointclouds([]), Pointclouds([])), (torch.zeros(0, 5, 3), torch.zeros(0, 4, 3))):
+        loss, nrm = chamfer_distance(x, y)
+        assert loss.shape == () and loss.item() == 0.0 and nrm is None
+        assert chamfer_distance(x, y, batch_reduction="sum")[0].item() == 0.0
+        assert chamfer_distance(x, y, batch_reduction=None)[0].shape == (0,)
+
+
+def test_duplicate_points_normals_term_agrees_between_engines():
+    """With exact duplicate points carrying different normals, both engines pick the lowest index (as
+    pytorch3d), so the normals term is identical; it differs from what a later copy would give."""
+    g = torch.Generator().manual_seed(3)
+    base = torch.rand(800, 3, generator=g)
+    y = torch.cat([base, base[:400]])[None]  # copies at 800..1199 of points 0..399
+    y_normals = F.normalize(torch.randn(1, 1200, 3, generator=g), dim=-1)
+    x = (base[:600] + 0.0)[None]  # queries exactly on the duplicated points
+    x_normals = F.normalize(torch.randn(1, 600, 3, generator=g), dim=-1)
+    results = {}
+    for engine in ("torch", "kdtree"):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(knn_mod, "select_backend", lambda p1, p2, K: engine)
+            results[engine] = chamfer_distance(x, y, x_normals=x_normals, y_normals=y_normals)
+    assert torch.equal(results["torch"][0], results["kdtree"][0])
+    assert torch.equal(results["torch"][1], results["kdtree"][1])
+    # reference: x -> y term by the lowest index
+    cos = F.cosine_similarity(x_normals[0], y_normals[0, :600], dim=1, eps=1e-6)
+    ref_x = (1 - cos.abs()).mean()
+    nn_y = torch.cdist(y[0].double(), x[0].double()).argmin(1)  # argmin = lowest index among ties
+    ref_y = (1 - F.cosine_similarity(y_normals[0], x_normals[0, nn_y], dim=1, eps=1e-6).abs()).mean()
+    torch.testing.assert_close(results["kdtree"][1], ref_x + ref_y)

@@ -307,10 +307,11 @@ def test_works_without_triton():
         import sys
         sys.modules["triton"] = None  # makes `import triton` raise ImportError
         import torch
-        from sam3d_eval.ops.knn import _triton_available, knn_points
+        from sam3d_eval.ops.knn import knn_points
+        from sam3d_eval.runtime import triton_enabled
         x = torch.rand(1, 3000, 3)
         out = knn_points(x, x)
-        assert not _triton_available()
+        assert not triton_enabled()
         assert torch.equal(out.idx[0, :, 0], torch.arange(3000)) and (out.dists == 0).all()
         print("ok")
         """
@@ -429,3 +430,77 @@ def test_float_lengths_raise():
     with pytest.raises(ValueError, match="lengths2 must have an integer dtype"):
         knn_points(p1, p2, lengths2=torch.tensor([5.0]))
     assert knn_points(p1, p2, lengths1=torch.tensor([5], dtype=torch.int32)).dists[0, 5:].eq(0).all()
+
+
+# --- exact ties: the lowest index wins on every engine (pytorch3d's sequential scan) --------------------
+
+
+def _with_copies(seed, n=900, copies=4, dtype=torch.float32):
+    """A cloud where many points have exact copies (shuffled, some at -0.0 vs 0.0), and queries on them."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(n, 3, generator=g, dtype=dtype)
+    base[:10, 0] = 0.0
+    p2 = torch.cat([base] + [base[: n // 3]] * (copies - 1))
+    p2 = p2[torch.randperm(p2.shape[0], generator=g)]
+    p2[p2 == 0] = -0.0  # bitwise different, numerically equal: still exact ties
+    p2[: p2.shape[0] // 2][p2[: p2.shape[0] // 2] == 0] = 0.0
+    p1 = torch.cat([base[:200], torch.rand(200, 3, generator=g, dtype=dtype)])
+    return p1[None], p2[None]
+
+
+@pytest.mark.parametrize("K", [1, 3])
+@pytest.mark.parametrize("norm", [1, 2])
+def test_duplicate_points_lowest_index_every_engine(K, norm):
+    p1, p2 = _with_copies(0)
+    ref_d, ref_i = brute_knn(p1, p2, torch.tensor([p1.shape[1]]), torch.tensor([p2.shape[1]]), K, norm)
+    for backend in ("torch", "kdtree"):
+        out = knn_points(p1, p2, norm=norm, K=K, backend=backend)
+        assert torch.equal(out.idx, ref_i), backend
+        torch.testing.assert_close(out.dists.double(), ref_d, rtol=1e-6, atol=1e-7)
+        # also the differentiable path (recomputes distances) and return_nn
+        out_g = knn_points(p1.clone().requires_grad_(), p2, norm=norm, K=K, backend=backend, return_nn=True)
+        assert torch.equal(out_g.idx, ref_i), backend
+
+
+def test_duplicates_more_copies_than_k_and_fewer_distinct_than_k():
+    """Five copies of one point and two of another: K=4 takes the four lowest copies; K past the distinct
+    count still fills with the remaining copies in index order."""
+    p2 = torch.tensor([[[1.0, 0, 0], [0, 0, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0]]])
+    q = torch.tensor([[[0.1, 0, 0]]])
+    for backend in ("torch", "kdtree"):
+        assert knn_points(q, p2, K=4, backend=backend).idx[0, 0].tolist() == [1, 3, 4, 5], backend
+        assert knn_points(q, p2, K=7, backend=backend).idx[0, 0].tolist() == [1, 3, 4, 5, 6, 0, 2], backend
+
+
+def test_triton_refuses_float64():
+    p = torch.rand(1, 10, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="float32"):
+        knn_points(p, p, backend="triton")
+
+
+def test_duplicate_points_normal_consistency_engines_agree():
+    """Exact duplicate GT points with different normals: the KD-tree and torch engines pick the same
+    (lowest-index) copy, so normal consistency agrees bitwise."""
+    import torch.nn.functional as F
+
+    import sam3d_eval.ops.knn as knn_mod
+    from sam3d_eval.metrics.normal_consistency import normal_consistency
+    from sam3d_eval.structures.pointclouds import Pointclouds
+
+    g = torch.Generator().manual_seed(5)
+    base = torch.rand(700, 3, generator=g)
+    gt = torch.cat([base, base[:300]])[None]
+    n_gt = F.normalize(torch.randn(1, 1000, 3, generator=g), dim=-1)
+    pred = base[:500][None]
+    n_pred = F.normalize(torch.randn(1, 500, 3, generator=g), dim=-1)
+    vals = {}
+    for engine in ("torch", "kdtree"):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(knn_mod, "select_backend", lambda p1, p2, K: engine)
+            vals[engine] = normal_consistency(Pointclouds(pred, normals=n_pred), Pointclouds(gt, normals=n_gt))
+    assert torch.equal(vals["torch"], vals["kdtree"])
+    i_pg = torch.cdist(pred[0].double(), gt[0].double()).argmin(1)  # argmin: lowest index among ties
+    i_gp = torch.cdist(gt[0].double(), pred[0].double()).argmin(1)
+    c1 = F.cosine_similarity(n_pred[0].double(), n_gt[0].double()[i_pg], dim=1, eps=1e-6).abs().mean()
+    c2 = F.cosine_similarity(n_gt[0].double(), n_pred[0].double()[i_gp], dim=1, eps=1e-6).abs().mean()
+    torch.testing.assert_close(vals["kdtree"][0].double(), 0.5 * (c1 + c2), rtol=1e-5, atol=1e-6)

@@ -12,7 +12,7 @@ from typing import Union
 import torch
 import torch.nn.functional as F
 
-from ..ops.knn import knn_gather, knn_points, single_thread_on_cpu
+from ..ops.knn import knn_gather, knn_points
 from ..structures.pointclouds import Pointclouds
 from ..structures.utils import lengths_mask
 
@@ -181,12 +181,10 @@ def chamfer_distance(
         if weights.sum() == 0.0:
             return _zero_weights_result(x, y, weights, batch_reduction, point_reduction, single_directional)
 
-    # Per-point work is O(P) and bandwidth-bound; see single_thread_on_cpu.
-    with single_thread_on_cpu(x.device if x.numel() else y.device):
-        return _chamfer(
-            x, y, x_lengths, y_lengths, x_normals, y_normals, weights,
-            batch_reduction, point_reduction, norm, single_directional, abs_cosine,
-        )  # fmt: skip
+    return _chamfer(
+        x, y, x_lengths, y_lengths, x_normals, y_normals, weights,
+        batch_reduction, point_reduction, norm, single_directional, abs_cosine,
+    )  # fmt: skip
 
 
 def _chamfer(

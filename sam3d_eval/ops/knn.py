@@ -16,14 +16,13 @@ pytorch3d's backward gives); the indices carry no gradient.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections import namedtuple
 from typing import Literal
 
 import numpy as np
 import torch
 
+from ..runtime import kdtree_threads, triton_enabled
 from ..structures.utils import lengths_mask
 
 KNN = namedtuple("KNN", "dists idx knn")
@@ -108,13 +107,11 @@ def knn_points(
     needs_grad = torch.is_grad_enabled() and (p1.requires_grad or p2.requires_grad)
     if backend == "kdtree" and not needs_grad and not return_nn:
         # The tree's own distances are direct differences already; recomputing them buys nothing here.
-        with _all_threads_for_kdtree():
-            idx, dists = _knn_kdtree(p1, p2, lengths1, lengths2, norm, K)
+        idx, dists = _knn_kdtree(p1, p2, lengths1, lengths2, norm, K)
         return KNN(dists, idx, None)
     with torch.no_grad():
         idx = knn_idx(p1.detach(), p2.detach(), lengths1, lengths2, norm=norm, K=K, backend=backend)
-    with single_thread_on_cpu(p1.device):
-        return _exact_dists(p1, p2, idx, lengths1, lengths2, norm, K, return_nn)
+    return _exact_dists(p1, p2, idx, lengths1, lengths2, norm, K, return_nn)
 
 
 def _exact_dists(p1, p2, idx, lengths1, lengths2, norm, K, return_nn) -> KNN:
@@ -177,11 +174,13 @@ def knn_idx(
     if backend == "torch":
         return _knn_idx_torch(p1, p2, lengths1, lengths2, norm, K)
     if backend == "kdtree":
-        with _all_threads_for_kdtree():
-            return _knn_idx_kdtree(p1, p2, lengths1, lengths2, norm, K)
+        return _knn_idx_kdtree(p1, p2, lengths1, lengths2, norm, K)
     if backend == "triton":
         if K != 1:
             raise ValueError(f"backend='triton' supports K=1 only, got K={K}")
+        if p1.dtype == torch.float64:
+            # The kernel differences and ranks in float32: float64 inputs would be ranked at float32 precision.
+            raise ValueError("backend='triton' ranks in float32; use backend='torch' (or 'auto') for float64 points")
         from .knn_triton import knn1_triton
 
         return knn1_triton(p1, p2, lengths1, lengths2, norm)[1][..., None]
@@ -192,7 +191,7 @@ def select_backend(p1: torch.Tensor, p2: torch.Tensor, K: int) -> str:
     """The engine `auto` uses for these inputs: by device, dtype, dimension, K and size."""
     D = p1.shape[2]
     if p1.is_cuda:
-        if K == 1 and p1.dtype != torch.float64 and _triton_available():
+        if K == 1 and p1.dtype != torch.float64 and triton_enabled():
             return "triton"
         return "torch"
     if p1.device.type != "cpu" or D > KDTREE_MAX_DIM:
@@ -271,57 +270,6 @@ def _gather_points(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     U = x.shape[2]
     flat = idx.reshape(N, L * K, 1).expand(-1, -1, U)
     return x.gather(1, flat).view(N, L, K, U)
-
-
-_threads_before_single: list[int] = []  # torch thread counts that enclosing single_thread_on_cpu blocks took away
-
-
-@contextlib.contextmanager
-def single_thread_on_cpu(device: torch.device):
-    """Run O(P) memory-bound torch work on CPU on one thread (restored after; not thread-safe).
-
-    Gathering, differencing, masking and reducing per-point values is bandwidth-bound; with two OpenMP
-    threads on a busy 2-core machine each such op measured 5-25x slower than on one thread (100k points:
-    114 ms vs 5 ms), and on an idle machine the second thread gains little next to the KD-tree query.
-    """
-    if device.type != "cpu" or torch.get_num_threads() == 1:
-        yield
-        return
-    n = torch.get_num_threads()
-    _threads_before_single.append(n)
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        _threads_before_single.pop()
-        torch.set_num_threads(n)
-
-
-@contextlib.contextmanager
-def _all_threads_for_kdtree():
-    """Give pykdtree's OpenMP query back the threads an enclosing `single_thread_on_cpu` took.
-
-    torch.set_num_threads also caps the OpenMP pool pykdtree queries with (measured: 100k x 100k query
-    38 ms with 2 threads, 66 ms after torch.set_num_threads(1)).
-    """
-    if not _threads_before_single or torch.get_num_threads() == _threads_before_single[-1]:
-        yield
-        return
-    torch.set_num_threads(_threads_before_single[-1])
-    try:
-        yield
-    finally:
-        torch.set_num_threads(1)
-
-
-def _triton_available() -> bool:
-    if os.environ.get("SAM3D_EVAL_DISABLE_TRITON"):
-        return False
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -456,24 +404,43 @@ def _knn_idx_matmul(p1, p2, lengths1, lengths2, valid2, K, tile_elems):
 
 
 def _merge_topk(best_d, best_i, s, offset, Kc):
-    """Merge the K smallest of tile `s` (rows x cols) into the running (best_d, best_i)."""
+    """Merge the K smallest of tile `s` (rows x cols) into the running (best_d, best_i); among exact ties
+    the lowest index is kept, as pytorch3d's sequential scan."""
     if Kc == 1:
-        d, i = s.min(dim=2, keepdim=True)
+        d, i = s.min(dim=2, keepdim=True)  # first column among equal minima
         i = i + offset
         if best_d is None:
             return d, i
         # Strict < keeps the lower index on ties, as pytorch3d's sequential scan does.
         upd = d < best_d
         return torch.where(upd, d, best_d), torch.where(upd, i, best_i)
-    k = min(Kc, s.shape[2])
-    d, i = torch.topk(s, k, dim=2, largest=False, sorted=False)
+    d, i = _topk_lowest(s, min(Kc, s.shape[2]))
     i = i + offset
     if best_d is not None:
         d = torch.cat([best_d, d], dim=2)
         i = torch.cat([best_i, i], dim=2)
         if d.shape[2] > Kc:
-            d, sel = torch.topk(d, Kc, dim=2, largest=False, sorted=False)
-            i = i.gather(2, sel)
+            order = torch.argsort(i, dim=2)  # few candidates: order by (distance, index) exactly
+            d, i = d.gather(2, order), i.gather(2, order)
+            sel = torch.sort(d, dim=2, stable=True).indices[..., :Kc]
+            d, i = d.gather(2, sel), i.gather(2, sel)
+    return d, i
+
+
+def _topk_lowest(s, k):
+    """The k smallest of each row of `s` `(n, t, c)` (unsorted), ties at the k-th value going to the lowest
+    columns (torch.topk picks an arbitrary one). Fixed up only in rows where topk left a tie behind."""
+    d, i = torch.topk(s, k, dim=2, largest=False, sorted=False)
+    kth = d.amax(dim=2, keepdim=True)
+    eq = s == kth
+    bad = eq.sum(2) > (d == kth).sum(2)
+    if bool(bad.any()):
+        less = s < kth
+        need = k - less.sum(2, keepdim=True)
+        take = less | (eq & (eq.cumsum(2) <= need))  # exactly k per row, lowest columns at the k-th value
+        cols = take.nonzero()[:, -1].view(s.shape[0], s.shape[1], k)
+        i = torch.where(bad[..., None], cols, i)
+        d = torch.where(bad[..., None], s.gather(2, cols), d)
     return d, i
 
 
@@ -507,7 +474,9 @@ def _knn_idx_kdtree(p1, p2, lengths1, lengths2, norm, K) -> torch.Tensor:
 def _knn_kdtree(p1, p2, lengths1, lengths2, norm, K) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices `(N, P1, K)` int64 and the tree's distances `(N, P1, K)` (squared L2 or L1, `p1`'s dtype).
 
-    Entries past `lengths1` or with `k >= lengths2` hold index 0 and distance 0, as pytorch3d.
+    Entries past `lengths1` or with `k >= lengths2` hold index 0 and distance 0, as pytorch3d. Among exact
+    duplicates of a point the lowest index wins, as pytorch3d and the torch engine (a tree returns an
+    arbitrary copy): the tree is built on the distinct points only when a cheap hash check finds copies.
     """
     if p1.device.type != "cpu":
         raise ValueError("backend='kdtree' runs on CPU tensors only")
@@ -523,15 +492,66 @@ def _knn_kdtree(p1, p2, lengths1, lengths2, norm, K) -> tuple[torch.Tensor, torc
         if l1 == 0 or k == 0:
             continue
         q = np.ascontiguousarray(p1[n, :l1].to(dt).numpy())
-        data = np.ascontiguousarray(p2[n, :l2].to(dt).numpy())
-        if norm == 2:
-            from pykdtree.kdtree import KDTree
+        # + 0.0 turns -0.0 into 0.0, so that bitwise equal means equal for the duplicate check.
+        data = np.ascontiguousarray(p2[n, :l2].to(dt).numpy()) + 0.0
+        groups = _duplicate_groups(data)
+        tree_data = data if groups is None else data[groups[0]]
+        kq = min(k, tree_data.shape[0])
+        with kdtree_threads():
+            if norm == 2:
+                from pykdtree.kdtree import KDTree
 
-            d, i = KDTree(data).query(q, k=k, sqr_dists=True)
-        else:
-            from scipy.spatial import cKDTree
+                d, i = KDTree(tree_data).query(q, k=kq, sqr_dists=True)
+            else:
+                from scipy.spatial import cKDTree
 
-            d, i = cKDTree(data).query(q, k=k, p=1, workers=-1)
-        idx[n, :l1, :k] = torch.from_numpy(np.asarray(i).astype(np.int64, copy=False)).view(l1, k)
-        dists[n, :l1, :k] = torch.from_numpy(np.asarray(d)).view(l1, k).to(p1.dtype)
+                d, i = cKDTree(tree_data).query(q, k=kq, p=1, workers=-1)
+        d = np.asarray(d).reshape(l1, kq)
+        i = np.asarray(i).astype(np.int64, copy=False).reshape(l1, kq)
+        if groups is not None:
+            d, i = _expand_copies(d, i, groups, k)
+        idx[n, :l1, :k] = torch.from_numpy(i)
+        dists[n, :l1, :k] = torch.from_numpy(d).to(p1.dtype)
     return idx, dists
+
+
+def _duplicate_groups(data: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """None when the rows of `data` `(M, D)` are distinct; else (first index of each distinct row `(U,)`,
+    row indices grouped by distinct row and ascending within a group `(M,)`, group starts `(U,)`, sizes `(U,)`).
+
+    A 64-bit hash of the bits, sorted, screens for copies (100k points: ~1.5 ms next to a ~90 ms query);
+    only when two hashes collide are the rows compared exactly.
+    """
+    if data.shape[0] < 2:
+        return None
+    bits = data.view(np.uint32 if data.dtype == np.float32 else np.uint64).astype(np.uint64)
+    mult = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], np.uint64)
+    h = np.zeros(data.shape[0], np.uint64)
+    for c in range(data.shape[1]):
+        h ^= bits[:, c] * mult[c % 3] + np.uint64(c)
+    h.sort()
+    if not bool((h[1:] == h[:-1]).any()):
+        return None
+    rows = np.ascontiguousarray(data).view(np.dtype((np.void, data.dtype.itemsize * data.shape[1]))).ravel()
+    _, first, inverse, counts = np.unique(rows, return_index=True, return_inverse=True, return_counts=True)
+    if len(first) == data.shape[0]:
+        return None
+    members = np.argsort(inverse.ravel(), kind="stable")
+    starts = np.cumsum(counts) - counts
+    return first, members, starts, counts
+
+
+def _expand_copies(d: np.ndarray, i: np.ndarray, groups: tuple[np.ndarray, ...], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbours among distinct rows `(L, kq)` -> the k nearest rows of the full cloud, copies included,
+    sorted by distance then index (the torch engine's order)."""
+    _, members, starts, counts = groups
+    L, kq = i.shape
+    j = np.arange(k)
+    # Up to k copies of each of the kq distinct neighbours: (L, kq, k) candidates.
+    have = j[None, None, :] < counts[i][..., None]
+    pos = starts[i][..., None] + np.minimum(j[None, None, :], counts[i][..., None] - 1)
+    cand = members[pos]
+    cd = np.where(have, d[..., None], np.inf).reshape(L, kq * k)
+    cand = np.where(have, cand, np.iinfo(np.int64).max).reshape(L, kq * k)
+    order = np.lexsort((cand, cd), axis=-1)[:, :k]
+    return np.take_along_axis(cd, order, 1), np.take_along_axis(cand, order, 1)

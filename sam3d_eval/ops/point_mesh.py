@@ -33,8 +33,6 @@ from typing import Literal
 import numpy as np
 import torch
 
-from .knn import single_thread_on_cpu
-
 MIN_TRIANGLE_AREA = 5e-3
 K_EPSILON = 1e-8  # pytorch3d kEpsilon: Gram determinant offset, degenerate segment / normal threshold
 V_EPSILON = 1e-8  # pytorch3d vEpsilon: added to |n| when normalising the face normal
@@ -387,7 +385,7 @@ def _nearest(points, points_first_idx, hulls, hulls_first_idx, min_area, query_i
     dists = points.new_full((nq,), torch.finfo(points.dtype).max)
     idx = torch.zeros((nq,), dtype=torch.int64, device=points.device)
     found = torch.zeros((nq,), dtype=torch.bool, device=points.device)
-    with torch.no_grad(), single_thread_on_cpu(points.device):
+    with torch.no_grad():
         pts, hls = points.detach(), hulls.detach()
         for (ps, pe), (hs, he) in zip(pr, hr):
             qs, qe = (ps, pe) if query_is_point else (hs, he)

@@ -35,8 +35,8 @@ class Pointclouds:
         features: Sequence[torch.Tensor] | torch.Tensor | None = None,
     ) -> None:
         pts = _as_list(points, "points")
-        if pts is None or len(pts) == 0:
-            raise ValueError("Pointclouds needs at least one cloud")
+        if pts is None:
+            raise ValueError("Pointclouds needs a list of clouds (an empty list is an empty batch)")
         for i, p in enumerate(pts):
             if p.dim() != 2 or p.shape[1] != 3:
                 raise ValueError(f"cloud {i}: points must be (P, 3), got {tuple(p.shape)}")
@@ -45,7 +45,7 @@ class Pointclouds:
         self._points_list = pts
         self._normals_list = self._check_aux(_as_list(normals, "normals"), "normals", 3)
         self._features_list = self._check_aux(_as_list(features, "features"), "features", None)
-        self.device = pts[0].device
+        self.device = pts[0].device if pts else torch.device("cpu")
         self._num_points = torch.tensor([p.shape[0] for p in pts], dtype=torch.int64, device=self.device)
 
     def _check_aux(self, aux: list[torch.Tensor] | None, name: str, width: int | None) -> list[torch.Tensor] | None:
@@ -89,7 +89,7 @@ class Pointclouds:
     # padded views
     def points_padded(self) -> torch.Tensor:
         """`(B, max P_i, 3)`, zeros past each cloud's length."""
-        return list_to_padded(self._points_list)
+        return list_to_padded(self._points_list) if self._points_list else torch.zeros((0, 0, 3))
 
     def normals_padded(self) -> torch.Tensor | None:
         return None if self._normals_list is None else list_to_padded(self._normals_list)
@@ -100,7 +100,7 @@ class Pointclouds:
     # packed views
     def points_packed(self) -> torch.Tensor:
         """`(sum P_i, 3)`."""
-        return torch.cat(self._points_list, dim=0)
+        return torch.cat(self._points_list, dim=0) if self._points_list else torch.zeros((0, 3))
 
     def normals_packed(self) -> torch.Tensor | None:
         return None if self._normals_list is None else torch.cat(self._normals_list, dim=0)
