@@ -200,12 +200,13 @@ def read_results(run_dir: str | os.PathLike, *, dedup: bool = True):
     `ResultsStoreError` for an unreadable part.
     """
     import pandas as pd
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     run_dir = pathlib.Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: run folder does not exist")
-    frames, metrics, strata = [], [], []
+    tables, metrics, strata = [], [], []
     for part in _part_files(run_dir):
         try:
             table = pq.read_table(part)
@@ -214,14 +215,19 @@ def read_results(run_dir: str | os.PathLike, *, dedup: bool = True):
         info = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
         metrics += [m for m in info.get("metrics", []) if m not in metrics]
         strata += [s for s in info.get("strata", []) if s not in strata]
-        df = table.to_pandas()
-        df["part"] = part.name
-        frames.append(df)
-    if not frames:
+        table = table.replace_schema_metadata(None)
+        tables.append(table.append_column("part", pa.array([part.name] * table.num_rows, pa.string())))
+    if not tables:
         frame = pd.DataFrame({c: pd.Series(dtype="object") for c in RESULT_COLUMNS})
         duplicates = 0
     else:
-        frame = pd.concat(frames, ignore_index=True, sort=False)
+        # One Arrow concatenation (a column that is all-null in one part takes the type of the others), so
+        # the frame's dtypes do not depend on how the rows were split into parts.
+        try:
+            merged = pa.concat_tables(tables, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise ResultsStoreError(f"{run_dir}: parts with incompatible columns ({err})") from None
+        frame = merged.to_pandas()
         n = len(frame)
         if dedup:
             frame = frame.sort_values(["written_at", "part"], kind="stable")
