@@ -11,17 +11,13 @@ import pytest
 import torch
 import trimesh
 
-from sam3d_eval.evaluate.appearance import (
-    NO_LPIPS_REASON,
-    appearance_metrics,
-    apply_similarity,
-    load_lpips_or_none,
-)
+from sam3d_eval.evaluate.appearance import NO_LPIPS_REASON, appearance_metrics, load_lpips_or_none
 from sam3d_eval.metrics.lpips import LPIPS
 from sam3d_eval.ops.normalize import normalize_to_unit_cube, unit_cube_transform
 from sam3d_eval.render.multiview import default_views, render_views
 from sam3d_eval.structures.meshes import Meshes
 from sam3d_eval.structures.textures import TexturesUV, TexturesVertex
+from sam3d_eval.transforms import SimilarityTransform
 
 SIZE = 64
 
@@ -126,34 +122,37 @@ def test_alignment_undoes_a_similarity(shape, alex):
     (bad,) = appearance_metrics(pred, gt, image_size=SIZE, lpips=alex)
     # In the normalised frame pred_n = s0 R0 gt_n + (s0 R0 c + d - c) k; invert that similarity.
     shift = (s0 * R0 @ c + d - c) * k
-    R, s = R0.T, 1.0 / s0
+    R, s = R0.T, 1.0 / s0  # column-vector form x -> s R x + t
     t = -s * (R @ shift)
-    for transform in ((R, t, s), {"R": R, "t": t, "s": torch.tensor(s)}):
+    row = SimilarityTransform(R.T[None], t[None], torch.tensor([s]))  # the same map for row vectors
+    for transform in (row, (R.T, t, torch.tensor(s))):
         (good,) = appearance_metrics(pred, gt, image_size=SIZE, lpips=alex, transform=transform)
         assert good["psnr"] > 35 and good["ssim"] > 0.99 and good["lpips"] < 2e-3, good
         assert good["silhouette_iou"] > 0.98
     assert bad["psnr"] < 20 and bad["ssim"] < 0.9 and bad["lpips"] > 20 * good["lpips"]
     # normalize=False: the transform acts in input coordinates.
     (raw,) = appearance_metrics(
-        pred, gt, image_size=SIZE, lpips=alex, normalize=False, transform=(R0.T / s0, -(R0.T @ d) / s0, 1.0)
+        pred, gt, image_size=SIZE, lpips=alex, normalize=False,
+        transform=SimilarityTransform(R0[None], (-(R0.T @ d) / s0)[None], torch.tensor([1.0 / s0])),
     )
     assert raw["psnr"] > 35 and raw["lpips"] < 2e-3
 
 
-def test_apply_similarity_batched():
-    v = torch.randn(5, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    f = torch.tensor([[0, 1, 2], [2, 3, 4]])
-    m = Meshes([v, 2 * v], [f, f])
-    R = torch.linalg.qr(torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64))[0]
-    t, s = torch.tensor([[1.0, 2.0, 3.0], [0.0, -1.0, 0.5]], dtype=torch.float64), torch.tensor([0.5, 3.0], dtype=torch.float64)
-    out = apply_similarity(m, (R, t, s))
-    for b, x in enumerate([v, 2 * v]):
-        ref = torch.stack([s[b] * R[b] @ p + t[b] for p in x])
-        torch.testing.assert_close(out.verts_list()[b], ref, rtol=1e-12, atol=1e-12)
-    assert torch.equal(out.faces_list()[1], f)
-    # Any object with fields R, t, s (e.g. an alignment result) is accepted as well.
-    out2 = apply_similarity(m, types.SimpleNamespace(R=R, t=t, s=s))
-    assert all(torch.equal(a, b) for a, b in zip(out.verts_list(), out2.verts_list()))
+def test_batched_transform_acts_per_sample(shape):
+    """A (B,)-element SimilarityTransform moves sample b by its own transform: equal to scoring b alone."""
+    gt = _coloured(shape)
+    v, f = shape
+    cols = gt.textures.verts_features[0]
+    preds = Meshes([v, v + 0.1], [f, f], TexturesVertex([cols, cols]))
+    gts = Meshes([v, v], [f, f], TexturesVertex([cols, cols]))
+    R = torch.linalg.qr(torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(1)))[0]
+    R = R * torch.det(R)[:, None, None]  # proper rotations
+    tr = SimilarityTransform(R, torch.tensor([[0.01, 0.0, 0.0], [0.0, -0.02, 0.0]]), torch.tensor([0.9, 1.1]))
+    both = appearance_metrics(preds, gts, image_size=32, transform=tr)
+    for b in range(2):
+        one = SimilarityTransform(*(t[b : b + 1] for t in tr))
+        (alone,) = appearance_metrics(preds[b], gts[b], image_size=32, transform=one)
+        assert alone["psnr_views"] == both[b]["psnr_views"] and alone["ssim_views"] == both[b]["ssim_views"]
 
 
 def test_missing_weights_gives_nan_and_reason(shape, tmp_path, monkeypatch):

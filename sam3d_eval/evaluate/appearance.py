@@ -1,9 +1,17 @@
 """Multi-view appearance of a predicted mesh against its ground truth: LPIPS, PSNR and SSIM on rendered views.
 
-Per sample: the pair is normalised jointly (the GT's bounding box to the unit cube at the origin, DESIGN.md
-section 5), the declared alignment `x -> s R x + t` is applied to the prediction in that normalised frame,
-and both meshes are rendered from the same V cameras (default: `render.multiview.default_views`, 8 views
-around the object at elevations 15 and 45 degrees) with the same lights (the renderer's headlight plus
+In the evaluation (`AppearanceScorer`, called by `scoring.score_batch`) both meshes are rendered in the
+protocol's aligned, normalised frame, as the geometry was scored: the GT normalised, the prediction
+normalised and moved by the protocol's alignment, no transform undone or redone. The cameras frame the GT:
+`protocol.appearance_views` views at azimuths 360 v / V degrees and the protocol's elevations (cycled),
+`appearance_distance` GT-box sides from the GT box centre, field of view `appearance_fov` (implemented by
+moving both meshes by the one similarity that puts the GT box centre at the origin with longest side 1,
+which leaves the renders unchanged; under the default protocol it is the identity up to rounding). The
+defaults are `render.multiview.default_views`: 8 views around the object at elevations 15 and 45 degrees.
+`appearance_metrics` is the same scoring for a batch of meshes in any frame: it normalises the pair
+jointly (the GT's bounding box to the unit cube at the origin, DESIGN.md section 5) and applies a declared
+`transforms.SimilarityTransform` (`s * x @ R + T`, row vectors) to the prediction. Both meshes are rendered
+from the same cameras with the same lights (the renderer's headlight plus
 ambient), each with its own textures (vertex colours or UV maps). A mesh without textures is rendered in the
 renderer's constant grey albedo, so with an untextured side the scores compare shading and silhouette only,
 not colour.
@@ -15,12 +23,16 @@ not colour.
   surrounding context, and the background is identical in both images, so it adds no distance of its own).
 - Each per-sample score is the mean of its V per-view scores (PSNR and SSIM skip views where neither mesh
   is seen, which are NaN). Identical renders give PSNR `+inf` (no cap), SSIM 1 and LPIPS 0.
+
+Each sample is rendered on its own and LPIPS runs once on all views of all samples of a call; a sample's
+scores do not depend on the other samples of its batch (rendering, PSNR and SSIM are per sample; LPIPS is
+per image).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -28,15 +40,17 @@ import torch
 from ..metrics.image_quality import psnr, ssim
 from ..metrics.lpips import LPIPS, WeightsNotFoundError
 from ..ops.normalize import normalize_to_unit_cube
-from ..render.cameras import PerspectiveCameras
+from ..render.cameras import PerspectiveCameras, orbit_cameras
 from ..render.multiview import default_views, render_views
 from ..structures.meshes import Meshes
+from ..transforms import SimilarityTransform, bbox_centre_scale, normalize_points
+from .protocols import APPEARANCE_METRICS, Protocol
 
-__all__ = ["appearance_metrics", "apply_similarity", "load_lpips_or_none"]
+__all__ = ["AppearanceScorer", "appearance_metrics", "load_lpips_or_none", "protocol_views"]
 
 NO_LPIPS_REASON = "LPIPS unavailable: no LPIPS module was given"
-
-Transform = tuple[Any, Any, Any]  # (R, t, s)
+NOT_MESHES = "appearance unavailable: it needs a mesh prediction and a mesh ground truth"
+_LPIPS_CHUNK = 512  # images per LPIPS call: one call for any batch of up to 64 samples x 8 views
 
 
 def load_lpips_or_none(
@@ -54,56 +68,122 @@ def load_lpips_or_none(
         return None, f"LPIPS unavailable: {err}"
 
 
-def _transform_parts(transform: Transform | Any, B: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    if isinstance(transform, Mapping):
-        parts = (transform["R"], transform["t"], transform["s"])
-    elif all(hasattr(transform, k) for k in ("R", "t", "s")):
-        parts = (transform.R, transform.t, transform.s)
-    elif isinstance(transform, Sequence) and len(transform) == 3:
-        parts = tuple(transform)
-    else:
-        raise ValueError("transform must be (R, t, s), a mapping with keys R, t, s, or an object with those attributes")
-    R, t, s = (torch.as_tensor(p, dtype=dtype, device=device) for p in parts)
-    if R.shape == (3, 3):
-        R = R.expand(B, 3, 3)
-    if t.shape == (3,):
-        t = t.expand(B, 3)
-    if s.dim() == 0:
-        s = s.expand(B)
-    if R.shape != (B, 3, 3) or t.shape != (B, 3) or s.shape != (B,):
-        raise ValueError(
-            f"transform for {B} samples needs R (3, 3) or ({B}, 3, 3), t (3,) or ({B}, 3), s scalar or ({B},); "
-            f"got R {tuple(R.shape)}, t {tuple(t.shape)}, s {tuple(s.shape)}"
-        )
-    if not (torch.isfinite(R).all() and torch.isfinite(t).all() and torch.isfinite(s).all()):
-        raise ValueError("transform has NaN or inf entries")
-    if bool((s <= 0).any()):
-        raise ValueError(f"transform scale s must be positive, got {s.tolist()}")
-    return R, t, s
+def protocol_views(protocol: Protocol, dtype: torch.dtype = torch.float32, device: Any = None) -> PerspectiveCameras:
+    """The protocol's V appearance cameras around the origin (for a GT box centred there with side 1)."""
+    V = protocol.appearance_views
+    elev = [protocol.appearance_elevations[v % len(protocol.appearance_elevations)] for v in range(V)]
+    size = (protocol.appearance_image_size, protocol.appearance_image_size)
+    return orbit_cameras([360.0 * v / V for v in range(V)], elev, protocol.appearance_distance, size,
+                         protocol.appearance_fov, dtype=dtype, device=device)
 
 
-def apply_similarity(meshes: Meshes, transform: Transform | Any) -> Meshes:
-    """Meshes with every vertex `x` `(3,)` of sample b mapped to `s_b R_b x + t_b`; faces and textures kept.
-
-    `transform` is `(R, t, s)` (or a mapping / object with fields R, t, s): R `(3, 3)` or `(B, 3, 3)`,
-    t `(3,)` or `(B, 3)`, s a positive scalar or `(B,)`, in the meshes' own units.
-    """
-    verts = meshes.verts_list()
-    R, t, s = _transform_parts(transform, len(meshes), verts[0].dtype, meshes.device)
-    moved = [s[b] * (v @ R[b].T) + t[b] for b, v in enumerate(verts)]
-    return Meshes(moved, meshes.faces_list(), meshes.textures)
+def _check_background(background: float | Sequence[float]) -> tuple[float, float, float]:
+    if isinstance(background, (int, float)):
+        background = (float(background),) * 3
+    background = tuple(float(c) for c in background)
+    if len(background) != 3 or not all(0.0 <= c <= 1.0 for c in background):
+        raise ValueError(f"background must be a grey level or RGB in [0, 1], got {background}")
+    return background
 
 
-def _view_lpips(lpips: Callable, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """`(N,)` LPIPS of `(N, H, W, 3)` [0, 1] images, run on the module's device."""
+def _lpips_views(lpips: Callable, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """`(N,)` LPIPS of `(N, H, W, 3)` [0, 1] images, run on the module's device, `_LPIPS_CHUNK` images a call."""
     params = list(lpips.parameters()) if isinstance(lpips, torch.nn.Module) else []
     device = params[0].device if params else pred.device
-    a, b = (x.permute(0, 3, 1, 2).to(device) for x in (pred, gt))
-    return lpips(a, b, normalize=True).to(pred.device, torch.float32)
+    out = []
+    for i in range(0, pred.shape[0], _LPIPS_CHUNK):
+        a, b = (x[i : i + _LPIPS_CHUNK].permute(0, 3, 1, 2).to(device) for x in (pred, gt))
+        out.append(lpips(a, b, normalize=True).reshape(-1).to(pred.device, torch.float32))
+    return torch.cat(out) if out else pred.new_zeros(0)
+
+
+def _render_pair(pred: Meshes, gt: Meshes, views: PerspectiveCameras, background) -> dict[str, torch.Tensor]:
+    """Renders `(V, H, W, 3)` of one pair and its per-view PSNR, SSIM and silhouette IoU `(V,)`."""
+    # Two calls: the two sides may carry different texture kinds (or none).
+    rp, rg = render_views(pred, views, background=background), render_views(gt, views, background=background)
+    img_p, img_g = rp.rgb[0], rg.rgb[0]
+    mask_p, mask_g = rp.mask[0] > 0, rg.mask[0] > 0
+    union = (mask_p | mask_g)[:, None]
+    # Renders may overshoot 1 slightly with bright lights; PSNR/SSIM assume [0, data_range].
+    x, y = img_p.permute(0, 3, 1, 2).clamp(0, 1), img_g.permute(0, 3, 1, 2).clamp(0, 1)
+    inter = (mask_p & mask_g).flatten(1).sum(1)
+    return {
+        "img_p": img_p, "img_g": img_g,
+        "psnr": psnr(x, y, 1.0, mask=union), "ssim": ssim(x, y, 1.0, mask=union),
+        "iou": inter / union.flatten(1).sum(1).clamp(min=1),
+    }
+
+
+def _score_pairs(
+    pairs: Sequence[tuple[Meshes, Meshes]], views: PerspectiveCameras, lpips: Callable | None, background
+) -> list[dict[str, torch.Tensor]]:
+    """Per pair the per-view `(V,)` psnr, ssim, iou and lpips (NaN without a module); LPIPS in one pass."""
+    with torch.no_grad():
+        per = [_render_pair(p, g, views, background) for p, g in pairs]
+        V = len(views)
+        if lpips is not None and per:
+            lp = _lpips_views(lpips, torch.cat([r["img_p"] for r in per]), torch.cat([r["img_g"] for r in per]))
+            for i, r in enumerate(per):
+                r["lpips"] = lp[i * V : (i + 1) * V]
+        for r in per:
+            r.setdefault("lpips", torch.full((V,), math.nan))
+            del r["img_p"], r["img_g"]
+    return per
 
 
 def _floats(t: torch.Tensor) -> list[float]:
     return [float(x) for x in t.detach().cpu().tolist()]
+
+
+class AppearanceScorer:
+    """Appearance scoring for `scoring.score_batch`: LPIPS (when a module is given), PSNR, SSIM and silhouette
+    IoU of the prediction against its GT, rendered in the protocol's aligned frame from the protocol's views.
+
+    lpips: an `LPIPS` module (or any callable `(in0, in1, normalize=True) -> (N,)`, run on its own device),
+        or None: LPIPS is NaN and `lpips_reason` says why (say it once; rows carry no note for it).
+    background: grey level or RGB in [0, 1] where no surface is seen.
+    """
+
+    def __init__(self, lpips: LPIPS | Callable | None = None, lpips_reason: str | None = None, *,
+                 background: float | Sequence[float] = 1.0) -> None:
+        self.lpips = lpips
+        self.lpips_reason = None if lpips is not None else (lpips_reason or NO_LPIPS_REASON)
+        self.background = _check_background(background)
+
+    def score_framed(
+        self, pairs: Sequence[tuple[Meshes | None, Meshes | None]], protocol: Protocol
+    ) -> tuple[dict[str, torch.Tensor], list[list[str]]]:
+        """Score B (prediction, GT) pairs already in the protocol's aligned, normalised frame.
+
+        A pair with None on either side (a failed row, or a point-cloud prediction) gets NaN and a note.
+        Returns `APPEARANCE_METRICS` -> `(B,)` float64 CPU (means over the views; PSNR/SSIM skip views where
+        neither mesh is seen) and per-pair notes.
+        """
+        B = len(pairs)
+        out = {k: torch.full((B,), math.nan, dtype=torch.float64) for k in APPEARANCE_METRICS}
+        notes: list[list[str]] = [[] for _ in range(B)]
+        todo = [b for b, (p, g) in enumerate(pairs) if p is not None and g is not None]
+        for b in range(B):
+            if b not in todo:
+                notes[b].append(NOT_MESHES)
+        if not todo:
+            return out, notes
+        framed = []
+        dtype, device = pairs[todo[0]][1].verts_list()[0].dtype, pairs[todo[0]][1].device
+        for b in todo:
+            pred, gt = pairs[b]
+            # Camera framing: the GT box centred at the origin with side 1 (see the module docstring).
+            c, k = bbox_centre_scale(gt.verts_list(), 1.0, who="ground truth")
+            move = lambda m: Meshes([normalize_points(m.verts_list()[0], c[0], k[0])], m.faces_list(), m.textures)  # noqa: E731
+            framed.append((move(pred.to(gt.device)), move(gt)))
+        views = protocol_views(protocol, dtype, device)
+        per = _score_pairs(framed, views, self.lpips, self.background)
+        for b, r in zip(todo, per):
+            out["lpips"][b] = float(r["lpips"].mean())
+            out["psnr"][b] = float(r["psnr"].nanmean())
+            out["ssim"][b] = float(r["ssim"].nanmean())
+            out["silhouette_iou"][b] = float(r["iou"].mean())
+        return out, notes
 
 
 def appearance_metrics(
@@ -114,7 +194,7 @@ def appearance_metrics(
     image_size: int | tuple[int, int] | None = None,
     lpips: LPIPS | Callable | None = None,
     lpips_reason: str | None = None,
-    transform: Transform | Any | None = None,
+    transform: SimilarityTransform | Sequence[torch.Tensor] | None = None,
     normalize: bool = True,
     background: float | Sequence[float] = 1.0,
     device: torch.device | str | None = None,
@@ -130,8 +210,9 @@ def appearance_metrics(
         lpips: an `LPIPS` module (or any callable `(in0, in1, normalize=True) -> (N,)`); it runs on its own
             device. None: the LPIPS entries are NaN and `lpips_unavailable` says why.
         lpips_reason: the reason recorded when `lpips` is None (e.g. from `load_lpips_or_none`).
-        transform: declared alignment of the prediction, `(R, t, s)` applied as `s R x + t` (shapes as
-            `apply_similarity`), in the normalised frame when `normalize` else in input coordinates.
+        transform: declared alignment of the prediction, a `transforms.SimilarityTransform` (or `(R, T, s)`)
+            with B elements or one, applied as `s * x @ R + T` (row vectors), in the normalised frame when
+            `normalize` else in input coordinates.
         normalize: normalise the pair jointly to the GT's unit cube first (DESIGN.md default protocol).
         background: grey level or RGB in [0, 1] where no surface is seen (the same in both renders).
         device: where to render; default the GT's device.
@@ -148,11 +229,7 @@ def appearance_metrics(
         )
     if len(pred) != len(gt):
         raise ValueError(f"pred has {len(pred)} meshes but gt has {len(gt)}")
-    if isinstance(background, (int, float)):
-        background = (float(background),) * 3
-    background = tuple(float(c) for c in background)
-    if len(background) != 3 or not all(0.0 <= c <= 1.0 for c in background):
-        raise ValueError(f"background must be a grey level or RGB in [0, 1], got {background}")
+    background = _check_background(background)
     size = None if image_size is None else (
         (int(image_size), int(image_size)) if isinstance(image_size, int) else tuple(int(x) for x in image_size)
     )
@@ -170,45 +247,44 @@ def appearance_metrics(
     pred, gt = pred.to(device), gt.to(device)
     if normalize:
         pred, gt, _, _ = normalize_to_unit_cube(pred, gt)
+    B = len(gt)
     if transform is not None:
-        pred = apply_similarity(pred, transform)
+        tr = _transform(transform, B, pred.verts_list()[0].dtype, device)
+        verts = [tr[b].apply(v[None])[0] for b, v in enumerate(pred.verts_list())]
+        pred = Meshes(verts, pred.faces_list(), pred.textures)
 
-    B, V = len(gt), len(views)
-    with torch.no_grad():
-        # Two calls: the two sides may carry different texture kinds (or none).
-        rp = render_views(pred, views, background=background)
-        rg = render_views(gt, views, background=background)
-        img_p, img_g = rp.rgb.reshape(B * V, H, W, 3), rg.rgb.reshape(B * V, H, W, 3)
-        mask_p, mask_g = rp.mask.reshape(B * V, H, W) > 0, rg.mask.reshape(B * V, H, W) > 0
-        union = (mask_p | mask_g)[:, None]
-        x, y = img_p.permute(0, 3, 1, 2), img_g.permute(0, 3, 1, 2)
-        # Renders may overshoot 1 slightly with bright lights; PSNR/SSIM assume [0, data_range].
-        x, y = x.clamp(0, 1), y.clamp(0, 1)
-        psnr_v = psnr(x, y, 1.0, mask=union).reshape(B, V)
-        ssim_v = ssim(x, y, 1.0, mask=union).reshape(B, V)
-        inter = (mask_p & mask_g).flatten(1).sum(1)
-        iou_v = (inter / union.flatten(1).sum(1).clamp(min=1)).reshape(B, V)
-        if lpips is not None:
-            # One sample's V views per call: the batch the issue asks for, and bounded memory for large B.
-            lpips_v = torch.stack(
-                [_view_lpips(lpips, img_p[b * V : (b + 1) * V], img_g[b * V : (b + 1) * V]) for b in range(B)]
-            )
-            reason = None
-        else:
-            lpips_v = torch.full((B, V), math.nan)
-            reason = lpips_reason or NO_LPIPS_REASON
-
+    per = _score_pairs([(pred[b], gt[b]) for b in range(B)], views, lpips, background)
+    reason = None if lpips is not None else (lpips_reason or NO_LPIPS_REASON)
     results = []
-    for b in range(B):
+    for r in per:
         results.append({
-            "lpips": float(lpips_v[b].mean()),
-            "psnr": float(psnr_v[b].nanmean()),
-            "ssim": float(ssim_v[b].nanmean()),
-            "silhouette_iou": float(iou_v[b].mean()),
-            "lpips_views": _floats(lpips_v[b]),
-            "psnr_views": _floats(psnr_v[b]),
-            "ssim_views": _floats(ssim_v[b]),
+            "lpips": float(r["lpips"].mean()),
+            "psnr": float(r["psnr"].nanmean()),
+            "ssim": float(r["ssim"].nanmean()),
+            "silhouette_iou": float(r["iou"].mean()),
+            "lpips_views": _floats(r["lpips"]),
+            "psnr_views": _floats(r["psnr"]),
+            "ssim_views": _floats(r["ssim"]),
             "mask": "union",
             "lpips_unavailable": reason,
         })
     return results
+
+
+def _transform(transform: Any, B: int, dtype, device) -> list[SimilarityTransform]:
+    """B one-element transforms from a `SimilarityTransform` / (R, T, s) with B elements or one."""
+    try:
+        R, T, s = (torch.as_tensor(t, dtype=dtype, device=device) for t in transform)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"transform must be a SimilarityTransform or (R, T, s): {err}") from None
+    R, T, s = (R[None] if R.dim() == 2 else R), (T[None] if T.dim() == 1 else T), s.reshape(-1)
+    if R.shape == (1, 3, 3) and T.shape == (1, 3) and s.shape == (1,):
+        R, T, s = R.expand(B, 3, 3), T.expand(B, 3), s.expand(B)
+    if R.shape != (B, 3, 3) or T.shape != (B, 3) or s.shape != (B,):
+        raise ValueError(f"transform for {B} samples needs R (B, 3, 3), T (B, 3), s (B,) or one of each; "
+                         f"got R {tuple(R.shape)}, T {tuple(T.shape)}, s {tuple(s.shape)}")
+    if not (torch.isfinite(R).all() and torch.isfinite(T).all() and torch.isfinite(s).all()):
+        raise ValueError("transform has NaN or inf entries")
+    if bool((s <= 0).any()):
+        raise ValueError(f"transform scale s must be positive, got {s.tolist()}")
+    return [SimilarityTransform(R[b : b + 1], T[b : b + 1], s[b : b + 1]) for b in range(B)]

@@ -1,17 +1,9 @@
-"""Named, versioned evaluation protocols and the geometry evaluation they drive (DESIGN.md section 5).
+"""Named, versioned evaluation protocols: the registry of presets (DESIGN.md section 5).
 
 Published single-image-to-3D numbers differ in normalisation, alignment, sample count, Chamfer variant and
-F-score thresholds. A `Protocol` pins all of them under a name and a version; it is stored with every result
-(`Protocol.to_dict()`) and printed above every report. `evaluate_geometry` runs one:
-
-1. normalise (`NORMALIZATIONS`): bounding-box ones act on the vertices before sampling, ZeroShape's on the
-   sampled clouds;
-2. sample `num_samples` points per surface (GT with `seed`, prediction with `seed + 1`); a point cloud is
-   shuffled (seeded the same way, each cloud on its own) and cut to `num_samples` points when it has more;
-3. align (`alignment.ALIGNMENTS`) on `align_points` points spread evenly over each sample (mesh samples
-   come in face order, see `sample_points_from_meshes(face_order=True)`), then apply the transform to the whole prediction (and rotate its normals);
-4. one nearest-neighbour query per direction, shared by every Chamfer variant, F-score and normal
-   consistency; volume IoU on the (normalised, aligned) meshes; EMD on a seeded subsample.
+F-score thresholds. A `Protocol` pins all of them, and the appearance settings (views, elevations, image
+size, LPIPS network), under a name and a version; it is stored with every result (`Protocol.to_dict()`,
+`Protocol.fingerprint()`) and printed above every report. `evaluate.scoring.score_batch` runs one.
 
 Chamfer variants (`CHAMFER_VARIANTS`; d = Euclidean distance to the nearest point of the other sample):
 
@@ -26,22 +18,24 @@ Chamfer variants (`CHAMFER_VARIANTS`; d = Euclidean distance to the nearest poin
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
+from ..ops.alignment import ALIGNMENTS, rotation_grid
 
-from ..ops.knn import knn_points
-from ..ops.sample_points import sample_points_from_meshes
-from ..structures.meshes import Meshes
-from ..structures.pointclouds import Pointclouds
-from ..structures.utils import lengths_mask
-from ..ops.alignment import ALIGNMENTS, align, apply_similarity_transform, rotation_grid
-from ..metrics.emd import earth_movers_distance
-from ..metrics.fscore import f_score_from_dists
-from ..metrics.normal_consistency import normal_consistency_from_idx
-from ..metrics.volume_iou import volume_iou
+__all__ = [
+    "APPEARANCE_METRICS",
+    "CHAMFER_VARIANTS",
+    "METRICS",
+    "NORMALIZATIONS",
+    "PROTOCOLS",
+    "Protocol",
+    "ROLES",
+    "get_protocol",
+]
 
 NORMALIZATIONS = {
     "none": "none (file / camera frame)",
@@ -55,9 +49,20 @@ CHAMFER_VARIANTS = {
     "chamfer_l1": ("chamfer_l1",),
     "occnet": ("chamfer_l1_occnet", "chamfer_l2_occnet"),
 }
+# Metric names a protocol may ask for; `evaluate.scoring.METRIC_FUNCTIONS` holds one function per name.
 METRICS = ("chamfer", "fscore", "normal_consistency", "normal_consistency_signed", "volume_iou", "emd")
+APPEARANCE_METRICS = ("lpips", "psnr", "ssim", "silhouette_iou")
+# The random streams of one sample (`seeding.stream_seed(protocol.seed, sample_id, role)`).
+ROLES = ("gt_surface", "pred_surface", "pred_splat", "align_subset", "emd")
+VOLUME_BOUNDS = {
+    "joint_bbox": "the pair's joint bounding box",
+    "padded_unit_cube": "the unit cube padded by 0.1, [-0.55, 0.55]^3 (Occupancy Networks' evaluation box)",
+}
+LPIPS_NETS = ("alex", "vgg")
 _OVERRIDABLE = ("num_samples", "taus", "seed", "alignment", "align_points", "icp_iterations", "emd_points",
-                "voxel_resolution")
+                "voxel_resolution", "appearance_views", "appearance_image_size", "lpips_net")
+# Fields that describe a protocol but never change a number: left out of the fingerprint.
+_DESCRIPTIVE = ("source",)
 
 
 @dataclass(frozen=True)
@@ -66,13 +71,20 @@ class Protocol:
 
     name, version: identify the recipe; any change of numbers is a new version.
     alignment: one of `alignment.ALIGNMENTS`; normalization: a key of `NORMALIZATIONS`.
-    num_samples: points sampled per surface; seed: sampling seed (GT `seed`, prediction `seed + 1`).
+    num_samples: points sampled per surface; seed: base seed of every random stream of a sample
+        (`seeding.stream_seed(seed, sample_id, role)`, roles in `ROLES`).
     chamfer: variants (keys of `CHAMFER_VARIANTS`); taus: F-score thresholds in normalised units.
     metrics: subset of `METRICS` to compute.
     align_points: points per sample used to estimate the alignment; icp_iterations, icp_tolerance,
         rotations: ICP steps, relative RMSE stop, start grid of the rotation search.
-    voxel_resolution, volume_method: volume IoU grid and inside test; emd_points: EMD subsample size.
-    source: where the recipe comes from. overrides: `(field, value)` pairs changed from the preset.
+    voxel_resolution, volume_method, volume_bounds: volume IoU grid (cells per axis), inside test
+        ("winding" | "parity") and grid box (a key of `VOLUME_BOUNDS`); emd_points: EMD subsample size.
+    appearance_views, appearance_elevations, appearance_image_size, appearance_distance, appearance_fov,
+        lpips_net: the appearance renders: V views at azimuths 360 v / V degrees with the elevations
+        (degrees) cycled over the views, square images of that side, cameras at `appearance_distance`
+        GT-box sides from the GT box centre with that vertical field of view (degrees), LPIPS backbone.
+    source: where the recipe comes from and what to know before comparing with it (never changes a number).
+    overrides: `(field, value)` pairs changed from the preset.
     """
 
     name: str
@@ -90,30 +102,48 @@ class Protocol:
     rotations: str = "cube24"
     voxel_resolution: int = 64
     volume_method: str = "winding"
+    volume_bounds: str = "joint_bbox"
     emd_points: int = 2048
+    appearance_views: int = 8
+    appearance_elevations: tuple[float, ...] = (15.0, 45.0)
+    appearance_image_size: int = 256
+    appearance_distance: float = 2.8
+    appearance_fov: float = 40.0
+    lpips_net: str = "alex"
     source: str = ""
     overrides: tuple[tuple[str, Any], ...] = field(default=())
 
     def __post_init__(self) -> None:
+        where = f"protocol {self.name!r}"
         if self.alignment not in ALIGNMENTS:
-            raise ValueError(f"protocol {self.name!r}: unknown alignment {self.alignment!r}; expected one of {', '.join(ALIGNMENTS)}")
+            raise ValueError(f"{where}: unknown alignment {self.alignment!r}; expected one of {', '.join(ALIGNMENTS)}")
         if self.normalization not in NORMALIZATIONS:
-            raise ValueError(f"protocol {self.name!r}: unknown normalization {self.normalization!r}; expected one of {', '.join(NORMALIZATIONS)}")
+            raise ValueError(f"{where}: unknown normalization {self.normalization!r}; expected one of {', '.join(NORMALIZATIONS)}")
         bad = [c for c in self.chamfer if c not in CHAMFER_VARIANTS] + [m for m in self.metrics if m not in METRICS]
         if bad:
-            raise ValueError(f"protocol {self.name!r}: unknown chamfer variants or metrics {bad}; "
+            raise ValueError(f"{where}: unknown chamfer variants or metrics {bad}; "
                              f"variants {list(CHAMFER_VARIANTS)}, metrics {list(METRICS)}")
-        if self.num_samples < 1 or self.align_points < 1 or self.emd_points < 1 or self.icp_iterations < 1:
-            raise ValueError(f"protocol {self.name!r}: num_samples, align_points, emd_points and icp_iterations must be positive")
+        if min(self.num_samples, self.align_points, self.emd_points, self.icp_iterations, self.voxel_resolution) < 1:
+            raise ValueError(f"{where}: num_samples, align_points, emd_points, icp_iterations and voxel_resolution must be positive")
         if any(not (t > 0) for t in self.taus):
-            raise ValueError(f"protocol {self.name!r}: taus must be positive, got {list(self.taus)}")
+            raise ValueError(f"{where}: taus must be positive, got {list(self.taus)}")
         if "fscore" in self.metrics and not self.taus:
-            raise ValueError(f"protocol {self.name!r}: fscore needs at least one tau")
+            raise ValueError(f"{where}: fscore needs at least one tau")
         if self.volume_method not in ("winding", "parity"):
-            raise ValueError(f"protocol {self.name!r}: volume_method must be 'winding' or 'parity', got {self.volume_method!r}")
+            raise ValueError(f"{where}: volume_method must be 'winding' or 'parity', got {self.volume_method!r}")
+        if self.volume_bounds not in VOLUME_BOUNDS:
+            raise ValueError(f"{where}: volume_bounds must be one of {', '.join(VOLUME_BOUNDS)}, got {self.volume_bounds!r}")
         rotation_grid(self.rotations)  # raises for an unknown grid name
         if "chamfer" in self.metrics and not self.chamfer:
-            raise ValueError(f"protocol {self.name!r}: chamfer needs at least one variant")
+            raise ValueError(f"{where}: chamfer needs at least one variant")
+        if self.appearance_views < 1 or not self.appearance_elevations:
+            raise ValueError(f"{where}: appearance needs at least one view and one elevation")
+        if self.appearance_image_size < 11:
+            raise ValueError(f"{where}: appearance_image_size must be at least 11 (the SSIM window), got {self.appearance_image_size}")
+        if not (self.appearance_distance > 0 and 0 < self.appearance_fov < 180):
+            raise ValueError(f"{where}: appearance_distance must be positive and appearance_fov in (0, 180) degrees")
+        if self.lpips_net not in LPIPS_NETS:
+            raise ValueError(f"{where}: lpips_net must be one of {', '.join(LPIPS_NETS)}, got {self.lpips_net!r}")
 
     def with_overrides(self, **changes: Any) -> Protocol:
         """A copy with `changes` (None values ignored) applied and recorded in `overrides`."""
@@ -141,14 +171,14 @@ class Protocol:
         return cols
 
     def label(self) -> str:
-        """`name vVERSION` plus any overrides, e.g. ``default v1 (overrides: num_samples=4000)``."""
+        """`name vVERSION` plus any overrides, e.g. ``default v2 (overrides: num_samples=4000)``."""
         text = f"{self.name} v{self.version}"
         if self.overrides:
             text += " (overrides: " + ", ".join(f"{k}={_fmt_value(v)}" for k, v in self.overrides) + ")"
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready record of every field (tuples as lists, overrides as a dict)."""
+        """JSON-ready record of every field (tuples as lists, overrides as a dict); `from_dict` inverts it."""
         out = dataclasses.asdict(self)
         for k, v in out.items():
             if isinstance(v, tuple):
@@ -156,46 +186,111 @@ class Protocol:
         out["overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.overrides}
         return out
 
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Protocol:
+        """The protocol a `to_dict()` record describes (e.g. read back from a results store).
+
+        Fields missing from the record take their defaults (records written before a field existed);
+        unknown keys raise `ValueError` naming them, as does any invalid value.
+        """
+        if not isinstance(record, dict):
+            raise ValueError(f"a protocol record must be a dict, got {type(record).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(record) - set(fields))
+        if unknown:
+            raise ValueError(f"protocol record has unknown fields {unknown}")
+        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in record.items() if k != "overrides"}
+        overrides = record.get("overrides") or {}
+        if not isinstance(overrides, dict):
+            raise ValueError(f"protocol record: overrides must be a dict, got {type(overrides).__name__}")
+        kw["overrides"] = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in overrides.items()))
+        try:
+            return cls(**kw)
+        except TypeError as err:  # a required field missing
+            raise ValueError(f"protocol record: {err}") from None
+
+    def fingerprint(self) -> str:
+        """A 16-hex-digit digest of every field that changes numbers (all but `source`), stable across
+        processes and platforms: the SHA-256 of the canonical JSON (sorted keys, floats by `repr`)."""
+        record = {k: v for k, v in self.to_dict().items() if k not in _DESCRIPTIVE}
+        text = json.dumps(_canonical(record), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _canonical(v: Any) -> Any:
+    """Numbers in one form (1 and 1.0 are the same setting; floats as their shortest repr)."""
+    if isinstance(v, dict):
+        return {str(k): _canonical(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_canonical(x) for x in v]
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)):
+        f = float(v)
+        if not math.isfinite(f):
+            raise ValueError(f"protocol fields must be finite numbers, got {v!r}")
+        return repr(f)
+    return str(v)
+
 
 def _fmt_value(v: Any) -> str:
     return ",".join(f"{x:g}" for x in v) if isinstance(v, tuple) else str(v)
 
 
+_V2 = ("v2 (issue 16): every random draw comes from a stream keyed by (seed, sample id, role), so a "
+       "sample's numbers no longer depend on its batch; v1 numbers differ by sampling noise.")
+
 PROTOCOLS: dict[str, Protocol] = {
     "default": Protocol(
-        name="default", version="1", alignment="none", normalization="gt_bbox_unit_cube", num_samples=100_000, seed=0,
+        name="default", version="2", alignment="none", normalization="gt_bbox_unit_cube", num_samples=100_000, seed=0,
         chamfer=("chamfer_l2_p3d", "chamfer_l1"), taus=(0.01, 0.02, 0.05),
         metrics=("chamfer", "fscore", "normal_consistency"),
         source="DESIGN.md section 5: GT bbox to the unit cube jointly, no rotation alignment, 100k points, "
-               "pytorch3d Chamfer-L2 (+ CD-L1), F@{0.01,0.02,0.05}, normal consistency",
+               "pytorch3d Chamfer-L2 (+ CD-L1), F@{0.01,0.02,0.05}, normal consistency. " + _V2,
     ),
     "sam3d": Protocol(
-        name="sam3d", version="1", alignment="icp", normalization="each_bbox_minus1_1", num_samples=1_000_000, seed=0,
+        name="sam3d", version="2", alignment="icp", normalization="each_bbox_minus1_1", num_samples=1_000_000, seed=0,
         chamfer=("chamfer_l2_p3d",), taus=(0.01,), metrics=("chamfer", "fscore", "volume_iou", "emd"),
         source="SAM 3D Objects (Meta, 2025) shape metrics on SA-3DAO as issue 3 states them: shapes normalised "
                "to [-1,1], rigid ICP, 1M points, F1@0.01, voxel IoU 64^3, Chamfer, EMD. The paper does not say "
-               "which Chamfer; pytorch3d's squared L2 is used. EMD on 2048-point subsamples (emd.py)",
+               "which Chamfer; pytorch3d's squared L2 is used. EMD on 2048-point subsamples (emd.py). "
+               "CAUTION: each shape is normalised by its OWN axis-aligned box before ICP, so a pose error "
+               "changes the prediction's scale and rigid ICP cannot undo a scale: a correct shape rotated by "
+               "8 degrees loses (measured: a 2:1:0.5 box turned 8 degrees about its short axis, this preset "
+               "with its 1M points: F1@0.01 1.00 -> 0.00; with "
+               "alignment=scale_icp 1.00); compare with `scale_icp` or the default protocol before reading "
+               "pose-sensitive gaps. " + _V2,
     ),
     "meshrcnn": Protocol(
-        name="meshrcnn", version="1", alignment="none", normalization="gt_bbox_longest_10", num_samples=10_000, seed=0,
+        name="meshrcnn", version="2", alignment="none", normalization="gt_bbox_longest_10", num_samples=10_000, seed=0,
         chamfer=("chamfer_l2_p3d",), taus=(0.1, 0.3, 0.5),
         metrics=("chamfer", "fscore", "normal_consistency", "normal_consistency_signed"),
         source="Mesh R-CNN (Gkioxari et al. 2019), meshrcnn/utils/metrics.py compare_meshes(scale='gt-10'): "
                "GT bbox longest edge scaled to 10 (same scale on the prediction), 10k points, squared "
-               "Chamfer-L2, normal consistency (abs and signed), F1@{0.1,0.3,0.5}",
+               "Chamfer-L2, normal consistency (abs and signed), F1@{0.1,0.3,0.5}. " + _V2,
     ),
     "occnet": Protocol(
-        name="occnet", version="1", alignment="none", normalization="gt_bbox_unit_cube", num_samples=100_000, seed=0,
-        chamfer=("occnet",), taus=(), metrics=("chamfer", "normal_consistency"),
+        name="occnet", version="2", alignment="none", normalization="gt_bbox_unit_cube", num_samples=100_000, seed=0,
+        chamfer=("occnet",), taus=(), metrics=("chamfer", "normal_consistency", "volume_iou"),
+        voxel_resolution=47, volume_bounds="padded_unit_cube",
         source="Occupancy Networks (Mescheder et al. 2019) eval: unit cube, 100k points, Chamfer-L1 and "
-               "Chamfer-L2 as halves of accuracy + completeness, normal consistency",
+               "Chamfer-L2 as halves of accuracy + completeness, normal consistency, and (new in v2) its "
+               "headline volume IoU. OccNet counts inside/outside at 100k points drawn uniformly in the "
+               "padded unit cube [-0.55, 0.55]^3; here the same box is covered by a regular 47^3 grid "
+               "(103,823 cell centres) with the winding-number inside test: the same volume ratio, "
+               "stratified instead of random (the inside test is grid-based; per-point winding numbers at "
+               "100k random points cost points x faces). " + _V2,
     ),
     "zeroshape": Protocol(
-        name="zeroshape", version="1", alignment="none", normalization="each_mean_xy_extent", num_samples=10_000, seed=0,
+        name="zeroshape", version="2", alignment="none", normalization="each_mean_xy_extent", num_samples=10_000, seed=0,
         chamfer=("chamfer_l1",), taus=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2), metrics=("chamfer", "fscore"),
         source="ZeroShape (Huang et al. 2024), utils/eval_3D.py + options/shape.yaml: each cloud centred at its "
                "mean and divided by max(x, y extent) (normalize_pc), no ICP (eval.icp: false), 10k points, "
-               "CD-L1 = (acc + comp) / 2 unsquared, F@{0.005,0.01,0.02,0.05,0.1,0.2}",
+               "CD-L1 = (acc + comp) / 2 unsquared, F@{0.005,0.01,0.02,0.05,0.1,0.2}. FRAME: ZeroShape "
+               "applies normalize_pc to shapes expressed in the camera frame of the input view, so its 'x and "
+               "y extent' is the extent in the image plane; this preset assumes predictions and GT are given "
+               "in that camera frame and rotates nothing (in an object-centric frame the x/y extents, and so "
+               "the scale, differ from ZeroShape's). " + _V2,
     ),
 }
 
@@ -210,234 +305,11 @@ def get_protocol(name: str | Protocol) -> Protocol:
         raise ValueError(f"unknown protocol {name!r}; available: {', '.join(PROTOCOLS)}") from None
 
 
-# ----------------------------------------------------------------------------------------------------
-# evaluation
+def __getattr__(name: str) -> Any:
+    # Transitional: `evaluate_geometry` / `GeometryRow` moved to `evaluate.scoring` (imported lazily: scoring
+    # imports this module). Remove once no caller imports them from here.
+    if name in ("evaluate_geometry", "GeometryRow"):
+        from . import scoring
 
-
-@dataclass
-class GeometryRow:
-    """One sample's result under a protocol.
-
-    metrics: name -> float (NaN where a metric is unavailable for this input; `notes` says why).
-    transform: how the raw prediction was mapped onto the normalised GT: ``pred_normalization`` /
-        ``gt_normalization`` (`x -> (x - centre) * scale`, applied first) then ``alignment``
-        (`x -> s * x @ R + T`, pytorch3d row-vector convention, with the method's name).
-    """
-
-    metrics: dict[str, float]
-    transform: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-
-
-Geometry = Meshes | Pointclouds
-
-
-def _point_lists(x: Geometry) -> list[torch.Tensor]:
-    return x.verts_list() if isinstance(x, Meshes) else x.points_list()
-
-
-def _bbox_transform(x: Geometry, side_to: float, who: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per element: bbox centre `(B, 3)` and the scale `(B,)` taking its longest side to `side_to`."""
-    centres, scales = [], []
-    for i, p in enumerate(_point_lists(x)):
-        if p.shape[0] == 0:
-            raise ValueError(f"{who} {i} has no points: cannot normalise")
-        lo, hi = p.detach().amin(0), p.detach().amax(0)
-        side = (hi - lo).max()
-        if not torch.isfinite(side) or side <= 0:
-            raise ValueError(f"{who} {i} is degenerate (zero-extent or non-finite bounding box): cannot normalise")
-        centres.append((lo + hi) / 2)
-        scales.append(side_to / side)
-    return torch.stack(centres), torch.stack(scales)
-
-
-def _move(x: Geometry, centre: torch.Tensor, scale: torch.Tensor) -> Geometry:
-    """`(p - centre) * scale` per element; normals unchanged (no rotation, positive scale)."""
-    moved = [(p - centre[i].to(p)) * scale[i].to(p) for i, p in enumerate(_point_lists(x))]
-    if isinstance(x, Meshes):
-        return Meshes(moved, x.faces_list(), x.textures)
-    return Pointclouds(moved, x.normals_list(), x.features_list())
-
-
-def _identity(x: Geometry) -> tuple[torch.Tensor, torch.Tensor]:
-    p = _point_lists(x)[0]
-    return p.new_zeros(len(x), 3), p.new_ones(len(x))
-
-
-def _normalize_geometry(pred: Geometry, gt: Geometry, how: str):
-    """Vertex-level normalisations; returns moved pred, gt and both (centre, scale)."""
-    if how in ("gt_bbox_unit_cube", "gt_bbox_longest_10"):
-        c, s = _bbox_transform(gt, 1.0 if how == "gt_bbox_unit_cube" else 10.0, "ground truth")
-        return _move(pred, c, s), _move(gt, c, s), (c, s), (c, s)
-    if how == "each_bbox_minus1_1":
-        cp, sp = _bbox_transform(pred, 2.0, "prediction")
-        cg, sg = _bbox_transform(gt, 2.0, "ground truth")
-        return _move(pred, cp, sp), _move(gt, cg, sg), (cp, sp), (cg, sg)
-    return pred, gt, _identity(pred), _identity(gt)  # none, or done on the samples
-
-
-def _sample(x: Geometry, n: int, seed: int):
-    """Points `(B, P, 3)`, lengths `(B,)` or None (all full), normals `(B, P, 3)` or None."""
-    if isinstance(x, Meshes):
-        # Face-ordered samples: coherent KD-tree queries (every metric here is order-free).
-        pts, nrm = sample_points_from_meshes(x, n, return_normals=True, seed=seed, face_order=True)
-        return pts, None, nrm
-    pts_l, nrm_l = [], []
-    normals = x.normals_list()
-    for i, p in enumerate(x.points_list()):
-        if p.shape[0] == 0:
-            raise ValueError(f"point cloud {i} is empty")
-        if not bool(torch.isfinite(p).all()):
-            raise ValueError(f"point cloud {i} has NaN or inf coordinates")
-        # One generator per cloud, so a cloud gets the same points batched or alone.
-        gen = torch.Generator().manual_seed(seed)
-        keep = torch.randperm(p.shape[0], generator=gen)[:n].to(p.device)
-        pts_l.append(p[keep])
-        if normals is not None:
-            nrm_l.append(normals[i][keep])
-    lengths = torch.tensor([p.shape[0] for p in pts_l], dtype=torch.int64, device=pts_l[0].device)
-    P = int(lengths.max())
-    pts = torch.stack([torch.nn.functional.pad(p, (0, 0, 0, P - p.shape[0])) for p in pts_l])
-    nrm = torch.stack([torch.nn.functional.pad(v, (0, 0, 0, P - v.shape[0])) for v in nrm_l]) if normals is not None else None
-    return pts, (None if bool((lengths == P).all()) else lengths), nrm
-
-
-def _spread_subset(pts: torch.Tensor, lengths: torch.Tensor | None, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """At most `k` points per element, spread evenly over its valid points (mesh samples come ordered by
-    face, so a prefix would cover only part of the surface); returns points `(B, min(P, k), 3)` and lengths."""
-    B, P, _ = pts.shape
-    if P <= k:
-        return pts, lengths
-    n = torch.full((B,), P, dtype=torch.int64, device=pts.device) if lengths is None else lengths
-    j = torch.arange(k, device=pts.device)[None]
-    idx = torch.where(n[:, None] > k, (j * n[:, None]) // k, j)  # (B, k), < n where n > k
-    sub = torch.gather(pts, 1, idx[..., None].expand(-1, -1, 3))
-    return sub, None if lengths is None else lengths.clamp(max=k)
-
-
-def _mean_xy_normalize(pts: torch.Tensor, lengths: torch.Tensor | None):
-    """ZeroShape's normalize_pc per cloud: centre at the mean, divide by max(x extent, y extent)."""
-    B, P, _ = pts.shape
-    ln = torch.full((B,), P, dtype=torch.int64, device=pts.device) if lengths is None else lengths
-    valid = lengths_mask(ln, P)[..., None]
-    centre = (pts * valid).sum(1) / ln.clamp(min=1)[:, None].to(pts.dtype)
-    ext = pts.masked_fill(~valid, float("-inf")).amax(1) - pts.masked_fill(~valid, float("inf")).amin(1)
-    side = ext[:, :2].amax(1)
-    if bool((side <= 0).any()):
-        raise ValueError("a sampled cloud has zero x and y extent: cannot normalise (each_mean_xy_extent)")
-    scale = 1.0 / side
-    return (pts - centre[:, None]) * scale[:, None, None], centre, scale
-
-
-def _masked_mean(d: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    # knn_points zero-fills rows past the lengths, so a plain sum over the padded rows is the masked sum.
-    return d.mean(1) if lengths is None else d.sum(1) / lengths.clamp(min=1).to(d.dtype)
-
-
-def evaluate_geometry(pred: Geometry, gt: Geometry, protocol: Protocol | str = "default") -> list[GeometryRow]:
-    """Score each prediction against its GT under `protocol`; one `GeometryRow` per batch element.
-
-    Args:
-        pred: `Meshes` or `Pointclouds` (B elements); a cloud without normals gets NaN normal
-            consistency and a cloud gets NaN volume IoU, each with a note, instead of an error.
-        gt: `Meshes` or `Pointclouds` with B elements, paired by position.
-        protocol: a `Protocol` or a preset name.
-
-    Units: all distances in the protocol's normalised frame (e.g. unit-cube sides for ``default``).
-    """
-    protocol = get_protocol(protocol)
-    for name, x in (("pred", pred), ("gt", gt)):
-        if not isinstance(x, (Meshes, Pointclouds)):
-            raise ValueError(f"{name} must be Meshes or Pointclouds, got {type(x).__name__}")
-    if len(pred) != len(gt):
-        raise ValueError(f"got {len(pred)} predictions for {len(gt)} ground truths")
-    B = len(gt)
-    notes: list[list[str]] = [[] for _ in range(B)]
-    metrics = set(protocol.metrics)
-    with torch.no_grad():
-        pred_n, gt_n, pred_cs, gt_cs = _normalize_geometry(pred, gt, protocol.normalization)
-        gt_pts, gl, gt_nrm = _sample(gt_n, protocol.num_samples, protocol.seed)
-        pr_pts, pl, pr_nrm = _sample(pred_n, protocol.num_samples, protocol.seed + 1)
-        if protocol.normalization == "each_mean_xy_extent":
-            pr_pts, *pred_cs = _mean_xy_normalize(pr_pts, pl)
-            gt_pts, *gt_cs = _mean_xy_normalize(gt_pts, gl)
-
-        pr_sub, pl_sub = _spread_subset(pr_pts, pl, protocol.align_points)
-        gt_sub, gl_sub = _spread_subset(gt_pts, gl, protocol.align_points)
-        al = align(
-            pr_sub, gt_sub, protocol.alignment, pl_sub, gl_sub,
-            max_iterations=protocol.icp_iterations, relative_rmse_thr=protocol.icp_tolerance, rotations=protocol.rotations,
-        )
-        R, T, s = al.transform
-        if protocol.alignment != "none":
-            pr_pts = apply_similarity_transform(pr_pts, al.transform)
-            if pr_nrm is not None:
-                pr_nrm = torch.bmm(pr_nrm, R.to(pr_nrm.dtype))
-
-        to_gt = knn_points(pr_pts, gt_pts, pl, gl, K=1)
-        to_pr = knn_points(gt_pts, pr_pts, gl, pl, K=1)
-        d_pg, d_gp = to_gt.dists[..., 0], to_pr.dists[..., 0]
-        cols: dict[str, torch.Tensor] = {}
-        if "chamfer" in metrics:
-            m2_pg, m2_gp = _masked_mean(d_pg, pl), _masked_mean(d_gp, gl)
-            if "chamfer_l2_p3d" in protocol.chamfer:
-                cols["chamfer_l2"] = m2_pg + m2_gp
-            if {"chamfer_l1", "occnet"} & set(protocol.chamfer):
-                l1 = 0.5 * (_masked_mean(d_pg.sqrt(), pl) + _masked_mean(d_gp.sqrt(), gl))
-                if "chamfer_l1" in protocol.chamfer:
-                    cols["chamfer_l1"] = l1
-                if "occnet" in protocol.chamfer:
-                    cols["chamfer_l1_occnet"] = l1
-                    cols["chamfer_l2_occnet"] = 0.5 * (m2_pg + m2_gp)
-        if "fscore" in metrics:
-            fs = f_score_from_dists(d_pg, d_gp, protocol.taus, pl, gl)
-            for t, tau in enumerate(protocol.taus):
-                cols[f"fscore@{tau:g}"] = fs.fscore[:, t]
-                cols[f"precision@{tau:g}"] = fs.precision[:, t]
-                cols[f"recall@{tau:g}"] = fs.recall[:, t]
-        for name, absolute in (("normal_consistency", True), ("normal_consistency_signed", False)):
-            if name not in metrics:
-                continue
-            if pr_nrm is None or gt_nrm is None:
-                cols[name] = torch.full((B,), math.nan)
-                who = "prediction" if pr_nrm is None else "ground truth"
-                for b in range(B):
-                    notes[b].append(f"{name} unavailable: the {who} is a point cloud without normals")
-                continue
-            cols[name] = normal_consistency_from_idx(
-                pr_nrm, gt_nrm, to_gt.idx[..., 0], to_pr.idx[..., 0], pl, gl, absolute=absolute
-            )
-        if "volume_iou" in metrics:
-            if isinstance(pred_n, Meshes) and isinstance(gt_n, Meshes) and protocol.normalization != "each_mean_xy_extent":
-                moved = pred_n if protocol.alignment == "none" else _aligned_meshes(pred_n, al.transform)
-                cols["volume_iou"] = volume_iou(moved, gt_n, protocol.voxel_resolution, protocol.volume_method).iou
-            else:
-                cols["volume_iou"] = torch.full((B,), math.nan)
-                for b in range(B):
-                    notes[b].append("volume_iou unavailable: it needs a mesh prediction and a mesh ground truth")
-        if "emd" in metrics:
-            pl_l = pl.tolist() if pl is not None else [pr_pts.shape[1]] * B
-            gl_l = gl.tolist() if gl is not None else [gt_pts.shape[1]] * B
-            cols["emd"] = earth_movers_distance(
-                Pointclouds([pr_pts[b, : pl_l[b]] for b in range(B)]),
-                Pointclouds([gt_pts[b, : gl_l[b]] for b in range(B)]),
-                num_points=protocol.emd_points, seed=protocol.seed,
-            )
-
-    align_records = al.to_dicts()
-    rows = []
-    for b in range(B):
-        transform = {
-            "pred_normalization": {"centre": pred_cs[0][b].tolist(), "scale": float(pred_cs[1][b])},
-            "gt_normalization": {"centre": gt_cs[0][b].tolist(), "scale": float(gt_cs[1][b])},
-            "alignment": align_records[b],
-        }
-        rows.append(GeometryRow({k: float(v[b]) for k, v in cols.items()}, transform, notes[b]))
-    return rows
-
-
-def _aligned_meshes(m: Meshes, transform) -> Meshes:
-    """Each mesh's vertices mapped by its sample's similarity transform."""
-    R, T, s = transform
-    verts = [s[i] * v @ R[i].to(v) + T[i].to(v) for i, v in enumerate(m.verts_list())]
-    return Meshes(verts, m.faces_list(), m.textures)
+        return getattr(scoring, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

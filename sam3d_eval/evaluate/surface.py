@@ -1,8 +1,8 @@
 """Surface metrics of a prediction against its ground truth from sampled points: the evaluation's geometry row.
 
 A typed view of the ``default`` protocol (DESIGN.md section 5: both meshes normalised jointly so the GT
-bounding box fits the unit cube, no rotation alignment), computed by `protocols.evaluate_geometry`, which
-shares one nearest-neighbour query per direction between Chamfer, F-score and normal consistency.
+bounding box fits the unit cube, no rotation alignment), computed by `scoring.score_batch`, which shares one
+nearest-neighbour query per direction between Chamfer, F-score and normal consistency.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import torch
 
 from ..structures import Meshes
 from ..metrics.fscore import DEFAULT_TAUS
-from .protocols import PROTOCOLS, evaluate_geometry
+from .protocols import PROTOCOLS
+from .scoring import score_batch
 
 __all__ = ["DEFAULT_TAUS", "SurfaceMetrics", "surface_metrics"]
 
@@ -63,25 +64,37 @@ def surface_metrics(
     taus: tuple[float, ...] = DEFAULT_TAUS,
     seed: int = 0,
     normalize: bool = True,
+    sample_ids: list[str] | None = None,
 ) -> SurfaceMetrics:
     """Chamfer, F-score at `taus` and normal consistency of each prediction against its GT.
 
-    The ``default`` protocol of `protocols.py` with these overrides, run by `evaluate_geometry` (one path).
+    The ``default`` protocol of `protocols.py` with these overrides, run by `score_batch` (one path).
 
     Args:
         pred, gt: batches of B meshes each, paired by position.
         num_samples: points sampled area-uniformly from each surface.
         taus: F-score thresholds in units of the unit cube's side (after normalisation).
-        seed: sampling seed; the GT is sampled with `seed` and the prediction with `seed + 1`.
+        seed: base seed; each pair's points come from the streams (seed, sample id, "gt_surface" /
+            "pred_surface") of `sam3d_eval.seeding`.
         normalize: normalise each pair jointly so the GT bounding box fits the unit cube (DESIGN.md).
+        sample_ids: the B ids keying those streams; default "0", "1", ... by position.
+
+    Raises `ValueError` with the reason when a pair cannot be scored (e.g. a degenerate GT box).
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be positive, got {num_samples}")
     protocol = PROTOCOLS["default"].with_overrides(num_samples=num_samples, taus=tuple(taus), seed=seed)
     if not normalize:
         protocol = dataclasses.replace(protocol, normalization="none")
-    rows = [r.metrics for r in evaluate_geometry(pred, gt, protocol)]
-    col = lambda name: torch.tensor([r[name] for r in rows])  # noqa: E731
+    if len(pred) != len(gt):
+        raise ValueError(f"got {len(pred)} predictions for {len(gt)} ground truths")
+    ids = [str(b) for b in range(len(gt))] if sample_ids is None else list(sample_ids)
+    res = score_batch(ids, [pred[b] for b in range(len(pred))], [gt[b] for b in range(len(gt))], protocol)
+    failed = [(sid, err) for sid, st, err in zip(res.sample_ids, res.status, res.error) if st != "ok"]
+    if failed:
+        raise ValueError(f"sample {failed[0][0]}: {failed[0][1]}")
+    dtype = pred.verts_list()[0].dtype
+    col = lambda name: res.metrics[name].to(dtype)  # noqa: E731
     per_tau = lambda kind: torch.stack([col(f"{kind}@{t:g}") for t in protocol.taus], 1)  # noqa: E731
     return SurfaceMetrics(
         chamfer_l2=col("chamfer_l2"),

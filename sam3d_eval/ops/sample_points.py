@@ -5,24 +5,46 @@ inside it from barycentrics `(1 - sqrt(u), sqrt(u) (1 - v), sqrt(u) v)`, and mes
 get zeros. The face draw is an inverse-CDF lookup on the float64 cumulative areas of the whole packed batch
 (one search for all meshes, see `_inverse_cdf`), which has the same distribution as pytorch3d's
 `torch.multinomial` and is several times faster on CPU.
+
+Randomness: one `seed` / `generator` for the whole batch (pytorch3d's behaviour: a mesh's points then depend
+on the meshes drawn before it), or a sequence of them, one per mesh, so that each mesh's points depend on its
+own stream only and are bitwise the same whether it is sampled alone or in any batch (the evaluation draws
+each sample's points from `seeding.torch_generator(seed, sample_id, role)` this way).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from ..structures.meshes import Meshes
 from ..structures.textures import TexturesUV, TexturesVertex
+from ..transforms import face_areas_normals
 from .texture_lookup import sample_uv
+
+SeedLike = int | Sequence[int] | None
+GeneratorLike = torch.Generator | Sequence[torch.Generator] | None
 
 
 def _generator(seed: int | None, generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
-    if seed is not None and generator is not None:
-        raise ValueError("pass either seed or generator, not both")
     if seed is not None:
         return torch.Generator(device=device).manual_seed(int(seed))
     return generator
+
+
+def _per_mesh(seed: SeedLike, generator: GeneratorLike, num_meshes: int) -> list | None:
+    """One seed or generator per mesh when a sequence was given (checked against the batch size), else None."""
+    if seed is not None and generator is not None:
+        raise ValueError("pass either seed or generator, not both")
+    for name, value in (("seed", seed), ("generator", generator)):
+        if value is not None and not isinstance(value, (int, np.integer, torch.Generator)):
+            values = list(value)
+            if len(values) != num_meshes:
+                raise ValueError(f"{name}: got {len(values)} for {num_meshes} meshes; give one per mesh or a single one")
+            return values
+    return None
 
 
 def _inverse_cdf(cum: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -83,8 +105,8 @@ def sample_points_from_meshes(
     num_samples: int = 10000,
     return_normals: bool = False,
     return_textures: bool = False,
-    seed: int | None = None,
-    generator: torch.Generator | None = None,
+    seed: SeedLike = None,
+    generator: GeneratorLike = None,
     face_order: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """Sample `num_samples` points uniformly by area from every mesh of the batch.
@@ -95,9 +117,11 @@ def sample_points_from_meshes(
         return_normals: also return the unit normal of the face each point was drawn from.
         return_textures: also return the colour at each point: vertex features interpolated with the
             point's barycentrics (`TexturesVertex`) or a bilinear lookup in the UV map (`TexturesUV`).
-        seed: seeds a private generator (same seed, same points; the global RNG is not touched).
-        generator: a `torch.Generator` on the meshes' device to draw from instead (not with `seed`).
-            With neither, the global RNG is used, as pytorch3d.
+        seed: seeds a private generator (same seed, same points; the global RNG is not touched); a
+            sequence of B seeds gives every mesh its own generator (its points then do not depend on the
+            rest of the batch).
+        generator: a `torch.Generator` on the meshes' device to draw from instead (not with `seed`), or a
+            sequence of B of them, one per mesh. With neither, the global RNG is used, as pytorch3d.
         face_order: return each mesh's points grouped by face in face-index order instead of in random
             order: the same distribution (the area positions are sorted uniform order statistics, drawn
             in O(S) from exponential spacings), but spatially coherent, which makes KD-tree builds and
@@ -112,6 +136,22 @@ def sample_points_from_meshes(
     """
     if num_samples < 0:
         raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+    streams = _per_mesh(seed, generator, len(meshes))
+    if streams is not None:
+        # Each mesh on its own with its own stream: bitwise independent of the rest of the batch.
+        kw = dict(return_normals=return_normals, return_textures=return_textures, face_order=face_order)
+        key = "seed" if seed is not None else "generator"
+        parts = [
+            None if meshes[b].isempty() else _sample_one(meshes[b], num_samples, kw, **{key: streams[b]})
+            for b in range(len(meshes))
+        ]
+        filled = next((p for p in parts if p is not None), None)
+        if filled is None:
+            raise ValueError("meshes are empty: no faces to sample from")
+        # A mesh without faces gets zeros, as in the batched draw.
+        parts = [p if p is not None else tuple(torch.zeros_like(t) for t in filled) for p in parts]
+        outs = [torch.cat(column, 0) for column in zip(*parts)]
+        return outs[0] if len(outs) == 1 else tuple(outs)
     if meshes.isempty():
         raise ValueError("meshes are empty: no faces to sample from")
     verts = meshes.verts_packed()
@@ -125,11 +165,9 @@ def sample_points_from_meshes(
     num_meshes = len(meshes)
     first_face = meshes.mesh_to_faces_packed_first_idx()
 
+    face_areas, face_normals = face_areas_normals(verts, faces)
     with torch.no_grad():
-        areas = torch.linalg.vector_norm(
-            torch.cross(verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]], dim=1), dim=1
-        ).to(torch.float64)
-        cum = torch.cumsum(areas, 0)
+        cum = torch.cumsum(face_areas.detach().to(torch.float64), 0)
         end = cum[first_face + meshes.num_faces_per_mesh() - 1].where(meshes.num_faces_per_mesh() > 0, cum.new_zeros(()))
         start = torch.cat([cum.new_zeros(1), cum])[first_face]
         total = end - start
@@ -157,10 +195,10 @@ def sample_points_from_meshes(
     w = bary.unsqueeze(-1)  # (Bv, S, 3, 1)
     out = [_fill(w[:, :, 0] * tri[:, :, 0] + w[:, :, 1] * tri[:, :, 1] + w[:, :, 2] * tri[:, :, 2], valid)]
     if return_normals:
-        # Per-face normals gathered per sample: (v1 - v0) x (v2 - v1) normalised, as pytorch3d.
-        v0, v1, v2 = (verts.index_select(0, faces[:, k]) for k in range(3))
-        n = torch.cross(v1 - v0, v2 - v1, dim=1)
-        n = n / torch.linalg.vector_norm(n, dim=1, keepdim=True).clamp(min=torch.finfo(dtype).eps)
+        # transforms' face normals clamp |n| at 1e-6 (pytorch3d), which leaves tiny faces (area < 5e-7, e.g.
+        # fine meshes in small units) with short normals; normalised again with the dtype's eps so every
+        # sampled normal of a non-degenerate face is unit length (a zero-area face keeps a zero normal).
+        n = face_normals / torch.linalg.vector_norm(face_normals, dim=1, keepdim=True).clamp(min=torch.finfo(dtype).eps)
         out.append(_fill(n.index_select(0, face_idx.reshape(-1)).reshape(nv, num_samples, 3), valid))
     if return_textures:
         tex = meshes.textures
@@ -184,3 +222,8 @@ def sample_points_from_meshes(
             result[valid] = colours.to(dtype)
         out.append(result)
     return out[0] if len(out) == 1 else tuple(out)
+
+
+def _sample_one(mesh: Meshes, num_samples: int, kw: dict, **stream) -> tuple[torch.Tensor, ...]:
+    out = sample_points_from_meshes(mesh, num_samples, **kw, **stream)
+    return out if isinstance(out, tuple) else (out,)

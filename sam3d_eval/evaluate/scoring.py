@@ -1,0 +1,615 @@
+"""Batched, batch-invariant scoring of predictions against ground truth under a `Protocol` (DESIGN.md 4-5).
+
+`score_batch` takes a ragged batch of (sample id, prediction, ground truth) and returns one `(B,)` tensor per
+metric, each element's transform and its status, in a `BatchScores`. Per element:
+
+1. normalise (`protocols.NORMALIZATIONS`): bounding-box ones act on the vertices before sampling, ZeroShape's
+   on the sampled clouds;
+2. sample `num_samples` points per surface, from the streams ``(protocol.seed, sample_id, "gt_surface")`` and
+   ``(..., "pred_surface")`` of `sam3d_eval.seeding`; a point cloud is shuffled by its stream and cut to
+   `num_samples` points when it has more;
+3. align (`alignment.ALIGNMENTS`) on `align_points` points spread evenly over each sample (mesh samples come
+   in face order, `sample_points_from_meshes(face_order=True)`; the subset is deterministic, so the
+   "align_subset" role draws nothing), then map the whole prediction (and its normals) by the transform;
+4. one nearest-neighbour query per direction (`ScoringContext.to_gt` / `to_pred`), shared by every metric
+   of `METRIC_FUNCTIONS` that needs it; volume IoU on the normalised, aligned meshes; EMD on subsamples
+   from the stream ``(..., "emd")``.
+
+Batch invariance: every draw depends only on (seed, sample id, role), and on the CPU each element runs
+through steps 3-4 on its own (the KD-tree engine is per element anyway, so this costs nothing), so a
+sample's numbers are bitwise the same alone, in any batch and in any order. On a GPU the ok elements run as
+one padded batch (equal to float rounding, not bitwise). A bad element (an exception or None in place of a
+structure, no faces, NaN coordinates, a degenerate box, a failure of any step) becomes a failed row with its
+reason; the other rows are unaffected.
+
+Adding a metric: write `fn(ctx: ScoringContext) -> dict[column, (G,) tensor]` and register it in
+`METRIC_FUNCTIONS` under a name listed in `protocols.METRICS`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..ops.alignment import align
+from ..metrics.emd import earth_movers_distance
+from ..metrics.fscore import f_score_from_dists
+from ..metrics.normal_consistency import normal_consistency_from_idx
+from ..metrics.volume_iou import volume_iou
+from ..ops.knn import KNN, knn_points
+from ..ops.sample_points import sample_points_from_meshes
+from ..seeding import stream_seed, torch_generator
+from ..structures.meshes import Meshes
+from ..structures.pointclouds import Pointclouds
+from ..structures.utils import lengths_mask
+from ..transforms import SimilarityTransform, bbox_centre_scale, face_areas_normals, normalize_points
+from .protocols import APPEARANCE_METRICS, METRICS, Protocol, get_protocol
+
+__all__ = [
+    "BatchScores",
+    "GeometryRow",
+    "METRIC_FUNCTIONS",
+    "ScoringContext",
+    "evaluate_geometry",
+    "score_batch",
+]
+
+Geometry = Meshes | Pointclouds
+NO_PREDICTION = "no prediction for this sample"
+NO_GROUND_TRUTH = "no ground truth for this sample"
+
+
+@dataclass
+class BatchScores:
+    """Scores of a batch of B samples, column by column.
+
+    sample_ids, status ("ok" | "failed"), error (None when ok), transforms (None when failed), notes
+    (why a metric is NaN for an ok row, or what was done differently), pred_kind ("mesh" | "pointcloud" |
+    what the caller passed, None when unknown): lists of length B.
+    metrics: column name -> `(B,)` float64 CPU tensor, NaN where the row failed or the metric is unavailable.
+    transforms: per row ``{"pred_normalization": {"centre": [3], "scale": s}, "gt_normalization": {...},
+    "alignment": {"method", "R", "T", "s", ...}}``: raw prediction -> normalised `(x - centre) * scale`,
+    then the alignment `s * x @ R + T` (row vectors, `transforms.SimilarityTransform`).
+    """
+
+    sample_ids: list[str]
+    status: list[str]
+    error: list[str | None]
+    metrics: dict[str, torch.Tensor]
+    transforms: list[dict | None]
+    notes: list[list[str]]
+    pred_kind: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat JSON-ready dict per element: sample_id, status, error, pred_kind, every metric (float,
+        NaN when unavailable), transform and notes."""
+        cols = {k: v.tolist() for k, v in self.metrics.items()}
+        out = []
+        for b, sid in enumerate(self.sample_ids):
+            row: dict[str, Any] = {"sample_id": sid, "status": self.status[b], "error": self.error[b],
+                                   "pred_kind": self.pred_kind[b]}
+            row.update({k: float(v[b]) for k, v in cols.items()})
+            row["transform"] = self.transforms[b]
+            row["notes"] = list(self.notes[b])
+            out.append(row)
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# per-element preparation: normalise and sample
+
+
+@dataclass
+class _Element:
+    """One sample after normalisation and sampling (single-element tensors, no batch dimension)."""
+
+    index: int
+    sample_id: str
+    pred: Geometry  # normalised (vertex-level normalisations) one-element structures
+    gt: Geometry
+    pred_cs: tuple[torch.Tensor, torch.Tensor]  # centre (3,), scale ()
+    gt_cs: tuple[torch.Tensor, torch.Tensor]
+    pr_pts: torch.Tensor  # (P, 3)
+    pr_nrm: torch.Tensor | None
+    gt_pts: torch.Tensor  # (G, 3)
+    gt_nrm: torch.Tensor | None
+
+
+def _points(x: Geometry) -> torch.Tensor:
+    return x.verts_list()[0] if isinstance(x, Meshes) else x.points_list()[0]
+
+
+def _check_input(x: Any, who: str) -> Geometry:
+    if not isinstance(x, (Meshes, Pointclouds)):
+        raise ValueError(f"the {who} must be Meshes or Pointclouds, got {type(x).__name__}")
+    if len(x) != 1:
+        raise ValueError(f"the {who} must hold one element, got {len(x)}")
+    p = _points(x)
+    if p.shape[0] == 0:
+        raise ValueError(f"the {who} is empty (no vertices or points)")
+    if not bool(torch.isfinite(p).all()):
+        raise ValueError(f"the {who} has NaN or inf coordinates")
+    if isinstance(x, Meshes):
+        faces = x.faces_list()[0]
+        if faces.shape[0] == 0:
+            raise ValueError(f"the {who} mesh has no faces: no surface to sample")
+        if not bool(face_areas_normals(p.detach(), faces)[0].sum() > 0):
+            raise ValueError(f"the {who} mesh has zero surface area (all {faces.shape[0]} faces degenerate): no surface to sample")
+    return x
+
+
+def _move(x: Geometry, centre: torch.Tensor, scale: torch.Tensor) -> Geometry:
+    """`(p - centre) * scale`; normals unchanged (no rotation, positive scale)."""
+    moved = [normalize_points(_points(x), centre, scale)]
+    if isinstance(x, Meshes):
+        return Meshes(moved, x.faces_list(), x.textures)
+    return Pointclouds(moved, x.normals_list(), x.features_list())
+
+
+def _bbox(x: Geometry, side: float, who: str) -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        c, s = bbox_centre_scale([_points(x)], side, who=who)
+    except ValueError as err:  # the one-element list's index means nothing to the caller
+        raise ValueError(str(err).replace(f"{who} 0", f"the {who}", 1)) from None
+    return c[0], s[0]
+
+
+def _identity_cs(x: Geometry) -> tuple[torch.Tensor, torch.Tensor]:
+    p = _points(x)
+    return p.new_zeros(3), p.new_ones(())
+
+
+def _normalize(pred: Geometry, gt: Geometry, how: str):
+    """Vertex-level normalisations; returns moved pred, gt and both (centre, scale)."""
+    if how in ("gt_bbox_unit_cube", "gt_bbox_longest_10"):
+        c, s = _bbox(gt, 1.0 if how == "gt_bbox_unit_cube" else 10.0, "ground truth")
+        return _move(pred, c, s), _move(gt, c, s), (c, s), (c, s)
+    if how == "each_bbox_minus1_1":
+        cp, sp = _bbox(pred, 2.0, "prediction")
+        cg, sg = _bbox(gt, 2.0, "ground truth")
+        return _move(pred, cp, sp), _move(gt, cg, sg), (cp, sp), (cg, sg)
+    return pred, gt, _identity_cs(pred), _identity_cs(gt)  # none, or done on the samples
+
+
+def _sample(x: Geometry, n: int, seed: int, sample_id: str, role: str):
+    """Points `(P, 3)` and normals `(P, 3)` or None, drawn from the stream (seed, sample_id, role)."""
+    p = _points(x)
+    gen = torch_generator(seed, sample_id, role, device=p.device)
+    if isinstance(x, Meshes):
+        # Face-ordered samples: coherent KD-tree queries (every metric here is order-free).
+        pts, nrm = sample_points_from_meshes(x, n, return_normals=True, generator=gen, face_order=True)
+        return pts[0], nrm[0]
+    keep = torch.randperm(p.shape[0], generator=gen, device=p.device)[:n]
+    normals = x.normals_list()
+    return p[keep], None if normals is None else normals[0][keep]
+
+
+def _mean_xy_normalize(pts: torch.Tensor, who: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ZeroShape's normalize_pc of one cloud `(P, 3)`: centre at the mean, divide by max(x extent, y extent)."""
+    centre = pts.mean(0)
+    side = (pts.amax(0) - pts.amin(0))[:2].amax()
+    if not bool(side > 0):
+        raise ValueError(f"the sampled {who} has zero x and y extent: cannot normalise (each_mean_xy_extent)")
+    scale = 1.0 / side
+    return (pts - centre) * scale, centre, scale
+
+
+def _prepare(index: int, sample_id: str, pred: Geometry, gt: Geometry, protocol: Protocol) -> _Element:
+    pred, gt = _check_input(pred, "prediction"), _check_input(gt, "ground truth")
+    if pred.device != gt.device:
+        raise ValueError(f"prediction on {pred.device} and ground truth on {gt.device}: put both on one device")
+    with torch.no_grad():
+        pred_n, gt_n, pred_cs, gt_cs = _normalize(pred, gt, protocol.normalization)
+        n, seed = protocol.num_samples, protocol.seed
+        gt_pts, gt_nrm = _sample(gt_n, n, seed, sample_id, "gt_surface")
+        pr_pts, pr_nrm = _sample(pred_n, n, seed, sample_id, "pred_surface")
+        if protocol.normalization == "each_mean_xy_extent":
+            pr_pts, *pred_cs = _mean_xy_normalize(pr_pts, "prediction")
+            gt_pts, *gt_cs = _mean_xy_normalize(gt_pts, "ground truth")
+            pred_n, gt_n = _move(pred_n, *pred_cs), _move(gt_n, *gt_cs)
+    return _Element(index, sample_id, pred_n, gt_n, tuple(pred_cs), tuple(gt_cs), pr_pts, pr_nrm, gt_pts, gt_nrm)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the shared context and the metric registry
+
+
+def _pad(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`(G, P, 3)` zero-padded and `(G,)` lengths, or None lengths when every element is full."""
+    lengths = [t.shape[0] for t in tensors]
+    P = max(lengths)
+    if all(n == P for n in lengths):
+        return torch.stack(tensors), None
+    out = torch.stack([torch.nn.functional.pad(t, (0, 0, 0, P - t.shape[0])) for t in tensors])
+    return out, torch.tensor(lengths, dtype=torch.int64, device=out.device)
+
+
+def _masked_mean(d: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    # knn_points zero-fills rows past the lengths, so a plain sum over the padded rows is the masked sum.
+    return d.mean(1) if lengths is None else d.sum(1) / lengths.clamp(min=1).to(d.dtype)
+
+
+@dataclass
+class ScoringContext:
+    """What every metric function sees for a group of G elements, in the protocol's aligned frame.
+
+    pred_points `(G, P, 3)` (aligned), pred_lengths `(G,)` or None (all full), pred_normals `(G, P, 3)` or
+    None; the same for gt; pred_meshes / gt_meshes: per element the normalised (and for the prediction,
+    aligned) `Meshes`, or None for a point cloud. `to_gt` / `to_pred` are the nearest-neighbour queries,
+    computed once on first use. `note(g, text)` attaches a note to element g.
+    """
+
+    protocol: Protocol
+    sample_ids: list[str]
+    pred_points: torch.Tensor
+    pred_lengths: torch.Tensor | None
+    pred_normals: torch.Tensor | None
+    gt_points: torch.Tensor
+    gt_lengths: torch.Tensor | None
+    gt_normals: torch.Tensor | None
+    pred_meshes: list[Meshes | None]
+    gt_meshes: list[Meshes | None]
+    notes: list[list[str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def note(self, g: int, text: str) -> None:
+        self.notes[g].append(text)
+
+    @functools.cached_property
+    def to_gt(self) -> KNN:
+        """Nearest GT point of every predicted point (K=1)."""
+        return knn_points(self.pred_points, self.gt_points, self.pred_lengths, self.gt_lengths, K=1)
+
+    @functools.cached_property
+    def to_pred(self) -> KNN:
+        """Nearest predicted point of every GT point (K=1)."""
+        return knn_points(self.gt_points, self.pred_points, self.gt_lengths, self.pred_lengths, K=1)
+
+    def nan(self) -> torch.Tensor:
+        return torch.full((len(self),), math.nan, dtype=torch.float64)
+
+
+MetricFunction = Callable[[ScoringContext], dict[str, torch.Tensor]]
+
+
+def _chamfer(ctx: ScoringContext) -> dict[str, torch.Tensor]:
+    d_pg, d_gp = ctx.to_gt.dists[..., 0], ctx.to_pred.dists[..., 0]
+    pl, gl, variants = ctx.pred_lengths, ctx.gt_lengths, ctx.protocol.chamfer
+    cols: dict[str, torch.Tensor] = {}
+    m2_pg, m2_gp = _masked_mean(d_pg, pl), _masked_mean(d_gp, gl)
+    if "chamfer_l2_p3d" in variants:
+        cols["chamfer_l2"] = m2_pg + m2_gp
+    if {"chamfer_l1", "occnet"} & set(variants):
+        l1 = 0.5 * (_masked_mean(d_pg.sqrt(), pl) + _masked_mean(d_gp.sqrt(), gl))
+        if "chamfer_l1" in variants:
+            cols["chamfer_l1"] = l1
+        if "occnet" in variants:
+            cols["chamfer_l1_occnet"] = l1
+            cols["chamfer_l2_occnet"] = 0.5 * (m2_pg + m2_gp)
+    return cols
+
+
+def _fscore(ctx: ScoringContext) -> dict[str, torch.Tensor]:
+    taus = ctx.protocol.taus
+    fs = f_score_from_dists(ctx.to_gt.dists[..., 0], ctx.to_pred.dists[..., 0], taus, ctx.pred_lengths, ctx.gt_lengths)
+    cols = {}
+    for t, tau in enumerate(taus):
+        cols[f"fscore@{tau:g}"] = fs.fscore[:, t]
+        cols[f"precision@{tau:g}"] = fs.precision[:, t]
+        cols[f"recall@{tau:g}"] = fs.recall[:, t]
+    return cols
+
+
+def _normal_consistency(name: str, absolute: bool) -> MetricFunction:
+    def fn(ctx: ScoringContext) -> dict[str, torch.Tensor]:
+        if ctx.pred_normals is None or ctx.gt_normals is None:
+            who = "prediction" if ctx.pred_normals is None else "ground truth"
+            for g in range(len(ctx)):
+                ctx.note(g, f"{name} unavailable: the {who} is a point cloud without normals")
+            return {name: ctx.nan()}
+        value = normal_consistency_from_idx(
+            ctx.pred_normals, ctx.gt_normals, ctx.to_gt.idx[..., 0], ctx.to_pred.idx[..., 0],
+            ctx.pred_lengths, ctx.gt_lengths, absolute=absolute,
+        )
+        return {name: value}
+
+    return fn
+
+
+_PADDED_UNIT_CUBE = ((-0.55, -0.55, -0.55), (0.55, 0.55, 0.55))
+
+
+def _volume_iou(ctx: ScoringContext) -> dict[str, torch.Tensor]:
+    p = ctx.protocol
+    out = ctx.nan()
+    ok = [g for g in range(len(ctx)) if ctx.pred_meshes[g] is not None and ctx.gt_meshes[g] is not None]
+    for g in range(len(ctx)):
+        if g not in ok:
+            ctx.note(g, "volume_iou unavailable: it needs a mesh prediction and a mesh ground truth")
+    if not ok:
+        return {"volume_iou": out}
+    pred = [(ctx.pred_meshes[g].verts_list()[0], ctx.pred_meshes[g].faces_list()[0]) for g in ok]
+    gt = [(ctx.gt_meshes[g].verts_list()[0], ctx.gt_meshes[g].faces_list()[0]) for g in ok]
+    bounds = None
+    if p.volume_bounds == "padded_unit_cube":
+        bounds = torch.tensor(_PADDED_UNIT_CUBE, dtype=torch.float64, device=pred[0][0].device)
+    res = volume_iou(pred, gt, p.voxel_resolution, p.volume_method, bounds=bounds)
+    out[ok] = res.iou.detach().double().cpu()
+    per_notes = getattr(res, "notes", None)  # per-element notes of the volume kernel, when it gives them
+    if per_notes is not None:
+        for j, g in enumerate(ok):
+            for text in per_notes[j] or ():
+                ctx.note(g, f"volume_iou: {text}")
+    return {"volume_iou": out}
+
+
+def _emd(ctx: ScoringContext) -> dict[str, torch.Tensor]:
+    G, P = ctx.pred_points.shape[:2]
+    M = ctx.gt_points.shape[1]
+    pl = [P] * G if ctx.pred_lengths is None else ctx.pred_lengths.tolist()
+    gl = [M] * G if ctx.gt_lengths is None else ctx.gt_lengths.tolist()
+    values = [
+        earth_movers_distance(
+            ctx.pred_points[g : g + 1, : pl[g]], ctx.gt_points[g : g + 1, : gl[g]],
+            num_points=ctx.protocol.emd_points, seed=stream_seed(ctx.protocol.seed, sid, "emd"),
+        )[0]
+        for g, sid in enumerate(ctx.sample_ids)
+    ]
+    return {"emd": torch.stack(values)}
+
+
+METRIC_FUNCTIONS: dict[str, MetricFunction] = {
+    "chamfer": _chamfer,
+    "fscore": _fscore,
+    "normal_consistency": _normal_consistency("normal_consistency", True),
+    "normal_consistency_signed": _normal_consistency("normal_consistency_signed", False),
+    "volume_iou": _volume_iou,
+    "emd": _emd,
+}
+assert set(METRIC_FUNCTIONS) == set(METRICS), "every protocols.METRICS name needs its function here"
+
+
+# ----------------------------------------------------------------------------------------------------
+# one group of prepared elements
+
+
+@dataclass
+class _GroupResult:
+    columns: dict[str, torch.Tensor]  # (G,) each
+    alignment: list[dict]
+    notes: list[list[str]]
+    pred_meshes: list[Meshes | None]  # in the protocol's aligned frame, for appearance
+    gt_meshes: list[Meshes | None]
+
+
+def _spread_subset(pts: torch.Tensor, lengths: torch.Tensor | None, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """At most `k` points per element, spread evenly over its valid points (mesh samples come ordered by
+    face, so a prefix would cover only part of the surface); returns points `(B, min(P, k), 3)` and lengths."""
+    B, P, _ = pts.shape
+    if P <= k:
+        return pts, lengths
+    n = torch.full((B,), P, dtype=torch.int64, device=pts.device) if lengths is None else lengths
+    j = torch.arange(k, device=pts.device)[None]
+    idx = torch.where(n[:, None] > k, (j * n[:, None]) // k, j)  # (B, k), < n where n > k
+    sub = torch.gather(pts, 1, idx[..., None].expand(-1, -1, 3))
+    return sub, None if lengths is None else lengths.clamp(max=k)
+
+
+def _aligned_mesh(x: Geometry, transform: SimilarityTransform, g: int) -> Meshes | None:
+    if not isinstance(x, Meshes):
+        return None
+    one = SimilarityTransform(*(t[g : g + 1] for t in transform))
+    verts = one.apply(x.verts_list()[0][None])[0]
+    return Meshes([verts], x.faces_list(), x.textures)
+
+
+def _score_group(elements: list[_Element], protocol: Protocol) -> _GroupResult:
+    p = protocol
+    with torch.no_grad():
+        pr_pts, pl = _pad([e.pr_pts for e in elements])
+        gt_pts, gl = _pad([e.gt_pts for e in elements])
+        pr_nrm = None if any(e.pr_nrm is None for e in elements) else _pad([e.pr_nrm for e in elements])[0]
+        gt_nrm = None if any(e.gt_nrm is None for e in elements) else _pad([e.gt_nrm for e in elements])[0]
+        pr_sub, pl_sub = _spread_subset(pr_pts, pl, p.align_points)
+        gt_sub, gl_sub = _spread_subset(gt_pts, gl, p.align_points)
+        al = align(
+            pr_sub, gt_sub, p.alignment, pl_sub, gl_sub,
+            max_iterations=p.icp_iterations, relative_rmse_thr=p.icp_tolerance, rotations=p.rotations,
+        )
+        transform = SimilarityTransform(*al.transform)
+        if p.alignment != "none":
+            pr_pts = transform.apply(pr_pts)
+            if pr_nrm is not None:
+                pr_nrm = transform.apply_normals(pr_nrm)
+        pred_meshes = [
+            e.pred if p.alignment == "none" or not isinstance(e.pred, Meshes) else _aligned_mesh(e.pred, transform, g)
+            for g, e in enumerate(elements)
+        ]
+        pred_meshes = [m if isinstance(m, Meshes) else None for m in pred_meshes]
+        gt_meshes = [e.gt if isinstance(e.gt, Meshes) else None for e in elements]
+        ctx = ScoringContext(
+            p, [e.sample_id for e in elements], pr_pts, pl, pr_nrm, gt_pts, gl, gt_nrm, pred_meshes, gt_meshes,
+            [[] for _ in elements],
+        )
+        columns: dict[str, torch.Tensor] = {}
+        for name in p.metrics:
+            for col, value in METRIC_FUNCTIONS[name](ctx).items():
+                columns[col] = value.detach().to("cpu", torch.float64)
+    return _GroupResult(columns, al.to_dicts(), ctx.notes, pred_meshes, gt_meshes)
+
+
+def _groups(elements: list[_Element]) -> list[list[_Element]]:
+    """CPU: one element per group (bitwise batch invariance, no padding work); other devices: one group per
+    device (padded batches)."""
+    out: dict[Any, list[_Element]] = {}
+    singles = []
+    for e in elements:
+        dev = e.pr_pts.device
+        if dev.type == "cpu":
+            singles.append([e])
+        else:
+            out.setdefault(str(dev), []).append(e)
+    return singles + list(out.values())
+
+
+def _message(err: BaseException) -> str:
+    if isinstance(err, ValueError):
+        return str(err)
+    return f"{type(err).__name__}: {err}"
+
+
+def _kind(x: Any) -> str | None:
+    return "mesh" if isinstance(x, Meshes) else "pointcloud" if isinstance(x, Pointclouds) else None
+
+
+def _transform_record(e: _Element, alignment: dict) -> dict:
+    return {
+        "pred_normalization": {"centre": e.pred_cs[0].detach().double().cpu().tolist(), "scale": float(e.pred_cs[1])},
+        "gt_normalization": {"centre": e.gt_cs[0].detach().double().cpu().tolist(), "scale": float(e.gt_cs[1])},
+        "alignment": alignment,
+    }
+
+
+def score_batch(
+    sample_ids: Sequence[str],
+    preds: Sequence[Geometry | BaseException | None],
+    gts: Sequence[Geometry | BaseException | None],
+    protocol: Protocol | str = "default",
+    *,
+    appearance: Any | None = None,
+    pred_kinds: Sequence[str | None] | None = None,
+) -> BatchScores:
+    """Score B predictions against their ground truths under `protocol`; never raises for a bad element.
+
+    Args:
+        sample_ids: B distinct ids; they key every random stream of their sample.
+        preds: per sample a one-element `Meshes` or `Pointclouds`, or an exception (a failed load: the row
+            fails with its message) or None (fails with "no prediction for this sample").
+        gts: per sample a one-element `Meshes` (or `Pointclouds`), an exception or None, as `preds`.
+        protocol: a `Protocol` or a preset name.
+        appearance: an `evaluate.appearance.AppearanceScorer`: also LPIPS / PSNR / SSIM / silhouette IoU of
+            renders of each ok (mesh, mesh) pair in the protocol's aligned frame, LPIPS batched over the batch.
+        pred_kinds: optional per-sample kind recorded in `pred_kind` (e.g. "splat"); default from the type.
+
+    Returns:
+        `BatchScores` (distances in the protocol's normalised units, e.g. unit-cube sides for ``default``).
+
+    Raises:
+        ValueError: only for a malformed call (lengths differ, duplicate ids), never for an element.
+    """
+    protocol = get_protocol(protocol)
+    B = len(sample_ids)
+    if len(preds) != B or len(gts) != B:
+        raise ValueError(f"score_batch: {B} sample ids, {len(preds)} predictions and {len(gts)} ground truths")
+    ids = [str(s) for s in sample_ids]
+    if len(set(ids)) != B:
+        dup = sorted({s for s in ids if ids.count(s) > 1})
+        raise ValueError(f"score_batch: duplicate sample ids {dup[:5]}: every sample needs its own random streams")
+    if pred_kinds is not None and len(pred_kinds) != B:
+        raise ValueError(f"score_batch: {len(pred_kinds)} pred_kinds for {B} samples")
+    status = ["failed"] * B
+    error: list[str | None] = [None] * B
+    transforms: list[dict | None] = [None] * B
+    notes: list[list[str]] = [[] for _ in range(B)]
+    kinds = [pred_kinds[b] if pred_kinds is not None and pred_kinds[b] else _kind(preds[b]) for b in range(B)]
+    elements: list[_Element] = []
+    for b in range(B):
+        pred, gt = preds[b], gts[b]
+        if gt is None or isinstance(gt, BaseException):
+            error[b] = NO_GROUND_TRUTH if gt is None else f"ground truth: {_message(gt)}"
+        elif pred is None or isinstance(pred, BaseException):
+            error[b] = NO_PREDICTION if pred is None else f"prediction: {_message(pred)}"
+        else:
+            try:
+                elements.append(_prepare(b, ids[b], pred, gt, protocol))
+            except Exception as err:  # noqa: BLE001 (a bad element is a failed row, never a failed batch)
+                error[b] = _message(err)
+
+    columns: dict[str, torch.Tensor] = {}
+    framed: dict[int, tuple[Meshes | None, Meshes | None]] = {}
+
+    def run(group: list[_Element]) -> None:
+        try:
+            res = _score_group(group, protocol)
+        except Exception as err:  # noqa: BLE001
+            if len(group) > 1:  # find the element that fails; the others still get their rows
+                for e in group:
+                    run([e])
+                return
+            error[group[0].index] = _message(err)
+            return
+        for g, e in enumerate(group):
+            for col, value in res.columns.items():
+                columns.setdefault(col, torch.full((B,), math.nan, dtype=torch.float64))[e.index] = value[g]
+            status[e.index] = "ok"
+            transforms[e.index] = _transform_record(e, res.alignment[g])
+            notes[e.index] += res.notes[g]
+            framed[e.index] = (res.pred_meshes[g], res.gt_meshes[g])
+
+    for group in _groups(elements):
+        run(group)
+
+    metrics = {col: columns.get(col, torch.full((B,), math.nan, dtype=torch.float64)) for col in _column_order(protocol, columns)}
+    if appearance is not None:
+        values, extra = appearance.score_framed(
+            [framed.get(b, (None, None)) for b in range(B)], protocol
+        )
+        for k in APPEARANCE_METRICS:
+            metrics[k] = values[k]
+        for b in range(B):
+            if status[b] == "ok":
+                notes[b] += extra[b]
+    return BatchScores(ids, status, error, metrics, transforms, notes, kinds)
+
+
+def _column_order(protocol: Protocol, columns: dict[str, torch.Tensor]) -> list[str]:
+    """Every column the protocol produces, headline ones first, even when no row was ok."""
+    cols = list(protocol.columns())
+    for tau in protocol.taus if "fscore" in protocol.metrics else ():
+        cols += [f"precision@{tau:g}", f"recall@{tau:g}"]
+    return cols + [c for c in columns if c not in cols]
+
+
+# ----------------------------------------------------------------------------------------------------
+# the one-call view of older callers
+
+
+@dataclass
+class GeometryRow:
+    """One sample's result: metrics (name -> float, NaN where unavailable, `notes` says why) and transform
+    (as `BatchScores.transforms`)."""
+
+    metrics: dict[str, float]
+    transform: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def evaluate_geometry(pred: Geometry, gt: Geometry, protocol: Protocol | str = "default") -> list[GeometryRow]:
+    """Score each element of `pred` against the same element of `gt` (sample ids "0", "1", ... by position).
+
+    Transitional wrapper over `score_batch` for callers that want an exception for a bad element: raises
+    `ValueError` with the first failed row's reason.
+    """
+    for name, x in (("pred", pred), ("gt", gt)):
+        if not isinstance(x, (Meshes, Pointclouds)):
+            raise ValueError(f"{name} must be Meshes or Pointclouds, got {type(x).__name__}")
+    if len(pred) != len(gt):
+        raise ValueError(f"got {len(pred)} predictions for {len(gt)} ground truths")
+    res = score_batch([str(b) for b in range(len(gt))], [pred[b] for b in range(len(pred))],
+                      [gt[b] for b in range(len(gt))], protocol)
+    rows = []
+    for b in range(len(res)):
+        if res.status[b] != "ok":
+            raise ValueError(res.error[b])
+        rows.append(GeometryRow({k: float(v[b]) for k, v in res.metrics.items()}, res.transforms[b], res.notes[b]))
+    return rows
