@@ -24,6 +24,7 @@ import torch
 
 from sam3d_eval.metrics.point_mesh_distance import point_mesh_face_distance
 from sam3d_eval.ops.point_mesh import point_face_distance
+from sam3d_eval.runtime import runtime_policy
 from sam3d_eval.structures import Meshes, Pointclouds
 
 SUBSAMPLE = 1000
@@ -71,6 +72,13 @@ def _numpy_point_face(points: np.ndarray, tris: np.ndarray, min_area: float = 5e
         edge = np.minimum(np.minimum(seg(p, a, b), seg(p, a, c)), seg(p, b, c))
         out[k] = np.where(inside, t * t, edge).min()
     return out
+
+
+@pytest.fixture(autouse=True, scope="module")
+def cpu_policy():
+    """Every case runs as the CLI and the runner run it: inside the CPU runtime policy (runtime.py)."""
+    with runtime_policy("cpu"):
+        yield
 
 
 @pytest.fixture(scope="module")

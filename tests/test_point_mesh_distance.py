@@ -292,3 +292,71 @@ def test_engines_agree_on_slivers_and_tiny_triangles(fn):
         d_b, i_b = fn(pts, Z, tris, Z, None, min_area, engine="brute")
         d_p, i_p = fn(pts, Z, tris, Z, None, min_area, engine="pruned")
         assert torch.equal(d_b, d_p) and torch.equal(i_b, i_p)
+
+
+# --- the evaluation's exact point-to-surface distance ------------------------------------------------
+
+
+def test_surface_distance_exact_on_tiny_triangle():
+    """pytorch3d's +1e-8 in the Gram determinant swamps a 1e-3-sided triangle: the far point (1, 1, 0.5)
+    counted as "inside" and got its plane distance 0.495; the exact distance is 1.4993 (float64 reference)."""
+    v = torch.tensor([[0.0, 0, 0], [1e-3, 0, 0], [0, 1e-3, 0]])
+    f = torch.tensor([[0, 1, 2]])
+    p = torch.tensor([[1.0, 1.0, 0.5]])
+    ref = _np_point_mesh_dist(p.double().numpy(), v.double().numpy()[f.numpy()])[0]
+    d, mean = point_mesh_surface_distance(Meshes([v], [f]), Pointclouds([p]))
+    assert ref == pytest.approx(1.49933, abs=1e-5)
+    assert d.item() == pytest.approx(ref, rel=1e-6) and mean.item() == pytest.approx(ref, rel=1e-6)
+    # the loss keeps pytorch3d's formula (and golden values): 0.495 there
+    d_p3d, _ = point_mesh_surface_distance(Meshes([v], [f]), Pointclouds([p]), min_triangle_area=0.0)
+    assert d_p3d.item() == pytest.approx(0.495, abs=1e-3)
+
+
+@pytest.mark.parametrize("engine", ["brute", "pruned"])
+@pytest.mark.parametrize("scale", [1e-4, 1e-2, 1.0, 100.0])
+def test_exact_point_triangle_any_scale(engine, scale):
+    """Random triangles and points at any scale: exact to float32 rounding (relative), both engines."""
+    g = torch.Generator().manual_seed(int(scale * 1e4) % 997)
+    tris = (torch.rand(300, 1, 3, generator=g) * 4 + torch.randn(300, 3, 3, generator=g) * 0.05) * scale
+    pts = torch.randn(400, 3, generator=g) * 2 * scale
+    ref = _np_point_mesh_dist(pts.double().numpy(), tris.double().numpy())
+    d2, _ = point_face_distance(pts, Z, tris, Z, None, None, engine=engine)
+    np.testing.assert_allclose(d2.sqrt().double().numpy(), ref, rtol=2e-6, atol=1e-6 * scale)
+    d2_64, _ = point_face_distance(pts.double(), Z, tris.double(), Z, None, None, engine=engine)
+    np.testing.assert_allclose(d2_64.sqrt().numpy(), ref, rtol=1e-11, atol=1e-13 * scale)
+
+
+def test_surface_distance_exact_on_fine_icosphere():
+    """Icosphere level 6 (81920 faces, sides ~0.015): the pytorch3d formula errs by up to ~5e-4 on distances
+    of ~0.06; the evaluation distance matches a float64 brute force to float32 rounding."""
+    import trimesh
+
+    tm = trimesh.creation.icosphere(subdivisions=6)
+    v = torch.tensor(np.asarray(tm.vertices), dtype=torch.float32)
+    f = torch.tensor(np.asarray(tm.faces))
+    g = torch.Generator().manual_seed(0)
+    dirs = torch.nn.functional.normalize(torch.randn(150, 3, generator=g), dim=1)
+    pts = dirs * (1 + 0.12 * (torch.rand(150, 1, generator=g) - 0.5))
+    tris = v.double().numpy()[f.numpy()]
+    centres = tris.mean(1)
+    # Each point is within 0.06 of the sphere, so its nearest face has its centre within 0.1: brute-force those.
+    ref = np.array([_np_point_mesh_dist(q[None], tris[np.linalg.norm(centres - q, axis=1) < 0.1])[0] for q in pts.double().numpy()])
+    d, _ = point_mesh_surface_distance(Meshes([v], [f]), Pointclouds([pts]))
+    np.testing.assert_allclose(d.double().numpy(), ref, rtol=1e-5, atol=2e-7)
+    d_p3d, _ = point_mesh_surface_distance(Meshes([v], [f]), Pointclouds([pts]), min_triangle_area=0.0)
+    assert np.abs(d_p3d.double().numpy() - ref).max() > 1e-5  # what the exact path fixes
+
+
+def test_exact_point_triangle_gradcheck_and_degenerate():
+    from sam3d_eval.ops.point_mesh import point_triangle_sqdist_exact
+
+    g = torch.Generator().manual_seed(2)
+    p = torch.randn(40, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    tri = (torch.randn(40, 3, 3, generator=g, dtype=torch.float64) * 0.5).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x, t: point_triangle_sqdist_exact(x, t[:, 0], t[:, 1], t[:, 2]), (p, tri))
+    # a degenerate (collinear) triangle is its longest segment; a point triangle is a point
+    seg = torch.tensor([[0.0, 0, 0], [1, 0, 0], [2, 0, 0]], dtype=torch.float64)
+    q = torch.tensor([3.0, 1, 0], dtype=torch.float64)
+    assert point_triangle_sqdist_exact(q, seg[0], seg[1], seg[2]).item() == pytest.approx(2.0)
+    z = torch.zeros(3, dtype=torch.float64)
+    assert point_triangle_sqdist_exact(q, z, z, z).item() == pytest.approx(10.0)

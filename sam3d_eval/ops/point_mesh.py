@@ -10,6 +10,10 @@ Matches pytorch3d's `point_face_distance`, `face_point_distance`, `point_edge_di
   in [0, 1] (computed with pytorch3d's `+ 1e-8` in the Gram determinant), the squared distance to the
   plane (normal normalised with `|n| + 1e-8`); otherwise the smallest squared distance to its three edges.
   So triangles smaller than `min_triangle_area` are treated as their three edges.
+- ``min_triangle_area=None`` replaces the triangle formula by the exact point-triangle distance (Ericson's
+  closest-point regions, no epsilon): pytorch3d's `+ 1e-8` dominates the Gram determinant of triangles
+  with area below ~5e-5 and reports far points at their (smaller) plane distance, so the evaluation uses
+  the exact one; the losses keep pytorch3d's.
 - each element is compared only with the elements of its own batch element; ties go to the last index,
   as pytorch3d's CPU loop (`<=`).
 
@@ -112,6 +116,46 @@ def _tri_sqdist(p: Comps, v0: Comps, v1: Comps, v2: Comps, terms) -> torch.Tenso
     return torch.where(inside, t * t, edge)
 
 
+def _seg_sqdist_exact(p: Comps, a: Comps, b: Comps) -> torch.Tensor:
+    """Exact squared distance to the segment (a, b) (a point when a == b); no epsilon, scale-free."""
+    ba = _sub(b, a)
+    l2 = _dot(ba, ba)
+    pa = _sub(p, a)
+    t = (_dot(ba, pa) / torch.where(l2 > 0, l2, torch.ones_like(l2))).clamp(0.0, 1.0)
+    t = torch.where(l2 > 0, t, torch.zeros_like(t))
+    diff = (pa[0] - t * ba[0], pa[1] - t * ba[1], pa[2] - t * ba[2])
+    return _dot(diff, diff)
+
+
+def _tri_exact_terms(p: Comps, a: Comps, b: Comps, c: Comps):
+    """(inside, squared plane distance, n) of the exact point-triangle distance (Ericson, Real-Time Collision
+    Detection 5.1.5): the projection of p is inside iff its unnormalised barycentrics va, vb, vc are all >= 0
+    (they sum to |n|^2, n = (b - a) x (c - a)); no epsilon, so it holds for triangles of any size."""
+    ab, ac = _sub(b, a), _sub(c, a)
+    ap, bp, cp = _sub(p, a), _sub(p, b), _sub(p, c)
+    d1, d2 = _dot(ab, ap), _dot(ac, ap)
+    d3, d4 = _dot(ab, bp), _dot(ac, bp)
+    d5, d6 = _dot(ab, cp), _dot(ac, cp)
+    vc = d1 * d4 - d3 * d2
+    vb = d5 * d2 - d1 * d6
+    va = d3 * d6 - d5 * d4
+    n = (ab[1] * ac[2] - ab[2] * ac[1], ab[2] * ac[0] - ab[0] * ac[2], ab[0] * ac[1] - ab[1] * ac[0])
+    nn = _dot(n, n)
+    inside = (va >= 0) & (vb >= 0) & (vc >= 0) & (nn > 0)
+    h = _dot(ap, n)
+    plane = h * h / torch.where(nn > 0, nn, torch.ones_like(nn))
+    return inside, plane
+
+
+def _tri_sqdist_exact(p: Comps, a: Comps, b: Comps, c: Comps) -> torch.Tensor:
+    """Exact squared point-triangle distance: the plane distance when the projection is inside, else the
+    nearest of the three edges (degenerate triangles are their edges)."""
+    inside, plane = _tri_exact_terms(p, a, b, c)
+    e01, e02, e12 = _seg_sqdist_exact(p, a, b), _seg_sqdist_exact(p, a, c), _seg_sqdist_exact(p, b, c)
+    edge = torch.minimum(torch.minimum(e01, e02), e12)
+    return torch.where(inside, plane, edge)
+
+
 def _comps(x: torch.Tensor) -> Comps:
     return (x[..., 0], x[..., 1], x[..., 2])
 
@@ -176,6 +220,38 @@ def point_triangle_sqdist(
     return torch.where(inside, t * t, d_edge)
 
 
+def point_triangle_sqdist_exact(p: torch.Tensor, v0: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
+    """Exact squared distance `(...)` from points `p` `(..., 3)` to triangles `(v0, v1, v2)` `(..., 3)`.
+
+    Ericson's closest-point regions, free of pytorch3d's absolute epsilons (which make sub-5e-5-area
+    triangles report the plane distance for far points), so it is exact to float rounding at any scale.
+    Differentiable: the region is chosen without autograd, then the plane or chosen-edge distance is
+    differentiated.
+    """
+    shape = torch.broadcast_shapes(p.shape, v0.shape, v1.shape, v2.shape)
+    p, v0, v1, v2 = (x.expand(shape) for x in (p, v0, v1, v2))
+    with torch.no_grad():
+        P, A, B, C = (_comps(x.detach()) for x in (p, v0, v1, v2))
+        inside, _ = _tri_exact_terms(P, A, B, C)
+        e01, e02, e12 = _seg_sqdist_exact(P, A, B), _seg_sqdist_exact(P, A, C), _seg_sqdist_exact(P, B, C)
+        pick01 = (e01 <= e02) & (e01 <= e12)
+        pick02 = ~pick01 & (e02 <= e12)
+    ea = torch.where(pick01[..., None] | pick02[..., None], v0, v1)
+    eb = torch.where(pick01[..., None], v1, v2)
+    ba = eb - ea
+    l2 = (ba * ba).sum(-1)
+    pa = p - ea
+    safe = torch.where(l2 > 0, l2, torch.ones_like(l2))
+    t = torch.where(l2 > 0, ((ba * pa).sum(-1) / safe).clamp(0.0, 1.0), torch.zeros_like(l2))
+    diff = pa - t[..., None] * ba
+    d_edge = (diff * diff).sum(-1)
+    n = torch.cross(v1 - v0, v2 - v0, dim=-1)
+    nn = (n * n).sum(-1)
+    h = ((p - v0) * n).sum(-1)
+    d_plane = h * h / torch.where(inside, nn, torch.ones_like(nn))
+    return torch.where(inside, d_plane, d_edge)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Batched nearest-element searches.
 
@@ -204,10 +280,13 @@ def _ranges(first_idx: torch.Tensor, total: int) -> list[tuple[int, int]]:
     return list(zip(starts, ends))
 
 
-def _pair_fn(H: int, min_area: float):
-    """d(query comps, element comps) for point queries against H-hulls (H=2 segments, H=3 triangles)."""
+def _pair_fn(H: int, min_area: float | None):
+    """d(query comps, element comps) for point queries against H-hulls (H=2 segments, H=3 triangles);
+    `min_area=None`: the exact triangle distance."""
     if H == 2:
         return lambda p, e: _seg_sqdist(p, e[0], e[1])
+    if min_area is None:
+        return lambda p, e: _tri_sqdist_exact(p, e[0], e[1], e[2])
 
     def tri(p, e):
         v0, v1, v2 = e
@@ -265,7 +344,7 @@ def _reach(hulls: torch.Tensor, min_area: float) -> tuple[np.ndarray, np.ndarray
     c = h.mean(dim=1)
     r = (h - c[:, None]).norm(dim=-1).amax(dim=1)
     factor = torch.ones_like(r)
-    if hulls.shape[1] == 3:
+    if hulls.shape[1] == 3 and min_area is not None:  # the exact distance reaches points of the triangle only
         hc = hulls.detach().cpu()
         terms = _tri_terms(*_hull_comps(hc), min_area)
         can_inside = terms[3]
@@ -406,7 +485,9 @@ def _nearest(points, points_first_idx, hulls, hulls_first_idx, min_area, query_i
         p, h = points, hulls[idx]
     else:
         p, h = points[idx], hulls
-    if H == 3:
+    if H == 3 and min_area is None:
+        d = point_triangle_sqdist_exact(p, h[:, 0], h[:, 1], h[:, 2])
+    elif H == 3:
         d = point_triangle_sqdist(p, h[:, 0], h[:, 1], h[:, 2], min_area)
     else:
         d = point_segment_sqdist(p, h[:, 0], h[:, 1])
@@ -419,7 +500,7 @@ def point_face_distance(
     tris: torch.Tensor,
     tris_first_idx: torch.Tensor,
     max_points: int | None = None,
-    min_triangle_area: float = MIN_TRIANGLE_AREA,
+    min_triangle_area: float | None = MIN_TRIANGLE_AREA,
     *,
     engine: Engine = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -431,7 +512,8 @@ def point_face_distance(
         tris: `(T, 3, 3)` float packed triangles (same dtype/device as points).
         tris_first_idx: `(B,)` int64 first triangle of each batch element.
         max_points: accepted for pytorch3d compatibility (unused).
-        min_triangle_area: triangles with a smaller area are measured as their three edges.
+        min_triangle_area: triangles with a smaller area are measured as their three edges (pytorch3d's
+            formula); None: the exact point-triangle distance (`point_triangle_sqdist_exact`), for evaluation.
         engine: override for tests and benchmarks; ``"auto"`` picks by device and size.
 
     Returns:
@@ -449,7 +531,7 @@ def face_point_distance(
     tris: torch.Tensor,
     tris_first_idx: torch.Tensor,
     max_tris: int | None = None,
-    min_triangle_area: float = MIN_TRIANGLE_AREA,
+    min_triangle_area: float | None = MIN_TRIANGLE_AREA,
     *,
     engine: Engine = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
