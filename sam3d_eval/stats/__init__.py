@@ -15,6 +15,8 @@ from .intervals import WinRate, binomial_test, wilson_interval, win_rate
 from .paired import Adjusted, WilcoxonResult, benjamini_hochberg, holm, wilcoxon_signed_rank
 from .agreement import cohens_kappa, fleiss_kappa, krippendorff_alpha
 from .preference import bradley_terry
+from .gap import KIDResult, MMDResult, PADResult, kid, mmd2_unbiased, proxy_a_distance
+from .power import StudySize, votes_needed, win_rate_claim_power
 
 __all__ = [
     "StatsInputError",
@@ -37,4 +39,13 @@ __all__ = [
     "fleiss_kappa",
     "krippendorff_alpha",
     "bradley_terry",
+    "KIDResult",
+    "MMDResult",
+    "PADResult",
+    "kid",
+    "mmd2_unbiased",
+    "proxy_a_distance",
+    "StudySize",
+    "votes_needed",
+    "win_rate_claim_power",
 ]

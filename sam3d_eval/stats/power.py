@@ -1,0 +1,105 @@
+"""Sizing a preference study before paying for it: votes needed for a win-rate claim.
+
+Claim: "the lower end of the two-sided `confidence` Wilson interval of the win rate is above `threshold`".
+The Wilson interval inverts the score test, so its lower end exceeds t exactly when
+p_hat - t > z sqrt(t (1 - t) / n) (Wilson 1927), i.e. when the wins k >= k_min(n) = floor(n t + z
+sqrt(n t (1 - t))) + 1. With k ~ Binomial(n, true_rate) the exact power is P(k >= k_min(n)) (scipy
+binomial tail). Exact power saw-tooths in n (Chernick & Liu 2002), so the answer is the smallest n from
+which on the power stays at or above the target (checked over a range beyond it), not a lucky dip.
+
+Votes that share items are not independent: with m votes per item and intra-item correlation rho the
+design effect is 1 + (m - 1) rho (Kish 1965), and the study needs design_effect times the independent-vote
+count (then votes / m items). Written here; statsmodels' power classes use normal approximations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import ndtri
+from scipy.stats import binom
+
+from ._checks import StatsInputError, check_confidence
+
+__all__ = ["StudySize", "votes_needed", "win_rate_claim_power"]
+
+
+@dataclass(frozen=True)
+class StudySize:
+    """`votes`: total votes to collect (design effect included); `effective_votes`: independent votes the
+    claim needs; `items`: items to show (when votes_per_item is known, else None); `power`: exact power
+    at `effective_votes`."""
+
+    votes: int
+    effective_votes: int
+    items: int | None
+    design_effect: float
+    power: float
+
+
+def win_rate_claim_power(n: int | np.ndarray, true_rate: float, threshold: float, confidence: float = 0.95) -> np.ndarray:
+    """Exact probability that the Wilson lower bound of n independent votes exceeds `threshold` when the
+    true win rate is `true_rate` (module docstring). Vectorised over n."""
+    nn = np.asarray(n, dtype=np.float64)
+    z = ndtri(0.5 + check_confidence(confidence) / 2.0)
+    k_min = np.floor(nn * threshold + z * np.sqrt(nn * threshold * (1.0 - threshold))) + 1.0
+    return binom.sf(k_min - 1.0, nn, true_rate)
+
+
+def votes_needed(
+    true_rate: float,
+    threshold: float,
+    *,
+    confidence: float = 0.95,
+    power: float = 0.8,
+    design_effect: float | None = None,
+    votes_per_item: int | None = None,
+    icc: float | None = None,
+    max_votes: int = 10_000_000,
+) -> StudySize:
+    """Votes needed so that, with probability `power`, the Wilson lower bound (two-sided `confidence`) of
+    the win rate exceeds `threshold` when the true rate is `true_rate` (e.g. 0.83 vs 0.75).
+
+    design_effect: given directly, or computed as 1 + (votes_per_item - 1) * icc when both are given
+    (default 1: independent votes). Definitions and references: module docstring.
+    """
+    confidence = check_confidence(confidence)
+    if not (0.0 < threshold < true_rate < 1.0):
+        raise StatsInputError(
+            f"need 0 < threshold < true_rate < 1 (a claim above the threshold), got threshold={threshold}, true_rate={true_rate}"
+        )
+    if not (0.0 < power < 1.0):
+        raise StatsInputError(f"power must lie in (0, 1), got {power}")
+    if icc is not None:
+        if votes_per_item is None:
+            raise StatsInputError("icc needs votes_per_item to give a design effect")
+        if design_effect is not None:
+            raise StatsInputError("give design_effect or (votes_per_item, icc), not both")
+        if not (0.0 <= icc <= 1.0):
+            raise StatsInputError(f"icc must lie in [0, 1], got {icc}")
+    if votes_per_item is not None and (int(votes_per_item) != votes_per_item or votes_per_item < 1):
+        raise StatsInputError(f"votes_per_item must be a whole number >= 1, got {votes_per_item}")
+    if design_effect is None:
+        design_effect = 1.0 + (votes_per_item - 1) * icc if icc is not None else 1.0
+    if not (design_effect >= 1.0 and math.isfinite(design_effect)):
+        raise StatsInputError(f"design_effect must be >= 1, got {design_effect}")
+
+    # normal-approximation guess to bound the scan (score test, Fleiss et al. 2003 eq. 2.5)
+    z_a = ndtri(0.5 + confidence / 2.0)
+    z_b = ndtri(power)
+    guess = ((z_a * math.sqrt(threshold * (1 - threshold)) + z_b * math.sqrt(true_rate * (1 - true_rate)))
+             / (true_rate - threshold)) ** 2
+    hi = int(min(max_votes, max(50, 3 * guess + 100)))
+    n = np.arange(1, hi + 1)
+    pw = win_rate_claim_power(n, true_rate, threshold, confidence)
+    ok = pw >= power
+    if not ok[-1]:
+        raise StatsInputError(f"the claim needs more than {hi} votes (max_votes={max_votes})")
+    # smallest n from which on every larger n in the scan also reaches the target power
+    bad = np.flatnonzero(~ok)
+    n_eff = int(n[bad[-1] + 1]) if bad.size else 1
+    votes = int(math.ceil(n_eff * design_effect - 1e-9))
+    items = int(math.ceil(votes / votes_per_item)) if votes_per_item is not None else None
+    return StudySize(votes, n_eff, items, float(design_effect), float(pw[n_eff - 1]))
