@@ -15,6 +15,12 @@ from sam3d_eval.data.shapes import make_shape
 from sam3d_eval.io.mesh_io import save_mesh
 
 
+def _version(name):
+    from sam3d_eval.evaluate.protocols import PROTOCOLS
+
+    return PROTOCOLS[name].version
+
+
 def _write(path, name="sphere", shift=0.0):
     v, f = make_shape(name)
     save_mesh(path, (torch.from_numpy(v + shift), torch.from_numpy(f)))
@@ -44,6 +50,69 @@ def test_missing_input_is_a_one_line_error(tmp_path, capsys):
     assert code == 2
     assert "missing.ply" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_help_imports_no_heavy_module():
+    """--help, --version and every subcommand's --help answer without torch, trimesh, scipy or pandas."""
+    code = (
+        "import sys\n"
+        "from sam3d_eval.cli.main import build_parser, main\n"
+        "sub = next(a for a in build_parser()._actions if a.dest == 'command')\n"
+        "assert {'evaluate', 'eval-meshes', 'demo', 'protocols'} <= set(sub.choices)\n"
+        "cmds = [[], ['--version']] + [[c, '--help'] for c in sub.choices]\n"
+        "for argv in cmds:\n"
+        "    try:\n"
+        "        main(argv + (['--help'] if not argv else []))\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = sorted(m for m in ('torch', 'trimesh', 'scipy', 'pandas', 'numpy') if m in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "HEAVY []" in proc.stderr, proc.stderr[-2000:]
+    assert "--resume" in proc.stdout and "--data" in proc.stdout and "--strict" in proc.stdout
+
+
+def test_missing_prediction_folder_says_it_does_not_exist(tmp_path, capsys):
+    (tmp_path / "gt").mkdir()
+    _write(tmp_path / "gt" / "a.ply")
+    assert main(["eval-meshes", str(tmp_path / "typo"), str(tmp_path / "gt")]) == 2
+    err = capsys.readouterr().err
+    assert "typo: predictions folder does not exist" in err and "must be a folder" not in err
+
+
+def test_all_failed_still_prints_and_writes(tmp_path, capsys):
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    gt.mkdir()
+    pred.mkdir()
+    for sid in ("a", "b"):
+        _write(gt / f"{sid}.ply")
+        (pred / f"{sid}.ply").write_bytes(b"garbage")
+    for out in ("r.csv", "r.json", "r.parquet"):
+        code = main(["eval-meshes", str(pred), str(gt), "--samples", "500", "-o", str(tmp_path / out)])
+        captured = capsys.readouterr()
+        assert code == 0 and (tmp_path / out).is_file()
+        assert "no sample was scored: all 2 failed" in captured.out and "2 of 2 samples failed" in captured.err
+    rows = list(csv.DictReader((tmp_path / "r.csv").open()))
+    assert [r["status"] for r in rows] == ["failed", "failed"] and "a.ply" in rows[0]["error"]
+    payload = json.loads((tmp_path / "r.json").read_text())
+    assert payload["metadata"]["version"] == __version__ and payload["results"][1]["status"] == "failed"
+    import pandas as pd
+
+    assert list(pd.read_parquet(tmp_path / "r.parquet")["status"]) == ["failed", "failed"]
+    assert main(["eval-meshes", str(pred), str(gt), "--samples", "500", "--strict"]) == 1
+
+
+def test_output_is_checked_before_any_work(tmp_path, capsys):
+    _write(tmp_path / "gt.ply")
+    pair = [str(tmp_path / "gt.ply"), str(tmp_path / "gt.ply"), "--samples", "500"]
+    assert main(["eval-meshes", *pair, "-o", str(tmp_path / "out.xlsx")]) == 2
+    err = capsys.readouterr().err
+    assert "out.xlsx" in err and ".csv, .json, .parquet" in err and "scoring" not in err
+    (tmp_path / "afile").write_text("x")
+    assert main(["eval-meshes", *pair, "-o", str(tmp_path / "afile" / "r.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "scoring" not in err
 
 
 def test_debug_shows_traceback(tmp_path, capsys):
@@ -161,10 +230,10 @@ def test_protocol_option_is_printed_and_recorded(tmp_path, capsys):
     args = [str(tmp_path / "pred.ply"), str(tmp_path / "gt.ply"), "--protocol", "meshrcnn", "--samples", "3000"]
     assert main(["eval-meshes", *args, "-o", str(out_csv)]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == "protocol: meshrcnn v1 (overrides: num_samples=3000)"
+    assert out.splitlines()[0] == f"protocol: meshrcnn v{_version('meshrcnn')} (overrides: num_samples=3000)"
     assert "fscore@0.3" in out and "normal_consistency_signed" in out and "fscore@0.01" not in out
     row = next(csv.DictReader(out_csv.open()))
-    assert row["protocol"] == "meshrcnn" and row["protocol_version"] == "1"
+    assert row["protocol"] == "meshrcnn" and row["protocol_version"] == _version("meshrcnn")
     assert json.loads(row["protocol_overrides"]) == {"num_samples": 3000}
     assert float(row["chamfer_l2"]) > 0 and "fscore@0.5" in row
     assert main(["eval-meshes", *args, "--seed", "4", "-o", str(out_json)]) == 0
@@ -183,7 +252,7 @@ def test_default_protocol_numbers_unchanged_by_the_option(tmp_path, capsys):
     assert main(["eval-meshes", *base, "--protocol", "default", "-o", str(b)]) == 0
     ra, rb = next(csv.DictReader(a.open())), next(csv.DictReader(b.open()))
     assert ra["chamfer_l2"] == rb["chamfer_l2"] and ra["protocol"] == "default"
-    assert "protocol: default v1" in capsys.readouterr().out
+    assert f"protocol: default v{_version('default')}" in capsys.readouterr().out
 
 
 def test_unknown_protocol_lists_the_names(tmp_path, capsys):
@@ -224,7 +293,7 @@ def test_mixed_prediction_folder(tmp_path, capsys):
 def test_demo_under_another_protocol(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--samples", "1500", "--protocol", "occnet"]) == 0
     out = capsys.readouterr().out
-    assert "protocol: occnet v1 (overrides: num_samples=1500)" in out
+    assert f"protocol: occnet v{_version('occnet')} (overrides: num_samples=1500)" in out
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
     assert len(rows) == 12 and all(r["protocol"] == "occnet" for r in rows)
     assert all(float(r["chamfer_l2_occnet"]) > 0 for r in rows) and "chamfer_l2" not in rows[0]
@@ -274,35 +343,107 @@ def test_appearance_with_and_without_lpips_weights(tmp_path, alex_weights, capsy
 
 def test_appearance_follows_the_protocol_alignment(tmp_path, alex_weights):
     """A rotated, moved copy of the GT looks identical once the protocol's ICP has undone the motion."""
-    from sam3d_eval.evaluate.pairs import AppearanceOptions, SamplePair, score_pairs
-    from sam3d_eval.evaluate import get_protocol
-    from sam3d_eval.metrics import LPIPS
-
     _coloured_box(tmp_path / "gt.ply")
     _coloured_box(tmp_path / "pred.ply", rotate_deg=8.0, shift=(0.05, -0.03, 0.02))
-    pairs = [SamplePair("box", tmp_path / "gt.ply", tmp_path / "pred.ply")]
-    options = AppearanceOptions(lpips=LPIPS("alex", backbone_weights=alex_weights), image_size=64)
-    protocol = get_protocol("default").with_overrides(num_samples=4000)
-    unaligned = next(score_pairs(pairs, protocol, appearance=options))
-    aligned = next(score_pairs(pairs, protocol.with_overrides(alignment="icp"), appearance=options))
-    assert aligned.transform["alignment"]["method"] == "icp"
-    assert aligned.metrics["psnr"] > 30 > unaligned.metrics["psnr"]
-    assert aligned.metrics["lpips"] < 0.2 * unaligned.metrics["lpips"]
+    base = ["eval-meshes", str(tmp_path / "pred.ply"), str(tmp_path / "gt.ply"), "--samples", "4000", "--appearance",
+            "--view-size", "64", "--lpips-weights", str(alex_weights)]
+    assert main([*base, "-o", str(tmp_path / "plain.json")]) == 0
+    # the icp preset differs in more than alignment; override the default protocol's alignment instead
+    from sam3d_eval.evaluate import get_protocol
+    from sam3d_eval.evaluate.appearance import AppearanceScorer
+    from sam3d_eval.evaluate.runner import run_evaluation
+    from sam3d_eval.evaluate.sources import find_pairs
+    from sam3d_eval.metrics import LPIPS
+
+    frame, source, _ = find_pairs(tmp_path / "pred.ply", tmp_path / "gt.ply")
+    scorer = AppearanceScorer(lpips=LPIPS("alex", backbone_weights=alex_weights))
+    protocol = get_protocol("default").with_overrides(num_samples=4000, appearance_image_size=64)
+    unaligned = run_evaluation(source, frame, protocol, appearance=scorer).frame.iloc[0]
+    aligned = run_evaluation(source, frame, protocol.with_overrides(alignment="icp"), appearance=scorer).frame.iloc[0]
+    assert json.loads(aligned["transform"])["alignment"]["method"] == "icp"
+    assert aligned["psnr"] > 30 > unaligned["psnr"]
+    assert aligned["lpips"] < 0.2 * unaligned["lpips"]
+    plain = json.loads((tmp_path / "plain.json").read_text())["results"][0]["metrics"]
+    assert plain["psnr"] == pytest.approx(unaligned["psnr"])  # the CLI runs the same path
 
 
-def test_pred_in_gt_frame_inverts_the_recorded_transform():
-    from sam3d_eval.evaluate.pairs import pred_in_gt_frame
-    from sam3d_eval.structures import Meshes
+# ---------------------------------------------------------------------------------------------------
+# evaluate
 
-    v = torch.rand(5, 3, dtype=torch.float64)
-    a = np.deg2rad(30)
-    R = torch.tensor([[np.cos(a), np.sin(a), 0], [-np.sin(a), np.cos(a), 0], [0, 0, 1]], dtype=torch.float64)
-    transform = {
-        "pred_normalization": {"centre": [0.1, 0.2, 0.3], "scale": 2.0},
-        "gt_normalization": {"centre": [-1.0, 0.0, 1.0], "scale": 0.5},
-        "alignment": {"R": R.tolist(), "T": [0.0, 1.0, 0.0], "s": 1.5},
-    }
-    moved = pred_in_gt_frame(Meshes([v], [torch.tensor([[0, 1, 2]])]), transform).verts_list()[0]
-    expected = ((1.5 * ((v - torch.tensor([0.1, 0.2, 0.3])) * 2.0) @ R + torch.tensor([0.0, 1.0, 0.0])) / 0.5
-                + torch.tensor([-1.0, 0.0, 1.0]))
-    assert torch.allclose(moved, expected, atol=1e-12)
+
+def _manifest_dataset(tmp_path, n=6):
+    import pandas as pd
+
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "pred").mkdir()
+    rows = []
+    for i in range(n):
+        name = ("sphere", "box", "torus")[i % 3]
+        _write(tmp_path / "gt" / f"s{i}.ply", name)
+        if i != n - 1:
+            _write(tmp_path / "pred" / f"s{i}.ply", name, shift=0.005 * i)
+        rows.append(dict(sample_id=f"s{i}", gt_mesh=f"gt/s{i}.ply", domain=("synthetic", "real")[i % 2],
+                         occlusion=(0.05, 0.2, 0.7)[i % 3], category=name, site=f"site{i % 2}"))
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    return ["evaluate", str(tmp_path / "pred"), "--data", str(tmp_path / "m.csv"), "--samples", "500"]
+
+
+def test_evaluate_stores_summarises_and_resumes(tmp_path, capsys):
+    from sam3d_eval.io import read_results
+
+    args = _manifest_dataset(tmp_path)
+    out = tmp_path / "run"
+    assert main([*args, "--out", str(out), "--batch-size", "4"]) == 0
+    captured = capsys.readouterr()
+    assert "domain=real" in captured.out and "occlusion_bin=[0.6,1]" in captured.out
+    assert "occlusion-stratified accuracy" in captured.out and "gap_ratio" in captured.out
+    assert "1 of 6 samples failed" in captured.err and "scoring: 6 sample(s) to score" in captured.err
+    frame = read_results(out)
+    assert len(frame) == 6 and list(frame["site"]) == ["site0", "site1"] * 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"] == {"samples": 6, "failed": 1, "duplicates_dropped": 0}
+    overall = [r for r in summary["summary"] if r["stratum"] == "all" and r["metric"] == "chamfer_l2"][0]
+    assert overall["n"] == 6 and overall["n_failed"] == 1 and overall["n_used"] == 5
+    assert summary["metadata"]["command"] and summary["run"]["fingerprint"] == summary["metadata"]["protocol"]["fingerprint"]
+    # a second run into the same folder needs --resume; then only the failed sample is retried
+    assert main([*args, "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main([*args, "--out", str(out), "--resume", "--json", "--strict"]) == 1
+    captured = capsys.readouterr()
+    assert "5 sample(s) already stored, skipped" in captured.err
+    payload = json.loads(captured.out)
+    assert payload["counts"]["samples"] == 6 and payload["counts"]["duplicates_dropped"] == 1
+    # another protocol cannot resume this run
+    assert main([*args[:-1], "800", "--out", str(out), "--resume"]) == 2
+    assert "fingerprint" in capsys.readouterr().err
+
+
+def test_evaluate_user_errors(tmp_path, capsys):
+    args = _manifest_dataset(tmp_path, n=2)
+    (tmp_path / "bad.csv").write_text("sample_id,gt_mesh,domain,occlusion,category\na,../x.ply,real,0,c\n")
+    assert main(["evaluate", str(tmp_path / "pred"), "--data", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "line 2" in err and "'a'" in err and "leaves" in err and len(err.strip().splitlines()) == 1
+    assert main(["evaluate", str(tmp_path / "nope"), *args[2:], "--out", str(tmp_path / "o")]) == 2
+    assert "nope: predictions folder does not exist" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main([*args, "--out", str(tmp_path / "file")]) == 2
+    assert "must be a folder" in capsys.readouterr().err
+
+
+def test_progress_lines_when_not_a_terminal():
+    import io
+
+    from sam3d_eval.cli.progress import ProgressReporter
+
+    stream = io.StringIO()
+    p = ProgressReporter("scoring", stream=stream, interval=0.0)
+    p.start(4, 2)
+    p.update(2)
+    p.update(2)
+    p.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "scoring: 2 sample(s) already stored, skipped (resume)"
+    assert lines[1] == "scoring: 4 sample(s) to score"
+    assert lines[2].startswith("scoring: 2/4 (50%)") and "ETA" in lines[2]
+    assert lines[-1].startswith("scoring: 4/4 (100%)") and "\r" not in stream.getvalue()

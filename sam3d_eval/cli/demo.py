@@ -9,16 +9,11 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-import torch
-
-from ..data.shapes import SHAPES, Degradation, degrade, make_shape, shape_colors
-from ..evaluate.pairs import find_pairs
-from ..io.mesh_io import save_mesh
 from .eval_meshes import add_appearance_options, add_metric_options, check_metric_options, evaluate_and_report
 
-LEVELS = {
-    "mild": Degradation(noise=0.003, stretch=0.03, color_shift=0.03),
-    "severe": Degradation(noise=0.01, stretch=0.12, dent=0.08, drop_fraction=0.1, color_shift=0.15),
+LEVELS = {  # keyword arguments of data.shapes.Degradation (built when the command runs: no import for --help)
+    "mild": dict(noise=0.003, stretch=0.03, color_shift=0.03),
+    "severe": dict(noise=0.01, stretch=0.12, dent=0.08, drop_fraction=0.1, color_shift=0.15),
 }
 
 
@@ -41,6 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def write_demo_data(out: pathlib.Path, seed: int) -> tuple[pathlib.Path, pathlib.Path]:
     """Write GT and prediction meshes for every built-in shape and degradation level; return both folders."""
+    import torch
+
+    from ..data.shapes import SHAPES, Degradation, degrade, make_shape, shape_colors
+    from ..io.mesh_io import save_mesh
+
     gt_dir, pred_dir = out / "gt", out / "pred"
     gt_dir.mkdir(parents=True, exist_ok=True)
     pred_dir.mkdir(parents=True, exist_ok=True)
@@ -51,16 +51,19 @@ def write_demo_data(out: pathlib.Path, seed: int) -> tuple[pathlib.Path, pathlib
             sample_id = f"{name}_{tag}"
             save_mesh(gt_dir / f"{sample_id}.ply", (torch.from_numpy(verts), torch.from_numpy(faces)),
                       colors=torch.from_numpy(colors))
-            dv, df, dc = degrade(verts, faces, degradation, seed=seed * 1000 + 10 * s + level, colors=colors)
+            dv, df, dc = degrade(verts, faces, Degradation(**degradation), seed=seed * 1000 + 10 * s + level, colors=colors)
             save_mesh(pred_dir / f"{sample_id}.ply", (torch.from_numpy(dv), torch.from_numpy(df)),
                       colors=torch.from_numpy(dc))
     return gt_dir, pred_dir
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..evaluate.sources import find_pairs
+    from .table import check_output_path
+
+    output = check_output_path(args.out / "results.csv")
     protocol = check_metric_options(args)
     gt_dir, pred_dir = write_demo_data(args.out, protocol.seed)
-    pairs, _ = find_pairs(pred_dir, gt_dir)
-    args.output = args.out / "results.csv"
-    evaluate_and_report(pairs, args, protocol)
+    frame, source, _ = find_pairs(pred_dir, gt_dir)
+    evaluate_and_report(frame, source, args, protocol, output)
     return 0

@@ -1,26 +1,18 @@
-"""`sam3d-eval eval-meshes PRED GT`: geometry metrics of predictions against ground-truth meshes, under a protocol."""
+"""`sam3d-eval eval-meshes PRED GT`: the quick two-folder (or two-file) path, on the evaluation runner.
+
+Module level imports only the standard library, so `sam3d-eval --help` stays fast; torch and the evaluation
+stack are imported when the command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import pathlib
 import sys
+from typing import Any
 
-import torch
-from tqdm import tqdm
-
-from ..evaluate.appearance import load_lpips_or_none
-from ..evaluate.pairs import (
-    MESH_SUFFIXES,
-    PRED_SUFFIXES,
-    AppearanceOptions,
-    PairResult,
-    SamplePair,
-    find_pairs,
-    score_pairs,
-)
-from ..evaluate.protocols import PROTOCOLS, Protocol, get_protocol
-from .table import format_results, write_results
+# Help text only; the suffixes themselves live in io.sniff (importing it here would load torch for --help).
+_MESHES = ".glb, .gltf, .ply, .obj, .off, .stl"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,25 +22,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Score predictions against ground-truth meshes under a named protocol (see `sam3d-eval protocols`). "
             f"PRED and GT are two files, or two folders in which files are paired by stem (the sample id): GT "
-            f"meshes ({', '.join(MESH_SUFFIXES)}); predictions may mix meshes, point clouds (.ply without "
+            f"meshes ({_MESHES}); predictions may mix meshes, point clouds (.ply without "
             "faces, .npz with 'points' [+ 'normals']) and Gaussian-splat .ply files. A missing or unreadable "
             "prediction is recorded as a failed sample, not an error; a metric the input cannot give (normal "
-            "consistency of a cloud without normals) is reported as nan with a note."
+            "consistency of a cloud without normals) is reported as nan with a note. For a manifest with "
+            "strata, resumable Parquet results and summaries, use `sam3d-eval evaluate`."
         ),
     )
-    p.add_argument("pred", type=pathlib.Path, help=f"prediction file or folder ({', '.join(PRED_SUFFIXES)})")
+    p.add_argument("pred", type=pathlib.Path, help=f"prediction file or folder ({_MESHES}, .npz)")
     p.add_argument("gt", type=pathlib.Path, help="ground-truth mesh file or folder")
     add_metric_options(p)
     add_appearance_options(p, default=False)
-    p.add_argument("-o", "--output", type=pathlib.Path, help="write per-sample results to this .csv or .json")
+    p.add_argument("-o", "--output", type=pathlib.Path,
+                   help="write per-sample results to this .csv, .json or .parquet (with the run metadata)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any sample failed")
     p.set_defaults(run=run)
 
 
 def add_metric_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", default="default",
-                   help=f"evaluation protocol: {', '.join(PROTOCOLS)} (default: default; list them with "
-                        "`sam3d-eval protocols`)")
+                   help="evaluation protocol preset (default: default; list them with `sam3d-eval protocols`)")
     p.add_argument("--samples", type=int, default=None,
                    help="points sampled per surface, overriding the protocol's (default 100000)")
     p.add_argument(
@@ -58,43 +51,38 @@ def add_metric_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=None, help="sampling seed, overriding the protocol's (default 0)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--batch-size", type=int, default=8, help="samples scored per batch (default 8)")
 
 
 def add_appearance_options(p: argparse.ArgumentParser, default: bool) -> None:
     p.add_argument(
         "--appearance", action=argparse.BooleanOptionalAction, default=default,
-        help="also render prediction and GT from 8 views (two elevations) after the protocol's alignment and "
-             f"report LPIPS, PSNR and SSIM (default: {'on' if default else 'off'})",
+        help="also render prediction and GT from the protocol's views (default 8, two elevations) after its "
+             f"alignment and report LPIPS, PSNR and SSIM (default: {'on' if default else 'off'})",
     )
-    p.add_argument("--lpips-net", choices=("alex", "vgg"), default="alex", help="LPIPS backbone (default alex)")
+    p.add_argument("--lpips-net", choices=("alex", "vgg"), default=None,
+                   help="LPIPS backbone, overriding the protocol's (default alex)")
     p.add_argument(
         "--lpips-weights", type=pathlib.Path, default=None,
         help="torchvision-format backbone state dict for LPIPS (default: torchvision's file name in the torch "
              "hub cache, $TORCH_HOME/hub/checkpoints); without it LPIPS is reported as unavailable",
     )
-    p.add_argument("--view-size", type=int, default=256, help="side of the rendered views in pixels (default 256)")
+    p.add_argument("--view-size", type=int, default=None,
+                   help="side of the rendered views in pixels, overriding the protocol's (default 256)")
 
 
-def appearance_options(args: argparse.Namespace) -> AppearanceOptions | None:
-    """Build the LPIPS module once; when its weights are missing say so once and go on without it."""
-    if not args.appearance:
-        return None
-    if args.view_size < 32:
-        raise ValueError(f"--view-size must be at least 32 (LPIPS needs it), got {args.view_size}")
-    lpips, reason = load_lpips_or_none(args.lpips_net, backbone_weights=args.lpips_weights)
-    if reason:
-        print(f"note: {reason}\nnote: PSNR and SSIM are still reported; LPIPS is nan.", file=sys.stderr)
-    if lpips is not None:
-        lpips = lpips.to(args.device)
-    return AppearanceOptions(lpips=lpips, lpips_reason=reason, image_size=args.view_size)
-
-
-def check_metric_options(args: argparse.Namespace) -> Protocol:
+def check_metric_options(args: argparse.Namespace):
     """Validate the options; return the protocol with the command-line overrides applied and recorded."""
+    import torch
+
+    from ..evaluate.protocols import get_protocol
+
     if args.samples is not None and args.samples < 1:
         raise ValueError(f"--samples must be positive, got {args.samples}")
     if args.taus is not None and any(not t > 0 for t in args.taus):
         raise ValueError(f"--taus must be positive, got {args.taus}")
+    if getattr(args, "batch_size", 1) < 1:
+        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
     try:
         device = torch.device(args.device)
     except RuntimeError as err:
@@ -103,42 +91,75 @@ def check_metric_options(args: argparse.Namespace) -> Protocol:
         raise ValueError(f"--device {args.device}: CUDA is not available in this torch build or on this machine")
     if getattr(args, "lpips_weights", None) is not None and not args.lpips_weights.is_file():
         raise FileNotFoundError(f"--lpips-weights {args.lpips_weights}: no such file")
+    view_size = getattr(args, "view_size", None)
+    if view_size is not None and view_size < 32:
+        raise ValueError(f"--view-size must be at least 32 (LPIPS needs it), got {view_size}")
     protocol = get_protocol(args.protocol)
     taus = tuple(args.taus) if args.taus is not None else None
     if taus is not None and "fscore" not in protocol.metrics:
         raise ValueError(f"--taus: protocol {protocol.name!r} reports no F-score")
-    return protocol.with_overrides(num_samples=args.samples, taus=taus, seed=args.seed)
+    overrides: dict[str, Any] = dict(num_samples=args.samples, taus=taus, seed=args.seed)
+    if getattr(args, "appearance", False):
+        overrides.update(appearance_image_size=view_size, lpips_net=getattr(args, "lpips_net", None))
+    return protocol.with_overrides(**overrides)
 
 
-def evaluate_and_report(pairs: list[SamplePair], args: argparse.Namespace, protocol: Protocol) -> list[PairResult]:
-    """Score the pairs with a progress bar, print the table under the protocol's label, write the output file when asked."""
-    appearance = appearance_options(args)
-    results = list(
-        tqdm(
-            score_pairs(pairs, protocol, device=args.device, appearance=appearance),
-            total=len(pairs), desc="scoring", unit="sample", file=sys.stderr, disable=None,
-        )
-    )
-    columns = protocol.columns() + (["lpips", "psnr", "ssim"] if appearance else [])
+def appearance_scorer(args: argparse.Namespace, protocol):
+    """The appearance scorer for `--appearance` (None without it); a missing LPIPS backbone is said once."""
+    if not args.appearance:
+        return None
+    from ..evaluate.appearance import AppearanceScorer, load_lpips_or_none
+
+    lpips, reason = load_lpips_or_none(protocol.lpips_net, backbone_weights=args.lpips_weights)
+    if reason:
+        print(f"note: {reason}\nnote: PSNR and SSIM are still reported; LPIPS is nan.", file=sys.stderr)
+    if lpips is not None:
+        lpips = lpips.to(args.device)
+    return AppearanceScorer(lpips=lpips, lpips_reason=reason)
+
+
+def settings_for(protocol, args: argparse.Namespace, appearance) -> dict:
+    settings: dict[str, Any] = {"protocol": {**protocol.to_dict(), "fingerprint": protocol.fingerprint()}}
+    if appearance is not None:
+        settings["appearance"] = {"views": protocol.appearance_views, "view_size": protocol.appearance_image_size,
+                                  "lpips_net": protocol.lpips_net,
+                                  "lpips": getattr(appearance, "lpips_reason", None) or "available"}
+    return settings
+
+
+def evaluate_and_report(frame, source, args: argparse.Namespace, protocol, output: pathlib.Path | None):
+    """Score the pairs on the runner with a progress report, print the table under the protocol's label,
+    write the output file when asked. Returns the results frame."""
+    from ..evaluate.runner import run_evaluation
+    from ..io.results import run_metadata
+    from .progress import ProgressReporter
+    from .table import format_results, write_results
+
+    appearance = appearance_scorer(args, protocol)
+    result = run_evaluation(source, frame, protocol, None, batch_size=args.batch_size, device=args.device,
+                            appearance=appearance, progress=ProgressReporter("scoring"))
+    results = result.frame
+    columns = protocol.columns() + (["lpips", "psnr", "ssim"] if appearance is not None else [])
     print(format_results(results, columns, title=f"protocol: {protocol.label()}"))
-    if args.output:
-        settings = {"protocol": protocol.to_dict()}
-        if appearance:
-            settings["appearance"] = {"views": 8, "view_size": appearance.image_size, "lpips_net": args.lpips_net,
-                                      "lpips": appearance.lpips_reason or "available"}
-        write_results(args.output, results, settings)
-        print(f"wrote {args.output}")
+    if output is not None:
+        meta = run_metadata(protocol={**protocol.to_dict(), "fingerprint": protocol.fingerprint()})
+        write_results(output, results, meta, settings_for(protocol, args, appearance))
+        print(f"wrote {output}")
     return results
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..evaluate.sources import find_pairs
+    from .table import check_output_path
+
+    output = check_output_path(args.output)
     protocol = check_metric_options(args)
-    pairs, orphans = find_pairs(args.pred, args.gt)
+    frame, source, orphans = find_pairs(args.pred, args.gt)
     if orphans:
         print(f"note: {len(orphans)} prediction(s) have no ground truth and are not scored: "
               f"{', '.join(orphans[:5])}{' ...' if len(orphans) > 5 else ''}", file=sys.stderr)
-    results = evaluate_and_report(pairs, args, protocol)
-    failed = [r for r in results if r.status != "ok"]
-    if failed:
-        print(f"{len(failed)} of {len(results)} samples failed", file=sys.stderr)
-    return 1 if failed and args.strict else 0
+    results = evaluate_and_report(frame, source, args, protocol, output)
+    n_failed = int((results["status"] != "ok").sum())
+    if n_failed:
+        print(f"{n_failed} of {len(results)} samples failed", file=sys.stderr)
+    return 1 if n_failed and args.strict else 0

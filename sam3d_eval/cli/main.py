@@ -8,8 +8,10 @@ import traceback
 from typing import Sequence
 
 from .. import __version__
-from ..evaluate.protocols import NORMALIZATIONS, PROTOCOLS
-from . import demo, eval_meshes
+from . import demo, eval_meshes, evaluate
+
+# Module level imports only the standard library and the command modules (which import nothing heavy at
+# module level): `--help` and `--version` answer without loading torch, trimesh, scipy or pandas.
 
 EXIT_USER_ERROR = 2
 
@@ -27,13 +29,17 @@ reproduce SAM 3D, Mesh R-CNN, Occupancy Networks and ZeroShape (alignment, norma
 EPILOG = """\
 examples:
   sam3d-eval demo                                  built-in procedural shapes, end to end
+  sam3d-eval evaluate preds/ --data manifest.csv --out runs/a
+                                                   manifest-driven, resumable (--resume), strata summaries
+  torchrun --nproc-per-node 4 -m sam3d_eval evaluate preds/ --data manifest.csv --out runs/a
+                                                   the same, sharded over 4 processes
   sam3d-eval eval-meshes preds/ gts/ -o out.csv    folders keyed by sample id (file stem)
   sam3d-eval eval-meshes pred.glb gt.obj           one pair
   sam3d-eval protocols                             the protocol presets and their sources
   sam3d-eval eval-meshes preds/ gts/ --protocol meshrcnn --samples 20000
 
 exit codes: 0 success, 1 some samples failed (with --strict), 2 bad input (one-line message; --debug shows
-the traceback), 3 an internal error.
+the traceback), 3 an internal error, 130 interrupted (an evaluate run continues with --resume).
 """
 
 
@@ -47,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sam3d-eval {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (demo, eval_meshes):
+    for module in (demo, evaluate, eval_meshes):
         module.add_parser(sub)
     p = sub.add_parser(
         "protocols", help="list the evaluation protocol presets",
@@ -60,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def format_protocols() -> str:
     """A table of the presets followed by each one's normalisation in words and its source."""
+    from ..evaluate.protocols import NORMALIZATIONS, PROTOCOLS
+
     header = ["name", "version", "alignment", "normalisation", "samples", "metrics", "taus"]
     rows = []
     for pr in PROTOCOLS.values():
@@ -94,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sam3d-eval: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("sam3d-eval: interrupted", file=sys.stderr)
+        hint = " (the batches already stored are kept: rerun with --resume)" if args.command == "evaluate" else ""
+        print(f"sam3d-eval: interrupted{hint}", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - the one place that turns bugs into an exit code
         if args.debug:

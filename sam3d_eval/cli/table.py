@@ -1,98 +1,247 @@
-"""Plain-text tables and result files for per-sample results."""
+"""Plain-text tables and result files, from results frames (`io.results` schema) and summaries.
+
+Imports only the standard library at module level (pandas is imported by the callers that have frames).
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
+import os
 import pathlib
-from typing import Sequence
-
-from ..evaluate.pairs import PairResult
+import uuid
+from typing import Any, Sequence
 
 SHOWN = ("chamfer_l2", "chamfer_l1", "fscore@0.01", "fscore@0.02", "fscore@0.05", "normal_consistency")
+OUTPUT_SUFFIXES = (".csv", ".json", ".parquet")
 
 
 def _fmt(value: float) -> str:
-    if math.isnan(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
     return f"{value:.3e}" if value != 0 and abs(value) < 1e-2 else f"{value:.4f}"
 
 
-def _mean(values: list[float]) -> float:
-    """Mean of the finite values (a metric unavailable for some samples is averaged over the others)."""
-    finite = [v for v in values if math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else math.nan
+def _with_interval(value: float, low: float, high: float) -> str:
+    """``value [low, high]``, or the value alone when there is no interval (fewer than two values)."""
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return _fmt(value)
+    return f"{_fmt(value)} [{_fmt(low)}, {_fmt(high)}]"
 
 
-def format_results(results: Sequence[PairResult], columns: Sequence[str] = SHOWN, title: str | None = None) -> str:
-    """An aligned table with one row per sample, failures with their reason, a mean row and the notes.
+def _grid(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Aligned lines: the first column left-aligned, the others right-aligned; rows shorter than the header
+    (a failed sample and its reason) are printed as they are after the first column."""
+    full = [r for r in rows if len(r) == len(header)]
+    widths = [max([len(header[i])] + [len(r[i]) for r in full]) for i in range(len(header))]
+    widths[0] = max([widths[0]] + [len(r[0]) for r in rows])
 
-    `title` (the protocol's label, say) goes on the first line. NaN cells (metrics unavailable for a
-    sample) print as "nan"; the mean row averages the finite values; each sample's notes follow the table.
+    def line(r):
+        return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+
+    out = [line(header), "  ".join("-" * w for w in widths)]
+    for r in rows:
+        out.append(line(r) if len(r) == len(header) else f"{r[0].ljust(widths[0])}  {'  '.join(r[1:])}")
+    return out
+
+
+def check_output_path(path: str | os.PathLike | None, suffixes: Sequence[str] = OUTPUT_SUFFIXES) -> pathlib.Path | None:
+    """Validate an output file before any work: a supported suffix and a folder that exists or can be made
+    and is writable. Raises `ValueError` / `PermissionError` naming the problem."""
+    if path is None:
+        return None
+    path = pathlib.Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(f"-o {path}: results are written as {', '.join(suffixes)} (by the file's suffix), "
+                         f"not {path.suffix or 'a file without suffix'!r}")
+    if path.is_dir():
+        raise ValueError(f"-o {path}: is a folder; give a file name")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = parent / f".sam3d-eval-write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"-o {path}: cannot write to {parent} ({err.strerror or err})") from None
+    return path
+
+
+def format_results(frame, columns: Sequence[str] = SHOWN, title: str | None = None) -> str:
+    """An aligned table with one row per sample, failures with their reason, a mean row, the counts of what
+    the means leave out, and each sample's notes.
+
+    `frame` is a results frame (`io.results` schema). The mean row averages the ok rows' finite values;
+    failed samples and NaN values are counted below the table, never dropped silently. Works when no sample
+    is ok (then there is no mean row, and the table says so).
     """
-    ok = [r for r in results if r.status == "ok"]
-    cols = [c for c in columns if any(c in r.metrics for r in ok)] or list(columns)
-    header = ["sample", *cols]
+    import numpy as np
+
+    ok_mask = (frame["status"] == "ok").to_numpy() if len(frame) else np.zeros(0, bool)
+    present = [c for c in columns if c in frame.columns]
+    cols = [c for c in present if len(frame) and frame.loc[ok_mask, c].notna().any()] or present
     rows = []
-    for r in results:
-        if r.status == "ok":
-            rows.append([r.sample_id, *(_fmt(r.metrics.get(c, math.nan)) for c in cols)])
+    for rec in frame.to_dict("records"):
+        if rec["status"] == "ok":
+            rows.append([str(rec["sample_id"]), *(_fmt(float(rec[c])) for c in cols)])
         else:
-            rows.append([r.sample_id, f"FAILED: {r.error}"])
-    if ok:
-        rows.append([f"mean of {len(ok)}", *(_fmt(_mean([r.metrics.get(c, math.nan) for r in ok])) for c in cols)])
-    widths = [max(len(header[i]), *(len(row[i]) for row in rows if len(row) > i and len(row) == len(header)))
-              for i in range(len(header))]
+            rows.append([str(rec["sample_id"]), f"FAILED: {rec.get('error')}"])
+    n_ok, n = int(ok_mask.sum()), len(frame)
+    nan_counts = {}
+    if n_ok:
+        means = []
+        for c in cols:
+            v = frame.loc[ok_mask, c].to_numpy(dtype=np.float64)
+            finite = v[~np.isnan(v)]
+            if finite.size < v.size:
+                nan_counts[c] = int(v.size - finite.size)
+            means.append(_fmt(float(finite.mean())) if finite.size else "nan")
+        rows.append([f"mean of {n_ok}", *means])
     lines = [title] if title else []
-    lines.append("  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths))))
-    lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        if len(row) == len(header):
-            lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
-        else:
-            lines.append(f"{row[0].ljust(widths[0])}  {row[1]}")
-    notes = sorted({(r.sample_id, n) for r in ok for n in r.notes})
-    lines += [f"note: {sid}: {n}" for sid, n in notes]
+    lines += _grid(["sample", *cols], rows)
+    if n_ok == 0:
+        lines.append(f"no sample was scored: all {n} failed" if n else "no samples")
+    elif n_ok < n:
+        lines.append(f"{n - n_ok} of {n} samples failed and are not in the means")
+    for c, k in nan_counts.items():
+        lines.append(f"{c}: {k} sample(s) with nan left out of the mean")
+    for rec in frame.to_dict("records"):
+        notes = rec.get("notes")
+        notes = json.loads(notes) if isinstance(notes, str) else (notes or [])
+        if rec["status"] == "ok":
+            lines += [f"note: {rec['sample_id']}: {text}" for text in sorted(set(notes))]
     return "\n".join(lines)
 
 
-def _json_safe(x):
-    """NaN/inf become None (JSON has no NaN); containers are walked."""
+def format_summary(summary, metrics: Sequence[str], *, title: str | None = None) -> str:
+    """Per-stratum means of `metrics` as ``mean [low, high]`` with n and n_failed per stratum, and a line per
+    metric and stratum that had NaN values left out."""
+    rows, nan_lines = [], []
+    table = summary[summary["metric"].isin(metrics)]
+    conf = summary.attrs.get("confidence", 0.95)
+    metrics = [m for m in metrics if m in set(table["metric"])]
+    for (stratum, level), g in table.groupby(["stratum", "level"], sort=False):
+        by_metric = {r["metric"]: r for r in g.to_dict("records")}
+        first = next(iter(by_metric.values()))
+        cells = []
+        for m in metrics:
+            r = by_metric[m]
+            cells.append(_with_interval(r["mean"], r["low"], r["high"]) if r["n_used"] else "nan")
+            if r["n_nan"]:
+                nan_lines.append(f"{m} ({stratum}={level}): {r['n_nan']} nan value(s) left out of the mean")
+        label = "all" if stratum == "all" else f"{stratum}={level}"
+        rows.append([label, str(first["n"]), str(first["n_failed"]), *cells])
+    lines = [title] if title else []
+    lines += _grid(["stratum", "n", "failed", *metrics], rows)
+    lines.append(f"mean [{conf:.0%} bootstrap interval] (no interval below two values); failed samples are "
+                 "counted in n and left out of the means")
+    return "\n".join(lines + nan_lines)
+
+
+def format_accuracy(acc) -> str:
+    """Occlusion-stratified accuracy per domain and bin with Wilson intervals."""
+    rows = [[r["domain"], r["occlusion_bin"], str(r["n"]), str(r["n_failed"]), str(r["n_accurate"]),
+             "-" if not r["n"] else f"{r['accuracy']:.3f} [{r['low']:.3f}, {r['high']:.3f}]"]
+            for r in acc.to_dict("records")]
+    head = (f"occlusion-stratified accuracy ({acc.attrs.get('metric')} >= {acc.attrs.get('threshold')}; "
+            "failed samples count as not accurate; Wilson interval)")
+    return "\n".join([head, *_grid(["domain", "occlusion", "n", "failed", "accurate", "accuracy"], rows)])
+
+
+def format_gap(gap) -> str:
+    """Synthetic-vs-real gap figures with bootstrap intervals."""
+    rows = []
+    for r in gap.to_dict("records"):
+        rows.append([r["metric"], r["figure"], _fmt(r["mean_synthetic"]), _fmt(r["mean_real"]),
+                     _with_interval(r["estimate"], r["low"], r["high"]),
+                     f"{r['n_synthetic']}/{r['n_real']}", f"{r['n_failed_synthetic']}/{r['n_failed_real']}",
+                     f"{r['n_nan_synthetic']}/{r['n_nan_real']}", r["note"] if isinstance(r.get("note"), str) else ""])
+    head = "synthetic-vs-real gap (gap_ratio = real/synthetic; relative_drop = 1 - real/synthetic; texture_degradation = LPIPS ratio - 1)"
+    return "\n".join([head, *_grid(["metric", "figure", "synthetic", "real", "estimate", "n syn/real",
+                                    "failed", "nan", "note"], rows)])
+
+
+def _json_safe(x: Any) -> Any:
+    """NaN/inf become None (JSON has no NaN); numpy scalars become Python; containers are walked."""
+    if hasattr(x, "item") and not isinstance(x, (list, dict, str)):
+        try:
+            x = x.item()
+        except (ValueError, AttributeError):
+            pass
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
+        return {str(k): _json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [_json_safe(v) for v in x]
     return x
 
 
-def write_results(path: pathlib.Path, results: Sequence[PairResult], settings: dict) -> None:
-    """Write per-sample results as CSV (one row per sample) or JSON (with the settings), by file suffix.
+def frame_to_json(frame) -> list[dict]:
+    """Per-sample records: ``metrics`` nested, ``transform`` and ``notes`` decoded from their JSON strings."""
+    from ..io.results import metric_columns
 
-    `settings["protocol"]`, when given, is a `Protocol.to_dict()`: the JSON keeps all of it; the CSV gets
-    `protocol` (name), `protocol_version` and `protocol_overrides` (JSON) columns on every row, plus
-    `pred_kind`, `notes` and `transform` (JSON) per sample.
+    metrics = metric_columns(frame)
+    out = []
+    for rec in frame.to_dict("records"):
+        row = {k: v for k, v in rec.items() if k not in metrics and k != "part"}
+        row["transform"] = json.loads(rec["transform"]) if isinstance(rec.get("transform"), str) else None
+        row["notes"] = json.loads(rec["notes"]) if isinstance(rec.get("notes"), str) else []
+        row["metrics"] = {m: rec[m] for m in metrics}
+        out.append(row)
+    return out
+
+
+def write_results(path: str | os.PathLike, frame, metadata: dict, settings: dict) -> pathlib.Path:
+    """Write per-sample results as .csv, .json or .parquet (by suffix), each carrying the run metadata.
+
+    settings: ``{"protocol": Protocol.to_dict(), ...}``. JSON: ``{"metadata", "settings", "results"}``.
+    CSV: one row per sample with ``protocol``, ``protocol_version``, ``protocol_overrides`` (JSON),
+    ``fingerprint``, the metrics, ``notes`` ("; "-joined), ``transform`` (JSON), the strata, and the
+    provenance columns ``sam3d_eval_version``, ``torch_version``, ``git_commit``, ``created_at``. Parquet:
+    the results frame with ``metadata`` and ``settings`` in the file's key-value metadata (``sam3d_eval``).
     """
+    from ..io.results import metric_columns, strata_columns
+
     path = pathlib.Path(path)
+    suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".json":
-        payload = {"settings": settings, "results": [r.__dict__ for r in results]}
+    if suffix == ".json":
+        payload = {"metadata": metadata, "settings": settings, "results": frame_to_json(frame)}
         path.write_text(json.dumps(_json_safe(payload), indent=2) + "\n", encoding="utf-8")
-        return
-    if path.suffix.lower() != ".csv":
-        raise ValueError(f"{path}: results are written as .csv or .json")
+        return path
+    if suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame.drop(columns=["part"], errors="ignore"), preserve_index=False)
+        meta = dict(table.schema.metadata or {})
+        meta[b"sam3d_eval"] = json.dumps(_json_safe({
+            "metadata": metadata, "settings": settings, "metrics": metric_columns(frame),
+            "strata": strata_columns(frame), "schema": 1})).encode()
+        pq.write_table(table.replace_schema_metadata(meta), path)
+        return path
+    if suffix != ".csv":
+        raise ValueError(f"{path}: results are written as {', '.join(OUTPUT_SUFFIXES)}")
     proto = settings.get("protocol") or {}
-    proto_cols = [proto.get("name", ""), proto.get("version", ""), json.dumps(proto.get("overrides", {}))]
-    metric_names = sorted({k for r in results for k in r.metrics})
+    fixed = [proto.get("name", ""), proto.get("version", ""), json.dumps(proto.get("overrides", {}))]
+    provenance = [metadata.get("version", ""), metadata.get("torch") or "", metadata.get("git_commit") or "",
+                  metadata.get("time", "")]
+    metrics, strata = metric_columns(frame), strata_columns(frame)
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["sample_id", "status", "error", "protocol", "protocol_version", "protocol_overrides",
-                         "pred_kind", *metric_names, "notes", "transform"])
-        for r in results:
+                         "fingerprint", "source", "pred_kind", *metrics, "notes", "transform", *strata,
+                         "sam3d_eval_version", "torch_version", "git_commit", "created_at"])
+        for rec in frame.to_dict("records"):
+            notes = json.loads(rec["notes"]) if isinstance(rec.get("notes"), str) else []
             writer.writerow([
-                r.sample_id, r.status, r.error or "", *proto_cols, r.pred_kind or "",
-                *(r.metrics.get(k, "") for k in metric_names),
-                "; ".join(r.notes), json.dumps(r.transform) if r.transform else "",
+                rec["sample_id"], rec["status"], rec.get("error") or "", *fixed, rec.get("fingerprint", ""),
+                rec.get("source", ""), rec.get("pred_kind") or "", *(float(rec[m]) for m in metrics),
+                "; ".join(notes), rec.get("transform") or "", *("" if rec.get(s) is None else rec.get(s) for s in strata),
+                *provenance,
             ])
+    return path

@@ -1,23 +1,34 @@
-"""Per-sample scoring: prediction folders against ground truth, geometry under a protocol and appearance."""
+"""Evaluation: protocols and batched scoring, prediction sources, the runner and its results store, summaries."""
 
 from .appearance import appearance_metrics, load_lpips_or_none
-from .pairs import PairResult, SamplePair, find_pairs, load_prediction, score_pairs
-from .protocols import PROTOCOLS, GeometryRow, Protocol, evaluate_geometry, get_protocol
+from .runner import RunDirError, RunResult, run_evaluation
+from .protocols import PROTOCOLS, Protocol, get_protocol
+from .scoring import BatchScores, GeometryRow, evaluate_geometry, score_batch
+from .sources import FolderSource, PredictionSource, PredictorSource, find_pairs, load_prediction
+from .summary import domain_gap, occlusion_accuracy, summarize
 from .surface import SurfaceMetrics, surface_metrics
 
 __all__ = [
     "PROTOCOLS",
+    "BatchScores",
+    "score_batch",
     "GeometryRow",
     "Protocol",
     "SurfaceMetrics",
     "evaluate_geometry",
     "get_protocol",
     "surface_metrics",
-    "PairResult",
-    "SamplePair",
     "appearance_metrics",
-    "find_pairs",
     "load_lpips_or_none",
+    "FolderSource",
+    "PredictionSource",
+    "PredictorSource",
+    "RunDirError",
+    "RunResult",
+    "domain_gap",
+    "find_pairs",
     "load_prediction",
-    "score_pairs",
+    "occlusion_accuracy",
+    "run_evaluation",
+    "summarize",
 ]
