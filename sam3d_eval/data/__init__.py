@@ -1,4 +1,5 @@
-"""Built-in data: procedural shapes and seeded degradations."""
+"""Built-in data: the procedural benchmark (synthetic and "real" domains with named shifts), the manifest,
+a Dataset over any manifest, the synthetic/real mixing sampler, and the demo shapes."""
 
 from .shapes import SHAPES, Degradation, degrade, make_shape
 

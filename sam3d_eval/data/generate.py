@@ -1,0 +1,488 @@
+"""The built-in benchmark generator: one sample (image, masks, GT mesh, camera, record) from (seed, sample id),
+and a folder of them with a manifest.
+
+Every random draw of a sample comes from a stream `numpy_generator(seed, sample_id, role)` (roles: object,
+appearance, camera, scene, background, lights, second_object, split, shift:<name>), so a sample's bytes
+depend on nothing but the seed, its id and the configuration: not on the number of workers, the order in
+which samples are made, or a resume. Switching one shift off leaves every other draw of the sample as it
+was (`shifts.draw_intensity` always consumes its draws).
+
+Synthetic samples (after arXiv:2503.24229): a target of one of the `procedural.CATEGORIES` (largest side
+0.25-0.6 m), a material and a procedural pattern as vertex colours, with probability 0.5 a second object;
+both inserted into a template by their centre of gravity with +-0.1 m noise (`scene.place_objects`);
+a camera at azimuth U(0, 360), elevation U(-30, 60) degrees, vertical field of view U(35, 55) degrees,
+looking at the target's centre of gravity from `U(1.2, 1.8)` times the distance at which its bounding sphere
+fills the view; an environment light, a directional key light and with probability 0.5 a point light; a
+background of complexity `U(0, background_complexity)`: below 0.2 empty (uniform), below 0.5 simple
+(gradient, plain floor), else cluttered (gradient with shapes, checker floor). Real samples are made the
+same way and then go through the shifts of `shifts.SHIFTS` at their configured strengths.
+
+Files under the output folder: images/<id>.png (RGB), masks/<id>.png (visible mask, 0/255),
+amodal/<id>.png (amodal mask), meshes/<id>.ply (GT mesh in the object frame: origin at its centre of
+gravity, y up, metres, vertex colours), cameras/<id>.json, records/<id>.json (the manifest row, written
+last: a sample is complete when its record exists), manifest.parquet and manifest.csv, generation.json.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import pathlib
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..io.mesh_io import save_mesh
+from ..seeding import numpy_generator
+from .appearance import sample_material, sample_pattern, vertex_colors
+from .procedural import CATEGORIES, make_object
+from .scene import (ELEVATION_RANGE, SceneObject, background_image, centre_of_gravity, floor_object, make_camera,
+                    occlusion_fraction, place_objects, render_scene, FLOOR_MIN_ELEVATION)
+from .shifts import (SHIFTS, apply_blur, apply_color_temperature, apply_exposure, apply_hard_shadows,
+                     apply_harsh_light, apply_jpeg, apply_sensor_noise, apply_wear, draw_intensity, make_occluders,
+                     parse_shift_settings, photo_background)
+from .lighting import LightRig
+
+__all__ = ["GenerationConfig", "Sample", "generate_sample", "make_benchmark", "sample_ids", "write_sample"]
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """What the generator makes (everything that changes bytes, besides the seed).
+
+    image_size: square images, pixels. background_complexity: the maximum level in [0, 1] (training can step
+    it up). second_object_prob: chance of a second object. shifts: strength per shift name in [0, 1]
+    (missing names default to 1, 0 switches a shift off). shift_prob: chance each shift is applied to a real
+    image. split_fractions: train/val/test shares. categories: the families drawn from.
+    """
+
+    image_size: int = 128
+    background_complexity: float = 1.0
+    second_object_prob: float = 0.5
+    shifts: Mapping[str, float] = field(default_factory=dict)
+    shift_prob: float = 0.8
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    categories: tuple[str, ...] = tuple(CATEGORIES)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shifts", parse_shift_settings(dict(self.shifts)))
+        object.__setattr__(self, "categories", tuple(self.categories))
+        object.__setattr__(self, "split_fractions", tuple(float(x) for x in self.split_fractions))
+        if not (isinstance(self.image_size, int) and 16 <= self.image_size <= 4096):
+            raise ValueError(f"image_size must be an integer in [16, 4096], got {self.image_size!r}")
+        for name in ("background_complexity", "second_object_prob", "shift_prob"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {v}")
+        if len(self.split_fractions) != 3 or min(self.split_fractions) < 0 or abs(sum(self.split_fractions) - 1) > 1e-9:
+            raise ValueError(f"split_fractions must be three non-negative shares summing to 1, got {self.split_fractions}")
+        bad = [c for c in self.categories if c not in CATEGORIES]
+        if bad or not self.categories:
+            raise ValueError(f"unknown or no categories {bad}; choose from {sorted(CATEGORIES)}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["shifts"] = dict(self.shifts)
+        d["split_fractions"] = list(self.split_fractions)
+        d["categories"] = list(self.categories)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "GenerationConfig":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ValueError(f"unknown generation setting(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**known)
+
+
+@dataclass
+class Sample:
+    """One generated sample in memory: image `(H, W, 3)` uint8, visible and amodal masks `(H, W)` bool, the
+    GT mesh (verts `(V, 3)` float64 in the object frame, faces `(F, 3)` int64, colours `(V, 3)` float32),
+    the camera dict and the manifest record (without file paths)."""
+
+    sample_id: str
+    image: np.ndarray
+    mask: np.ndarray
+    amodal: np.ndarray
+    verts: np.ndarray
+    faces: np.ndarray
+    colors: np.ndarray
+    camera: dict
+    record: dict
+
+
+def sample_ids(domain: str, count: int) -> list[str]:
+    """The ids of the first `count` samples of `domain`: `syn_000000`, ... or `real_000000`, ..."""
+    prefix = {"synthetic": "syn", "real": "real"}.get(domain)
+    if prefix is None:
+        raise ValueError(f"unknown domain {domain!r}; expected synthetic or real")
+    return [f"{prefix}_{i:06d}" for i in range(count)]
+
+
+def _light_rig(rng: np.random.Generator, centre: np.ndarray, radius: float) -> LightRig:
+    from ..render.shading import DirectionalLight, PointLight
+
+    tint = rng.uniform(0.9, 1.1, 3)
+    env = rng.uniform(0.25, 0.45)
+    sky = tuple((env * tint).tolist())
+    ground = tuple((env * 0.5 * tint).tolist())
+    az, el = rng.uniform(0, 2 * np.pi), rng.uniform(0.3, 1.3)
+    direction = (math.cos(el) * math.cos(az), math.sin(el), math.cos(el) * math.sin(az))
+    lights = [DirectionalLight(direction=direction, color=tuple((rng.uniform(0.45, 0.7) * tint).tolist()))]
+    if rng.uniform() < 0.5:
+        az, el = rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 1.2)
+        d = rng.uniform(2.0, 5.0) * radius
+        loc = centre + d * np.array([math.cos(el) * math.cos(az), math.sin(el), math.cos(el) * math.sin(az)])
+        lights.append(PointLight(location=tuple(loc.tolist()), color=tuple((rng.uniform(0.2, 0.4) * tint).tolist())))
+    return LightRig(sky, ground, lights, [0.0] * len(lights))
+
+
+def _object(rng_obj: np.random.Generator, rng_app: np.random.Generator, categories: Sequence[str]):
+    category = str(rng_obj.choice(list(categories)))
+    size = float(rng_obj.uniform(0.25, 0.6))
+    m = make_object(category, rng_obj, size)
+    material = sample_material(rng_app)
+    pattern = sample_pattern(rng_app, size)
+    cog = centre_of_gravity(m.verts, m.faces)
+    verts = m.verts - cog
+    return category, size, m, verts, material, pattern
+
+
+def _to_u8(img: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def generate_sample(seed: int, sample_id: str, domain: str, config: GenerationConfig) -> Sample:
+    """Make one sample (module docstring) in memory; deterministic in (seed, sample_id, domain, config)."""
+    if domain not in ("synthetic", "real"):
+        raise ValueError(f"unknown domain {domain!r}; expected synthetic or real")
+    rng = lambda role: numpy_generator(seed, sample_id, role)  # noqa: E731
+    size_px = config.image_size
+    real = domain == "real"
+    shift_rngs = {name: rng(f"shift:{name}") for name in SHIFTS}
+    intens = {name: (draw_intensity(config.shifts[name], config.shift_prob, shift_rngs[name]) if real else 0.0)
+              for name in SHIFTS}
+    applied: dict[str, dict] = {}
+
+    category, size, m, verts, material, pattern = _object(rng("object"), rng("appearance"), config.categories)
+    colors = vertex_colors(verts, pattern)  # on the clean shape: wear moves geometry, not the paint
+    faces = m.faces
+    if intens["wear"] > 0:
+        verts, params = apply_wear(verts, faces, intens["wear"], shift_rngs["wear"])
+        cog = centre_of_gravity(verts, faces)
+        verts = verts - cog
+        applied["wear"] = params
+
+    rc = rng("camera")
+    azimuth = float(rc.uniform(0.0, 360.0))
+    elevation = float(rc.uniform(*ELEVATION_RANGE))
+    fov = float(rc.uniform(35.0, 55.0))
+    fill = float(rc.uniform(1.2, 1.8))
+
+    rs = rng("scene")
+    level = float(rs.uniform(0.0, config.background_complexity))
+    bg_kind = "empty" if level < 0.2 else ("simple" if level < 0.5 else "cluttered")
+    template = "tabletop" if (elevation >= FLOOR_MIN_ELEVATION and bg_kind != "empty") else "studio"
+    two = bool(rs.uniform() < config.second_object_prob)
+    meshes = [(verts, faces)]
+    second = None
+    if two:
+        second = _object(rng("second_object"), rng("second_object:appearance"), config.categories)
+        meshes.append((second[3], second[2].faces))
+    poses = place_objects(meshes, template, rs)
+    # Object frames are centred at the centre of gravity already, so pose["cog"] is ~0.
+    objects = []
+    for k, pose in enumerate(poses):
+        v, f = meshes[k]
+        world = (v - pose["cog"]) @ pose["R"].T + pose["t"]
+        if k == 0:
+            objects.append(SceneObject(world, f, colors, material, "target"))
+        else:
+            objects.append(SceneObject(world, f, vertex_colors(second[3], second[5]), second[4], "object"))
+    target_world = objects[0].verts
+    centre = poses[0]["t"] + poses[0]["R"] @ (-poses[0]["cog"])
+    radius = float(np.linalg.norm(target_world - centre, axis=1).max())
+    distance = radius / math.sin(math.radians(fov) / 2) * fill
+    camera = make_camera(azimuth, elevation, distance, centre, fov, size_px)
+    eye = camera.get_camera_center()[0].numpy()
+
+    rb = rng("background")
+    background = background_image(bg_kind, level, size_px, rb)
+    if template == "tabletop":
+        colour_a, colour_b = rb.uniform(0.3, 0.9, 3), rb.uniform(0.1, 0.7, 3)
+        objects.append(floor_object(centre, 3.0, 12, colour_a, colour_b, checker=bg_kind == "cluttered"))
+    if intens["photo_background"] > 0:
+        background, applied["photo_background"] = photo_background(size_px, intens["photo_background"],
+                                                                   shift_rngs["photo_background"])
+    if intens["occluders"] > 0:
+        occ, applied["occluders"] = make_occluders(centre, radius, eye, intens["occluders"], shift_rngs["occluders"])
+        objects.extend(occ)
+
+    rig = _light_rig(rng("lights"), centre, radius)
+    if intens["harsh_light"] > 0:
+        rig, applied["harsh_light"] = apply_harsh_light(rig, centre, radius, intens["harsh_light"],
+                                                        shift_rngs["harsh_light"])
+    if intens["hard_shadows"] > 0:
+        rig, applied["hard_shadows"] = apply_hard_shadows(rig, intens["hard_shadows"])
+
+    out = render_scene(objects, camera, rig, background, shadow_resolution=max(256, 2 * size_px))
+    img = out.rgb.astype(np.float64)
+    for name, fn in (("exposure", apply_exposure), ("color_temperature", apply_color_temperature)):
+        if intens[name] > 0:
+            img, applied[name] = fn(img, intens[name], shift_rngs[name])
+    img = np.clip(img, 0.0, 1.0)
+    for name, fn in (("blur", apply_blur), ("sensor_noise", apply_sensor_noise)):
+        if intens[name] > 0:
+            img, applied[name] = fn(img, intens[name], shift_rngs[name])
+    img_u8 = _to_u8(img)
+    if intens["jpeg"] > 0:
+        img_u8, applied["jpeg"] = apply_jpeg(img_u8, intens["jpeg"])
+
+    for name, params in applied.items():
+        params["intensity"] = intens[name]
+    occlusion = occlusion_fraction(out.visible, out.amodal)
+
+    # Extrinsics of the GT mesh's frame: x_cam = R_wc (R_obj x + t_obj) + T_wc.
+    R_wc, T_wc = camera.R[0].numpy(), camera.T[0].numpy()
+    R_obj, t_obj = poses[0]["R"], poses[0]["t"] - poses[0]["R"] @ poses[0]["cog"]
+    fx, fy = camera.focal_length[0].tolist()
+    cx, cy = camera.principal_point[0].tolist()
+    cam = {
+        "convention": "opencv: x right, y down, z forward; pixel (r, c) centred at (c + 0.5, r + 0.5)",
+        "frame": "gt_mesh",
+        "image_size": [size_px, size_px],
+        "K": [[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]],
+        "R": (R_wc @ R_obj).tolist(),
+        "T": (R_wc @ t_obj + T_wc).tolist(),
+        "world_R": R_wc.tolist(),
+        "world_T": T_wc.tolist(),
+        "object_R": R_obj.tolist(),
+        "object_t": t_obj.tolist(),
+        "fov_deg": fov,
+        "azimuth_deg": azimuth,
+        "elevation_deg": elevation,
+        "distance": distance,
+    }
+    split_u = rng("split").uniform()
+    cum = np.cumsum(config.split_fractions)
+    split = SPLITS[int(np.searchsorted(cum, split_u, side="right"))] if split_u < cum[-1] else SPLITS[-1]
+    record = {
+        "sample_id": sample_id,
+        "domain": domain,
+        "occlusion": round(occlusion, 6),
+        "category": category,
+        "split": split,
+        "material": material.kind,
+        "pattern": pattern["pattern"],
+        "size_m": round(size, 6),
+        "template": template,
+        "num_objects": len(poses),
+        "background": "photo" if "photo_background" in applied else bg_kind,
+        "background_complexity": round(level, 6),
+        "azimuth_deg": round(azimuth, 4),
+        "elevation_deg": round(elevation, 4),
+        "visible_px": int(np.count_nonzero(out.visible)),
+        "amodal_px": int(np.count_nonzero(out.amodal)),
+        **{f"shift_{name}": round(intens[name], 6) for name in SHIFTS},
+    }
+    details = {"category_params": m.params, "material": material.to_dict(), "pattern": pattern,
+               "lights": rig.to_dict(), "shifts": applied, "placement": [
+                   {"anchor": p["anchor"].tolist(), "noise": p["noise"].tolist(), "t": p["t"].tolist()} for p in poses],
+               "second_category": second[0] if second else None}
+    record["details"] = details
+    return Sample(sample_id, img_u8, out.visible, out.amodal, verts, faces, colors, cam, record)
+
+
+# ---- files ------------------------------------------------------------------------------------------
+def _atomic_bytes(path: pathlib.Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _png(arr: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def _atomic_mesh(path: pathlib.Path, verts: np.ndarray, faces: np.ndarray, colors: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    save_mesh(tmp, (verts.astype(np.float32), faces), colors=colors)
+    os.replace(tmp, path)
+
+
+def _json_bytes(obj) -> bytes:
+    return (json.dumps(obj, sort_keys=True, indent=1) + "\n").encode()
+
+
+def write_sample(sample: Sample, out: str | os.PathLike) -> dict:
+    """Write a sample's files under `out` (each atomically, the record last); returns the manifest row with
+    paths relative to `out`."""
+    out = pathlib.Path(out)
+    sid = sample.sample_id
+    paths = {"image": f"images/{sid}.png", "mask": f"masks/{sid}.png", "amodal_mask": f"amodal/{sid}.png",
+             "gt_mesh": f"meshes/{sid}.ply", "camera_file": f"cameras/{sid}.json"}
+    for rel in paths.values():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+    _atomic_bytes(out / paths["image"], _png(sample.image))
+    _atomic_bytes(out / paths["mask"], _png(sample.mask.astype(np.uint8) * 255))
+    _atomic_bytes(out / paths["amodal_mask"], _png(sample.amodal.astype(np.uint8) * 255))
+    _atomic_mesh(out / paths["gt_mesh"], sample.verts, sample.faces, sample.colors)
+    _atomic_bytes(out / paths["camera_file"], _json_bytes(sample.camera))
+    record = {**sample.record, **paths, "camera": json.dumps(sample.camera, sort_keys=True)}
+    (out / "records").mkdir(parents=True, exist_ok=True)
+    data = _json_bytes(record)
+    _atomic_bytes(out / "records" / f"{sid}.json", data)
+    return json.loads(data)  # as a resume reads it back
+
+
+def _complete(out: pathlib.Path, sid: str) -> dict | None:
+    """The record of a finished sample (its record and every file it names exist), else None."""
+    path = out / "records" / f"{sid}.json"
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    keys = ("image", "mask", "amodal_mask", "gt_mesh", "camera_file")
+    if not all(k in record and (out / record[k]).is_file() for k in keys):
+        return None
+    return record
+
+
+def _job(args) -> dict:
+    seed, sid, domain, config_dict, out = args
+    sample = generate_sample(seed, sid, domain, GenerationConfig.from_dict(config_dict))
+    return write_sample(sample, out)
+
+
+def _one_thread():
+    """The runtime policy of in-process generation: torch on one thread (as each pool worker; the bytes do
+    not depend on it, the speed does: per-sample work is small and memory-bound)."""
+    try:
+        from ..runtime import runtime_policy
+    except ImportError:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return runtime_policy("cpu", torch_threads=1)
+
+
+def _init_worker() -> None:
+    # A worker process of our own pool: one torch thread each (the pool is the parallelism).
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def manifest_frame(records: Sequence[dict]):
+    """The manifest (pandas frame) of `records`: DESIGN.md section 4 columns first, then the strata the
+    generator records (shift intensities, background, material, ...); the `details` stay in records/."""
+    import pandas as pd
+
+    first = ["sample_id", "image", "mask", "gt_mesh", "domain", "occlusion", "category", "camera", "split"]
+    rows = [{k: v for k, v in r.items() if k != "details"} for r in records]
+    frame = pd.DataFrame(rows)
+    rest = sorted(c for c in frame.columns if c not in first)
+    return frame[first + rest]
+
+
+def make_benchmark(
+    out: str | os.PathLike,
+    num_synthetic: int,
+    num_real: int,
+    seed: int,
+    config: GenerationConfig | None = None,
+    *,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+):
+    """Generate (or finish) the benchmark under `out`; returns the manifest frame (also written as
+    manifest.parquet and manifest.csv, and validated with `data.manifest.validate_manifest`).
+
+    Samples whose record and files exist are kept as they are (a resume); the rest are made by `workers`
+    processes (1: in this process). Same seed and config, same bytes, whatever `workers`. `progress(done,
+    total)` is called after each sample. Raises ValueError when `out` holds a benchmark made with another
+    seed or configuration.
+    """
+    config = config or GenerationConfig()
+    if num_synthetic < 0 or num_real < 0 or num_synthetic + num_real == 0:
+        raise ValueError(f"need a positive number of samples, got synthetic={num_synthetic}, real={num_real}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"format_version": FORMAT_VERSION, "seed": int(seed), "config": config.to_dict()}
+    meta_path = out / "generation.json"
+    if meta_path.exists():
+        try:
+            old = json.loads(meta_path.read_text())
+        except json.JSONDecodeError:
+            old = None
+        if old != meta:
+            raise ValueError(f"{out} holds a benchmark made with another seed or configuration "
+                             f"({meta_path}); choose another --out or remove it")
+    else:
+        _atomic_bytes(meta_path, _json_bytes(meta))
+
+    jobs = [(sid, d) for d, n in (("synthetic", num_synthetic), ("real", num_real)) for sid in sample_ids(d, n)]
+    records: dict[str, dict] = {}
+    todo = []
+    for sid, d in jobs:
+        rec = _complete(out, sid)
+        if rec is None:
+            todo.append((int(seed), sid, d, config.to_dict(), str(out)))
+        else:
+            records[sid] = rec
+    done, total = len(records), len(jobs)
+    if progress:
+        progress(done, total)
+    if todo and workers == 1:
+        with _one_thread():
+            for job in todo:
+                rec = _job(job)
+                records[rec["sample_id"]] = rec
+                done += 1
+                if progress:
+                    progress(done, total)
+    elif todo:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(min(workers, len(todo)), initializer=_init_worker) as pool:
+            for rec in pool.imap_unordered(_job, todo, chunksize=1):
+                records[rec["sample_id"]] = rec
+                done += 1
+                if progress:
+                    progress(done, total)
+    frame = manifest_frame([records[sid] for sid, _ in jobs])
+    _write_manifest(frame, out)
+    from .manifest import validate_manifest
+
+    validate_manifest(frame, out)
+    return frame
+
+
+def _write_manifest(frame, out: pathlib.Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False, lineterminator="\n")
+    _atomic_bytes(out / "manifest.csv", buf.getvalue().encode())
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    _atomic_bytes(out / "manifest.parquet", sink.getvalue().to_pybytes())

@@ -1,0 +1,188 @@
+"""The built-in benchmark generator: byte determinism across workers and resumes, the manifest, occlusion from
+the written masks, camera and object statistics in their declared ranges, the cameras' geometry."""
+
+import hashlib
+import json
+import math
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sam3d_eval.data.generate import GenerationConfig, generate_sample, make_benchmark, sample_ids
+from sam3d_eval.data.manifest import load_manifest
+from sam3d_eval.data.procedural import CATEGORIES
+from sam3d_eval.io.mesh_io import load_mesh
+from sam3d_eval.ops.rasterize import rasterize_meshes
+from sam3d_eval.render.cameras import PerspectiveCameras
+from sam3d_eval.structures.meshes import Meshes
+
+SEED = 11
+CFG = GenerationConfig(image_size=48)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    # What the CLI's runtime policy does; many small ops are far slower on a busy box with two threads.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _digest(folder: pathlib.Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "b"
+    make_benchmark(out, 2, 2, SEED, CFG, workers=1)
+    return out
+
+
+def test_same_bytes_with_two_workers(bench, tmp_path):
+    other = tmp_path / "w2"
+    make_benchmark(other, 2, 2, SEED, CFG, workers=2)
+    a, b = _digest(bench), _digest(other)
+    assert a == b
+    assert any(k.startswith("images/real_") for k in a) and "manifest.parquet" in a
+
+
+def test_resume_finishes_with_same_bytes(bench, tmp_path):
+    out = tmp_path / "r"
+    calls = []
+
+    def interrupt(done, total):
+        calls.append(done)
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        make_benchmark(out, 2, 2, SEED, CFG, workers=1, progress=interrupt)
+    assert not (out / "manifest.csv").exists()
+    # A sample cut off between its files: image written, record not; a stale temporary file.
+    (out / "records" / "syn_000001.json").unlink()
+    (out / "images" / ".x.png.tmp999").write_bytes(b"partial")
+    (out / "images" / ".x.png.tmp999").unlink()
+    seen = []
+    make_benchmark(out, 2, 2, SEED, CFG, workers=1, progress=lambda d, t: seen.append(d))
+    assert seen[0] == 2  # two complete samples kept, the cut one redone
+    assert _digest(out) == _digest(bench)
+
+
+def test_other_seed_in_same_folder_is_refused(bench):
+    with pytest.raises(ValueError, match="another seed or configuration"):
+        make_benchmark(bench, 2, 2, SEED + 1, CFG)
+
+
+def test_seed_changes_bytes_and_ids_are_stable():
+    a = generate_sample(SEED, "syn_000000", "synthetic", CFG)
+    b = generate_sample(SEED + 1, "syn_000000", "synthetic", CFG)
+    assert not np.array_equal(a.image, b.image)
+    assert sample_ids("real", 2) == ["real_000000", "real_000001"]
+
+
+def test_manifest_validates_and_matches_csv(bench):
+    pq = load_manifest(bench / "manifest.parquet")
+    csv = load_manifest(bench / "manifest.csv")
+    assert list(pq.columns[:9]) == ["sample_id", "image", "mask", "gt_mesh", "domain", "occlusion", "category",
+                                    "camera", "split"]
+    assert pq["sample_id"].tolist() == csv["sample_id"].tolist() == sample_ids("synthetic", 2) + sample_ids("real", 2)
+    assert np.allclose(pq["occlusion"], csv["occlusion"])
+    assert set(pq["domain"]) == {"synthetic", "real"}
+    assert set(pq["split"]) <= {"train", "val", "test"}
+    shift_cols = [c for c in pq.columns if c.startswith("shift_")]
+    assert len(shift_cols) == 10
+    assert (pq.loc[pq["domain"] == "synthetic", shift_cols] == 0).all().all()
+    assert (pq.loc[pq["domain"] == "real", shift_cols] > 0).any().any()
+    for p in pq["image"].tolist() + pq["mask"].tolist() + pq["gt_mesh"].tolist():
+        assert pathlib.Path(p).is_file()
+
+
+def test_occlusion_equals_the_mask_computation(bench):
+    frame = load_manifest(bench / "manifest.parquet")
+    fracs = []
+    for _, row in frame.iterrows():
+        vis = np.asarray(Image.open(row["mask"])) > 127
+        amo = np.asarray(Image.open(bench / row["amodal_mask"])) > 127
+        assert not (vis & ~amo).any()  # visible is part of amodal
+        expected = 1 - vis.sum() / amo.sum()
+        assert row["occlusion"] == pytest.approx(expected, abs=1e-6)
+        assert row["visible_px"] == vis.sum() and row["amodal_px"] == amo.sum()
+        fracs.append(expected)
+    assert all(0 <= f <= 1 for f in fracs)
+
+
+def _samples(n, domain, cfg=CFG):
+    return [generate_sample(SEED, f"stat_{i}", domain, cfg) for i in range(n)]
+
+
+def test_camera_and_object_statistics_in_declared_ranges():
+    cfg = GenerationConfig(image_size=32, shifts={"all": 0})
+    samples = _samples(12, "synthetic", cfg)
+    for s in samples:
+        c, r = s.camera, s.record
+        assert 0 <= c["azimuth_deg"] < 360 and -30 <= c["elevation_deg"] <= 60
+        assert 35 <= c["fov_deg"] <= 55
+        R = np.array(c["R"])
+        assert np.allclose(R @ R.T, np.eye(3), atol=1e-9) and np.linalg.det(R) == pytest.approx(1.0)
+        K = np.array(c["K"])
+        assert K[1, 1] == pytest.approx(16 / math.tan(math.radians(c["fov_deg"]) / 2))
+        assert r["category"] in CATEGORIES and r["num_objects"] in (1, 2)
+        size = float(np.ptp(s.verts, axis=0).max())
+        assert 0.25 - 1e-9 <= size <= 0.6 + 1e-9 and r["size_m"] == pytest.approx(size, rel=1e-5)
+        # GT mesh frame: origin at the centre of gravity.
+        from sam3d_eval.data.scene import centre_of_gravity
+
+        assert np.abs(centre_of_gravity(s.verts, s.faces)).max() < 1e-9
+        for p in r["details"]["placement"]:
+            assert np.all(np.abs(p["noise"]) <= 0.1)
+        assert r["background"] in ("empty", "simple", "cluttered")
+        assert r["template"] == "studio" or c["elevation_deg"] >= 8
+    assert len({s.record["category"] for s in samples}) >= 4
+    assert any(s.record["num_objects"] == 2 for s in samples) and any(s.record["num_objects"] == 1 for s in samples)
+
+
+def test_camera_json_projects_the_gt_mesh_onto_its_amodal_mask():
+    for s in _samples(3, "synthetic"):
+        c = s.camera
+        K = np.array(c["K"])
+        cam = PerspectiveCameras(torch.tensor(c["R"], dtype=torch.float64)[None],
+                                 torch.tensor(c["T"], dtype=torch.float64)[None],
+                                 torch.tensor([K[0, 0], K[1, 1]]), tuple(c["image_size"]),
+                                 torch.tensor([K[0, 2], K[1, 2]]))
+        v = torch.from_numpy(s.verts)
+        frags = rasterize_meshes(Meshes([v], [torch.from_numpy(s.faces)]), cam.project(v), tuple(c["image_size"]))
+        mask = (frags.pix_to_face[0] >= 0).numpy()
+        inter, union = (mask & s.amodal).sum(), (mask | s.amodal).sum()
+        assert inter / union > 0.97
+
+
+def test_written_gt_mesh_round_trips(bench):
+    frame = load_manifest(bench / "manifest.parquet")
+    row = frame.iloc[0]
+    s = generate_sample(SEED, row["sample_id"], row["domain"], CFG)
+    m = load_mesh(row["gt_mesh"])
+    assert torch.allclose(m.verts_list()[0].double(), torch.from_numpy(s.verts), atol=1e-6)
+    assert torch.equal(m.faces_list()[0], torch.from_numpy(s.faces))
+    assert m.textures is not None
+    cam = json.loads((bench / row["camera_file"]).read_text())
+    assert cam == json.loads(row["camera"])
+
+
+def test_config_errors_name_the_problem():
+    with pytest.raises(ValueError, match="unknown shift 'fog'"):
+        GenerationConfig(shifts={"fog": 1})
+    with pytest.raises(ValueError, match="must lie in \\[0, 1\\]"):
+        GenerationConfig(shifts={"jpeg": 2})
+    with pytest.raises(ValueError, match="image_size"):
+        GenerationConfig(image_size=4)
+    with pytest.raises(ValueError, match="unknown generation setting"):
+        GenerationConfig.from_dict({"colour": 1})
+    with pytest.raises(ValueError, match="positive number of samples"):
+        make_benchmark("/nonexistent/never", 0, 0, 0)
