@@ -63,13 +63,17 @@ def _base_shapes() -> list[tuple[np.ndarray, np.ndarray]]:
 
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
-    root = tmp_path_factory.mktemp("bench_evaluate")
+    return write_dataset(tmp_path_factory.mktemp("bench_evaluate"))
+
+
+def write_dataset(root: pathlib.Path, n: int = N_SAMPLES) -> tuple[pathlib.Path, pathlib.Path]:
+    """Write `n` (GT, prediction) PLY pairs and manifest.csv under `root`; returns (root, manifest)."""
     (root / "gt").mkdir()
     (root / "pred").mkdir()
     shapes = _base_shapes()
     rng = np.random.default_rng(0)
     rows = []
-    for i in range(N_SAMPLES):
+    for i in range(n):
         v, f = shapes[i % 3]
         v = v * rng.uniform(0.5, 2.0) + rng.normal(size=3).astype(np.float32)
         dv, df = degrade(v.astype(np.float32), f, Degradation(noise=0.003, stretch=0.05, dent=0.05), seed=i)[:2]

@@ -447,3 +447,34 @@ def test_progress_lines_when_not_a_terminal():
     assert lines[1] == "scoring: 4 sample(s) to score"
     assert lines[2].startswith("scoring: 2/4 (50%)") and "ETA" in lines[2]
     assert lines[-1].startswith("scoring: 4/4 (100%)") and "\r" not in stream.getvalue()
+
+
+def test_evaluate_a_reference_checkpoint(tmp_path, capsys):
+    """A .safetensors checkpoint is run as a Predictor on the manifest's images and masks."""
+    import pandas as pd
+    from PIL import Image
+
+    from sam3d_eval.io import read_results
+    from sam3d_eval.models import ReferenceConfig, ReferenceModel, save_checkpoint
+
+    torch.manual_seed(0)
+    model = ReferenceModel(ReferenceConfig(input_size=16, channels=(4, 8), feature_dim=8, decoder_hidden=8,
+                                           decoder_layers=1, ico_level=1, frame="world"))
+    save_checkpoint(tmp_path / "ckpt.safetensors", model)
+    rows = []
+    for i in range(3):
+        Image.fromarray(np.full((20, 20, 3), 60 * i, np.uint8)).save(tmp_path / f"i{i}.png")
+        Image.fromarray(np.full((20, 20), 255, np.uint8)).save(tmp_path / f"m{i}.png")
+        _write(tmp_path / f"g{i}.ply")
+        rows.append(dict(sample_id=f"r{i}", image=f"i{i}.png", mask=f"m{i}.png", gt_mesh=f"g{i}.ply",
+                         domain="real", occlusion=0.1, category="ball"))
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    code = main(["evaluate", str(tmp_path / "ckpt.safetensors"), "--data", str(tmp_path / "m.csv"),
+                 "--out", str(tmp_path / "run"), "--samples", "300"])
+    assert code == 0, capsys.readouterr().err
+    frame = read_results(tmp_path / "run")
+    assert list(frame["status"]) == ["ok"] * 3 and set(frame["source"]) == {model.identity}
+    assert (frame["chamfer_l2"] > 0).all()
+    assert main(["evaluate", str(tmp_path / "missing.safetensors"), "--data", str(tmp_path / "m.csv"),
+                 "--out", str(tmp_path / "run2")]) == 2
+    assert "missing.safetensors: checkpoint does not exist" in capsys.readouterr().err

@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="score a predictions folder on a manifest; resumable Parquet results and strata summaries",
         description=(
-            "Score the predictions in PREDICTIONS (files <sample_id>.<ext>: meshes, point clouds, splats) "
+            "Score the predictions in PREDICTIONS (files <sample_id>.<ext>: meshes, point clouds, splats; or a "
+            "reference-model checkpoint .safetensors, run on each row's image, mask and camera) "
             "against the ground truth of the manifest (CSV, JSONL or Parquet: sample_id, gt_mesh, domain, "
             "occlusion, category, optional image, mask, camera, split and any extra columns) under a protocol. "
             "Results go to RUN_DIR/results/*.parquet (one row per sample, written batch by batch) with "
@@ -36,7 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
         epilog="example: sam3d-eval evaluate preds/ --data data/manifest.csv --out runs/ckpt42 --protocol default",
     )
-    p.add_argument("predictions", type=pathlib.Path, help="folder of predictions named <sample_id>.<ext>")
+    p.add_argument("predictions", type=pathlib.Path,
+                   help="folder of predictions named <sample_id>.<ext>, or a reference-model checkpoint "
+                        "(.safetensors) run on the manifest's image, mask and camera")
     p.add_argument("--data", type=pathlib.Path, required=True, help="the manifest (.csv, .jsonl or .parquet)")
     p.add_argument("--out", type=pathlib.Path, required=True, help="run folder for results, run.json and summary.json")
     p.add_argument("--resume", action="store_true",
@@ -78,10 +81,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
     if not 0.0 <= args.accuracy_threshold <= 1.0:
         raise ValueError(f"--accuracy-threshold must be in [0, 1], got {args.accuracy_threshold}")
+    checkpoint = args.predictions.suffix.lower() == ".safetensors"
     if not args.predictions.exists():
-        raise FileNotFoundError(f"{args.predictions}: predictions folder does not exist")
-    if not args.predictions.is_dir():
-        raise NotADirectoryError(f"{args.predictions}: predictions must be a folder of <sample_id>.<ext> files")
+        what = "checkpoint" if checkpoint else "predictions folder"
+        raise FileNotFoundError(f"{args.predictions}: {what} does not exist")
+    if not checkpoint and not args.predictions.is_dir():
+        raise NotADirectoryError(f"{args.predictions}: predictions must be a folder of <sample_id>.<ext> files "
+                                 "or a reference-model checkpoint (.safetensors)")
 
     from ..data.manifest import load_manifest
     from ..evaluate.runner import check_run_dir, run_evaluation
@@ -95,8 +101,15 @@ def run(args: argparse.Namespace) -> int:
         if rank == 0:
             check_run_dir(args.out, resume=args.resume)  # before any work: unwritable, or holds another run
         manifest = load_manifest(args.data)
-        source = FolderSource(args.predictions)
-        unknown = sorted(set(source.files) - set(manifest["sample_id"]))
+        if checkpoint:
+            from ..evaluate.sources import PredictorSource
+            from ..models.checkpoint import load_checkpoint
+
+            source = PredictorSource(load_checkpoint(args.predictions, device=device))
+            unknown = []
+        else:
+            source = FolderSource(args.predictions)
+            unknown = sorted(set(source.files) - set(manifest["sample_id"]))
         if unknown and rank == 0:
             print(f"note: {len(unknown)} prediction(s) are not in the manifest and are not scored: "
                   f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}", file=sys.stderr)

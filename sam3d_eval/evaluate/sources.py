@@ -238,6 +238,7 @@ class PredictorSource(PredictionSource):
             images = torch.stack([torch.from_numpy(items[i].value[0].copy()) for i in idx]).permute(0, 3, 1, 2)
             masks = torch.stack([torch.from_numpy(items[i].value[1] > 0) for i in idx])[:, None]
             cameras = [items[i].value[2] for i in idx]
+            cameras = cameras if any(c is not None for c in cameras) else None
             try:
                 with torch.no_grad():
                     meshes = self.predictor.predict(images.to(device).float() / 255.0, masks.to(device), cameras)

@@ -29,7 +29,8 @@ class Predictor(Protocol):
 
     ``predict(images, masks, cameras)``:
         images: ``(B, 3, H, W)`` float in [0, 1] (RGB), masks: ``(B, 1, H, W)`` bool (the visible object),
-        cameras: a sequence of B camera records (the manifest's ``camera`` JSON as dicts, or None each).
+        cameras: a sequence of B camera records (the manifest's ``camera`` JSON as dicts; None for a row
+        without one), or None when no row of the batch has a camera.
         Returns a `Meshes` of B meshes, element b predicted from image b, in the model's output frame (the
         protocol normalises and, if it says so, aligns). It should not change process-wide state and may
         raise for the whole batch; the runner then records the batch's samples as failed with the message.
