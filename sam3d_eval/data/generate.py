@@ -291,7 +291,7 @@ def generate_sample(seed: int, sample_id: str, domain: str, config: GenerationCo
         "elevation_deg": round(elevation, 4),
         "visible_px": int(np.count_nonzero(out.visible)),
         "amodal_px": int(np.count_nonzero(out.amodal)),
-        **{f"shift_{name}": round(intens[name], 6) for name in SHIFTS},
+        **{f"shift_{name}": intens[name] for name in SHIFTS},
     }
     details = {"category_params": m.params, "material": material.to_dict(), "pattern": pattern,
                "lights": rig.to_dict(), "shifts": applied, "placement": [
