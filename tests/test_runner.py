@@ -125,6 +125,15 @@ def test_resume_refuses_another_protocol_or_source(dataset, tmp_path):
         run_evaluation(other, manifest, PROTOCOL, tmp_path / "r", resume=True)
 
 
+def test_mixed_type_extra_column_is_stored_as_text(dataset, tmp_path):
+    manifest, source = dataset
+    mixed = manifest.copy()
+    mixed["batch_tag"] = pd.Series([1, "a", None, 2.5, "b", 3, None], dtype=object)
+    res = run_evaluation(source, mixed, PROTOCOL, tmp_path / "r", batch_size=2)
+    tags = [None if pd.isna(v) else v for v in res.frame["batch_tag"]]
+    assert tags == ["1", "a", None, "2.5", "b", "3", None]
+
+
 def test_run_dir_that_is_a_file(dataset, tmp_path):
     manifest, source = dataset
     (tmp_path / "f").write_text("x")

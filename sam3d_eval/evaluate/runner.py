@@ -230,6 +230,20 @@ def results_frame(scores: BatchScores, rows: Sequence[Mapping[str, Any]], strata
     return pd.DataFrame(data)
 
 
+def _arrow_ready(manifest, strata: Sequence[str]):
+    """The manifest with each free-form (object) stratum as text, so every part stores it with one type
+    (a JSONL column may mix numbers and strings); numeric and text columns are kept as they are."""
+    import math
+
+    out = manifest
+    for c in strata:
+        if c in manifest.columns and manifest[c].dtype == object:
+            if out is manifest:
+                out = manifest.copy()
+            out[c] = [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in manifest[c]]
+    return out
+
+
 def run_evaluation(
     source: PredictionSource,
     manifest,
@@ -300,7 +314,7 @@ def run_evaluation(
         if len(stored):
             mine = stored[(stored["source"] == source.identity) & (stored["fingerprint"] == fingerprint)]
             done = set(mine.loc[mine["status"] == "ok", "sample_id"])
-    by_id = {str(r["sample_id"]): r for r in manifest.to_dict("records")}
+    by_id = {str(r["sample_id"]): r for r in _arrow_ready(manifest, strata).to_dict("records")}
     todo = sorted(sid for sid in by_id if sid not in done)
     rows = [by_id[sid] for sid in todo[rank::world]]
     skipped = len(by_id) - len(todo)
