@@ -141,3 +141,85 @@ def test_bad_input():
         volume_iou(Meshes([a[0]], [a[1]]), Meshes([a[0], a[0]], [a[1], a[1]]))
     with pytest.raises(ValueError, match="faces"):
         volume_iou((a[0], a[1].float()), a)
+
+
+# --- open meshes closed by caps, inverted faces, notes ------------------------------------------------
+
+
+def _grid_pts(box, R):
+    axes = [torch.tensor(_centres(box[0, d].item(), box[1, d].item(), R)) for d in range(3)]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+
+
+def _holey_sphere(frac=0.06, seed=0, flip_every=0):
+    m = trimesh.creation.icosphere(2)
+    rng = np.random.default_rng(seed)
+    v = torch.tensor(m.vertices * [1.0, 0.8, 1.2] + 0.1)
+    f = torch.tensor(m.faces)
+    if flip_every:
+        f[::flip_every] = f[::flip_every][:, [0, 2, 1]]
+    return v, f[torch.from_numpy(rng.random(len(f)) > frac)]
+
+
+@pytest.mark.parametrize(
+    "case", ["many_holes", "top_cut", "inconsistent_holes", "all_inverted_holes", "sheet"]
+)
+def test_open_mesh_occupancy_equals_direct_winding(case):
+    """The cap-closed fast path decides |w| > 1/2 exactly as the direct O(points x faces) sum does."""
+    from sam3d_eval.ops.winding import occupancy
+
+    if case == "many_holes":
+        v, f = _holey_sphere()
+    elif case == "top_cut":
+        v, f = _holey_sphere(0.0)
+        f = f[v[f].mean(1)[:, 2] < 0.6]
+    elif case == "inconsistent_holes":
+        v, f = _holey_sphere(0.05, seed=1, flip_every=5)
+    elif case == "all_inverted_holes":
+        v, f = _holey_sphere(0.05, seed=2)
+        f = f[:, [0, 2, 1]]
+    else:  # a curved open sheet: half a sphere
+        v, f = _holey_sphere(0.0)
+        f = f[v[f].mean(1)[:, 2] < 0.1]
+    box = torch.tensor([[-1.2, -1.1, -1.3], [1.3, 1.0, 1.4]], dtype=torch.float64)
+    R = 14
+    occ = occupancy(v, f, box, R)
+    assert occ.boundary_edges > 0 and occ.method == "winding"
+    wd = winding_number(v, f, _grid_pts(box, R), chunk_size=200_000).view(R, R, R)
+    clear = ((wd.abs() - 0.5).abs() > 1e-9)
+    assert torch.equal(occ.inside[clear], (wd.abs() > 0.5)[clear])
+    assert clear.float().mean() > 0.98
+    if case != "sheet":
+        assert occ.inside.float().mean() > 0.1  # a real solid, not trivially empty
+
+
+def test_all_faces_inverted_is_still_solid():
+    """Winding numbers are -1 inside a mesh whose faces are all inverted: |w| keeps it solid (was IoU 0)."""
+    m = trimesh.creation.icosphere(3)
+    v, f = torch.tensor(m.vertices, dtype=torch.float32), torch.tensor(m.faces)
+    inv = f[:, [0, 2, 1]]
+    for open_ in (False, True):
+        fi = inv if not open_ else inv[3:]  # with a few faces removed too
+        r = volume_iou((v, fi), (v, f), resolution=32)
+        assert float(r.iou[0]) > 0.97, open_
+        r_self = volume_iou((v, fi), (v, fi), resolution=32)
+        assert float(r_self.iou[0]) == 1.0 and int(r_self.union[0]) > 0
+
+
+def test_notes_for_open_and_flat_meshes():
+    box_v, box_f = _box((0, 0, 0), (1, 1, 1))
+    m = trimesh.creation.box(bounds=np.array([[0.0, 0, 0], [1, 1, 1]]))
+    side = torch.from_numpy(~np.isclose(m.face_normals[:, 0], -1.0))  # drop the two x = 0 triangles
+    flat_v = torch.tensor([[0.0, 0, 0.5], [1, 0, 0.5], [1, 1, 0.5], [0, 1, 0.5]])
+    flat_f = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    r = volume_iou([(flat_v, flat_f), (box_v, box_f[side])], [(box_v, box_f), (box_v, box_f)], resolution=16)
+    assert r.method == "winding" and len(r.notes) == 2
+    assert float(r.iou[0]) == 0.0
+    assert any("pred mesh is open (4 boundary edges)" in n for n in r.notes[0])
+    assert any("pred mesh encloses no grid cell" in n for n in r.notes[0])
+    assert float(r.iou[1]) == 1.0 and any("open" in n for n in r.notes[1])
+    assert r.open_edges.tolist() == [[4, 0], [4, 0]]
+    closed = volume_iou((box_v, box_f), (box_v, box_f), resolution=8)
+    assert closed.notes == [[]] and closed.open_edges.tolist() == [[0, 0]]
+    par = volume_iou((box_v, box_f[side]), (box_v, box_f), resolution=8, method="parity")
+    assert any("parity is unreliable" in n for n in par.notes[0])
