@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sam3d_eval.metrics.lpips import BACKBONE_FILES, LPIPS, WeightsNotFoundError
+from sam3d_eval.metrics.lpips import BACKBONE_FILES, LPIPS, WeightsLoadError, WeightsNotFoundError
 
 CASES = ("a", "b", "c")
 RTOL = 1e-5
@@ -132,6 +132,39 @@ def test_wrong_backbone_layout_raises(alex_sd):
         LPIPS("alex", backbone_weights=bad)
     with pytest.raises(ValueError, match="net"):
         LPIPS("squeeze", backbone_weights=alex_sd)
+
+
+def test_corrupt_weights_file_is_a_user_error(alex_sd, alex_path, tmp_path):
+    """A corrupt, truncated or non-state-dict file raises WeightsLoadError (a ValueError: CLI exit 2) naming
+    the file and the problem, for the backbone and the linear layers; loading never unpickles code."""
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"this is not a torch file\n" * 10)
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(alex_path.read_bytes()[:5000])
+    for bad in (garbage, truncated):
+        with pytest.raises(WeightsLoadError) as info:
+            LPIPS("alex", backbone_weights=bad)
+        assert isinstance(info.value, ValueError) and str(bad) in str(info.value) and "cannot read" in str(info.value)
+        with pytest.raises(WeightsLoadError, match="linear-layer"):
+            LPIPS("alex", backbone_weights=alex_sd, linear_weights=bad)
+    not_sd = tmp_path / "list.pth"
+    torch.save([1, 2, 3], not_sd)
+    with pytest.raises(WeightsLoadError, match="state dict"):
+        LPIPS("alex", backbone_weights=not_sd)
+    wrong = tmp_path / "wrong_layout.pth"
+    torch.save({"conv.weight": torch.zeros(3)}, wrong)
+    with pytest.raises(WeightsLoadError, match="torchvision-format") as info:
+        LPIPS("alex", backbone_weights=wrong)
+    assert str(wrong) in str(info.value)
+
+    class Evil:  # a pickle that would run code: weights_only=True refuses it
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"features.0.weight": Evil()}, evil)
+    with pytest.raises(WeightsLoadError, match="cannot read"):
+        LPIPS("alex", backbone_weights=evil)
 
 
 def test_bad_inputs_raise(alex):

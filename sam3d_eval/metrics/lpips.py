@@ -10,7 +10,9 @@ Weights are data, never downloaded:
 - backbone: a torchvision-format state dict (`features.<i>.weight`/`bias`; a full classifier checkpoint is
   fine, other keys are ignored), from `backbone_weights` (a path or a mapping) or from torchvision's own file
   name in the torch hub cache (`torch.hub.get_dir()/checkpoints/alexnet-owt-7be5be79.pth`,
-  `vgg16-397923af.pth`). Missing weights raise `WeightsNotFoundError`.
+  `vgg16-397923af.pth`). Missing weights raise `WeightsNotFoundError`; a file that exists but is corrupt
+  or not a state dict of the right layout raises `WeightsLoadError` (a ValueError naming the file). Files are
+  read with `torch.load(weights_only=True)` only.
 - linear layers: the `weights/v<version>/<net>.pth` files the `lpips` package ships, located with
   `importlib.util.find_spec` without importing the package (it imports torchvision), or `linear_weights`.
 
@@ -28,7 +30,7 @@ from typing import Union
 import torch
 from torch import nn
 
-__all__ = ["LPIPS", "WeightsNotFoundError", "BACKBONE_FILES"]
+__all__ = ["LPIPS", "WeightsNotFoundError", "WeightsLoadError", "BACKBONE_FILES"]
 
 WeightsSource = Union[str, os.PathLike, Mapping[str, torch.Tensor], None]
 
@@ -70,6 +72,33 @@ _NETS = {
 
 class WeightsNotFoundError(FileNotFoundError):
     """Pretrained weights needed by a metric are not on disk (nothing is ever downloaded)."""
+
+
+class WeightsLoadError(ValueError):
+    """A weights file exists but cannot be used (corrupt, not a state dict, wrong layout); the message names
+    the file and the problem. A user error (ValueError), not a bug."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def _load_state_dict(path: str, what: str) -> dict[str, torch.Tensor]:
+    """`torch.load(path, weights_only=True)` as a state dict of tensors, or `WeightsLoadError`."""
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - unpickling, zip and storage errors all mean "not a usable file"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightsLoadError(path, f"cannot read {what} (corrupt, truncated or not a torch weights file): {first}") from err
+    if isinstance(sd, Mapping) and "state_dict" in sd and isinstance(sd["state_dict"], Mapping):
+        sd = sd["state_dict"]
+    if not isinstance(sd, Mapping) or not sd:
+        raise WeightsLoadError(path, f"{what} must hold a non-empty state dict (name -> tensor), got {type(sd).__name__}")
+    bad = [k for k, v in sd.items() if not torch.is_tensor(v)]
+    if bad:
+        raise WeightsLoadError(path, f"{what}: entries {bad[:5]} are not tensors")
+    return dict(sd)
 
 
 class _Features(nn.Module):
@@ -117,7 +146,7 @@ def _load_backbone(net: str, source: WeightsSource) -> dict[str, torch.Tensor]:
             f"({_BACKBONE_URL}{BACKBONE_FILES[net]}) at {default!r} (torch.hub.get_dir()/checkpoints; set "
             f"TORCH_HOME to move it). Nothing is downloaded."
         )
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return _load_state_dict(path, f"LPIPS {net} backbone weights")
 
 
 def _default_linear_path(net: str, version: str) -> str:
@@ -140,7 +169,7 @@ def _load_linear(net: str, version: str, source: WeightsSource) -> dict[str, tor
             f"LPIPS(net={net!r}, version={version!r}) linear weights not found at {path!r}; pass "
             f"linear_weights='/path/to/{net}.pth' (the file the `lpips` package ships in weights/v{version}/)."
         )
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return _load_state_dict(path, f"LPIPS {net} linear-layer weights")
 
 
 def _linear_weight(sd: Mapping[str, torch.Tensor], k: int, channels: int) -> torch.Tensor:
@@ -162,7 +191,7 @@ class LPIPS(nn.Module):
         version: "0.1" (default, inputs shifted/scaled by the ScalingLayer) or "0.0" (no scaling; the
             package's original release).
         backbone_weights: torchvision-format state dict, as a path or a mapping; default: torchvision's file
-            in the torch hub cache. Raises `WeightsNotFoundError` when absent.
+            in the torch hub cache. Raises `WeightsNotFoundError` when absent, `WeightsLoadError` when unusable.
         linear_weights: the package's linear-layer state dict, as a path or a mapping; default: the file
             shipped with the installed `lpips` package.
 
@@ -192,19 +221,24 @@ class LPIPS(nn.Module):
 
         self.net = _Features(layers, taps)
         sd = _load_backbone(net, backbone_weights)
+        src = "backbone weights" if isinstance(backbone_weights, Mapping) else (
+            os.fspath(backbone_weights) if backbone_weights is not None else _default_backbone_path(net)
+        )
         feats = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}
         expected = self.net.features.state_dict()
         missing = sorted(set(expected) - set(feats), key=lambda s: int(s.split(".")[0]))
         if missing:
-            raise ValueError(
+            raise WeightsLoadError(
+                src,
                 f"LPIPS(net={net!r}): backbone state dict is not torchvision-format; missing "
-                f"{['features.' + m for m in missing]}"
+                f"{['features.' + m for m in missing][:6]}",
             )
         for k, v in expected.items():
             if feats[k].shape != v.shape:
-                raise ValueError(
+                raise WeightsLoadError(
+                    src,
                     f"LPIPS(net={net!r}): backbone features.{k} has shape {tuple(feats[k].shape)}, "
-                    f"expected {tuple(v.shape)}"
+                    f"expected {tuple(v.shape)}",
                 )
         self.net.features.load_state_dict({k: feats[k].to(torch.float32) for k in expected})
         # Channels-last convolutions and max-pools are faster on CPU (oneDNN, ~1.5x here) and on CUDA tensor
