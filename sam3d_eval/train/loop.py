@@ -316,7 +316,7 @@ def _train(cfg, data, ctx: DistContext, resume, on_phase_end, log, progress) -> 
             pred = model.to_meshes(verts.float(), colours.float())
             real_rows = torch.tensor([d == "real" for d in batch.domains], device=device)
             terms = loss_mix(pred, batch.gt, keys, images=batch.images, masks=batch.masks, cameras=batch.cameras,
-                             discriminator=disc, real_rows=real_rows)
+                             discriminator=disc, real_rows=real_rows, gt_ids=batch.sample_ids)
 
             # -- backward, clip, step --
             optimizer.zero_grad(set_to_none=True)

@@ -78,7 +78,8 @@ class LossConfig:
     """How the terms are computed: `num_points` surface samples per mesh for Chamfer; `render_size` side
     (pixels) and `view_azimuths`/`view_elevations` (degrees, orbit distance `view_distance`) of the texture
     renders; `perceptual` "auto" (LPIPS when weights exist, else the substitute) or "substitute"; the
-    substitute's `perceptual_seed`."""
+    substitute's `perceptual_seed` (also the base of the point-sampling streams); `cache_gt` keeps each GT
+    mesh's points and renders (they never change) keyed by its id."""
 
     weights: LossWeights = LossWeights()
     num_points: int = 1000
@@ -88,6 +89,7 @@ class LossConfig:
     view_distance: float = 2.8
     perceptual: str = "auto"
     perceptual_seed: int = 0
+    cache_gt: bool = True
 
     def __post_init__(self) -> None:
         if self.perceptual not in ("auto", "substitute"):
@@ -202,6 +204,7 @@ class LossMix(nn.Module):
         self.texture_net = perceptual_network("alex", config.perceptual, config.perceptual_seed) if w.texture else None
         self.vgg_net = perceptual_network("vgg", config.perceptual, config.perceptual_seed) if w.vgg else None
         self._cameras: dict[tuple, PerspectiveCameras] = {}
+        self._gt_cache: dict[str, dict[str, torch.Tensor]] = {}
 
     @property
     def substitutes(self) -> dict[str, str]:
@@ -212,6 +215,20 @@ class LossMix(nn.Module):
         if self.vgg_net is not None:
             out["vgg"] = self.vgg_net.description
         return out
+
+    def _gt(self, kind: str, gt: Meshes, ids: Sequence[str], make) -> torch.Tensor:
+        """GT points `(B, P, 3)` or renders, made without autograd, cached per id when `cache_gt`."""
+        if not self.config.cache_gt:
+            with torch.no_grad():
+                return make(gt, ids)
+        cache = self._gt_cache.setdefault(kind, {})
+        missing = [b for b, i in enumerate(ids) if i not in cache]
+        if missing:
+            with torch.no_grad():
+                made = make(gt[missing], [ids[b] for b in missing])
+            for j, b in enumerate(missing):
+                cache[ids[b]] = made[j]
+        return torch.stack([cache[i] for i in ids])
 
     def views(self, dtype: torch.dtype, device: torch.device) -> PerspectiveCameras:
         key = (dtype, str(device))
@@ -233,29 +250,34 @@ class LossMix(nn.Module):
         cameras: PerspectiveCameras | None = None,
         discriminator: nn.Module | None = None,
         real_rows: torch.Tensor | None = None,
+        gt_ids: Sequence[str] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Args: pred / gt B vertex-coloured meshes; `sample_keys` one key per sample naming its random
         streams (e.g. "step/sample_id"), so a sample's draws never depend on its batch; for the GAN the input
         `images` `(B, 3, H, W)`, `masks` `(B, 1, H, W)`, the input `cameras` (B cameras, or None: the first
-        loss view), the `discriminator` and `real_rows` `(B,)` bool (which images are real-domain)."""
+        loss view), the `discriminator` and `real_rows` `(B,)` bool (which images are real-domain).
+        `gt_ids` name the GT meshes (default `sample_keys`): the GT points (stream (seed, id, "gt_points"))
+        and renders depend on nothing else, so with `cache_gt` they are computed once per id."""
         c, w = self.config, self.config.weights
         if len(pred) != len(gt) or len(sample_keys) != len(pred):
             raise ValueError(f"pred ({len(pred)}), gt ({len(gt)}) and sample_keys ({len(sample_keys)}) differ in length")
         seed = c.perceptual_seed
+        if gt_ids is None:
+            gt_ids = [str(k) for k in sample_keys]
+        elif len(gt_ids) != len(gt):
+            raise ValueError(f"gt_ids has {len(gt_ids)} entries for {len(gt)} meshes")
         terms: dict[str, torch.Tensor] = {}
         dtype, device = pred.verts_packed().dtype, pred.device
         if w.chamfer:
             pseeds = [stream_seed(seed, str(k), "pred_points") for k in sample_keys]
-            gseeds = [stream_seed(seed, str(k), "gt_points") for k in sample_keys]
             x = sample_points_from_meshes(pred, c.num_points, seed=pseeds)
-            with torch.no_grad():
-                y = sample_points_from_meshes(gt, c.num_points, seed=gseeds)
+            y = self._gt("points", gt, gt_ids, lambda m, ids: sample_points_from_meshes(
+                m, c.num_points, seed=[stream_seed(seed, str(i), "gt_points") for i in ids]))
             terms["chamfer"] = chamfer_distance(x, y)[0]
         if w.texture or w.vgg:
             views = self.views(dtype, device)
             rp = render_views(pred, views, shade=False).rgb  # (B, V, S, S, 3)
-            with torch.no_grad():
-                rg = render_views(gt, views, shade=False).rgb
+            rg = self._gt("renders", gt, gt_ids, lambda m, ids: render_views(m, views, shade=False).rgb)
             rp = rp.flatten(0, 1).permute(0, 3, 1, 2)
             rg = rg.flatten(0, 1).permute(0, 3, 1, 2)
             V = len(views)

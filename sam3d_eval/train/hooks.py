@@ -1,0 +1,93 @@
+"""Phase-boundary evaluation: score a checkpoint on the synthetic and real test splits, append the gap.
+
+`PhaseEvaluator` is the loop's `on_phase_end` hook. It runs the evaluation core (`evaluate.runner.run_evaluation`
+with the model as a `PredictorSource`) on the test rows of the manifest, under `protocol` (a preset,
+optionally with fewer surface samples so a CPU run stays fast: the protocol's name and overrides are
+recorded), stores the per-sample rows under `<out_dir>/eval/<stage>-<phase>/`, and appends the domain-gap
+figures of `evaluate.summary.domain_gap` (two-sample bootstrap intervals) with the stage, phase, step and
+checkpoint to `gap_table` (one CSV shared by the stages of a run).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..evaluate.protocols import get_protocol
+from ..evaluate.runner import run_evaluation
+from ..evaluate.sources import PredictorSource
+from ..evaluate.summary import domain_gap
+
+__all__ = ["PhaseEvaluator", "GAP_METRICS"]
+
+GAP_METRICS = ("chamfer_l2", "chamfer_l1", "fscore@0.05", "fscore@0.02")
+
+
+class PhaseEvaluator:
+    """Callable `(phase, checkpoint_path, model) -> None` for `train(on_phase_end=...)`."""
+
+    def __init__(
+        self,
+        manifest: str | os.PathLike,
+        gap_table: str | os.PathLike,
+        *,
+        stage: int,
+        split: str = "test",
+        protocol: str = "default",
+        num_samples: int | None = 20_000,
+        metrics: Sequence[str] = GAP_METRICS,
+        batch_size: int = 16,
+        device: str = "cpu",
+        n_resamples: int = 2000,
+        log: Callable[[str], None] | None = None,
+    ):
+        from ..data.manifest import load_manifest
+
+        frame = load_manifest(manifest)
+        if "split" in frame.columns:
+            frame = frame[frame["split"] == split]
+        if not len(frame) or set(frame["domain"]) != {"synthetic", "real"}:
+            raise ValueError(f"{manifest}: the {split!r} split needs samples of both domains to measure the gap")
+        self.frame = frame
+        self.gap_table = Path(gap_table)
+        self.stage = stage
+        proto = get_protocol(protocol)
+        self.protocol = proto if num_samples is None else proto.with_overrides(num_samples=num_samples)
+        self.metrics, self.batch_size, self.device = list(metrics), batch_size, device
+        self.n_resamples = n_resamples
+        self.log = log or (lambda s: None)
+        self.rows: list[dict[str, Any]] = []
+
+    def __call__(self, phase, checkpoint: Path, model) -> None:
+        run_dir = checkpoint.parent / "eval" / f"stage{self.stage}-{checkpoint.stem}"
+        model.name = f"reference/stage{self.stage}/{phase.name}"
+        result = run_evaluation(PredictorSource(model), self.frame, self.protocol, run_dir, batch_size=self.batch_size,
+                                device=self.device, resume=run_dir.exists(), torch_threads=None, command=["train"])
+        gap = domain_gap(result.frame, [m for m in self.metrics if m in result.frame.columns],
+                         n_resamples=self.n_resamples, seed=0)
+        rows = []
+        for r in gap.to_dict("records"):
+            rows.append({"stage": self.stage, "phase": phase.name, "phase_index": phase.index + 1, "epoch": phase.end,
+                         "checkpoint": str(checkpoint), "protocol": self.protocol.label(), **r})
+        self.rows.extend(rows)
+        self._append(rows)
+        by = {r["metric"]: r for r in rows}
+        parts = []
+        for m in ("chamfer_l2", "fscore@0.05"):
+            if m in by:
+                r = by[m]
+                parts.append(f"{m} syn {r['mean_synthetic']:.4f} real {r['mean_real']:.4f} {r['figure']} "
+                             f"{r['estimate']:.3f} [{r['low']:.3f}, {r['high']:.3f}]")
+        self.log(f"  eval stage {self.stage} {phase.name}: " + "; ".join(parts) + f" (failed {result.failed})")
+
+    def _append(self, rows: list[dict[str, Any]]) -> None:
+        import pandas as pd
+
+        self.gap_table.parent.mkdir(parents=True, exist_ok=True)
+        new = pd.DataFrame(rows)
+        if self.gap_table.exists():
+            new = pd.concat([pd.read_csv(self.gap_table), new], ignore_index=True)
+        tmp = self.gap_table.with_name(self.gap_table.name + ".tmp")
+        new.to_csv(tmp, index=False)
+        os.replace(tmp, self.gap_table)

@@ -1,0 +1,99 @@
+"""Training recipes: the TOML files of `training/` turned into `TrainConfig`s (DESIGN.md section 6).
+
+A recipe holds `out_dir`, a `[data]` table (a `manifest`, or `generate` settings for the built-in benchmark),
+an optional `[eval]` table (phase-boundary evaluation), and one or both of `[stage1]` / `[stage2]`, each with
+the `TrainConfig` fields and sub-tables `[stageN.model]` (`preset` plus `ReferenceConfig` fields),
+`[stageN.loss]` (`LossConfig` fields) and `[stageN.loss.weights]` (`LossWeights`, defaults by stage).
+Stage 2 without `init_from` starts from stage 1's final checkpoint when the recipe has both. Unknown keys
+are refused with their name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..models.reference import ReferenceConfig
+from .losses import LossConfig, LossWeights
+from .loop import TrainConfig
+
+__all__ = ["Recipe", "RecipeError", "load_recipe"]
+
+
+class RecipeError(ValueError):
+    """A recipe file that cannot be used; the message names the file and key."""
+
+
+@dataclass
+class Recipe:
+    path: Path
+    out_dir: Path
+    data: dict[str, Any]
+    eval: dict[str, Any]
+    stages: list[TrainConfig] = field(default_factory=list)
+
+
+def _fields(cls, table: dict, where: str) -> dict:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        raise RecipeError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
+    return table
+
+
+def _stage(raw: dict, k: int, out_dir: Path, where: str) -> TrainConfig:
+    raw = dict(raw)
+    model_t = dict(raw.pop("model", {}))
+    loss_t = dict(raw.pop("loss", {}))
+    weights_t = dict(loss_t.pop("weights", {}))
+    preset = model_t.pop("preset", "tiny")
+    try:
+        model = ReferenceConfig.preset(preset, **_fields(ReferenceConfig, model_t, f"{where} [stage{k}.model]"))
+        weights = LossWeights.stage(k, **_fields(LossWeights, weights_t, f"{where} [stage{k}.loss.weights]"))
+        for key in ("view_azimuths", "view_elevations"):
+            if key in loss_t:
+                loss_t[key] = tuple(float(x) for x in loss_t[key])
+        loss = LossConfig(weights=weights, **_fields(LossConfig, loss_t, f"{where} [stage{k}.loss]"))
+        raw.setdefault("out_dir", str(out_dir / f"stage{k}"))
+        if "betas" in raw:
+            raw["betas"] = tuple(raw["betas"])
+        return TrainConfig(stage=k, model=model, loss=loss, **_fields(TrainConfig, raw, f"{where} [stage{k}]"))
+    except TypeError as err:
+        raise RecipeError(f"{where} [stage{k}]: {err}") from None
+
+
+def load_recipe(path: str | os.PathLike, **overrides: Any) -> Recipe:
+    """Read a recipe; `overrides` (e.g. out_dir, device, epochs) replace top-level and per-stage values."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe not found: {path}")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise RecipeError(f"{path}: not valid TOML ({err})") from None
+    known = {"out_dir", "data", "eval", "stage1", "stage2", "description"}
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise RecipeError(f"{path}: unknown top-level key(s) {unknown}; known: {sorted(known)}")
+    if "stage1" not in doc and "stage2" not in doc:
+        raise RecipeError(f"{path}: needs a [stage1] or [stage2] table")
+    base = path.parent
+    out_dir = Path(overrides.pop("out_dir", None) or doc.get("out_dir", "runs/train"))
+    stages = []
+    for k in (1, 2):
+        if f"stage{k}" in doc:
+            raw = {**doc[f"stage{k}"], **{key: v for key, v in overrides.items() if v is not None}}
+            if k == 2 and "stage1" in doc and "init_from" not in raw:
+                raw["init_from"] = str(out_dir / "stage1" / "final.safetensors")
+            elif raw.get("init_from"):
+                p = Path(raw["init_from"])
+                raw["init_from"] = str(p if p.is_absolute() else base / p)
+            stages.append(_stage(raw, k, out_dir, str(path)))
+    data = dict(doc.get("data", {}))
+    if "manifest" in data and not Path(data["manifest"]).is_absolute():
+        data["manifest"] = str(base / data["manifest"])
+    return Recipe(path, out_dir, data, dict(doc.get("eval", {})), stages)
