@@ -233,7 +233,7 @@ def generate_sample(seed: int, sample_id: str, domain: str, config: GenerationCo
     if intens["hard_shadows"] > 0:
         rig, applied["hard_shadows"] = apply_hard_shadows(rig, intens["hard_shadows"])
 
-    out = render_scene(objects, camera, rig, background, shadow_resolution=max(256, 2 * size_px))
+    out = render_scene(objects, camera, rig, background, shadow_resolution=max(256, size_px))
     img = out.rgb.astype(np.float64)
     for name, fn in (("exposure", apply_exposure), ("color_temperature", apply_color_temperature)):
         if intens[name] > 0:

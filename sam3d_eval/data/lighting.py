@@ -135,8 +135,8 @@ def shadow_visibility(
     fov = math.degrees(2 * math.asin(min(radius / dist, 0.999)))
     R, T = look_at_extrinsics(eye[None], centre)
     cam = PerspectiveCameras.from_fov(fov, (resolution, resolution), R, T)
-    frags = rasterize_meshes(scene, cam.project(scene.verts_packed()), (resolution, resolution))
-    zbuf = frags.zbuf[0]
+    frags = rasterize_meshes(scene, cam.project(scene.verts_packed()).to(torch.float32), (resolution, resolution))
+    zbuf = frags.zbuf[0].to(points.dtype)
     p = points + 0.004 * torch.nn.functional.normalize(normals, dim=-1, eps=1e-8)
     proj = cam.project(p)[0]
     col = proj[:, 0].floor().long()

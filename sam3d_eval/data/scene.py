@@ -199,7 +199,8 @@ def _rasterize(objects: list[SceneObject], camera: PerspectiveCameras):
     verts, faces, colors, face_obj = _join(objects)
     mesh = Meshes([verts], [faces])
     H, W = camera.image_size
-    frags = rasterize_meshes(mesh, camera.project(verts), (H, W))
+    # Coverage and depth order in float32 (the z-buffer keys are float32 anyway): ~2x faster than float64.
+    frags = rasterize_meshes(mesh, camera.project(verts).to(torch.float32), (H, W))
     return mesh, verts, faces, colors, face_obj, frags
 
 
