@@ -7,7 +7,7 @@ import torch
 
 from sam3d_eval.models.reference import camera_frames
 from sam3d_eval.render import orbit_cameras
-from sam3d_eval.train.data import camera_from_record, mixed_epoch
+from sam3d_eval.train.data import camera_from_record
 from sam3d_eval.train.recipe import RecipeError, load_recipe
 
 TINY = """
@@ -80,18 +80,9 @@ def test_camera_records_and_cameras_give_the_same_frame():
     # One view unit = half the image height at the object's depth: distance * tan(fov / 2).
     assert torch.allclose(s1, torch.tensor([2.0, 3.5]) * torch.tan(torch.deg2rad(torch.tensor(25.0))), rtol=1e-5)
     small = camera_from_record(records[0], image_size=24)
-    assert small.image_size == (24, 32) and torch.allclose(camera_frames(small, 1)[1], s1[:1])
+    assert small.image_size == (24, 24) and torch.allclose(camera_frames(small, 1)[1], s1[:1])
     with pytest.raises(ValueError, match="camera"):
         camera_frames([{"R": 1}], 1)
-
-
-def test_mixed_epoch_draws_the_asked_mix():
-    domains = ["synthetic"] * 5 + ["real"] * 3
-    idx = mixed_epoch(domains, 0.8, 20, seed=1, epoch=2)
-    assert len(idx) == 20 and sum(domains[i] == "synthetic" for i in idx) == 16
-    assert idx == mixed_epoch(domains, 0.8, 20, seed=1, epoch=2) != mixed_epoch(domains, 0.8, 20, seed=1, epoch=3)
-    with pytest.raises(ValueError, match="real"):
-        mixed_epoch(["synthetic"] * 4, 0.5, 4, 0, 0)
 
 
 def test_cli_train_end_to_end(tmp_path, capsys):
