@@ -43,7 +43,7 @@ def sample_material(rng: np.random.Generator, kind: str | None = None) -> Materi
     if kind == "diffuse":
         return Material("diffuse", 1.0, float(rng.uniform(0.0, 0.15)), float(rng.uniform(4, 16)), False, 1.0)
     if kind == "metallic":
-        return Material("metallic", float(rng.uniform(0.2, 0.5)), float(rng.uniform(0.6, 1.2)),
+        return Material("metallic", float(rng.uniform(0.4, 0.7)), float(rng.uniform(0.6, 1.2)),
                         float(rng.uniform(24, 96)), True, 1.0)
     if kind == "translucent":
         return Material("translucent", 0.9, float(rng.uniform(0.2, 0.5)), float(rng.uniform(16, 64)), False,
@@ -52,7 +52,7 @@ def sample_material(rng: np.random.Generator, kind: str | None = None) -> Materi
 
 
 def _random_colour(rng: np.random.Generator) -> np.ndarray:
-    h, s, v = rng.uniform(), rng.uniform(0.25, 0.9), rng.uniform(0.35, 0.95)
+    h, s, v = rng.uniform(), rng.uniform(0.25, 0.9), rng.uniform(0.45, 0.95)
     return np.array(colorsys.hsv_to_rgb(h, s, v))
 
 

@@ -131,12 +131,12 @@ def _light_rig(rng: np.random.Generator, centre: np.ndarray, radius: float) -> L
     from ..render.shading import DirectionalLight, PointLight
 
     tint = rng.uniform(0.9, 1.1, 3)
-    env = rng.uniform(0.25, 0.45)
+    env = rng.uniform(0.4, 0.65)
     sky = tuple((env * tint).tolist())
-    ground = tuple((env * 0.5 * tint).tolist())
+    ground = tuple((env * 0.6 * tint).tolist())
     az, el = rng.uniform(0, 2 * np.pi), rng.uniform(0.3, 1.3)
     direction = (math.cos(el) * math.cos(az), math.sin(el), math.cos(el) * math.sin(az))
-    lights = [DirectionalLight(direction=direction, color=tuple((rng.uniform(0.45, 0.7) * tint).tolist()))]
+    lights = [DirectionalLight(direction=direction, color=tuple((rng.uniform(0.5, 0.85) * tint).tolist()))]
     if rng.uniform() < 0.5:
         az, el = rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 1.2)
         d = rng.uniform(2.0, 5.0) * radius
