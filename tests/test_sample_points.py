@@ -281,3 +281,28 @@ def test_sample_uv_bad_shapes():
         sample_uv(torch.rand(4, 4), torch.rand(3, 2))
     with pytest.raises(ValueError, match=r"uv must be \(\.\.\., 2\)"):
         sample_uv(torch.rand(4, 4, 3), torch.rand(3, 3))
+
+
+def test_per_mesh_generators_make_each_mesh_independent_of_the_batch():
+    """A sequence of seeds (or generators) gives every mesh its own stream: bitwise the same points, normals
+    and colours alone or at any position of any batch (a single seed depends on the meshes drawn before)."""
+    a, b = random_mesh(1), random_mesh(2, num_verts=40, num_faces=70)
+    tex = lambda m, c: Meshes(m.verts_list(), m.faces_list(), TexturesVertex([torch.full((m.verts_list()[0].shape[0], 3), c)]))  # noqa: E731
+    a, b = tex(a, 0.25), tex(b, 0.75)
+    empty = Meshes([torch.zeros(0, 3)], [torch.zeros(0, 3, dtype=torch.int64)], TexturesVertex([torch.zeros(0, 3)]))
+    kw = dict(return_normals=True, return_textures=True, face_order=True)
+    alone = sample_points_from_meshes(b, 300, seed=[11], **kw)
+    batch = Meshes(a.verts_list() + empty.verts_list() + b.verts_list(), a.faces_list() + empty.faces_list() + b.faces_list(),
+                   TexturesVertex(a.textures.verts_features + empty.textures.verts_features + b.textures.verts_features))
+    together = sample_points_from_meshes(batch, 300, seed=[5, 7, 11], **kw)
+    for x, y in zip(alone, together):
+        assert torch.equal(x[0], y[2])
+    assert all(torch.all(t[1] == 0) for t in together)  # the mesh without faces gets zeros, as batched draws
+    gens = [torch.Generator().manual_seed(s) for s in (5, 7, 11)]
+    assert all(torch.equal(x, y) for x, y in zip(together, sample_points_from_meshes(batch, 300, generator=gens, **kw)))
+    # the single-seed draw of the same batch differs for mesh 2 (its stream follows mesh 0's draws)
+    assert not torch.equal(sample_points_from_meshes(batch, 300, seed=11, face_order=True)[2], alone[0][0])
+    with pytest.raises(ValueError, match="one per mesh"):
+        sample_points_from_meshes(batch, 10, seed=[1, 2])
+    with pytest.raises(ValueError, match="empty"):
+        sample_points_from_meshes(empty, 10, seed=[1])

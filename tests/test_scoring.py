@@ -238,3 +238,50 @@ def test_presets_document_their_caveats():
     assert "volume_iou" in PROTOCOLS["occnet"].metrics and PROTOCOLS["occnet"].volume_bounds == "padded_unit_cube"
     assert "camera frame" in PROTOCOLS["zeroshape"].source
     assert all(p.version == "2" for p in PROTOCOLS.values())
+
+
+# ----------------------------------------------------------------------------------------------------
+# appearance in the batch
+
+
+@pytest.fixture(scope="module")
+def alex(golden_dir):
+    import numpy as np
+
+    from sam3d_eval.metrics.lpips import LPIPS
+
+    golden = np.load(golden_dir / "lpips_alex_reference.npz")
+    sd = {k[len("backbone/") :]: torch.from_numpy(golden[k]) for k in golden.files if k.startswith("backbone/")}
+    return LPIPS("alex", backbone_weights=sd)
+
+
+def _textured(shift=(0.0, 0.0, 0.0), tint=0.0) -> Meshes:
+    from sam3d_eval.structures import TexturesVertex
+
+    m = _mesh("sphere", (1.0, 0.7, 0.5))
+    v = m.verts_list()[0]
+    colours = torch.stack([0.5 + 0.5 * v[:, 0], 0.5 + 0.4 * v[:, 1], 0.5 - 0.5 * v[:, 2] + tint], 1).clamp(0, 1)
+    return Meshes([v + torch.tensor(shift)], m.faces_list(), TexturesVertex([colours]))
+
+
+def test_appearance_rows_are_batch_invariant_and_follow_the_protocol_frame(alex):
+    from sam3d_eval.evaluate.appearance import NOT_MESHES, AppearanceScorer
+
+    scorer = AppearanceScorer(lpips=alex)
+    p = get_protocol("default").with_overrides(num_samples=400, appearance_image_size=32, appearance_views=4)
+    samples = [("same", _textured(), _textured()), ("moved", _textured((0.08, 0.0, 0.0)), _textured()),
+               ("tinted", _textured(tint=0.3), _textured()), ("cloud", _cloud(300, 3), _textured())]
+    alone = {s: _row(score_batch([s], [pr], [gt], p, appearance=scorer), s) for s, pr, gt in samples}
+    res = score_batch([s[0] for s in samples[::-1]], [s[1] for s in samples[::-1]], [s[2] for s in samples[::-1]], p,
+                      appearance=scorer)
+    for s, *_ in samples:
+        assert _same(_row(res, s), alone[s]), s
+    assert alone["same"]["psnr"] == math.inf and alone["same"]["lpips"] == 0.0 and alone["same"]["silhouette_iou"] == 1.0
+    assert 0 < alone["tinted"]["lpips"] and alone["tinted"]["silhouette_iou"] == 1.0
+    assert alone["moved"]["silhouette_iou"] < 1.0
+    assert math.isnan(alone["cloud"]["psnr"]) and NOT_MESHES in alone["cloud"]["notes"]
+    # meshrcnn's frame is the default's scaled by 10: the cameras frame the GT, so the renders agree
+    mr = dataclasses.replace(PROTOCOLS["meshrcnn"], appearance_image_size=32, appearance_views=4, num_samples=400)
+    other = _row(score_batch(["moved"], [samples[1][1]], [samples[1][2]], mr, appearance=scorer), "moved")
+    assert other["psnr"] == pytest.approx(alone["moved"]["psnr"], rel=1e-3)
+    assert other["silhouette_iou"] == pytest.approx(alone["moved"]["silhouette_iou"], abs=2e-3)

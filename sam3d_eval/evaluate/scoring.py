@@ -5,8 +5,8 @@ metric, each element's transform and its status, in a `BatchScores`. Per element
 
 1. normalise (`protocols.NORMALIZATIONS`): bounding-box ones act on the vertices before sampling, ZeroShape's
    on the sampled clouds;
-2. sample `num_samples` points per surface, from the streams ``(protocol.seed, sample_id, "gt_surface")`` and
-   ``(..., "pred_surface")`` of `sam3d_eval.seeding`; a point cloud is shuffled by its stream and cut to
+2. sample `num_samples` points per surface, from the streams ``(protocol.seed, sample_id, "gt_surface", "ground truth")`` and
+   ``(..., "pred_surface", "prediction")`` of `sam3d_eval.seeding`; a point cloud is shuffled by its stream and cut to
    `num_samples` points when it has more;
 3. align (`alignment.ALIGNMENTS`) on `align_points` points spread evenly over each sample (mesh samples come
    in face order, `sample_points_from_meshes(face_order=True)`; the subset is deterministic, so the
@@ -47,7 +47,7 @@ from ..seeding import stream_seed, torch_generator
 from ..structures.meshes import Meshes
 from ..structures.pointclouds import Pointclouds
 from ..structures.utils import lengths_mask
-from ..transforms import SimilarityTransform, bbox_centre_scale, face_areas_normals, normalize_points
+from ..transforms import SimilarityTransform, bbox_centre_scale, normalize_points
 from .protocols import APPEARANCE_METRICS, METRICS, Protocol, get_protocol
 
 __all__ = [
@@ -141,8 +141,6 @@ def _check_input(x: Any, who: str) -> Geometry:
         faces = x.faces_list()[0]
         if faces.shape[0] == 0:
             raise ValueError(f"the {who} mesh has no faces: no surface to sample")
-        if not bool(face_areas_normals(p.detach(), faces)[0].sum() > 0):
-            raise ValueError(f"the {who} mesh has zero surface area (all {faces.shape[0]} faces degenerate): no surface to sample")
     return x
 
 
@@ -179,13 +177,16 @@ def _normalize(pred: Geometry, gt: Geometry, how: str):
     return pred, gt, _identity_cs(pred), _identity_cs(gt)  # none, or done on the samples
 
 
-def _sample(x: Geometry, n: int, seed: int, sample_id: str, role: str):
+def _sample(x: Geometry, n: int, seed: int, sample_id: str, role: str, who: str):
     """Points `(P, 3)` and normals `(P, 3)` or None, drawn from the stream (seed, sample_id, role)."""
     p = _points(x)
     gen = torch_generator(seed, sample_id, role, device=p.device)
     if isinstance(x, Meshes):
         # Face-ordered samples: coherent KD-tree queries (every metric here is order-free).
         pts, nrm = sample_points_from_meshes(x, n, return_normals=True, generator=gen, face_order=True)
+        # A mesh of zero total area is zero-filled by the sampler (a sampled face always has a unit normal).
+        if n and not bool(nrm[0, 0].any()):
+            raise ValueError(f"the {who} mesh has zero surface area (all {x.faces_list()[0].shape[0]} faces degenerate): no surface to sample")
         return pts[0], nrm[0]
     keep = torch.randperm(p.shape[0], generator=gen, device=p.device)[:n]
     normals = x.normals_list()
@@ -209,8 +210,8 @@ def _prepare(index: int, sample_id: str, pred: Geometry, gt: Geometry, protocol:
     with torch.no_grad():
         pred_n, gt_n, pred_cs, gt_cs = _normalize(pred, gt, protocol.normalization)
         n, seed = protocol.num_samples, protocol.seed
-        gt_pts, gt_nrm = _sample(gt_n, n, seed, sample_id, "gt_surface")
-        pr_pts, pr_nrm = _sample(pred_n, n, seed, sample_id, "pred_surface")
+        gt_pts, gt_nrm = _sample(gt_n, n, seed, sample_id, "gt_surface", "ground truth")
+        pr_pts, pr_nrm = _sample(pred_n, n, seed, sample_id, "pred_surface", "prediction")
         if protocol.normalization == "each_mean_xy_extent":
             pr_pts, *pred_cs = _mean_xy_normalize(pr_pts, "prediction")
             gt_pts, *gt_cs = _mean_xy_normalize(gt_pts, "ground truth")
@@ -224,6 +225,8 @@ def _prepare(index: int, sample_id: str, pred: Geometry, gt: Geometry, protocol:
 
 def _pad(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`(G, P, 3)` zero-padded and `(G,)` lengths, or None lengths when every element is full."""
+    if len(tensors) == 1:
+        return tensors[0][None], None
     lengths = [t.shape[0] for t in tensors]
     P = max(lengths)
     if all(n == P for n in lengths):
