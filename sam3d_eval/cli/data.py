@@ -105,10 +105,9 @@ class _Progress:
 
 
 def run_make(args: argparse.Namespace) -> int:
-    import contextlib
-
     from ..data.generate import GenerationConfig, make_benchmark
     from ..data.shifts import parse_shift_settings
+    from ..runtime import runtime_policy
 
     settings = _load_config(args.config) if args.config else {}
     settings["shifts"] = parse_shift_settings(args.shift, base=parse_shift_settings(settings.get("shifts")))
@@ -117,13 +116,7 @@ def run_make(args: argparse.Namespace) -> int:
         if getattr(args, opt) is not None:
             settings[key] = getattr(args, opt)
     config = GenerationConfig.from_dict(settings)
-    try:
-        from ..runtime import runtime_policy
-
-        policy = runtime_policy("cpu")
-    except ImportError:  # the runtime module is optional for generation: results do not depend on threads
-        policy = contextlib.nullcontext()
-    with policy:
+    with runtime_policy("cpu"):
         frame = make_benchmark(args.out, args.synthetic, args.real, args.seed, config, workers=args.workers,
                                progress=_Progress(not args.quiet))
     counts = frame["domain"].value_counts().to_dict()

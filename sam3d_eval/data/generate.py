@@ -371,12 +371,8 @@ def _job(args) -> dict:
 def _one_thread():
     """The runtime policy of in-process generation: torch on one thread (as each pool worker; the bytes do
     not depend on it, the speed does: per-sample work is small and memory-bound)."""
-    try:
-        from ..runtime import runtime_policy
-    except ImportError:
-        import contextlib
+    from ..runtime import runtime_policy
 
-        return contextlib.nullcontext()
     return runtime_policy("cpu", torch_threads=1)
 
 

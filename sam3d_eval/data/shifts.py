@@ -86,6 +86,8 @@ def parse_shift_settings(items: list[str] | dict | None, base: dict[str, float] 
     pairs: list[tuple[str, object]] = []
     if isinstance(items, dict):
         pairs = list(items.items())
+    elif not isinstance(items, (list, tuple)):
+        raise ValueError(f"shift settings must be a mapping or NAME=STRENGTH strings, got {type(items).__name__}")
     else:
         for item in items:
             if "=" not in item:
