@@ -170,7 +170,7 @@ def test_folder_evaluation_records_failures(tmp_path, capsys):
 
 
 def test_demo_end_to_end(tmp_path, capsys):
-    code = main(["demo", "--out", str(tmp_path), "--samples", "4000"])
+    code = main(["demo", "--out", str(tmp_path), "--samples", "4000", "--view-size", "64"])
     assert code == 0
     out = capsys.readouterr().out
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
@@ -291,7 +291,7 @@ def test_mixed_prediction_folder(tmp_path, capsys):
 
 
 def test_demo_under_another_protocol(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--samples", "1500", "--protocol", "occnet"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--samples", "1500", "--protocol", "occnet", "--no-appearance"]) == 0
     out = capsys.readouterr().out
     assert f"protocol: occnet v{_version('occnet')} (overrides: num_samples=1500)" in out
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
