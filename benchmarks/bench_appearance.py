@@ -18,14 +18,15 @@ import pytest
 import torch
 import trimesh
 
-from sam3d_eval.evaluate.appearance import appearance_metrics
+from sam3d_eval.evaluate.appearance import AppearanceScorer, appearance_metrics
+from sam3d_eval.evaluate.protocols import get_protocol
 from sam3d_eval.metrics.image_quality import psnr, ssim
 from sam3d_eval.metrics.lpips import LPIPS
 from sam3d_eval.render.multiview import default_views, render_views
 from sam3d_eval.structures.meshes import Meshes
 from sam3d_eval.structures.textures import TexturesVertex
 
-GOLDEN = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "golden", "lpips_alex_reference.npz")
+GOLDEN = os.path.join(os.path.dirname(__file__), "..", "tests", "golden", "lpips_alex_reference.npz")
 SIDE, VIEWS, GPU_BATCH = 256, 8, 64
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA benchmark: no GPU here")
 
@@ -79,6 +80,16 @@ def test_appearance_sample_full(benchmark, pair, alex):
     )
     assert np.isfinite([r["lpips"], r["psnr"], r["ssim"]]).all() and r["lpips"] > 0
     _report(benchmark, "appearance_metrics, 1 sample, 8 views 256x256, 20k faces", pairs=VIEWS)
+
+
+@pytest.mark.benchmark(group="appearance-cpu-8x256-20k")
+def test_scorer_2_samples_one_lpips_pass(benchmark, pair, alex):
+    """`AppearanceScorer.score_framed` (what `score_batch` calls): 2 samples, LPIPS on all 16 views at once."""
+    pairs = [pair, _pair(1)]
+    scorer, protocol = AppearanceScorer(lpips=alex), get_protocol("default")
+    values, _ = benchmark.pedantic(scorer.score_framed, (pairs, protocol), rounds=3, warmup_rounds=1)
+    assert torch.isfinite(values["lpips"]).all()
+    _report(benchmark, "AppearanceScorer, 2 samples, 8 views 256x256, 20k faces", samples=2, pairs=2 * VIEWS)
 
 
 @pytest.mark.benchmark(group="appearance-cpu-8x256-20k")
@@ -184,3 +195,15 @@ def test_cuda_appearance_8_samples(benchmark, gpu_batch):
     assert len(res) == GPU_BATCH // VIEWS and all(np.isfinite(r["lpips"]) for r in res)
     _report(benchmark, "CUDA appearance_metrics, 8 samples x 8 views 256x256", samples=GPU_BATCH // VIEWS,
             pairs=GPU_BATCH)
+
+
+@requires_cuda
+@pytest.mark.benchmark(group="appearance-cuda-batch64")
+def test_cuda_scorer_8_samples(benchmark, gpu_batch):
+    pred, gt = gpu_batch
+    scorer, protocol = AppearanceScorer(lpips=_alex("cuda")), get_protocol("default")
+    pairs = [(pred[b], gt[b]) for b in range(len(gt))]
+    values, _ = benchmark.pedantic(_cuda_timed(lambda: scorer.score_framed(pairs, protocol)), rounds=5, warmup_rounds=1)
+    assert torch.isfinite(values["lpips"]).all()
+    _report(benchmark, "CUDA AppearanceScorer, 8 samples x 8 views 256x256 (one render call per side, one LPIPS call)",
+            samples=GPU_BATCH // VIEWS, pairs=GPU_BATCH)

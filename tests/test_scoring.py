@@ -285,3 +285,32 @@ def test_appearance_rows_are_batch_invariant_and_follow_the_protocol_frame(alex)
     other = _row(score_batch(["moved"], [samples[1][1]], [samples[1][2]], mr, appearance=scorer), "moved")
     assert other["psnr"] == pytest.approx(alone["moved"]["psnr"], rel=1e-3)
     assert other["silhouette_iou"] == pytest.approx(alone["moved"]["silhouette_iou"], abs=2e-3)
+
+
+def test_padded_group_path_matches_per_element_and_isolates_a_failing_element(monkeypatch):
+    """The GPU path (all ok elements in one padded, ragged batch) run on the CPU: equal to the per-element
+    rows to float rounding; an element that fails inside the group fails alone, the others are rescored."""
+    import sam3d_eval.evaluate.scoring as mod
+
+    samples, p = _samples(), _protocol()
+    solo = {sid: _row(score_batch([sid], [pr], [gt], p), sid) for sid, pr, gt in samples}
+    monkeypatch.setattr(mod, "_groups", lambda elements: [elements])
+    chamfer = mod.METRIC_FUNCTIONS["chamfer"]
+
+    def flaky(ctx):
+        if "s-c" in ctx.sample_ids:
+            raise RuntimeError("kernel failed")
+        return chamfer(ctx)
+
+    for broken in (False, True):
+        if broken:
+            monkeypatch.setitem(mod.METRIC_FUNCTIONS, "chamfer", flaky)
+        res = score_batch([s[0] for s in samples], [s[1] for s in samples], [s[2] for s in samples], p)
+        for sid, *_ in samples:
+            row, ref = _row(res, sid), solo[sid]
+            if broken and sid == "s-c":
+                assert row["status"] == "failed" and row["error"] == "RuntimeError: kernel failed"
+                continue
+            assert row["status"] == "ok" and row["notes"] == ref["notes"]
+            for k in p.columns():
+                assert row[k] == pytest.approx(ref[k], rel=1e-3, abs=1e-6, nan_ok=True), (sid, k)

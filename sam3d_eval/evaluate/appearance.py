@@ -24,9 +24,9 @@ not colour.
 - Each per-sample score is the mean of its V per-view scores (PSNR and SSIM skip views where neither mesh
   is seen, which are NaN). Identical renders give PSNR `+inf` (no cap), SSIM 1 and LPIPS 0.
 
-Each sample is rendered on its own and LPIPS runs once on all views of all samples of a call; a sample's
-scores do not depend on the other samples of its batch (rendering, PSNR and SSIM are per sample; LPIPS is
-per image).
+LPIPS runs once on all views of all samples of a call. On the CPU each sample is rendered on its own, so a
+sample's scores do not depend on the other samples of its batch (rendering, PSNR and SSIM are per sample,
+LPIPS per image); on a GPU samples whose meshes share a texture kind are rendered in one call per side.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from ..ops.normalize import normalize_to_unit_cube
 from ..render.cameras import PerspectiveCameras, orbit_cameras
 from ..render.multiview import default_views, render_views
 from ..structures.meshes import Meshes
+from ..structures.textures import TexturesVertex
 from ..transforms import SimilarityTransform, bbox_centre_scale, normalize_points
 from .protocols import APPEARANCE_METRICS, Protocol
 
@@ -97,12 +98,38 @@ def _lpips_views(lpips: Callable, pred: torch.Tensor, gt: torch.Tensor) -> torch
     return torch.cat(out) if out else pred.new_zeros(0)
 
 
-def _render_pair(pred: Meshes, gt: Meshes, views: PerspectiveCameras, background) -> dict[str, torch.Tensor]:
-    """Renders `(V, H, W, 3)` of one pair and its per-view PSNR, SSIM and silhouette IoU `(V,)`."""
-    # Two calls: the two sides may carry different texture kinds (or none).
-    rp, rg = render_views(pred, views, background=background), render_views(gt, views, background=background)
-    img_p, img_g = rp.rgb[0], rg.rgb[0]
-    mask_p, mask_g = rp.mask[0] > 0, rg.mask[0] > 0
+def _concat(meshes: Sequence[Meshes]) -> Meshes | None:
+    """One batch of single meshes that share a texture kind (vertex colours or none), else None."""
+    tex = [m.textures for m in meshes]
+    if all(t is None for t in tex):
+        return Meshes([m.verts_list()[0] for m in meshes], [m.faces_list()[0] for m in meshes])
+    if all(isinstance(t, TexturesVertex) for t in tex):
+        return Meshes([m.verts_list()[0] for m in meshes], [m.faces_list()[0] for m in meshes],
+                      TexturesVertex([t.verts_features[0] for t in tex]))
+    return None
+
+
+def _render_all(pairs: Sequence[tuple[Meshes, Meshes]], views: PerspectiveCameras, background) -> list[dict]:
+    """Per pair `_render_pair`. On the CPU each pair is rendered on its own (bitwise independent of the
+    batch); on a GPU pairs whose sides share a texture kind are rendered in one call per side."""
+    device = pairs[0][1].device
+    if device.type != "cpu" and len(pairs) > 1:
+        preds, gts = _concat([p for p, _ in pairs]), _concat([g for _, g in pairs])
+        if preds is not None and gts is not None:
+            rp = render_views(preds, views, background=background)
+            rg = render_views(gts, views, background=background)
+            return [_pair_scores(rp.rgb[b], rg.rgb[b], rp.mask[b], rg.mask[b]) for b in range(len(pairs))]
+    out = []
+    for p, g in pairs:
+        # Two calls: the two sides may carry different texture kinds (or none).
+        rp, rg = render_views(p, views, background=background), render_views(g, views, background=background)
+        out.append(_pair_scores(rp.rgb[0], rg.rgb[0], rp.mask[0], rg.mask[0]))
+    return out
+
+
+def _pair_scores(img_p, img_g, mask_p, mask_g) -> dict[str, torch.Tensor]:
+    """Renders `(V, H, W, 3)` and masks `(V, H, W)` of one pair -> its per-view PSNR, SSIM, silhouette IoU."""
+    mask_p, mask_g = mask_p > 0, mask_g > 0
     union = (mask_p | mask_g)[:, None]
     # Renders may overshoot 1 slightly with bright lights; PSNR/SSIM assume [0, data_range].
     x, y = img_p.permute(0, 3, 1, 2).clamp(0, 1), img_g.permute(0, 3, 1, 2).clamp(0, 1)
@@ -118,10 +145,12 @@ def _score_pairs(
     pairs: Sequence[tuple[Meshes, Meshes]], views: PerspectiveCameras, lpips: Callable | None, background
 ) -> list[dict[str, torch.Tensor]]:
     """Per pair the per-view `(V,)` psnr, ssim, iou and lpips (NaN without a module); LPIPS in one pass."""
+    if not pairs:
+        return []
     with torch.no_grad():
-        per = [_render_pair(p, g, views, background) for p, g in pairs]
+        per = _render_all(pairs, views, background)
         V = len(views)
-        if lpips is not None and per:
+        if lpips is not None:
             lp = _lpips_views(lpips, torch.cat([r["img_p"] for r in per]), torch.cat([r["img_g"] for r in per]))
             for i, r in enumerate(per):
                 r["lpips"] = lp[i * V : (i + 1) * V]
