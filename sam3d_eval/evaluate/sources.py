@@ -147,8 +147,9 @@ def files_by_id(folder: pathlib.Path, suffixes: Sequence[str] = PRED_SUFFIXES) -
 class FolderSource(PredictionSource):
     """Predictions exported as files keyed by sample id (see the module docstring).
 
-    folder: the predictions folder; identity: defaults to ``folder:<absolute path>``. `from_files` builds
-    one from an explicit ``{sample_id: path}`` mapping (one-pair evaluation).
+    folder: the predictions folder (its files are listed once, here); identity: defaults to
+    ``folder:<absolute path>``. `from_files` builds one from an explicit ``{sample_id: path}`` mapping
+    (the one-pair evaluation of ``eval-meshes``).
     """
 
     def __init__(self, folder: str | os.PathLike, *, identity: str | None = None) -> None:
@@ -157,17 +158,16 @@ class FolderSource(PredictionSource):
             raise FileNotFoundError(f"{folder}: predictions folder does not exist")
         if not folder.is_dir():
             raise NotADirectoryError(f"{folder}: predictions must be a folder of <sample_id>.<ext> files, got a file")
-        self.folder = folder
-        self.files = files_by_id(folder)
-        self.name = folder.name or str(folder)
-        self.identity = identity or f"folder:{folder.resolve()}"
+        self._setup(files_by_id(folder), identity or f"folder:{folder.resolve()}", folder.name or str(folder), folder)
+
+    def _setup(self, files: Mapping[str, pathlib.Path], identity: str, name: str, folder: pathlib.Path | None) -> None:
+        self.folder, self.files, self.identity, self.name = folder, dict(files), identity, name
 
     @classmethod
     def from_files(cls, files: Mapping[str, str | os.PathLike | None], *, identity: str, name: str = "files") -> FolderSource:
+        """A source over explicit files (None values: no prediction for that sample)."""
         self = cls.__new__(cls)
-        self.folder = None
-        self.files = {k: pathlib.Path(v) for k, v in files.items() if v is not None}
-        self.name, self.identity = name, identity
+        self._setup({k: pathlib.Path(v) for k, v in files.items() if v is not None}, identity, name, None)
         return self
 
     def load(self, row: Mapping[str, Any], protocol) -> LoadedPrediction:
