@@ -185,7 +185,8 @@ def test_uv_texture_with_pbr_factor_and_atlas_of_scene_parts():
     single = trimesh_to_meshes(trimesh.Trimesh(v, f, visual=textured, process=False), "one.glb")
     assert isinstance(single.textures, TexturesUV)
     expected_map = tex.astype(np.float32) / 255 * np.array([1.0, 128 / 255, 1.0], np.float32)
-    assert np.allclose(single.textures.maps[0].numpy(), expected_map, atol=1e-6)
+    # re-quantised to 8 bits after the factor: within half a level
+    assert np.allclose(tex01(single.textures.maps[0]), expected_map, atol=0.5 / 255 + 1e-6)
     assert np.allclose(single.textures.verts_uvs[0].numpy(), uv, atol=1e-6)
     assert torch.equal(single.textures.faces_uvs[0], faces)
     # A scene of the textured part and a part with only a material colour: one atlas for both.
@@ -197,10 +198,10 @@ def test_uv_texture_with_pbr_factor_and_atlas_of_scene_parts():
         transform=trimesh.transformations.translation_matrix([3, 0, 0]),
     )
     mesh = trimesh_to_meshes(scene, "scene.glb")
-    atlas, atlas_uv = mesh.textures.maps[0].double().numpy(), mesh.textures.verts_uvs[0].double().numpy()
+    atlas, atlas_uv = tex01(mesh.textures.maps[0]), mesh.textures.verts_uvs[0].double().numpy()
     part = (mesh.verts_list()[0][:, 0] < 2).numpy()  # the untranslated, textured part
     assert part.sum() == 5
-    assert np.allclose(bilinear(atlas, atlas_uv[part]), bilinear(expected_map, uv), atol=1e-5)
+    assert np.allclose(bilinear(atlas, atlas_uv[part]), bilinear(expected_map, uv), atol=0.5 / 255 + 1e-5)
     assert np.allclose(bilinear(atlas, atlas_uv[~part]), [[0.0, 1.0, 0.0]] * 5, atol=1e-6)
     assert torch.equal(mesh.textures.faces_uvs[0], mesh.faces_list()[0])
 
@@ -214,6 +215,12 @@ def test_material_colour_and_face_colours_become_vertex_colours():
     face_col = np.tile([0, 255, 0, 255], (6, 1)).astype(np.uint8)
     mesh = trimesh_to_meshes(trimesh.Trimesh(v, f, face_colors=face_col, process=False), "m.ply")
     assert torch.allclose(mesh.textures.verts_features[0], torch.tensor([[0, 1.0, 0]] * 5))
+
+
+def tex01(m: torch.Tensor) -> np.ndarray:
+    """A loaded texture map (uint8, kept 8-bit until sampled) as float64 values in [0, 1]."""
+    assert m.dtype == torch.uint8
+    return m.double().numpy() / 255.0
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -243,7 +250,7 @@ def test_textured_obj_mtl_png(tmp_path):
     write_textured_obj(tmp_path, tex)
     mesh = load_mesh(tmp_path / "t.obj")
     assert isinstance(mesh.textures, TexturesUV)
-    assert np.allclose(mesh.textures.maps[0].numpy(), tex / 255.0, atol=1e-6)
+    assert np.allclose(tex01(mesh.textures.maps[0]), tex / 255.0, atol=1e-6)
     v = mesh.verts_list()[0].numpy()
     assert np.allclose(mesh.textures.verts_uvs[0].numpy(), v[:, :2], atol=1e-6)  # vt = (x, y) here
 
@@ -257,8 +264,8 @@ def test_textured_round_trip(tmp_path, ext):
     save_mesh(tmp_path / f"t.{ext}", Meshes([verts], [faces], TexturesUV([tex_map], [faces], [uvs])))
     mesh = load_mesh(tmp_path / f"t.{ext}")
     assert isinstance(mesh.textures, TexturesUV)
-    assert torch.allclose(mesh.textures.maps[0], tex_map, atol=1e-6)
-    got = bilinear(mesh.textures.maps[0].double().numpy(), mesh.textures.verts_uvs[0].double().numpy())
+    assert np.allclose(tex01(mesh.textures.maps[0]), tex_map.double().numpy(), atol=1e-6)
+    got = bilinear(tex01(mesh.textures.maps[0]), mesh.textures.verts_uvs[0].double().numpy())
     order = [int(np.argmin(np.abs(verts.numpy() - p).sum(1))) for p in mesh.verts_list()[0].numpy()]
     assert np.allclose(got, bilinear(tex_map.double().numpy(), uvs.double().numpy()[order]), atol=1e-5)
 
@@ -357,7 +364,7 @@ def test_single_textured_glb_keeps_repeating_uvs(tmp_path):
         warnings.simplefilter("error")  # no "texture dropped" warning
         mesh = load_mesh(tmp_path / "tiled.glb")
     assert isinstance(mesh.textures, TexturesUV)
-    assert np.allclose(mesh.textures.maps[0].numpy(), tex / 255.0, atol=1e-6)
+    assert np.allclose(tex01(mesh.textures.maps[0]), tex / 255.0, atol=1e-6)
     order = [int(np.argmin(np.abs(v - p).sum(1))) for p in mesh.verts_list()[0].numpy()]
     assert np.allclose(mesh.textures.verts_uvs[0].numpy(), uv[order], atol=1e-6)
     assert torch.equal(mesh.textures.faces_uvs[0], mesh.faces_list()[0])
@@ -372,3 +379,76 @@ def test_save_uv_texture_to_format_without_textures_raises(tmp_path, ext):
     assert not (tmp_path / f"m.{ext}").exists()
     save_mesh(tmp_path / f"m.{ext}", (verts, faces))  # geometry alone still saves
     assert (tmp_path / f"m.{ext}").exists()
+
+
+# --- PLY faces with their own texture coordinates, NaN colours, compact texture maps ------------------
+
+_FACE_TEX_PLY = """ply
+format ascii 1.0
+comment TextureFile t.png
+element vertex 4
+property float x
+property float y
+property float z
+element face 2
+property list uchar int vertex_indices
+property list uchar float texcoord
+end_header
+0 0 0
+1 0 0
+1 1 0
+0 1 0
+3 0 1 2 6 0 0 1 0 1 1
+3 0 2 3 6 0.5 0.5 1 1 0 1
+"""
+
+
+def test_ply_face_texcoords_load_with_texture(tmp_path):
+    """Per-face texture coordinates make trimesh split vertex 0 (two UVs): valid, loaded with its texture
+    (was rejected as truncated because the vertex count differs from the header's)."""
+    tex = np.random.default_rng(4).integers(0, 256, size=(4, 6, 3), dtype=np.uint8)
+    (tmp_path / "t.png").write_bytes(png_bytes(tex))
+    (tmp_path / "m.ply").write_text(_FACE_TEX_PLY)
+    mesh = load_mesh(tmp_path / "m.ply")
+    v, f = mesh.verts_list()[0].numpy(), mesh.faces_list()[0].numpy()
+    assert len(v) == 5 and len(f) == 2
+    assert isinstance(mesh.textures, TexturesUV)
+    assert np.array_equal(mesh.textures.maps[0].numpy(), tex)
+    uv = mesh.textures.verts_uvs[0].numpy()[mesh.textures.faces_uvs[0].numpy()]  # (F, 3, 2) per corner
+    want = np.array([[[0, 0], [1, 0], [1, 1]], [[0.5, 0.5], [1, 1], [0, 1]]])
+    assert np.allclose(uv, want)
+    assert np.allclose(v[f], [[[0, 0, 0], [1, 0, 0], [1, 1, 0]], [[0, 0, 0], [1, 1, 0], [0, 1, 0]]])
+    # a body with fewer faces than declared is still refused (header says 3 faces, body holds 2)
+    (tmp_path / "cut.ply").write_text(_FACE_TEX_PLY.replace("element face 2", "element face 3"))
+    with pytest.raises(MeshLoadError, match="truncated or corrupt PLY|could not parse"):
+        load_mesh(tmp_path / "cut.ply")
+
+
+def test_nan_vertex_colour_is_refused(tmp_path):
+    path = tmp_path / "c.obj"
+    path.write_text("v 0 0 0 1 0 0\nv 1 0 0 nan 0.5 0\nv 0 1 0 0 0 inf\nf 1 2 3\n")
+    with pytest.raises(MeshLoadError, match="2 vertices have NaN or inf colours") as info:
+        load_mesh(path)
+    assert str(path) in str(info.value)
+    path.write_text("v 0 0 0 1 0 0\nv 1 0 0 0 0.5 0\nv 0 1 0 0 0 1\nf 1 2 3\n")  # finite colours still load
+    assert torch.allclose(load_mesh(path).textures.verts_features[0][1], torch.tensor([0.0, 128 / 255, 0]))
+
+
+def test_texture_maps_stay_uint8_until_sampled(tmp_path):
+    """The loader keeps maps 8-bit (4x smaller than float32); sampling reads them as value / 255, equal to
+    sampling the float map (also for the uv gradient)."""
+    from sam3d_eval.ops.texture_lookup import sample_uv
+
+    tex = np.random.default_rng(1).integers(0, 256, size=(5, 9, 3), dtype=np.uint8)
+    write_textured_obj(tmp_path, tex)
+    m = load_mesh(tmp_path / "t.obj").textures.maps[0]
+    assert m.dtype == torch.uint8 and m.element_size() == 1
+    uv = (torch.rand(3, 200, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 3 - 1).requires_grad_()
+    uv_f = uv.detach().clone().requires_grad_()
+    a, b = sample_uv(m, uv), sample_uv(m.double() / 255, uv_f)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    a.sum().backward()
+    b.sum().backward()
+    torch.testing.assert_close(uv.grad, uv_f.grad, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="uint8 or float"):
+        TexturesUV([torch.zeros(2, 2, 3, dtype=torch.int32)], [torch.zeros(1, 3, dtype=torch.int64)], [torch.zeros(3, 2)])

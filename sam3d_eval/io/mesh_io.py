@@ -7,8 +7,10 @@ triangulated (fan), and OBJ vertices are re-indexed per (position, UV) pair as t
 become duplicated vertices; unreferenced OBJ vertices are dropped). STL, a triangle soup, gets its exactly
 coincident corners merged so that the mesh has shared vertices.
 
-Appearance becomes `TexturesVertex` (per-vertex RGB in [0, 1]) or `TexturesUV` (RGB map, origin of UVs at the
-image's bottom-left). Scenes (glTF node trees) are flattened with every node's transform applied; their
+Appearance becomes `TexturesVertex` (per-vertex RGB in [0, 1]) or `TexturesUV` (uint8 RGB map, kept 8-bit
+until sampled; origin of UVs at the image's bottom-left). PLY faces may carry their own texture coordinates
+(`property list ... texcoord`); trimesh then splits vertices per (vertex, texcoord) corner. OBJ vertex
+colours that are NaN or inf are refused (trimesh would load them as black). Scenes (glTF node trees) are flattened with every node's transform applied; their
 parts' appearances are combined as follows:
 - a single part with a UV texture image: a `TexturesUV` of its own map and UVs, as they are (UVs outside
   [0, 1] repeat the map, as in the renderer and the point sampler).
@@ -19,7 +21,7 @@ parts' appearances are combined as follows:
 - otherwise, any part with vertex colours or a material colour: `TexturesVertex` (material colour
   broadcast to the part's vertices, white for parts with neither; face colours are averaged onto vertices).
 - otherwise no textures.
-glTF `baseColorFactor` multiplies the texture map (RGB; alpha is dropped everywhere). Texture images are
+glTF `baseColorFactor` multiplies the texture map (re-quantised to 8 bits; RGB, alpha is dropped everywhere). Texture images are
 decoded by Pillow through trimesh.
 """
 
@@ -73,12 +75,38 @@ def _check_obj_indices(path: pathlib.Path, data: bytes) -> None:
         )
 
 
+def _check_obj_colours(path: pathlib.Path, data: bytes) -> None:
+    """Reject OBJ vertex colours (`v x y z r g b`) that are NaN or inf: trimesh turns them into black."""
+    lowered = data.lower()
+    if b"nan" not in lowered and b"inf" not in lowered:
+        return
+    bad = 0
+    for line in re.findall(rb"(?m)^[ \t]*v[ \t]+([^\r\n#]*)", data):
+        tokens = line.split()
+        if len(tokens) > 3:
+            try:
+                values = np.array(tokens[3:], dtype=np.float64)
+            except ValueError:
+                continue
+            bad += int(not np.isfinite(values).all())
+    if bad:
+        raise MeshLoadError(path, f"{bad} vertices have NaN or inf colours (refused rather than loaded as black)")
+
+
 def _check_ply_counts(path: pathlib.Path, data: bytes, num_verts: int, num_faces: int) -> None:
-    """Catch truncated ASCII PLY bodies, which trimesh reads without complaint as fewer elements."""
+    """Catch truncated ASCII PLY bodies, which trimesh reads without complaint as fewer elements.
+
+    When the face element carries its own texture coordinates (`property list ... texcoord`), trimesh splits
+    vertices per (vertex, texcoord) corner, so the vertex count may differ from the header's; the face
+    count, which a truncated body cannot reach, is still checked.
+    """
     end = data.find(b"end_header")
-    declared = {k.decode(): int(n) for k, n in re.findall(rb"(?m)^element[ \t]+(\w+)[ \t]+(\d+)", data[: max(end, 0)])}
+    header = data[: max(end, 0)]
+    declared = {k.decode(): int(n) for k, n in re.findall(rb"(?m)^element[ \t]+(\w+)[ \t]+(\d+)", header)}
     want_v, want_f = declared.get("vertex", 0), declared.get("face", 0)
-    if num_verts != want_v or num_faces < want_f:
+    face_block = re.search(rb"(?ms)^element[ \t]+face\b(.*?)(?=^element\b|\Z)", header)
+    split = face_block is not None and re.search(rb"(?m)^property[ \t]+list\b.*\btexcoord\b", face_block.group(1))
+    if (num_verts != want_v and not split) or num_faces < want_f:
         raise MeshLoadError(
             path,
             f"truncated or corrupt PLY: the header declares {want_v} vertices and {want_f} faces, "
@@ -97,9 +125,10 @@ def _validate(path: pathlib.Path, verts: np.ndarray, faces: np.ndarray) -> None:
 
 # ---- appearance -------------------------------------------------------------------------------------
 def _image_to_array(image) -> np.ndarray | None:
+    """RGB uint8 `(H, W, 3)`: texture maps stay 8-bit until they are sampled (a 2k x 10k atlas is 60 MB, not 250)."""
     if image is None or not hasattr(image, "convert"):
         return None
-    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
 def _appearance(mesh: trimesh.Trimesh) -> tuple[str, object]:
@@ -125,8 +154,9 @@ def _appearance(mesh: trimesh.Trimesh) -> tuple[str, object]:
     tex = _image_to_array(image)
     uv = visual.uv
     if tex is not None and uv is not None and len(uv) == len(mesh.vertices):
-        if factor is not None and isinstance(material, trimesh.visual.material.PBRMaterial):
-            tex = tex * factor  # glTF: colour = texture * baseColorFactor
+        if factor is not None and isinstance(material, trimesh.visual.material.PBRMaterial) and (factor != 1).any():
+            # glTF: colour = texture * baseColorFactor, re-quantised to 8 bits (within 0.5 / 255)
+            tex = np.round(tex * factor).astype(np.uint8)
         return "uv", (tex, np.asarray(uv, dtype=np.float32))
     if factor is not None:
         return "const", factor
@@ -147,12 +177,13 @@ def _pack_atlas(
             uvs.append(np.clip(uv, 0.0, 1.0))
         else:
             colour = value if kind == "const" else np.ones(3, np.float32)
-            patches.append(np.broadcast_to(np.asarray(colour, np.float32), (1, 1, 3)))
+            colour8 = np.round(np.clip(np.asarray(colour, np.float64), 0, 1) * 255).astype(np.uint8)
+            patches.append(np.broadcast_to(colour8, (1, 1, 3)))
             uvs.append(np.full((n, 2), 0.5, np.float32))
     # One texel of edge padding around each patch keeps bilinear lookups from bleeding into a neighbour.
     padded = [np.pad(p, ((1, 1), (1, 1), (0, 0)), mode="edge") for p in patches]
     height, width = max(p.shape[0] for p in padded), sum(p.shape[1] for p in padded)
-    atlas = np.zeros((height, width, 3), np.float32)
+    atlas = np.zeros((height, width, 3), np.uint8)
     out_uv, x0 = [], 0
     for p, patch, uv in zip(padded, patches, uvs):
         h, w = patch.shape[:2]
@@ -178,7 +209,7 @@ def _combine_textures(
                 return None
             atlas, uv = packed
         return TexturesUV(
-            [torch.from_numpy(np.ascontiguousarray(atlas)).to(device)],
+            [torch.from_numpy(np.array(atlas, dtype=np.uint8, order="C", copy=True)).to(device)],
             [faces.clone()],
             [torch.from_numpy(np.ascontiguousarray(uv)).to(device)],
         )
@@ -205,7 +236,7 @@ def load_mesh(path: PathLike, device: str | torch.device = "cpu") -> Meshes:
 
     Raises:
         MeshLoadError: missing, empty, unsupported, unparseable file; no faces (a point cloud); NaN/inf
-            vertices; face indices out of range or negative.
+            vertices or (OBJ) vertex colours; face indices out of range or negative.
     """
     path = pathlib.Path(path)
     ext = path.suffix.lower()
@@ -220,6 +251,7 @@ def load_mesh(path: PathLike, device: str | torch.device = "cpu") -> Meshes:
         raise MeshLoadError(path, f"not a valid {ext[1:].upper()} file: it is a text format but holds binary data")
     if ext == ".obj":
         _check_obj_indices(path, data)
+        _check_obj_colours(path, data)
 
     try:
         with warnings.catch_warnings():
@@ -381,7 +413,8 @@ def _uv_visual(verts: np.ndarray, faces: np.ndarray, tex: TexturesUV):
     verts_uvs = _to_numpy(tex.verts_uvs[0]).astype(np.float64)
     pairs = np.stack([faces.reshape(-1), faces_uvs.reshape(-1)], 1)
     unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    image = np.round(np.clip(_to_numpy(tex.maps[0])[..., :3], 0, 1) * 255).astype(np.uint8)
+    tex_map = _to_numpy(tex.maps[0])[..., :3]
+    image = tex_map if tex_map.dtype == np.uint8 else np.round(np.clip(tex_map, 0, 1) * 255).astype(np.uint8)
     material = trimesh.visual.material.SimpleMaterial(image=Image.fromarray(image), diffuse=(255, 255, 255, 255))
     visual = trimesh.visual.TextureVisuals(uv=verts_uvs[unique[:, 1]], material=material)
     return verts[unique[:, 0]], inverse.reshape(-1, 3), visual

@@ -31,7 +31,8 @@ class TexturesVertex:
 class TexturesUV:
     """UV-mapped textures, one entry per mesh.
 
-    maps: `(H_i, W_i, C)` float images in [0, 1]; faces_uvs: `(F_i, 3)` int64 indices into verts_uvs;
+    maps: `(H_i, W_i, C)` images: uint8 (0..255, read as value / 255; what the loader produces, 4x smaller
+    than float32 until sampled) or float in [0, 1] (differentiable); faces_uvs: `(F_i, 3)` int64 indices into verts_uvs;
     verts_uvs: `(T_i, 2)` float UV coordinates, origin at the image's bottom-left (OpenGL/glTF-after-flip
     convention used by trimesh).
     """
@@ -44,6 +45,9 @@ class TexturesUV:
         self.maps, self.faces_uvs, self.verts_uvs = list(self.maps), list(self.faces_uvs), list(self.verts_uvs)
         if not (len(self.maps) == len(self.faces_uvs) == len(self.verts_uvs)):
             raise ValueError("TexturesUV: maps, faces_uvs and verts_uvs need one entry per mesh")
+        for i, m in enumerate(self.maps):
+            if m.dim() != 3 or not (m.dtype == torch.uint8 or m.is_floating_point()):
+                raise ValueError(f"TexturesUV: map {i} must be (H, W, C) uint8 or float, got {tuple(m.shape)} {m.dtype}")
 
     def __len__(self) -> int:
         return len(self.maps)
