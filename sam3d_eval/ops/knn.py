@@ -6,8 +6,17 @@ One public function, three engines chosen by device and size inside:
   it never holds the full ``P1 x P2`` distance matrix. Up to 8-D it ranks by direct differences (exact);
   higher-D features go through a matmul filter with a rigorous error bound, re-ranked exactly. Works on
   any device and dtype.
-- ``"triton"``: a fused CUDA kernel (distance tile and running min/argmin in registers), K=1.
+- ``"triton"``: a fused CUDA kernel (distance tile and running min/argmin in registers), K=1, float32
+  ranking: forcing it on float64 points is refused (``auto`` never picks it for float64). ``auto`` picks it
+  only while `sam3d_eval.runtime.triton_enabled()` (a `runtime_policy(..., triton=False)` turns it off).
 - ``"kdtree"``: a KD-tree on CPU (pykdtree for L2, scipy's cKDTree for L1), per batch element.
+
+Exact ties go to the lowest index on every engine, as pytorch3d's sequential scan: the brute force keeps
+the first column among equal distances, and the KD-tree is built on the distinct points (lowest index of
+each set of exact copies) whenever a cheap hash check finds duplicates. Left as a tree returns them: ties
+between distinct points at exactly equal distance (measure zero for sampled surfaces).
+
+No function here changes process-wide state; thread counts are the caller's `runtime_policy`.
 
 Whatever engine picks the neighbours, the returned distances are recomputed from the inputs by direct
 differences, so they are exact in the input dtype and differentiable w.r.t. both clouds (the gradient
