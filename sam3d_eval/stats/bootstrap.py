@@ -39,8 +39,8 @@ __all__ = [
 ]
 
 METHODS = ("percentile", "bca")
-# Elements of index matrices drawn at once (int64: 128 MiB); bounds memory at any n x n_resamples.
-_CHUNK_ELEMENTS = 1 << 24
+# Elements of index matrices drawn at once (int64: 2 MiB: cache-sized, larger chunks only add memory traffic); bounds memory at any n x n_resamples.
+_CHUNK_ELEMENTS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -74,12 +74,24 @@ class BootstrapResult:
 
 
 # --------------------------------------------------------------------------------------------- interval core
+def _quantile_sorted(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """np.quantile(method="linear") of an already sorted 1-D array (one sort serves several calls)."""
+    h = (x.size - 1) * np.asarray(q, dtype=np.float64)
+    lo = np.clip(np.floor(h).astype(np.int64), 0, x.size - 1)
+    hi = np.minimum(lo + 1, x.size - 1)
+    t = h - lo
+    a, b = x[lo], x[hi]
+    return np.where(t < 0.5, a + (b - a) * t, b - (b - a) * (1.0 - t))
+
+
 def _interval_from(reps: np.ndarray, estimate: float, confidence: float, method: str, accel: float) -> tuple[float, float]:
+    """Interval ends from replicates `reps` (sorted ascending)."""
     alpha = (1.0 - confidence) / 2.0
     if method == "percentile":
         q = np.array([alpha, 1.0 - alpha])
     else:
-        share = (np.count_nonzero(reps < estimate) + np.count_nonzero(reps <= estimate)) / (2.0 * reps.size)
+        below = np.searchsorted(reps, estimate, side="left") + np.searchsorted(reps, estimate, side="right")
+        share = below / (2.0 * reps.size)
         z0 = ndtri(share)
         if not np.isfinite(z0):
             raise StatsInputError(
@@ -94,7 +106,7 @@ def _interval_from(reps: np.ndarray, estimate: float, confidence: float, method:
                 "the BCa interval is undefined: every replicate lies on one side of the estimate "
                 "(a degenerate bootstrap distribution); use method='percentile'"
             )
-    lo, hi = np.quantile(reps, q)
+    lo, hi = _quantile_sorted(reps, q)
     return float(lo), float(hi)
 
 
@@ -123,11 +135,11 @@ def bootstrap_interval(
             "(the statistic is undefined on some resamples)"
         )
     estimate = float(estimate)
-    lo, hi = _interval_from(reps, estimate, confidence, method, acceleration)
+    lo, hi = _interval_from(np.sort(reps), estimate, confidence, method, acceleration)
     half = reps.size // 2
     if half >= 2:
-        a = _interval_from(reps[:half], estimate, confidence, method, acceleration)
-        b = _interval_from(reps[half:], estimate, confidence, method, acceleration)
+        a = _interval_from(np.sort(reps[:half]), estimate, confidence, method, acceleration)
+        b = _interval_from(np.sort(reps[half:]), estimate, confidence, method, acceleration)
         drift = max(abs(a[0] - b[0]), abs(a[1] - b[1]))
     else:
         drift = float("nan")
@@ -329,9 +341,10 @@ def _cluster_codes(frame: pd.DataFrame, cluster: Sequence[str]) -> list[np.ndarr
     for col in cluster:
         if col not in frame.columns:
             raise StatsInputError(f"cluster column {col!r} is not in the frame (columns: {list(frame.columns)})")
-        if frame[col].isna().any():
+        code = pd.factorize(frame[col].to_numpy(), sort=True)[0].astype(np.int64)
+        if np.any(code < 0):  # factorize codes missing values as -1
             raise StatsInputError(f"cluster column {col!r} has missing values")
-        codes.append(pd.factorize(frame[col], sort=True)[0].astype(np.int64))
+        codes.append(code)
     return codes
 
 
@@ -409,15 +422,26 @@ def clustered_bootstrap(
     per = max(1, _CHUNK_ELEMENTS // max(n_rows, sum(sizes)))
     rows = np.arange(n_rows)
     # The mean of a column over one cluster level needs only per-cluster sums and sizes, not row weights.
+    # Clusters with equal (sum, size) are interchangeable, so when few such types exist (binary votes,
+    # equal cluster sizes) resampling K clusters is one multinomial(K, type shares) draw per resample: the
+    # same distribution as drawing K cluster indices, at a fraction of the random numbers.
     aggregate = isinstance(statistic, str) and len(codes) == 1
     if aggregate:
         col = frame[statistic].to_numpy(dtype=np.float64)
         sums = np.bincount(codes[0], weights=col, minlength=sizes[0])
         counts = np.bincount(codes[0], minlength=sizes[0]).astype(np.float64)
+        types, type_of = np.unique(np.stack([sums, counts], axis=1), axis=0, return_inverse=True)
+        by_type = types.shape[0] * 4 <= sizes[0]
+        if by_type:
+            shares = np.bincount(type_of.ravel(), minlength=types.shape[0]) / sizes[0]
+            sums, counts = types[:, 0], types[:, 1]
     for start in range(0, n_resamples, per):
         c = min(per, n_resamples - start)
         if aggregate:
-            draws = resample_counts(rng, sizes[0], c)
+            if by_type:
+                draws = rng.multinomial(sizes[0], shares, size=c).astype(np.float64)
+            else:
+                draws = resample_counts(rng, sizes[0], c)
             reps[start : start + c] = (draws @ sums) / (draws @ counts)
             continue
         w = resample_counts(rng, sizes[0], c)[:, codes[0]].astype(np.float64)
