@@ -126,6 +126,14 @@ def test_clustered_resampled_wins_are_cluster_sums():
     for r in range(7):
         expect = (dense * counts[r][codes][:, None]).sum(axis=0).reshape(5, 5)
         np.testing.assert_allclose(wb[r], expect, atol=1e-12)
+    # crossed items x raters: a vote's weight is its item's count times its rater's count
+    wb2 = _resampled_wins(np.random.default_rng(5), votes, cells, ["item_id", "rater_id"], 6, 5)
+    g = np.random.default_rng(5)
+    ci, cr = resample_counts(g, 40, 6), resample_counts(g, 7, 6)
+    raters = pd.factorize(votes["rater_id"], sort=True)[0]
+    for r in range(6):
+        weight = ci[r][codes] * cr[r][raters]
+        np.testing.assert_allclose(wb2[r], (dense * weight[:, None]).sum(axis=0).reshape(5, 5), atol=1e-12)
     # single-vote resampling keeps the vote total; ties count once per vote (two halves)
     wv = _resampled_wins(np.random.default_rng(0), votes, cells, [], 50, 5)
     np.testing.assert_allclose(wv.sum(axis=(1, 2)), len(votes))

@@ -250,7 +250,7 @@ def _multi_sample_bootstrap(
     confidence, n_resamples = _check_setup(confidence, n_resamples, method)
     vec = _is_vectorized(statistic, vectorized)
     rng = as_generator(seed)
-    estimate = float(statistic(*samples))
+    estimate = float(statistic(*samples, axis=-1) if vec else statistic(*samples))
     reps = np.empty(n_resamples)
     pos = 0
     for idx in _index_chunks(rng, [s.size for s in samples], n_resamples):

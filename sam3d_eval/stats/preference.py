@@ -68,7 +68,11 @@ def _prepare(votes: pd.DataFrame, ties: str) -> tuple[list[Any], np.ndarray, np.
     if np.any(same):
         row = votes.index[np.flatnonzero(same)[0]]
         raise StatsInputError(f"model {a[same][0]!r} is paired with itself (first at row {row!r})")
-    codes, models = pd.factorize(np.concatenate([a, b]), sort=True)
+    both = np.concatenate([a, b])
+    try:
+        codes, models = pd.factorize(both, sort=True)
+    except TypeError:  # unorderable mix of names: keep first-seen order
+        codes, models = pd.factorize(both, sort=False)
     n = len(votes)
     return list(models), codes[:n].astype(np.int64), codes[n:].astype(np.int64), outcome
 
