@@ -97,5 +97,14 @@ def test_render_masks_and_occlusion_with_a_blocker():
     frac = occlusion_fraction(occ.visible, occ.amodal)
     assert 0.3 < frac < 0.7 and frac == pytest.approx(1 - occ.visible.sum() / occ.amodal.sum())
     assert (occ.object_index[occ.amodal & ~occ.visible] == 1).all()
+    # On a floor, seen from above: the floor hides nothing, and amodal is the target rendered alone.
+    from sam3d_eval.data.scene import floor_object
+
+    lifted = SceneObject(v - [0.0, v[:, 1].min(), 0.0], ball.faces, white, mat, "target")
+    above = make_camera(30.0, 25.0, 2.0, np.zeros(3), 40.0, 48)
+    floor = floor_object(np.zeros(3), 1.5, 4, (0.5, 0.5, 0.5), (0.2, 0.2, 0.2), checker=True)
+    on_floor = render_scene([lifted, floor], above, LightRig(), bg)
+    ref = render_scene([lifted], above, LightRig(), bg)
+    assert np.array_equal(on_floor.amodal, ref.amodal) and np.array_equal(on_floor.visible, ref.visible)
     with pytest.raises(ValueError, match="exactly one target"):
         render_scene([SceneObject(v, ball.faces, white, mat, "object")], cam, LightRig(), bg)

@@ -271,7 +271,15 @@ def render_scene(
     radius = float(torch.linalg.norm(sverts - centre, dim=1).max())
     shadow_scene = Meshes([sverts], [sfaces])
     rgb, obj_index = _shade_layer(objects, camera, rig, background, shadow_scene, centre, radius, shadow_resolution)
-    _, _, _, _, _, frags_t = _rasterize([target], camera)
-    amodal = (frags_t.pix_to_face[0] >= 0).numpy()
     visible = (obj_index == targets[0]).numpy()
+    eye_y = float(camera.get_camera_center()[0, 1])
+    low = float(target.verts[:, 1].min())
+    harmless = lambda o: o.role == "target" or (  # noqa: E731
+        o.role == "floor" and float(o.verts[:, 1].max()) <= min(low, eye_y))
+    if all(harmless(o) for o in objects):
+        # Nothing can hide the target (a floor under it, seen from above, never does): amodal = visible.
+        amodal = visible.copy()
+    else:
+        _, _, _, _, _, frags_t = _rasterize([target], camera)
+        amodal = (frags_t.pix_to_face[0] >= 0).numpy()
     return SceneRender(rgb.numpy().astype(np.float32), obj_index.numpy(), visible, amodal)
