@@ -1,0 +1,29 @@
+"""Reports from stored results: tables, figures and one self-contained HTML file (DESIGN.md section 3).
+
+Imports stats, render, io, structures and transforms of the package only; the analysis records it renders
+come from the evaluation layer through the CLI (`sam3d-eval report`, `sam3d-eval compare --out`).
+"""
+
+from .build import comparison_document, methods_section, runs_document, thumbs_block
+from .figures import FigureImage, interval_figure, occlusion_figure, phase_gap_figure
+from .html import ReportDocument, render_html, write_html
+from .tables import METRIC_DEFINITIONS, definition, fmt, fmt_ci, fmt_p
+
+__all__ = [
+    "FigureImage",
+    "METRIC_DEFINITIONS",
+    "ReportDocument",
+    "comparison_document",
+    "definition",
+    "fmt",
+    "fmt_ci",
+    "fmt_p",
+    "interval_figure",
+    "methods_section",
+    "occlusion_figure",
+    "phase_gap_figure",
+    "render_html",
+    "runs_document",
+    "thumbs_block",
+    "write_html",
+]

@@ -1,0 +1,400 @@
+"""Report documents (`report.html` renders them) from analysis records: a comparison, or one or more runs.
+
+Inputs are JSON-ready records, never live objects of the evaluation layer (this layer sits beside it, not
+above it): a comparison payload (`evaluate.compare.Comparison.to_dict()`), per-run summaries (the
+``summary``, ``occlusion_accuracy`` and ``domain_gap`` records ``sam3d-eval evaluate`` writes to
+summary.json), phase-boundary gap rows (the training loop's gap.csv) and rendered thumbnails.
+
+Sections, in order: verdict first; the metric table with intervals; strata (domain, occlusion bin); the
+synthetic-vs-real gap (with its plot across curriculum phases or data-engine rounds when given); the
+occlusion-stratified accuracy plot; the per-category breakdown; preference; samples that failed; the worst
+samples as thumbnails; the methods (protocol and fingerprint, metric definitions, versions, seeds,
+substitutes).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from typing import Any, Mapping, Sequence
+
+from .figures import interval_figure, occlusion_figure, phase_gap_figure
+from .html import ReportDocument
+from .tables import cell, definition, fmt, fmt_ci, fmt_p, fmt_rate
+
+__all__ = ["comparison_document", "methods_section", "runs_document", "thumbs_block"]
+
+PROTOCOL_FIELDS = ("name", "version", "alignment", "normalization", "num_samples", "seed", "chamfer", "taus",
+                   "metrics", "align_points", "icp_iterations", "overrides")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _fig_block(fig) -> dict[str, Any]:
+    return {"type": "figure", "uri": fig.uri, "alt": fig.alt, "caption": fig.caption}
+
+
+def thumbs_block(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A thumbnails block: items with ``title``, ``caption`` and ``images`` ([{"label", "uri"}])."""
+    return {"type": "thumbs", "items": [dict(t) for t in items]}
+
+
+def methods_section(*, protocol: Mapping[str, Any] | None, fingerprint: str | None, metrics: Sequence[str],
+                    metadata: Mapping[str, Any] | None = None, seeds: Mapping[str, Any] | None = None,
+                    substitutes: Mapping[str, Any] | None = None, extra: Sequence[Sequence[str]] = (),
+                    statistics: Sequence[str] = ()) -> dict[str, Any]:
+    """The methods section: protocol fields and fingerprint, metric definitions, statistics, versions, seeds
+    and substitutes (each given as a mapping; missing ones are said to be unrecorded)."""
+    blocks: list[dict[str, Any]] = []
+    proto_items = []
+    if protocol:
+        label = f"{protocol.get('name')} v{protocol.get('version')}"
+        proto_items.append(["protocol", label])
+        proto_items.append(["fingerprint", fingerprint or "-"])
+        for k in PROTOCOL_FIELDS[2:]:
+            if k in protocol and protocol[k] not in (None, [], {}):
+                v = protocol[k]
+                proto_items.append([k, ", ".join(f"{a}={b}" for a, b in v.items()) if isinstance(v, dict)
+                                    else ", ".join(map(str, v)) if isinstance(v, list) else str(v)])
+        if protocol.get("source"):
+            proto_items.append(["source", str(protocol["source"])])
+    blocks.append({"type": "dl", "items": proto_items or [["protocol", "not recorded"]]})
+    defs = [[m, definition(m)] for m in metrics if definition(m)]
+    if defs:
+        blocks.append({"type": "table", "caption": "Metric definitions (DESIGN.md section 5)", "header": ["metric", "definition"],
+                       "rows": defs})
+    if statistics:
+        blocks.append({"type": "list", "items": list(statistics)})
+    env = []
+    meta = dict(metadata or {})
+    for k in ("version", "git_commit", "git_dirty", "python", "torch", "platform", "time", "command"):
+        if k in meta and meta[k] is not None:
+            v = meta[k]
+            env.append([f"sam3d-eval {k}" if k == "version" else k, " ".join(v) if isinstance(v, list) else str(v)])
+    for k, v in (seeds or {}).items():
+        env.append([f"seed: {k}", str(v)])
+    if substitutes:
+        for k, v in substitutes.items():
+            env.append([f"substitute: {k}", v if isinstance(v, str) else json.dumps(v)])
+    else:
+        env.append(["substitutes", "none recorded"])
+    env += [list(e) for e in extra]
+    blocks.append({"type": "dl", "items": env})
+    return {"id": "methods", "title": "Methods", "blocks": blocks,
+            "intro": ["Everything needed to reproduce these numbers: the protocol (its fingerprint is the digest "
+                      "of every setting that changes a number), the metric definitions, the statistics, the "
+                      "software versions and seeds, and any substitute used in place of the reference method."]}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# comparison
+
+
+def _better_cls(r: Mapping[str, Any]) -> str:
+    if not r.get("significant"):
+        return "num"
+    return "num better" if r.get("better") == "B" else "num worse" if r.get("better") == "A" else "num"
+
+
+def _delta_rows(rows, with_level: bool) -> list[list]:
+    out = []
+    for r in rows:
+        cls = _better_cls(r)
+        base = [r["level"]] if with_level else []
+        out.append(base + [
+            r["metric"], cell("lower" if r["direction"] == "lower" else "higher", "muted"), cell(str(r["n"]), "num"),
+            cell(fmt_ci(r["mean_a"], r["low_a"], r["high_a"]), "num"),
+            cell(fmt_ci(r["mean_b"], r["low_b"], r["high_b"]), "num"),
+            cell(fmt_ci(r["delta"], r["delta_low"], r["delta_high"]), cls),
+            cell("-" if r.get("rel_delta") is None else f"{100 * r['rel_delta']:+.1f}%", cls),
+            cell(fmt_p(r["pvalue"]), "num"), cell(fmt_p(r["p_holm"]), cls),
+        ])
+    return out
+
+
+def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapping[str, Any]] = (),
+                        sides: Sequence[Mapping[str, Any]] = (), metadata: Mapping[str, Any] | None = None,
+                        title: str | None = None) -> ReportDocument:
+    """The report of a paired comparison (`evaluate.compare.Comparison.to_dict()` as `payload`)."""
+    a, b = payload["labels"]
+    table = payload["table"]
+    settings = payload["settings"]
+    alpha = settings["alpha"]
+    samples = payload["samples"]
+    pref = payload.get("preference") or {}
+    level = "regression" if payload["regressed"] else (
+        "improvement" if payload["verdict"].startswith("IMPROVEMENT") else "neutral")
+    points = [f"{samples['both_ok']} samples scored by both sides under protocol "
+              f"{payload['protocol'].get('name')} v{payload['protocol'].get('version')} (fingerprint {payload['fingerprint']})."]
+    for r in payload["regressions"]:
+        points.append(f"{r['metric']}: {fmt(r['mean_a'])} -> {fmt(r['mean_b'])} (delta {fmt_ci(r['delta'], r['delta_low'], r['delta_high'])}, "
+                      f"{100 * (r['rel_delta'] or 0):+.1f}%, Holm p {fmt_p(r['p_holm'])}).")
+    if pref.get("samples"):
+        points.append(f"Per-sample preference on {pref['metric']}: {b} better on {pref['wins']}, {a} on {pref['losses']}, "
+                      f"ties {pref['ties']}; win rate of {b} {fmt_rate(pref['rate'], pref['low'], pref['high'])}.")
+    failed = len(samples["failed_only_A"]) + len(samples["failed_only_B"]) + len(samples["failed_both"])
+    if failed or samples["only_in_A"] or samples["only_in_B"]:
+        points.append(f"Not in the paired analysis: {len(samples['failed_only_A'])} failed only in {a}, "
+                      f"{len(samples['failed_only_B'])} only in {b}, {len(samples['failed_both'])} in both; "
+                      f"{len(samples['only_in_A'])} scored only by {a}, {len(samples['only_in_B'])} only by {b}.")
+    verdict = {"level": level, "headline": payload["verdict"], "points": points}
+
+    sections: list[dict[str, Any]] = []
+    header = ["metric", "better", "n", f"{a} mean [95% CI]", f"{b} mean [95% CI]", f"delta {b} - {a} [95% CI]",
+              "relative", "Wilcoxon p", "Holm p"]
+    overall = [r for r in table if r["stratum"] == "all"]
+    blocks: list[dict[str, Any]] = [{
+        "type": "table", "caption": "All samples both sides scored", "header": header,
+        "rows": _delta_rows(overall, False),
+        "note": (f"Means with percentile bootstrap intervals ({settings['n_resamples']} resamples, seed {settings['seed']}); "
+                 "the delta's interval resamples the pairs together; Wilcoxon signed-rank p; Holm-adjusted across the "
+                 f"metrics of this table. Red: significantly worse for {b}; green: significantly better (alpha {alpha:g})."),
+    }]
+    rel = []
+    for r in overall:
+        ma = r.get("mean_a")
+        if r.get("rel_delta") is None or not ma:
+            continue
+        worse_sign = 1.0 if r["direction"] == "lower" else -1.0
+        lo, hi = (r["delta_low"], r["delta_high"]) if r.get("delta_low") is not None else (None, None)
+        to_rel = (lambda v: None if v is None else 100 * worse_sign * v / abs(ma))
+        ends = sorted(x for x in (to_rel(lo), to_rel(hi)) if x is not None)
+        rel.append({"metric": r["metric"], "value": 100 * worse_sign * r["rel_delta"],
+                    "low": ends[0] if len(ends) == 2 else None, "high": ends[1] if len(ends) == 2 else None,
+                    "better": r["better"]})
+    if rel:
+        blocks.append(_fig_block(interval_figure(
+            rel, value="value", low="low", high="high", label="metric", colour_by="better",
+            title=f"Change of {b} relative to {a} (positive = worse)", xlabel="% of A's mean (sign: worse is positive)")))
+    sections.append({"id": "metrics", "title": "Metrics", "blocks": blocks,
+                     "intro": [f"Paired comparison of {b} against {a} on the same samples."]})
+
+    shown = settings.get("regression_metrics") or settings["metrics"]
+    for strat, heading in (("domain", "By domain"), ("occlusion_bin", "By occlusion bin")):
+        rows = [r for r in table if r["stratum"] == strat and r["metric"] in shown]
+        if rows:
+            sections.append({"id": strat.replace("_", "-"), "title": heading, "blocks": [{
+                "type": "table", "header": [strat.replace("_", " ")] + header, "rows": _delta_rows(rows, True),
+                "note": "Holm-adjusted across every level x metric of this stratification (all compared metrics)."}]})
+
+    gap_a, gap_b = (payload.get("gap") or {}).get("A") or [], (payload.get("gap") or {}).get("B") or []
+    if gap_a or gap_b:
+        by_b = {r["metric"]: r for r in gap_b}
+        rows = []
+        for r in gap_a:
+            rb = by_b.get(r["metric"], {})
+            rows.append([r["metric"], r["figure"], cell(fmt_ci(r["estimate"], r["low"], r["high"]), "num"),
+                         cell(fmt_ci(rb.get("estimate"), rb.get("low"), rb.get("high")), "num"),
+                         cell(f"{r['n_synthetic']}/{r['n_real']}", "num"), r.get("note") or ""])
+        sections.append({"id": "gap", "title": "Synthetic-vs-real gap", "blocks": [{
+            "type": "table", "header": ["metric", "figure", f"{a} [95% CI]", f"{b} [95% CI]", "n syn/real", "note"],
+            "rows": rows, "note": "gap_ratio = m(real)/m(synthetic) (lower-is-better metrics); relative_drop = "
+                                  "1 - m(real)/m(synthetic); two-sample bootstrap intervals, each domain resampled on its own."}]})
+
+    acc = payload.get("occlusion_accuracy") or {}
+    series = {lab: [r for r in (acc.get(k) or []) if r["domain"] == "all"] for k, lab in (("A", a), ("B", b))}
+    series = {k: v for k, v in series.items() if v}
+    if series:
+        sections.append({"id": "occlusion", "title": "Occlusion-stratified accuracy", "blocks": [
+            _fig_block(occlusion_figure(series, title=f"Accuracy by occlusion bin (F-score@0.05 >= {settings.get('accuracy_threshold', 0.5)})"))]})
+
+    cats = [r for r in table if r["stratum"] == "category" and r["metric"] in shown]
+    if cats:
+        sections.append({"id": "category", "title": "Per-category breakdown", "blocks": [{
+            "type": "table", "header": ["category"] + header, "rows": _delta_rows(cats, True)}]})
+
+    pblocks: list[dict[str, Any]] = []
+    if pref.get("samples"):
+        pblocks.append({"type": "dl", "items": [
+            ["metric", f"{pref['metric']} ({pref['direction']} is better)"],
+            [f"{b} better", str(pref["wins"])], [f"{a} better", str(pref["losses"])], ["ties", str(pref["ties"])],
+            [f"win rate of {b} (ties excluded)", f"{fmt_rate(pref['rate'], pref['low'], pref['high'])}, exact binomial p {fmt_p(pref['pvalue'])}"],
+            ["ties as half", fmt_rate(pref['rate_ties_half'], pref['low_ties_half'], pref['high_ties_half'])],
+        ]})
+    votes = payload.get("votes")
+    if votes:
+        pblocks.append({"type": "dl", "items": [
+            ["human votes", f"{votes['votes']} votes on {votes['items']} items" + (f" by {votes['raters']} raters" if votes.get("raters") else "")],
+            [f"{b} preferred", str(votes["wins"])], [f"{a} preferred", str(votes["losses"])], ["ties", str(votes["ties"])],
+            [f"win rate of {b}", f"{fmt_rate(votes['rate'], votes['low'], votes['high'])}, exact binomial p {fmt_p(votes['pvalue'])}"],
+        ]})
+    if pblocks:
+        sections.append({"id": "preference", "title": "Preference", "blocks": pblocks, "intro": [
+            "The proxy preference counts, per sample, which side is better on one metric (ties kept); Wilson interval. "
+            "Human votes, when given, are counted the same way."]})
+
+    sblocks = []
+    lists = [(f"failed only in {a}", samples["failed_only_A"]), (f"failed only in {b}", samples["failed_only_B"]),
+             ("failed in both", samples["failed_both"]), (f"scored only by {a}", samples["only_in_A"]),
+             (f"scored only by {b}", samples["only_in_B"])]
+    errors = samples.get("errors") or {}
+    rows = []
+    for what, ids in lists:
+        for sid in ids:
+            err = (errors.get(a) or {}).get(sid) or (errors.get(b) or {}).get(sid) or ""
+            rows.append([sid, what, err])
+    if rows:
+        sblocks.append({"type": "table", "header": ["sample", "what", "error"], "rows": rows})
+    else:
+        sblocks.append({"type": "text", "text": "Every sample was scored by both sides."})
+    sections.append({"id": "samples", "title": "Samples left out", "blocks": sblocks})
+
+    if thumbnails:
+        sections.append({"id": "worst", "title": "Worst samples", "blocks": [thumbs_block(thumbnails)], "intro": [
+            f"The samples where {b} lost most against {a} on {pref.get('metric', 'the preference metric')}; each mesh "
+            "in the ground truth's unit-cube frame, from two views."]})
+
+    side_items = [[s["label"], f"{s['kind']} {s['path']} (identity {s.get('identity')}; {s.get('rows_reused', 0)} stored rows "
+                   f"reused, {s.get('rows_scored', 0)} scored now)"] for s in sides]
+    subs = {}
+    for s in sides:
+        for k, v in ((s.get("checkpoint") or {}).get("substitutes") or {}).items():
+            subs[f"{s['label']}: {k}"] = v
+    stats_text = [
+        f"Paired delta: mean of {b} - {a} over the samples both scored ok; percentile bootstrap interval "
+        f"({settings['n_resamples']} resamples, seed {settings['seed']}, confidence {settings['confidence']}).",
+        "Wilcoxon signed-rank test (exact without tied differences, tie-corrected normal approximation with them); "
+        f"Holm correction per stratification; alpha {alpha:g}.",
+        f"Regression: a metric in {', '.join(settings['regression_metrics'])} significantly worse for {b} "
+        f"(Holm p < {alpha:g}) by more than {100 * settings.get('min_effect', 0):g}% of {a}'s mean.",
+    ]
+    sections.append(methods_section(protocol=payload["protocol"], fingerprint=payload["fingerprint"],
+                                    metrics=settings["metrics"], metadata=metadata,
+                                    seeds={"bootstrap": settings["seed"], "protocol": payload["protocol"].get("seed")},
+                                    substitutes=subs, extra=side_items, statistics=stats_text))
+    return {"title": title or f"sam3d-eval compare: {b} vs {a}", "subtitle": f"A = {a}, B = {b}",
+            "generated": _now(), "verdict": verdict, "sections": sections}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# runs
+
+
+def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], phases: Sequence[Mapping[str, Any]] = (),
+                  phase_label: str = "curriculum phase", thumbnails: Sequence[Mapping[str, Any]] = (),
+                  substitutes: Mapping[str, Any] | None = None, title: str | None = None,
+                  notes: Sequence[str] = ()) -> ReportDocument:
+    """The report of one or more stored runs.
+
+    runs: records with ``label``, ``run_dir``, ``protocol`` (dict), ``fingerprint``, ``counts`` ({samples,
+    failed}), ``summary``, ``occlusion_accuracy`` and ``domain_gap`` (record lists as in summary.json),
+    ``metadata`` (run metadata). metrics: the headline metrics shown. phases: gap rows across curriculum phases
+    (or data-engine rounds): ``label``, ``metric``, ``figure``, ``estimate``, ``low``, ``high``.
+    """
+    if not runs:
+        raise ValueError("runs_document needs at least one run")
+    labels = [r["label"] for r in runs]
+    sections: list[dict[str, Any]] = []
+    # verdict: the last run is the one a reader cares about (the final checkpoint of a training run)
+    last = runs[-1]
+    overall = {s["metric"]: s for s in last["summary"] if s["stratum"] == "all"}
+    pts = [f"{last['counts']['samples']} samples, {last['counts']['failed']} failed, under protocol "
+           f"{last['protocol'].get('name')} v{last['protocol'].get('version')} (fingerprint {last['fingerprint']})."]
+    for m in metrics[:3]:
+        if m in overall:
+            s = overall[m]
+            pts.append(f"{m}: {fmt_ci(s['mean'], s['low'], s['high'])}")
+    for g in last.get("domain_gap") or []:
+        if g["metric"] in metrics[:2] or g["metric"] == "accuracy":
+            pts.append(f"gap {g['metric']} ({g['figure']}): {fmt_ci(g['estimate'], g['low'], g['high'], 3)}")
+    if phases:
+        first_m = next((m for m in metrics if any(p["metric"] == m for p in phases)), None)
+        if first_m:
+            seq = [p for p in phases if p["metric"] == first_m]
+            pts.append(f"{first_m} gap across {len(seq)} {phase_label}s: {fmt(seq[0]['estimate'], 3)} ({seq[0]['label']}) -> "
+                       f"{fmt(seq[-1]['estimate'], 3)} ({seq[-1]['label']})")
+    pts += list(notes)
+    headline = (f"{last['label']}: {last['counts']['samples'] - last['counts']['failed']} of {last['counts']['samples']} samples scored"
+                if len(runs) == 1 else f"{len(runs)} runs; latest {last['label']}")
+    verdict = {"level": "regression" if last["counts"]["failed"] else "info", "headline": headline, "points": pts}
+
+    header = ["metric", "better"] + [f"{lab} mean [95% CI]" for lab in labels]
+    by_run = [{s["metric"]: s for s in r["summary"] if s["stratum"] == "all"} for r in runs]
+    rows = []
+    for m in metrics:
+        if not any(m in b for b in by_run):
+            continue
+        dirn = "lower" if m.startswith(("chamfer", "emd", "lpips")) else "higher"
+        rows.append([m, cell(dirn, "muted")] + [cell(fmt_ci(b[m]["mean"], b[m]["low"], b[m]["high"]), "num") if m in b else "-"
+                                                for b in by_run])
+    sections.append({"id": "metrics", "title": "Metrics", "blocks": [{
+        "type": "table", "header": header, "rows": rows,
+        "note": "Means over the samples scored ok, percentile bootstrap 95% intervals; failed samples are counted, not averaged."}]})
+
+    strata_rows = []
+    for r in runs:
+        for s in r["summary"]:
+            if s["stratum"] in ("domain", "occlusion_bin") and s["metric"] in metrics[:4]:
+                strata_rows.append(s | {"run": r["label"]})
+    if strata_rows:
+        rows = [[s["run"], s["stratum"], s["level"], s["metric"], cell(str(s["n"]), "num"), cell(str(s["n_failed"]), "num"),
+                 cell(fmt_ci(s["mean"], s["low"], s["high"]), "num")] for s in strata_rows]
+        sections.append({"id": "strata", "title": "By domain and occlusion bin", "blocks": [{
+            "type": "table", "header": ["run", "stratum", "level", "metric", "n", "failed", "mean [95% CI]"], "rows": rows}]})
+
+    gblocks: list[dict[str, Any]] = []
+    for r in runs:
+        if r.get("domain_gap"):
+            gblocks.append({"type": "table", "caption": f"{r['label']}", "header": ["metric", "figure", "synthetic", "real",
+                                                                                  "estimate [95% CI]", "n syn/real", "note"],
+                            "rows": [[g["metric"], g["figure"], cell(fmt(g["mean_synthetic"]), "num"), cell(fmt(g["mean_real"]), "num"),
+                                      cell(fmt_ci(g["estimate"], g["low"], g["high"], 3), "num"),
+                                      cell(f"{g['n_synthetic']}/{g['n_real']}", "num"), g.get("note") or ""]
+                                     for g in r["domain_gap"] if g["metric"] in metrics or g["metric"] == "accuracy"]})
+    if phases:
+        gblocks.append(_fig_block(phase_gap_figure(phases, metrics=[m for m in metrics if m.startswith(("chamfer_l2", "fscore@0.05"))]
+                                                   or list(metrics[:2]), title=f"Synthetic-vs-real gap across {phase_label}s")))
+        gblocks.append({"type": "table", "caption": f"Gap per {phase_label}", "header": [phase_label, "metric", "figure", "synthetic",
+                                                                                         "real", "estimate [95% CI]"],
+                        "rows": [[p["label"], p["metric"], p["figure"], cell(fmt(p.get("mean_synthetic")), "num"),
+                                  cell(fmt(p.get("mean_real")), "num"), cell(fmt_ci(p["estimate"], p["low"], p["high"], 3), "num")]
+                                 for p in phases if p["metric"] in metrics]})
+    if gblocks:
+        sections.append({"id": "gap", "title": "Synthetic-vs-real gap", "blocks": gblocks, "intro": [
+            "gap_ratio = m(real)/m(synthetic) for lower-is-better metrics (1 = no gap); relative_drop = 1 - m(real)/m(synthetic) "
+            "for higher-is-better ones (0 = no gap); two-sample bootstrap intervals."]})
+    else:
+        sections.append({"id": "gap", "title": "Synthetic-vs-real gap", "blocks": [{"type": "text", "text":
+                         "Not available: the runs do not hold samples of both domains."}]})
+
+    series = {}
+    for r in runs:
+        acc = r.get("occlusion_accuracy") or []
+        if len(runs) == 1:
+            for dom in dict.fromkeys(a["domain"] for a in acc):
+                series[dom] = [a for a in acc if a["domain"] == dom]
+        else:
+            series[r["label"]] = [a for a in acc if a["domain"] == "all"]
+    series = {k: v for k, v in series.items() if v}
+    if series:
+        sections.append({"id": "occlusion", "title": "Occlusion-stratified accuracy", "blocks": [
+            _fig_block(occlusion_figure(series, title="Accuracy by occlusion bin (F-score@0.05 >= 0.5), Wilson 95% intervals"))]})
+
+    crow = []
+    for r in runs:
+        for s in r["summary"]:
+            if s["stratum"] == "category" and s["metric"] in metrics[:4]:
+                crow.append([r["label"], s["level"], s["metric"], cell(str(s["n"]), "num"), cell(str(s["n_failed"]), "num"),
+                             cell(fmt_ci(s["mean"], s["low"], s["high"]), "num")])
+    if crow:
+        sections.append({"id": "category", "title": "Per-category breakdown", "blocks": [{
+            "type": "table", "header": ["run", "category", "metric", "n", "failed", "mean [95% CI]"], "rows": crow}]})
+
+    frows = [[r["label"], f["sample_id"], f.get("error") or ""] for r in runs for f in r.get("failed", [])]
+    sections.append({"id": "samples", "title": "Failed samples", "blocks": [
+        {"type": "table", "header": ["run", "sample", "error"], "rows": frows} if frows else
+        {"type": "text", "text": "No sample failed."}]})
+    if thumbnails:
+        sections.append({"id": "worst", "title": "Worst samples", "blocks": [thumbs_block(thumbnails)], "intro": [
+            f"The lowest-scoring samples of {last['label']} on {metrics[0] if metrics else 'the headline metric'}: "
+            "prediction beside ground truth in the ground truth's unit-cube frame, two views each."]})
+    extra = [[r["label"], f"{r['run_dir']} (protocol fingerprint {r['fingerprint']})"] for r in runs]
+    sections.append(methods_section(protocol=last["protocol"], fingerprint=last["fingerprint"], metrics=metrics,
+                                    metadata=last.get("metadata"), seeds={"protocol": last["protocol"].get("seed"), "bootstrap": 0},
+                                    substitutes=substitutes, extra=extra, statistics=[
+                                        "Means with percentile bootstrap intervals (2000 resamples, seed 0); gap ratios with "
+                                        "two-sample bootstrap intervals; accuracy with Wilson intervals."]))
+    return {"title": title or ("sam3d-eval report: " + ", ".join(labels)), "subtitle": f"{len(runs)} run(s)",
+            "generated": _now(), "verdict": verdict, "sections": sections}

@@ -1,0 +1,153 @@
+"""Report figures: matplotlib on its Agg canvas (no pyplot, no global backend), embedded as SVG data URIs.
+
+Every plot takes plain records (lists of dicts with the columns named in its docstring) and returns a
+`FigureImage` whose `uri` is a ``data:image/svg+xml;base64,...`` string, so the HTML file needs no other file.
+SVG keeps text sharp on screen and in print; the figures are a few kB each.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+__all__ = ["FigureImage", "figure_uri", "interval_figure", "occlusion_figure", "phase_gap_figure"]
+
+# Colour-blind-safe (Okabe-Ito) series colours.
+COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+
+
+@dataclass(frozen=True)
+class FigureImage:
+    """An embedded figure: `uri` (data URI), `alt` (what it shows, for screen readers), `caption`."""
+
+    uri: str
+    alt: str
+    caption: str = ""
+
+
+def _new_figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_uri(fig, fmt: str = "svg") -> str:
+    """`fig` (a matplotlib Figure on an Agg canvas) as a data URI (``svg`` or ``png``)."""
+    buf = io.BytesIO()
+    # svg.hashsalt + metadata Date=None make the SVG bytes reproducible run to run.
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.hashsalt": "sam3d-eval", "svg.fonttype": "path"}):
+        fig.savefig(buf, format=fmt, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
+    mime = "image/svg+xml" if fmt == "svg" else "image/png"
+    return f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _finite(*xs: Any) -> bool:
+    return all(x is not None and isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
+
+
+def interval_figure(rows: Sequence[Mapping[str, Any]], *, value: str, low: str, high: str, label: str,
+                    title: str, xlabel: str, zero: float | None = 0.0, colour_by: str | None = None) -> FigureImage:
+    """A forest plot: one row per record, the `value` with its [`low`, `high`] interval, a reference line at
+    `zero`. `colour_by` names a field whose value "A"/"B"/"=" colours the point (better side)."""
+    rows = [r for r in rows if _finite(r.get(value))]
+    fig = _new_figure(6.4, 0.45 * max(len(rows), 1) + 1.1)
+    ax = fig.add_subplot(1, 1, 1)
+    colour = {"A": COLOURS[1], "B": COLOURS[0], "=": "#777777"}
+    for i, r in enumerate(rows):
+        y = len(rows) - 1 - i
+        c = colour.get(r.get(colour_by), COLOURS[0]) if colour_by else COLOURS[0]
+        if _finite(r.get(low), r.get(high)):
+            ax.plot([r[low], r[high]], [y, y], color=c, lw=2)
+        ax.plot([r[value]], [y], "o", color=c, ms=6)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([str(r[label]) for r in reversed(rows)], fontsize=9)
+    if zero is not None:
+        ax.axvline(zero, color="#444444", lw=0.8, ls="--")
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.tick_params(axis="x", labelsize=8)
+    ax.grid(axis="x", color="#dddddd", lw=0.6)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    text = "; ".join(f"{r[label]}: {r[value]:.3g}" + (f" [{r[low]:.3g}, {r[high]:.3g}]" if _finite(r.get(low), r.get(high)) else "")
+                     for r in rows)
+    return FigureImage(figure_uri(fig), f"{title}. {text}", title)
+
+
+def occlusion_figure(series: Mapping[str, Sequence[Mapping[str, Any]]], *, title: str) -> FigureImage:
+    """Accuracy per occlusion bin with Wilson intervals, one line per series.
+
+    series: ``{name: records}`` with ``occlusion_bin``, ``n``, ``accuracy``, ``low``, ``high``
+    (`evaluate.summary.occlusion_accuracy` rows of one domain).
+    """
+    fig = _new_figure(6.4, 3.2)
+    ax = fig.add_subplot(1, 1, 1)
+    bins: list[str] = []
+    for recs in series.values():
+        for r in recs:
+            if r["occlusion_bin"] not in bins:
+                bins.append(r["occlusion_bin"])
+    k = max(len(series), 1)
+    alt = []
+    for j, (name, recs) in enumerate(series.items()):
+        by = {r["occlusion_bin"]: r for r in recs}
+        xs, ys, lo, hi = [], [], [], []
+        for i, b in enumerate(bins):
+            r = by.get(b)
+            if r is None or not r.get("n") or not _finite(r.get("accuracy")):
+                continue
+            xs.append(i + (j - (k - 1) / 2) * 0.08)
+            ys.append(r["accuracy"])
+            lo.append(r["accuracy"] - r["low"] if _finite(r.get("low")) else 0.0)
+            hi.append(r["high"] - r["accuracy"] if _finite(r.get("high")) else 0.0)
+            alt.append(f"{name} {b}: {r['accuracy']:.2f} (n={r['n']})")
+        c = COLOURS[j % len(COLOURS)]
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="-o", color=c, capsize=3, lw=1.5, ms=5, label=name)
+    ax.set_xticks(range(len(bins)))
+    ax.set_xticklabels(bins, fontsize=9)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("occlusion (fraction of the object hidden)", fontsize=9)
+    ax.set_ylabel("accuracy", fontsize=9)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.grid(axis="y", color="#dddddd", lw=0.6)
+    if len(series) > 1:
+        ax.legend(fontsize=8, frameon=False)
+    return FigureImage(figure_uri(fig), f"{title}. " + "; ".join(alt), title)
+
+
+def phase_gap_figure(rows: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], x: str = "label",
+                     title: str) -> FigureImage:
+    """The gap figure across curriculum phases (or data-engine rounds): one panel per metric, the estimate
+    with its interval at each step, in the given order.
+
+    rows: records with ``metric``, ``figure``, ``estimate``, ``low``, ``high`` and the step label `x`.
+    """
+    metrics = [m for m in metrics if any(r["metric"] == m for r in rows)]
+    n = max(len(metrics), 1)
+    fig = _new_figure(3.3 * n, 3.0)
+    alt = []
+    for j, m in enumerate(metrics):
+        ax = fig.add_subplot(1, n, j + 1)
+        recs = [r for r in rows if r["metric"] == m]
+        xs = list(range(len(recs)))
+        ys = [r["estimate"] if _finite(r.get("estimate")) else math.nan for r in recs]
+        lo = [r["estimate"] - r["low"] if _finite(r.get("estimate"), r.get("low")) else 0.0 for r in recs]
+        hi = [r["high"] - r["estimate"] if _finite(r.get("estimate"), r.get("high")) else 0.0 for r in recs]
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="-o", color=COLOURS[j % len(COLOURS)], capsize=3, lw=1.5, ms=5)
+        figure_name = recs[0].get("figure", "") if recs else ""
+        ax.axhline(1.0 if figure_name == "gap_ratio" else 0.0, color="#444444", lw=0.8, ls="--")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([str(r[x]) for r in recs], rotation=35, ha="right", fontsize=8)
+        ax.set_title(f"{m}: {figure_name}", fontsize=9, loc="left")
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(axis="y", color="#dddddd", lw=0.6)
+        alt += [f"{m} {r[x]}: {r['estimate']:.3g}" for r in recs if _finite(r.get("estimate"))]
+    fig.suptitle(title, fontsize=10, x=0.01, ha="left")
+    return FigureImage(figure_uri(fig), f"{title}. " + "; ".join(alt), title)
