@@ -409,7 +409,8 @@ def make_benchmark(
     manifest.parquet and manifest.csv, and validated with `data.manifest.validate_manifest`).
 
     Samples whose record and files exist are kept as they are (a resume); the rest are made by `workers`
-    processes (1: in this process). Same seed and config, same bytes, whatever `workers`. `progress(done,
+    processes (1: in this process; otherwise a pool forked on Linux, spawned elsewhere, one torch thread
+    per worker). Same seed and config, same bytes, whatever `workers`. `progress(done,
     total)` is called after each sample. Raises ValueError when `out` holds a benchmark made with another
     seed or configuration.
     """
@@ -455,8 +456,10 @@ def make_benchmark(
                     progress(done, total)
     elif todo:
         import multiprocessing
+        import sys
 
-        ctx = multiprocessing.get_context("spawn")
+        # Fork on Linux (as torch's DataLoader workers: no re-import, one torch thread each); spawn elsewhere.
+        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         with ctx.Pool(min(workers, len(todo)), initializer=_init_worker) as pool:
             for rec in pool.imap_unordered(_job, todo, chunksize=1):
                 records[rec["sample_id"]] = rec
