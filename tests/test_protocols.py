@@ -3,13 +3,14 @@
 import dataclasses
 import json
 import math
+import types
 
 import numpy as np
 import pytest
 import torch
 
 from sam3d_eval.evaluate.protocols import CHAMFER_VARIANTS, PROTOCOLS, Protocol, get_protocol
-from sam3d_eval.evaluate.scoring import evaluate_geometry, score_batch
+from sam3d_eval.evaluate.scoring import score_batch
 from sam3d_eval.evaluate.surface import surface_metrics
 from sam3d_eval.ops.knn import knn_points
 from sam3d_eval.ops.sample_points import sample_points_from_meshes
@@ -44,6 +45,14 @@ def _cube(scale: float = 1.0) -> Meshes:
     return Meshes([v], [f])
 
 
+def _score(pred, gt, protocol, sid: str = "s") -> types.SimpleNamespace:
+    """One sample through `score_batch`: its metrics (floats), transform and notes; it must be ok."""
+    res = score_batch([sid], [pred], [gt], protocol)
+    assert res.status == ["ok"], res.error
+    return types.SimpleNamespace(metrics={k: float(v[0]) for k, v in res.metrics.items()}, transform=res.transforms[0],
+                                 notes=res.notes[0])
+
+
 def _small(name: str, **extra) -> Protocol:
     p = get_protocol(name)
     kw = dict(SMALL, **extra)
@@ -55,7 +64,7 @@ def _small(name: str, **extra) -> Protocol:
 @pytest.mark.parametrize("name", list(PROTOCOLS))
 def test_identical_shapes_score_perfectly_under_every_preset(name):
     p = _small(name)
-    row = evaluate_geometry(_sphere(0.7, (0.1, 0.2, 0.3)), _sphere(0.7, (0.1, 0.2, 0.3)), p)[0]
+    row = _score(_sphere(0.7, (0.1, 0.2, 0.3)), _sphere(0.7, (0.1, 0.2, 0.3)), p)
     for col in (c for v in p.chamfer for c in CHAMFER_VARIANTS[v]):
         # float32 rounding of the normalisation leaves ~1e-8 on unsquared distances
         assert row.metrics[col] == pytest.approx(0.0, abs=1e-6), col
@@ -91,7 +100,7 @@ HAND = {
 
 @pytest.mark.parametrize("name", list(HAND))
 def test_scaled_sphere_hand_checked(name):
-    row = evaluate_geometry(_sphere(1.05 * 0.8, (1.0, 2.0, 3.0)), _sphere(0.8, (1.0, 2.0, 3.0)), _small(name))[0]
+    row = _score(_sphere(1.05 * 0.8, (1.0, 2.0, 3.0)), _sphere(0.8, (1.0, 2.0, 3.0)), _small(name))
     for key, want in HAND[name].items():
         assert row.metrics[key] == pytest.approx(want, rel=1e-4, abs=1e-6), key
 
@@ -109,8 +118,8 @@ def test_per_shape_normalisation_removes_translation_and_icp_rotation():
     R = torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
     gt, pred = Pointclouds([pts]), Pointclouds([(pts @ R) * 2.0 + 5.0])
     p = _small("sam3d", num_samples=1000, align_points=1000, icp_iterations=100)
-    row = evaluate_geometry(pred, gt, p)[0]
-    none = evaluate_geometry(pred, gt, p.with_overrides(alignment="none"))[0]
+    row = _score(pred, gt, p)
+    none = _score(pred, gt, p.with_overrides(alignment="none"))
     assert row.metrics["chamfer_l2"] < 1e-10 and row.metrics["fscore@0.01"] == 1.0
     assert row.metrics["emd"] == pytest.approx(0.0, abs=1e-5)
     assert none.metrics["chamfer_l2"] > 1e-3 and none.metrics["fscore@0.01"] < 0.1
@@ -125,7 +134,7 @@ def test_volume_iou_of_nested_cubes_closed_form():
     """Cube vs the cube scaled 1.1, joint unit-cube normalisation, 64^3 grid over the pair's box [-0.55, 0.55]^3:
     the GT occupies the cells whose centres lie inside [-0.5, 0.5] on every axis."""
     p = dataclasses.replace(PROTOCOLS["default"], metrics=("chamfer", "volume_iou"), num_samples=500)
-    row = evaluate_geometry(_cube(1.1), _cube(1.0), p)[0]
+    row = _score(_cube(1.1), _cube(1.0), p)
     h = 1.1 / 64
     centres = -0.55 + h * (np.arange(64) + 0.5)
     inside = int((np.abs(centres) < 0.5).sum())
@@ -137,7 +146,7 @@ def test_default_is_surface_metrics_and_matches_brute_force():
     """`surface_metrics` and the default protocol are one path; check it against a float64 brute force."""
     a, b = _cube(1.0), _cube(1.2)
     p = PROTOCOLS["default"].with_overrides(num_samples=1500, seed=3)
-    row = evaluate_geometry(b, a, p)[0]
+    row = _score(b, a, p, sid="0")  # surface_metrics numbers its samples "0", "1", ...
     sm = surface_metrics(b, a, num_samples=1500, seed=3).rows()[0]
     assert sm == {k: row.metrics[k] for k in sm}
     # brute force: same normalisation (GT side 1, centred) and the same seeded streams of sample "0"
@@ -155,7 +164,7 @@ def test_default_is_surface_metrics_and_matches_brute_force():
 
 def test_point_cloud_without_normals_gives_nan_with_a_note():
     pred = Pointclouds([_sphere_dirs() * 0.5])
-    row = evaluate_geometry(pred, _cube(), _small("meshrcnn"))[0]
+    row = _score(pred, _cube(), _small("meshrcnn"))
     assert math.isnan(row.metrics["normal_consistency"]) and math.isnan(row.metrics["normal_consistency_signed"])
     assert any("without normals" in n for n in row.notes)
     assert math.isfinite(row.metrics["chamfer_l2"])
@@ -210,7 +219,7 @@ def test_knn_shared_not_recomputed(monkeypatch):
 
     calls = []
     monkeypatch.setattr(mod, "knn_points", lambda *a, **k: calls.append(1) or knn_points(*a, **k))
-    evaluate_geometry(_cube(1.1), _cube(), PROTOCOLS["meshrcnn"].with_overrides(num_samples=300))
+    _score(_cube(1.1), _cube(), PROTOCOLS["meshrcnn"].with_overrides(num_samples=300))
     assert len(calls) == 2
 
 

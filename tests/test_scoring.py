@@ -90,7 +90,7 @@ def test_bad_elements_are_failed_rows_and_good_rows_keep_their_solo_scores():
     good = _samples()[:2]
     nan_mesh = _mesh("sphere")
     nan_mesh.verts_list()[0][3, 1] = float("nan")
-    flat = Meshes([torch.zeros(3, 3)], [torch.tensor([[0, 1, 2]])])
+    flat = Meshes([torch.tensor([[0.0, 0, 0], [1, 0, 0], [2, 0, 0]])], [torch.tensor([[0, 1, 2]])])  # collinear
     point = Meshes([torch.ones(4, 3)], [torch.tensor([[0, 1, 2], [1, 2, 3]])])  # all vertices coincide
     no_faces = Meshes([torch.rand(5, 3)], [torch.zeros(0, 3, dtype=torch.int64)])
     bad = [

@@ -3,7 +3,7 @@
 from .appearance import appearance_metrics, load_lpips_or_none
 from .runner import RunDirError, RunResult, run_evaluation
 from .protocols import PROTOCOLS, Protocol, get_protocol
-from .scoring import BatchScores, GeometryRow, evaluate_geometry, score_batch
+from .scoring import BatchScores, score_batch
 from .sources import FolderSource, PredictionSource, PredictorSource, find_pairs, load_prediction
 from .summary import domain_gap, occlusion_accuracy, summarize
 from .surface import SurfaceMetrics, surface_metrics
@@ -12,10 +12,8 @@ __all__ = [
     "PROTOCOLS",
     "BatchScores",
     "score_batch",
-    "GeometryRow",
     "Protocol",
     "SurfaceMetrics",
-    "evaluate_geometry",
     "get_protocol",
     "surface_metrics",
     "appearance_metrics",

@@ -304,12 +304,3 @@ def get_protocol(name: str | Protocol) -> Protocol:
     except KeyError:
         raise ValueError(f"unknown protocol {name!r}; available: {', '.join(PROTOCOLS)}") from None
 
-
-def __getattr__(name: str) -> Any:
-    # Transitional: `evaluate_geometry` / `GeometryRow` moved to `evaluate.scoring` (imported lazily: scoring
-    # imports this module). Remove once no caller imports them from here.
-    if name in ("evaluate_geometry", "GeometryRow"):
-        from . import scoring
-
-        return getattr(scoring, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

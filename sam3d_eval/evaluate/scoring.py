@@ -46,16 +46,13 @@ from ..ops.sample_points import sample_points_from_meshes
 from ..seeding import stream_seed, torch_generator
 from ..structures.meshes import Meshes
 from ..structures.pointclouds import Pointclouds
-from ..structures.utils import lengths_mask
 from ..transforms import SimilarityTransform, bbox_centre_scale, normalize_points
 from .protocols import APPEARANCE_METRICS, METRICS, Protocol, get_protocol
 
 __all__ = [
     "BatchScores",
-    "GeometryRow",
     "METRIC_FUNCTIONS",
     "ScoringContext",
-    "evaluate_geometry",
     "score_batch",
 ]
 
@@ -581,38 +578,3 @@ def _column_order(protocol: Protocol, columns: dict[str, torch.Tensor]) -> list[
     for tau in protocol.taus if "fscore" in protocol.metrics else ():
         cols += [f"precision@{tau:g}", f"recall@{tau:g}"]
     return cols + [c for c in columns if c not in cols]
-
-
-# ----------------------------------------------------------------------------------------------------
-# the one-call view of older callers
-
-
-@dataclass
-class GeometryRow:
-    """One sample's result: metrics (name -> float, NaN where unavailable, `notes` says why) and transform
-    (as `BatchScores.transforms`)."""
-
-    metrics: dict[str, float]
-    transform: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-
-
-def evaluate_geometry(pred: Geometry, gt: Geometry, protocol: Protocol | str = "default") -> list[GeometryRow]:
-    """Score each element of `pred` against the same element of `gt` (sample ids "0", "1", ... by position).
-
-    Transitional wrapper over `score_batch` for callers that want an exception for a bad element: raises
-    `ValueError` with the first failed row's reason.
-    """
-    for name, x in (("pred", pred), ("gt", gt)):
-        if not isinstance(x, (Meshes, Pointclouds)):
-            raise ValueError(f"{name} must be Meshes or Pointclouds, got {type(x).__name__}")
-    if len(pred) != len(gt):
-        raise ValueError(f"got {len(pred)} predictions for {len(gt)} ground truths")
-    res = score_batch([str(b) for b in range(len(gt))], [pred[b] for b in range(len(pred))],
-                      [gt[b] for b in range(len(gt))], protocol)
-    rows = []
-    for b in range(len(res)):
-        if res.status[b] != "ok":
-            raise ValueError(res.error[b])
-        rows.append(GeometryRow({k: float(v[b]) for k, v in res.metrics.items()}, res.transforms[b], res.notes[b]))
-    return rows
