@@ -115,6 +115,26 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(dataset, tmp_path):
     assert len(json.loads((tmp_path / "cut" / "run.json").read_text())["invocations"]) == 3
 
 
+def test_resume_after_a_rank_died_with_another_rank_count(dataset, tmp_path, monkeypatch):
+    """3 ranks start (rank 1 dies before writing anything), then one process resumes: nothing lost or doubled."""
+    from sam3d_eval.evaluate import runner
+
+    manifest, source = dataset
+    full = run_evaluation(source, manifest, PROTOCOL, tmp_path / "full", batch_size=2).frame
+    sent = []  # rank 0's broadcast, replayed to the later ranks as torch.distributed would deliver it
+    monkeypatch.setattr(runner, "_barrier", lambda: None)
+    monkeypatch.setattr(runner, "_broadcast", lambda obj: sent.append(obj) or obj if obj is not None else sent[0])
+    for rank in (0, 2):  # rank 1 dies at start; rank 2 runs after rank 0 has written (the race to avoid)
+        monkeypatch.setattr(runner, "dist_info", lambda rank=rank: (rank, 3))
+        part = run_evaluation(source, manifest, PROTOCOL, tmp_path / "r", batch_size=2)
+        assert part.scored == (3 if rank == 0 else 2)  # ids 0, 3, 6 / 2, 5 of the 7 sorted ids
+    monkeypatch.setattr(runner, "dist_info", lambda: (0, 1))
+    res = run_evaluation(source, manifest, PROTOCOL, tmp_path / "r", batch_size=2, resume=True)
+    assert (res.skipped, res.scored) == (4, 3)  # s6 failed on rank 0 and is retried with rank 1's s1, s4
+    assert sorted(res.frame["rank"].unique()) == [0, 2] and res.frame.attrs["duplicates"] == 1
+    pd.testing.assert_frame_equal(_metrics(res.frame), _metrics(full))
+
+
 def test_resume_refuses_another_protocol_or_source(dataset, tmp_path):
     manifest, source = dataset
     run_evaluation(source, manifest, PROTOCOL, tmp_path / "r", batch_size=8)

@@ -8,8 +8,8 @@
 2. with ``resume``, samples already stored ``ok`` for this source and fingerprint are skipped (failed ones are
    retried; `io.results.read_results` keeps the latest row of a sample);
 3. the remaining sample ids, sorted, are sharded over the ranks of `torch.distributed` when a process group
-   is initialised (``torchrun``): rank r takes ids r, r + W, r + 2W, ... of the sorted list, so every rank
-   computes the same split from the same store without talking to the others;
+   is initialised (``torchrun``): rank 0 reads the store and broadcasts the list before any rank writes,
+   and rank r takes ids r, r + W, r + 2W, ... of it;
 4. batches of `batch_size` samples are loaded (ground truth and prediction, CPU), the source finishes them
    (a `Predictor` runs here), `score_batch` scores them, and each batch is written as one Parquet part
    (atomic rename), so an interruption loses at most the batches in flight.
@@ -230,6 +230,15 @@ def results_frame(scores: BatchScores, rows: Sequence[Mapping[str, Any]], strata
     return pd.DataFrame(data)
 
 
+def _stored_ok(run_dir: pathlib.Path, identity: str, fingerprint: str) -> set[str]:
+    """Sample ids stored with status ok for this source identity and protocol fingerprint."""
+    stored = read_results(run_dir)
+    if not len(stored):
+        return set()
+    mine = stored[(stored["source"] == identity) & (stored["fingerprint"] == fingerprint) & (stored["status"] == "ok")]
+    return set(mine["sample_id"])
+
+
 def _arrow_ready(manifest, strata: Sequence[str]):
     """The manifest with each free-form (object) stratum as text, so every part stores it with one type
     (a JSONL column may mix numbers and strings); numeric and text columns are kept as they are."""
@@ -292,30 +301,27 @@ def run_evaluation(
         c for c in manifest.columns if c not in ("sample_id", "gt_mesh", "image", "mask", "camera")]
     progress = progress or Progress()
 
+    by_id = {str(r["sample_id"]): r for r in _arrow_ready(manifest, strata).to_dict("records")}
     if run_dir is not None:
+        # Rank 0 prepares the folder and decides what is left to do, BEFORE any rank writes, and tells the
+        # others: a rank reading the store on its own could already see rows that another rank has just
+        # written, and shard a different list.
         run_dir = pathlib.Path(run_dir)
-        outcome: Any = None
+        plan: Any = None
         if rank == 0:
             try:
-                outcome = _start_run(run_dir, source, protocol, fingerprint, resume, command,
-                                     manifest.attrs.get("manifest"), world)["run_id"]
-            except (RunDirError, OSError) as err:
-                outcome = err
-        outcome = _broadcast(outcome)
-        if isinstance(outcome, BaseException):
-            raise outcome
-        run_id = outcome
+                run_id = _start_run(run_dir, source, protocol, fingerprint, resume, command,
+                                    manifest.attrs.get("manifest"), world)["run_id"]
+                done = _stored_ok(run_dir, source.identity, fingerprint) if resume else set()
+                plan = (run_id, sorted(sid for sid in by_id if sid not in done))
+            except (RunDirError, OSError, ValueError) as err:
+                plan = err
+        plan = _broadcast(plan)
+        if isinstance(plan, BaseException):
+            raise plan
+        run_id, todo = plan
     else:
-        run_id = "memory-" + uuid.uuid4().hex[:6]
-
-    done: set[str] = set()
-    if run_dir is not None and resume:
-        stored = read_results(run_dir)
-        if len(stored):
-            mine = stored[(stored["source"] == source.identity) & (stored["fingerprint"] == fingerprint)]
-            done = set(mine.loc[mine["status"] == "ok", "sample_id"])
-    by_id = {str(r["sample_id"]): r for r in _arrow_ready(manifest, strata).to_dict("records")}
-    todo = sorted(sid for sid in by_id if sid not in done)
+        run_id, todo = "memory-" + uuid.uuid4().hex[:6], sorted(by_id)
     rows = [by_id[sid] for sid in todo[rank::world]]
     skipped = len(by_id) - len(todo)
 
