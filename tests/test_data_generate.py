@@ -5,7 +5,6 @@ import hashlib
 import json
 import math
 import pathlib
-import shutil
 
 import numpy as np
 import pytest
