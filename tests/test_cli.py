@@ -288,6 +288,7 @@ def test_mixed_prediction_folder(tmp_path, capsys):
     # splat centres on the surface with tiny Gaussians score like the surface they were drawn from
     assert float(rows["splat"]["fscore@0.05"]) > 0.95 and float(rows["splat"]["chamfer_l2"]) < 1e-3
     assert "note: cloud: normal_consistency unavailable" in out
+    assert "normal_consistency: 1 sample(s) with nan left out of the mean" in out  # the mean says what it skipped
 
 
 def test_demo_under_another_protocol(tmp_path, capsys):
