@@ -220,3 +220,15 @@ def test_custom_views_and_errors(shape):
         appearance_metrics(gt, gt, image_size=SIZE, transform=(torch.eye(3), torch.zeros(3), -1.0))
     with pytest.raises(ValueError, match="background"):
         appearance_metrics(gt, gt, image_size=SIZE, background=2.0)
+
+
+def test_default_protocol_views_are_the_default_views():
+    from sam3d_eval.evaluate.appearance import protocol_views
+    from sam3d_eval.evaluate.protocols import get_protocol
+
+    ours, ref = protocol_views(get_protocol("default")), default_views((256, 256))
+    assert tuple(ours.image_size) == (256, 256) and len(ours) == len(ref) == 8
+    torch.testing.assert_close(ours.get_camera_center(), ref.get_camera_center(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(ours.view_directions(), ref.view_directions(), rtol=0, atol=1e-6)
+    three = protocol_views(get_protocol("default").with_overrides(appearance_views=3))
+    assert len(three) == 3
