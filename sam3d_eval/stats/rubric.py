@@ -1,0 +1,480 @@
+"""Human-judgement analysis: pairwise preference votes and rubric quality control (DESIGN.md sections 4-5).
+
+Preference (`preference_summary`): per pair of models the win rate with ties separate and ties as half
+(`win_rate`: Wilson intervals, exact binomial p), a Bradley-Terry leaderboard with bootstrap intervals
+clustered by item and rater (crossed when both vary), and per rater: agreement with the other raters
+(share of the rater's votes equal to the majority of the others on the same item and pair, ties of the
+majority skipped), consistency with the consensus (share of the rater's decisive votes that pick the
+leaderboard's stronger model) and circular triads (A>B, B>C, C>A by one rater on one item). Overall
+agreement on votes: Krippendorff's alpha (nominal) over units (item, pair), the outcome oriented to the
+pair's sorted names.
+
+Rubric (`rubric_summary`): four criteria scored 0-10 (geometry, texture, completeness, multiview). Definitions
+used throughout (module constants, overridable):
+- a rating *accepts* when its sum is >= 32 of 40 (`ACCEPT_THRESHOLD`, the seed's 80%); an item is accepted
+  when the mean of its raters' sums is >= 32 (the accept rate's unit is the item: ratings of one item are not
+  independent). Accept rates carry Wilson intervals; the per-rating rate is reported beside it.
+- a criterion *fails* when its score is < 6 (`FAIL_BELOW`): 32/40 needs a mean of 8, so a score under 6 is
+  more than 2 points short of the bar on its own and can only be offset by near-perfect scores elsewhere;
+  a *compensatory accept* is an accepting rating with a failing criterion.
+- a decision is *near the threshold* when |sum - 32| <= 2 (`NEAR_MARGIN`): one point on two criteria flips it.
+- failure modes of a rating: each failing criterion maps to a mode - geometry -> "geometry", texture ->
+  "texture", multiview -> "multi-view", completeness -> "occlusion" when the item's `occlusion` (hidden
+  fraction) is >= 0.3 (`OCCLUSION_FAILURE`, the lower edge of the occlusion bin [.3, .6)) and
+  "incompleteness" otherwise.
+- agreement per criterion and on the accept decision, chosen by design: two raters who rated every unit ->
+  Cohen's kappa (quadratic weights for scores, unweighted for accept); three or more, complete -> Fleiss'
+  kappa; any missing rating -> Krippendorff's alpha (interval for scores, nominal for accept). Krippendorff's
+  alpha is reported for every case as well, so rounds with different designs stay comparable. A unit is
+  (round, item_id).
+
+Inputs are frames validated by `sam3d_eval.io.judgements` (this layer imports numpy/scipy/pandas only).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ._checks import StatsInputError
+from .agreement import cohens_kappa, fleiss_kappa, krippendorff_alpha
+from .intervals import wilson_interval, win_rate
+from .preference import bradley_terry
+
+__all__ = [
+    "ACCEPT_THRESHOLD",
+    "CRITERIA",
+    "FAILURE_MODES",
+    "FAIL_BELOW",
+    "NEAR_MARGIN",
+    "OCCLUSION_FAILURE",
+    "PreferenceSummary",
+    "RubricSummary",
+    "accept_rates",
+    "failure_mix",
+    "item_decisions",
+    "pairwise_win_rates",
+    "preference_summary",
+    "rater_agreement",
+    "rater_bias",
+    "rating_decisions",
+    "rubric_agreement",
+    "rubric_summary",
+    "vote_agreement",
+]
+
+CRITERIA = ("geometry", "texture", "completeness", "multiview")
+ACCEPT_THRESHOLD = 32.0
+FAIL_BELOW = 6.0
+NEAR_MARGIN = 2.0
+OCCLUSION_FAILURE = 0.3
+FAILURE_MODES = ("geometry", "texture", "incompleteness", "occlusion", "multi-view")
+
+
+def _json(x: Any) -> Any:
+    """JSON-ready copy: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(x, dict):
+        return {str(k): _json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json(v) for v in x]
+    if isinstance(x, pd.DataFrame):
+        return _json(x.to_dict("records"))
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating, float)):
+        return None if not math.isfinite(float(x)) else float(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def _need(frame: pd.DataFrame, cols: Sequence[str], what: str) -> None:
+    if not isinstance(frame, pd.DataFrame):
+        raise StatsInputError(f"{what} must be a pandas DataFrame, got {type(frame).__name__}")
+    missing = [c for c in cols if c not in frame.columns]
+    if missing:
+        raise StatsInputError(f"{what} lacks column(s) {missing}")
+    if not len(frame):
+        raise StatsInputError(f"{what} is empty")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Preference votes
+# ---------------------------------------------------------------------------------------------------------
+def _oriented(votes: pd.DataFrame) -> pd.DataFrame:
+    """Votes with the pair in sorted order: `first`, `second`, `outcome` in {"first", "second", "tie"}."""
+    a, b = votes["model_a"].astype(str).to_numpy(), votes["model_b"].astype(str).to_numpy()
+    swap = a > b
+    first, second = np.where(swap, b, a), np.where(swap, a, b)
+    w = votes["winner"].to_numpy()
+    winner_name = np.where(w == "a", a, np.where(w == "b", b, None))
+    outcome = np.where(w == "tie", "tie", np.where(winner_name == first, "first", "second"))
+    out = votes.copy()
+    out["first"], out["second"], out["outcome"] = first, second, outcome
+    return out
+
+
+def pairwise_win_rates(votes: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
+    """One row per compared pair (model < opponent by name): wins/losses/ties of `model` over `opponent`,
+    the win rate with ties excluded and with ties as half (Wilson intervals, exact two-sided p against
+    0.5; `stats.win_rate`), the number of votes, items and raters."""
+    _need(votes, ("model_a", "model_b", "winner"), "votes")
+    o = _oriented(votes)
+    rows = []
+    for (x, y), g in o.groupby(["first", "second"], sort=True):
+        res = win_rate(int((g["outcome"] == "first").sum()), int((g["outcome"] == "second").sum()),
+                       int((g["outcome"] == "tie").sum()), confidence=confidence)
+        row = {"model": x, "opponent": y, "votes": len(g), **res.as_dict()}
+        row["items"] = int(g["item_id"].nunique()) if "item_id" in g.columns else len(g)
+        row["raters"] = int(g["rater_id"].nunique()) if "rater_id" in g.columns else 1
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _units(o: pd.DataFrame) -> pd.Series:
+    item = o["item_id"].astype(str) if "item_id" in o.columns else pd.Series(np.arange(len(o)).astype(str), index=o.index)
+    return item + "\x1f" + o["first"] + "\x1f" + o["second"]
+
+
+def vote_agreement(votes: pd.DataFrame) -> dict[str, Any]:
+    """Agreement between raters on votes: Krippendorff's alpha (nominal: first / second / tie) over units
+    (item, pair) judged by two or more raters; `units_shared` counts them. alpha is None (with `note`) when
+    no unit is shared or every shared vote is the same outcome."""
+    _need(votes, ("model_a", "model_b", "winner", "rater_id"), "votes")
+    o = _oriented(votes)
+    o["unit"] = _units(o)
+    code = o["outcome"].map({"first": 0.0, "second": 1.0, "tie": 2.0})
+    table = pd.DataFrame({"unit": o["unit"], "rater": o["rater_id"].astype(str), "v": code}).pivot(
+        index="rater", columns="unit", values="v")
+    shared = int((table.notna().sum(axis=0) >= 2).sum())
+    out: dict[str, Any] = {"method": "krippendorff_alpha (nominal)", "units_shared": shared,
+                           "raters": int(table.shape[0]), "alpha": None, "note": None}
+    if shared == 0:
+        out["note"] = "no item and pair was judged by two raters"
+        return out
+    try:
+        out["alpha"] = krippendorff_alpha(table.to_numpy(), "nominal")
+    except StatsInputError as err:
+        out["note"] = str(err)
+    return out
+
+
+def rater_agreement(votes: pd.DataFrame, leaderboard: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per rater (module docstring): votes, ties, `shared` (votes on an item and pair another rater also
+    judged with a clear majority), `agreement` (share of those equal to the others' majority), `consistency`
+    (share of decisive votes for the leaderboard's stronger model; needs `leaderboard` from
+    `stats.bradley_terry`) and `circular_triads` (intransitive triples on one item)."""
+    _need(votes, ("model_a", "model_b", "winner", "rater_id"), "votes")
+    o = _oriented(votes)
+    o["unit"] = _units(o)
+    o["rater_id"] = o["rater_id"].astype(str)
+    counts = pd.crosstab(o["unit"], o["outcome"]).reindex(columns=["first", "second", "tie"], fill_value=0)
+    rows = []
+    strength = None if leaderboard is None else leaderboard["log_strength"].to_dict()
+    for rater, g in o.groupby("rater_id", sort=True):
+        agree = shared = 0
+        for unit, outcome in zip(g["unit"], g["outcome"]):
+            others = counts.loc[unit].copy()
+            others[outcome] -= 1
+            if others.sum() == 0:
+                continue
+            top = others.max()
+            if (others == top).sum() > 1:  # no clear majority among the others
+                continue
+            shared += 1
+            agree += int(others.idxmax() == outcome)
+        decisive = g[g["outcome"] != "tie"]
+        consistency = math.nan
+        if strength is not None and len(decisive):
+            fav_first = np.array([strength.get(f, 0.0) >= strength.get(s, 0.0) for f, s in zip(decisive["first"], decisive["second"])])
+            consistency = float(np.mean(fav_first == (decisive["outcome"] == "first").to_numpy()))
+        rows.append({"rater_id": rater, "votes": len(g), "ties": int((g["outcome"] == "tie").sum()), "shared": shared,
+                     "agreement": agree / shared if shared else math.nan, "consistency": consistency,
+                     "circular_triads": _circular_triads(decisive)})
+    return pd.DataFrame(rows)
+
+
+def _circular_triads(decisive: pd.DataFrame) -> int:
+    """Intransitive triples (A>B, B>C, C>A) among one rater's decisive votes, counted per item."""
+    total = 0
+    items = decisive.groupby("item_id") if "item_id" in decisive.columns else [(None, decisive)]
+    for _, g in items:
+        beats = {(f, s) if o == "first" else (s, f) for f, s, o in zip(g["first"], g["second"], g["outcome"])}
+        models = sorted({m for pair in beats for m in pair})
+        if len(models) < 3:
+            continue
+        for i, x in enumerate(models):
+            for j in range(i + 1, len(models)):
+                for k in range(j + 1, len(models)):
+                    y, z = models[j], models[k]
+                    if ((x, y) in beats and (y, z) in beats and (z, x) in beats) or \
+                       ((y, x) in beats and (z, y) in beats and (x, z) in beats):
+                        total += 1
+    return total
+
+
+@dataclass
+class PreferenceSummary:
+    """What `preference_summary` measured; `to_dict()` is the JSON the CLI prints and the report renders."""
+
+    pairwise: pd.DataFrame
+    leaderboard: pd.DataFrame
+    raters: pd.DataFrame
+    agreement: dict[str, Any]
+    counts: dict[str, int]
+    settings: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        board = self.leaderboard.reset_index().sort_values("elo", ascending=False)
+        return _json({"counts": self.counts, "pairwise": self.pairwise, "leaderboard": board,
+                      "raters": self.raters, "agreement": self.agreement, "settings": self.settings,
+                      "notes": self.notes})
+
+
+def preference_summary(
+    votes: pd.DataFrame,
+    *,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    ties: str = "half",
+) -> PreferenceSummary:
+    """Everything the module docstring lists for a validated votes frame. The Bradley-Terry bootstrap is
+    clustered by item and rater (crossed) when both vary, by whichever varies otherwise. When the plain MLE
+    does not exist (a model never loses) the fit is repeated with the documented small penalty
+    (regularization 0.01, a N(0, 100) prior on log-strengths) and a note says so."""
+    _need(votes, ("item_id", "model_a", "model_b", "winner", "rater_id"), "votes")
+    cluster = [c for c in ("item_id", "rater_id") if votes[c].nunique() > 1]
+    notes: list[str] = []
+    reg = 0.0
+    try:
+        board = bradley_terry(votes, ties=ties, bootstrap=bootstrap, cluster=cluster or None, seed=seed,
+                              confidence=confidence)
+    except StatsInputError as err:
+        if "disconnected" in str(err):
+            raise
+        reg = 0.01
+        notes.append(f"Bradley-Terry: {err}; refitted with regularization {reg}")
+        board = bradley_terry(votes, ties=ties, bootstrap=bootstrap, cluster=cluster or None, seed=seed,
+                              confidence=confidence, regularization=reg)
+    counts = {"votes": len(votes), "items": int(votes["item_id"].nunique()),
+              "raters": int(votes["rater_id"].nunique()),
+              "models": int(len(board)), "ties": int((votes["winner"] == "tie").sum())}
+    settings = {"bootstrap": bootstrap, "cluster": cluster, "confidence": confidence, "ties": ties,
+                "regularization": reg, "seed": seed, "drift": board.attrs.get("drift")}
+    return PreferenceSummary(pairwise_win_rates(votes, confidence=confidence), board,
+                             rater_agreement(votes, board), vote_agreement(votes), counts, settings, notes)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rubric ratings
+# ---------------------------------------------------------------------------------------------------------
+def rating_decisions(
+    ratings: pd.DataFrame,
+    *,
+    threshold: float = ACCEPT_THRESHOLD,
+    fail_below: float = FAIL_BELOW,
+    margin: float = NEAR_MARGIN,
+    occlusion_failure: float = OCCLUSION_FAILURE,
+) -> pd.DataFrame:
+    """Per rating: `total`, `accepted`, `n_failing`, `compensatory`, `near_threshold` and one boolean column
+    `fail_<mode>` per failure mode (module docstring definitions)."""
+    _need(ratings, ("item_id", "rater_id", *CRITERIA), "ratings")
+    out = ratings.copy()
+    if "round" not in out.columns:
+        out["round"] = 1
+    scores = out[list(CRITERIA)].to_numpy(dtype=np.float64)
+    if np.isnan(scores).any():
+        raise StatsInputError("ratings have missing scores (validate them with io.judgements.validate_ratings)")
+    out["total"] = scores.sum(axis=1)
+    out["accepted"] = out["total"] >= threshold
+    failing = scores < fail_below
+    out["n_failing"] = failing.sum(axis=1)
+    out["compensatory"] = out["accepted"] & (out["n_failing"] > 0)
+    out["near_threshold"] = (out["total"] - threshold).abs() <= margin
+    occluded = (out["occlusion"].to_numpy(dtype=np.float64) >= occlusion_failure) if "occlusion" in out.columns \
+        else np.zeros(len(out), dtype=bool)
+    occluded = np.nan_to_num(occluded.astype(np.float64)).astype(bool)
+    out["fail_geometry"] = failing[:, 0]
+    out["fail_texture"] = failing[:, 1]
+    out["fail_incompleteness"] = failing[:, 2] & ~occluded
+    out["fail_occlusion"] = failing[:, 2] & occluded
+    out["fail_multi-view"] = failing[:, 3]
+    return out
+
+
+def item_decisions(ratings: pd.DataFrame, *, threshold: float = ACCEPT_THRESHOLD, **kw: float) -> pd.DataFrame:
+    """Per (round, item_id): raters, `mean_total`, `accepted` (mean_total >= threshold), `unanimous` (every
+    rater's own decision agrees), the criteria means, and how many ratings were compensatory/near."""
+    d = rating_decisions(ratings, threshold=threshold, **kw)
+    agg = d.groupby(["round", "item_id"], sort=True).agg(
+        raters=("rater_id", "size"), mean_total=("total", "mean"), rating_accepts=("accepted", "sum"),
+        compensatory=("compensatory", "sum"), near_threshold=("near_threshold", "sum"),
+        **{f"mean_{c}": (c, "mean") for c in CRITERIA},
+    ).reset_index()
+    agg["accepted"] = agg["mean_total"] >= threshold
+    agg["unanimous"] = (agg["rating_accepts"] == 0) | (agg["rating_accepts"] == agg["raters"])
+    return agg
+
+
+def accept_rates(ratings: pd.DataFrame, *, confidence: float = 0.95, threshold: float = ACCEPT_THRESHOLD,
+                 **kw: float) -> pd.DataFrame:
+    """Per round: items, accepted items, `rate` with Wilson `low`/`high` (item = unit), ratings, accepting
+    ratings, `rating_rate` with its Wilson interval (ratings are clustered by item: read it as descriptive),
+    `compensatory` and `near_threshold` (counts of ratings) and `split_items` (items the raters disagreed on)."""
+    d = rating_decisions(ratings, threshold=threshold, **kw)
+    items = item_decisions(ratings, threshold=threshold, **kw)
+    rows = []
+    for rnd, g in d.groupby("round", sort=True):
+        it = items[items["round"] == rnd]
+        n, k = len(it), int(it["accepted"].sum())
+        lo, hi = wilson_interval(k, n, confidence)
+        nr, kr = len(g), int(g["accepted"].sum())
+        rlo, rhi = wilson_interval(kr, nr, confidence)
+        rows.append({"round": rnd, "items": n, "accepted": k, "rate": k / n, "low": lo, "high": hi,
+                     "ratings": nr, "rating_accepts": kr, "rating_rate": kr / nr, "rating_low": rlo, "rating_high": rhi,
+                     "compensatory": int(g["compensatory"].sum()), "near_threshold": int(g["near_threshold"].sum()),
+                     "split_items": int((~it["unanimous"]).sum()), "confidence": confidence})
+    return pd.DataFrame(rows)
+
+
+def _agreement_one(matrix: np.ndarray, target: str, scores: bool) -> dict[str, Any]:
+    """matrix (raters, units) with NaN for missing -> the design's statistic and Krippendorff's alpha."""
+    keep_units = (~np.isnan(matrix)).sum(axis=0) >= 2
+    m = matrix[:, keep_units]
+    m = m[(~np.isnan(m)).any(axis=1)]
+    n_raters, n_units = m.shape
+    complete = bool(n_units and not np.isnan(m).any())
+    row: dict[str, Any] = {"target": target, "method": None, "value": math.nan, "krippendorff_alpha": math.nan,
+                           "units": int(n_units), "raters": int(n_raters), "complete": complete, "note": None}
+    if n_units == 0:
+        row["note"] = "no unit has two ratings"
+        return row
+    level = "interval" if scores else "nominal"
+    notes = []
+    try:
+        row["krippendorff_alpha"] = krippendorff_alpha(m, level)
+    except StatsInputError as err:
+        notes.append(f"alpha: {err}")
+    try:
+        if complete and n_raters == 2:
+            row["method"] = "cohen_kappa (quadratic)" if scores else "cohen_kappa"
+            row["value"] = cohens_kappa(m[0], m[1], "quadratic" if scores else None)
+        elif complete:
+            row["method"] = "fleiss_kappa"
+            cats, inv = np.unique(m, return_inverse=True)
+            inv = inv.reshape(m.shape)
+            table = np.stack([(inv == c).sum(axis=0) for c in range(cats.size)], axis=1)
+            if cats.size < 2:
+                raise StatsInputError("every rating is the same value: kappa is undefined")
+            row["value"] = fleiss_kappa(table)
+        else:
+            row["method"] = f"krippendorff_alpha ({level})"
+            row["value"] = row["krippendorff_alpha"]
+    except StatsInputError as err:
+        notes.append(str(err))
+    row["note"] = "; ".join(notes) or None
+    return row
+
+
+def rubric_agreement(ratings: pd.DataFrame, *, threshold: float = ACCEPT_THRESHOLD) -> pd.DataFrame:
+    """Agreement per criterion and on the accept decision (module docstring: method by design, plus
+    Krippendorff's alpha always). Units are (round, item_id); only units with two or more ratings count."""
+    d = rating_decisions(ratings, threshold=threshold)
+    unit = d["round"].astype(str) + "\x1f" + d["item_id"].astype(str)
+    rows = []
+    for target in (*CRITERIA, "accept"):
+        v = d["accepted"].astype(np.float64) if target == "accept" else d[target].astype(np.float64)
+        t = pd.DataFrame({"rater": d["rater_id"].astype(str), "unit": unit, "v": v}).pivot(
+            index="rater", columns="unit", values="v")
+        rows.append(_agreement_one(t.to_numpy(), target, scores=target != "accept"))
+    return pd.DataFrame(rows)
+
+
+def failure_mix(ratings: pd.DataFrame, **kw: float) -> pd.DataFrame:
+    """Per round and failure mode: `count` of ratings with that mode, `share` of all the round's ratings,
+    `share_of_failures` (of all mode occurrences in the round). Every mode has a row (zeros included)."""
+    d = rating_decisions(ratings, **kw)
+    rows = []
+    for rnd, g in d.groupby("round", sort=True):
+        counts = {m: int(g[f"fail_{m}"].sum()) for m in FAILURE_MODES}
+        total = sum(counts.values())
+        for m in FAILURE_MODES:
+            rows.append({"round": rnd, "mode": m, "count": counts[m], "share": counts[m] / len(g),
+                         "share_of_failures": counts[m] / total if total else 0.0, "ratings": len(g)})
+    return pd.DataFrame(rows)
+
+
+def rater_bias(ratings: pd.DataFrame) -> pd.DataFrame:
+    """Per rater and criterion: mean of (the rater's score - the mean of the OTHER raters' scores on the same
+    unit) over units with another rater, i.e. the rater's additive bias relative to the panel; `units`."""
+    _need(ratings, ("item_id", "rater_id", *CRITERIA), "ratings")
+    r = ratings.copy()
+    if "round" not in r.columns:
+        r["round"] = 1
+    r["unit"] = r["round"].astype(str) + "\x1f" + r["item_id"].astype(str)
+    grp = r.groupby("unit")
+    n = grp["rater_id"].transform("size").to_numpy(dtype=np.float64)
+    out = {"rater_id": r["rater_id"].astype(str)}
+    for c in CRITERIA:
+        s = grp[c].transform("sum").to_numpy(dtype=np.float64)
+        x = r[c].to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[c] = np.where(n > 1, x - (s - x) / (n - 1), np.nan)
+    frame = pd.DataFrame(out)
+    frame["_shared"] = n > 1
+    res = frame[frame["_shared"]].groupby("rater_id")[list(CRITERIA)].mean()
+    res["units"] = frame[frame["_shared"]].groupby("rater_id").size()
+    return res.reset_index()
+
+
+@dataclass
+class RubricSummary:
+    """What `rubric_summary` measured; `to_dict()` is JSON-ready (CLI `--json`, the report, engine rounds)."""
+
+    accept: pd.DataFrame
+    agreement: pd.DataFrame
+    agreement_by_round: pd.DataFrame
+    failure_mix: pd.DataFrame
+    raters: pd.DataFrame
+    definitions: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json({"accept": self.accept, "agreement": self.agreement, "agreement_by_round": self.agreement_by_round,
+                      "failure_mix": self.failure_mix, "raters": self.raters, "definitions": self.definitions})
+
+
+def rubric_summary(
+    ratings: pd.DataFrame,
+    *,
+    confidence: float = 0.95,
+    threshold: float = ACCEPT_THRESHOLD,
+    fail_below: float = FAIL_BELOW,
+    margin: float = NEAR_MARGIN,
+    occlusion_failure: float = OCCLUSION_FAILURE,
+) -> RubricSummary:
+    """Accept rates per round, agreement (all rounds and per round), failure-mode mix per round and per-rater
+    bias for a validated ratings frame (definitions in the module docstring, echoed in `definitions`)."""
+    kw = {"fail_below": fail_below, "margin": margin, "occlusion_failure": occlusion_failure}
+    by_round = []
+    rounds = ratings["round"] if "round" in ratings.columns else pd.Series(1, index=ratings.index)
+    for rnd in sorted(rounds.unique()):
+        a = rubric_agreement(ratings[rounds == rnd], threshold=threshold)
+        a.insert(0, "round", rnd)
+        by_round.append(a)
+    definitions = {"accept_threshold": threshold, "fail_below": fail_below, "near_margin": margin,
+                   "occlusion_failure": occlusion_failure, "criteria": list(CRITERIA),
+                   "failure_modes": list(FAILURE_MODES), "accept_unit": "item (mean of its raters' sums)"}
+    return RubricSummary(
+        accept_rates(ratings, confidence=confidence, threshold=threshold, **kw),
+        rubric_agreement(ratings, threshold=threshold),
+        pd.concat(by_round, ignore_index=True),
+        failure_mix(ratings, threshold=threshold, **kw),
+        rater_bias(ratings),
+        definitions,
+    )

@@ -1,0 +1,127 @@
+"""Rubric quality control: decisions, accept-rate intervals (coverage by simulation), agreement by design,
+failure-mode mix, rater bias and ratings-file validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sam3d_eval.cli.main import main
+from sam3d_eval.io.judgements import JudgementFileError, read_ratings, validate_ratings
+from sam3d_eval.stats.rubric import (
+    CRITERIA, accept_rates, failure_mix, rater_bias, rating_decisions, rubric_agreement, rubric_summary,
+)
+
+
+def _ratings(scores, raters=None, rnd=1, occlusion=None):
+    scores = np.asarray(scores, dtype=float)  # (items, raters, 4)
+    rows = []
+    for i in range(scores.shape[0]):
+        for r in range(scores.shape[1]):
+            row = {"item_id": f"i{i}", "rater_id": (raters or [f"r{k}" for k in range(scores.shape[1])])[r],
+                   **dict(zip(CRITERIA, scores[i, r])), "round": rnd}
+            if occlusion is not None:
+                row["occlusion"] = occlusion[i]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_decisions_compensatory_near_and_failure_modes():
+    scores = [[[10, 10, 10, 5]],   # 35: accepted with a failing criterion -> compensatory, multi-view failure
+              [[8, 8, 8, 8]],      # 32: accepted, near the threshold
+              [[8, 8, 5, 8]],      # 29: rejected, completeness fails; occluded item -> occlusion
+              [[8, 8, 5, 8]],      # same, unoccluded -> incompleteness
+              [[2, 9, 9, 9]]]      # 29: geometry fails
+    d = rating_decisions(_ratings(scores, occlusion=[0, 0, 0.5, 0.1, 0]))
+    assert d["total"].tolist() == [35, 32, 29, 29, 29]
+    assert d["accepted"].tolist() == [True, True, False, False, False]
+    assert d["compensatory"].tolist() == [True, False, False, False, False]
+    assert d["near_threshold"].tolist() == [False, True, False, False, False]
+    assert d["fail_occlusion"].tolist() == [False, False, True, False, False]
+    assert d["fail_incompleteness"].tolist() == [False, False, False, True, False]
+    mix = failure_mix(_ratings(scores, occlusion=[0, 0, 0.5, 0.1, 0])).set_index("mode")
+    assert mix["count"].to_dict() == {"geometry": 1, "texture": 0, "incompleteness": 1, "occlusion": 1, "multi-view": 1}
+    assert mix.loc["geometry", "share"] == pytest.approx(1 / 5)
+
+
+def test_identical_raters_agree_perfectly_under_every_design():
+    rng = np.random.default_rng(0)
+    q = rng.integers(3, 11, size=(60, 1, 4))
+    for n_raters, method in ((2, "cohen_kappa"), (4, "fleiss_kappa")):
+        a = rubric_agreement(_ratings(np.repeat(q, n_raters, axis=1))).set_index("target")
+        assert a.loc["geometry", "method"].startswith(method)
+        assert np.allclose(a["value"], 1.0) and np.allclose(a["krippendorff_alpha"], 1.0)
+    # a missing rating switches to Krippendorff's alpha
+    frame = _ratings(np.repeat(q, 3, axis=1)).iloc[1:]
+    a = rubric_agreement(frame).set_index("target")
+    assert a.loc["accept", "method"] == "krippendorff_alpha (nominal)" and a.loc["accept", "value"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("n_raters", [2, 3])
+def test_independent_random_raters_agree_near_zero(n_raters):
+    rng = np.random.default_rng(n_raters)
+    # scores around the threshold so accept decisions vary
+    scores = rng.integers(5, 11, size=(500, n_raters, 4))
+    a = rubric_agreement(_ratings(scores)).set_index("target")
+    assert (a["value"].abs() < 0.08).all(), a
+    assert (a["krippendorff_alpha"].abs() < 0.08).all()
+
+
+def test_accept_rate_wilson_interval_covers_in_simulation():
+    rng = np.random.default_rng(7)
+    p, n_items, n_rounds = 0.7, 40, 400
+    accepted = rng.random((n_rounds, n_items)) < p
+    rows = []
+    for rnd in range(n_rounds):
+        for i in range(n_items):
+            s = [9, 9, 9, 9] if accepted[rnd, i] else [5, 5, 5, 5]
+            rows.append({"item_id": f"i{i}", "rater_id": "r", **dict(zip(CRITERIA, s)), "round": rnd})
+    rates = accept_rates(pd.DataFrame(rows))
+    assert len(rates) == n_rounds
+    assert (rates["accepted"].to_numpy() == accepted.sum(axis=1)).all()
+    cover = ((rates["low"] <= p) & (p <= rates["high"])).mean()
+    assert 0.92 <= cover <= 0.98
+
+
+def test_item_is_the_accept_unit_and_rater_bias_is_recovered():
+    rng = np.random.default_rng(1)
+    truth = rng.uniform(3, 7, size=(200, 1, 4))
+    bias = np.array([[0.0, 0, 0, 0], [1.0, -1.0, 0.5, 0], [-1.0, 0, 0, 2.0]])
+    scores = truth + bias[None]
+    summ = rubric_summary(_ratings(scores))
+    est = summ.raters.set_index("rater_id")[list(CRITERIA)].to_numpy()
+    # relative to the panel: bias_r - mean of the others' biases
+    expected = np.array([b - (bias.sum(0) - b) / 2 for b in bias])
+    assert np.allclose(est, expected, atol=1e-9)
+    acc = summ.accept.iloc[0]
+    assert acc["items"] == 200 and acc["ratings"] == 600
+
+
+def test_bad_ratings_name_the_line(tmp_path):
+    rows = [{"item_id": "a", "rater_id": "r1", "geometry": 8, "texture": 8, "completeness": 8, "multiview": 8, "round": 1},
+            {"item_id": "b", "rater_id": "r1", "geometry": 11, "texture": 8, "completeness": 8, "multiview": 8, "round": 1},
+            {"item_id": "c", "rater_id": "r1", "geometry": "x", "texture": 8, "completeness": 8, "multiview": 8, "round": 1},
+            {"item_id": "a", "rater_id": "r1", "geometry": 7, "texture": 8, "completeness": 8, "multiview": 8, "round": 1}]
+    path = tmp_path / "r.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    with pytest.raises(JudgementFileError) as err:
+        read_ratings(path)
+    msg = str(err.value)
+    assert "line 3 (item_id 'b', rater_id 'r1'): geometry '11' is outside 0-10" in msg
+    assert "line 4 (item_id 'c', rater_id 'r1'): geometry 'x' is not a number" in msg
+    # duplicates are checked once the values are usable
+    pd.DataFrame([rows[0], rows[3]]).to_csv(path, index=False)
+    with pytest.raises(JudgementFileError, match="line 3 .*duplicates the rating on line 2"):
+        read_ratings(path)
+    with pytest.raises(JudgementFileError, match=r"missing column\(s\) \['multiview'\]"):
+        validate_ratings(pd.DataFrame(rows).drop(columns="multiview"))
+
+
+def test_cli_ratings_table(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    path = tmp_path / "r.jsonl"
+    _ratings(rng.integers(4, 11, size=(20, 2, 4))).to_json(path, orient="records", lines=True)
+    assert main(["preference", "--ratings", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "cohen_kappa (quadratic)" in out and "accept rate" in out
