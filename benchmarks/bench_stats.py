@@ -1,8 +1,12 @@
 """Statistics against the straightforward way, side by side in one run.
 
-    python -m pytest benchmarks/bench_stats.py -q -s --benchmark-group-by=group --benchmark-columns=min,median,rounds
+    OPENBLAS_NUM_THREADS=1 python -m pytest benchmarks/bench_stats.py -q -s --benchmark-group-by=group \
+        --benchmark-columns=min,median,rounds
 
-- Paired bootstrap, 20,000 pairs x 10,000 resamples (percentile interval of the mean difference): our
+(OPENBLAS_NUM_THREADS=1: on a shared 2-core host OpenBLAS threads inside scipy's L-BFGS-B spin against the
+other jobs and make the loop peer's many small fits 5-8x slower; run without it to see that too.)
+
+- Paired bootstrap, 20,000 pairs (and 200 pairs) x 10,000 resamples (percentile interval of the mean difference): our
   `paired_bootstrap` (chunked index matrices) beside a Python loop of one resample per iteration and
   `scipy.stats.bootstrap(paired=True, vectorized=True)` in batches of 500 resamples (without a batch scipy
   would hold two 10,000 x 20,000 float64 matrices, 3.2 GB).
@@ -25,6 +29,7 @@ from scipy.special import expit, log_expit
 from sam3d_eval.stats import bradley_terry, paired_bootstrap
 
 N_PAIRS, N_RESAMPLES = 20_000, 10_000
+N_SMALL = 200  # a per-category comparison: per-resample Python overhead is what vectorising removes
 N_VOTES, N_MODELS, N_ITEMS, BT_RESAMPLES = 100_000, 20, 5_000, 1_000
 
 
@@ -79,6 +84,32 @@ def test_paired_python_loop(benchmark, pairs, paired_reference):
 @pytest.mark.benchmark(group="paired bootstrap 20k x 10k")
 def test_paired_scipy(benchmark, pairs, paired_reference):
     check_interval(run(benchmark, lambda: scipy_paired(*pairs)), paired_reference)
+
+
+@pytest.fixture(scope="module")
+def small_pairs():
+    rng = np.random.default_rng(4)
+    a = rng.gamma(2.0, 0.01, N_SMALL)
+    return a, a * (1.0 + 0.05 * rng.standard_normal(N_SMALL)) - 0.0005
+
+
+@pytest.mark.benchmark(group="paired bootstrap 200 x 10k")
+def test_small_paired_ours(benchmark, small_pairs):
+    ref = paired_bootstrap(*small_pairs, n_resamples=N_RESAMPLES, seed=1)
+    res = run(benchmark, lambda: paired_bootstrap(*small_pairs, n_resamples=N_RESAMPLES, seed=1), rounds=5)
+    assert (res.low, res.high) == (ref.low, ref.high)
+
+
+@pytest.mark.benchmark(group="paired bootstrap 200 x 10k")
+def test_small_paired_python_loop(benchmark, small_pairs):
+    ref = paired_bootstrap(*small_pairs, n_resamples=N_RESAMPLES, seed=1)
+    check_interval(run(benchmark, lambda: loop_paired(*small_pairs), rounds=5), ref)
+
+
+@pytest.mark.benchmark(group="paired bootstrap 200 x 10k")
+def test_small_paired_scipy(benchmark, small_pairs):
+    ref = paired_bootstrap(*small_pairs, n_resamples=N_RESAMPLES, seed=1)
+    check_interval(run(benchmark, lambda: scipy_paired(*small_pairs), rounds=5), ref)
 
 
 @pytest.fixture(scope="module")

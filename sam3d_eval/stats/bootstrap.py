@@ -39,7 +39,8 @@ __all__ = [
 ]
 
 METHODS = ("percentile", "bca")
-# Elements of index matrices drawn at once (int64: 2 MiB: cache-sized, larger chunks only add memory traffic); bounds memory at any n x n_resamples.
+# Elements of the index matrices drawn at once (int64, 2 MiB): bounds memory at any n x n_resamples, and
+# cache-sized chunks ran faster than larger ones (these draws are memory-bound).
 _CHUNK_ELEMENTS = 1 << 18
 
 
