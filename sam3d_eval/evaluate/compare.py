@@ -46,7 +46,7 @@ import numpy as np
 
 from ..io.results import metric_columns, read_results, read_run_json
 from ..stats import StatsInputError, bootstrap_ci, holm, paired_bootstrap, wilcoxon_signed_rank, win_rate
-from .protocols import Protocol, get_protocol
+from .protocols import APPEARANCE_METRICS, Protocol, get_protocol
 from .summary import direction, domain_gap, occlusion_accuracy, occlusion_bin
 
 __all__ = [
@@ -443,7 +443,8 @@ def compare_frames(
 ) -> Comparison:
     """The paired analysis of B against A on two results frames (module docstring, step 2).
 
-    metrics: default the metric columns both frames have, in A's order; regression_metrics: those a
+    metrics: default the protocol's headline columns and appearance metrics both frames have (without a
+    protocol: every metric column both have, in A's order); regression_metrics: those a
     significant worsening of fails the comparison (default: the protocol's headline columns, else every
     metric); preference_metric: the per-sample proxy preference metric (default the first regression
     metric); min_effect: a regression also needs |delta| / |mean_a| above this; votes: a votes frame
@@ -458,7 +459,10 @@ def compare_frames(
     fingerprint = check_same_protocol(frame_a, frame_b, labels)
     have = [m for m in metric_columns(frame_a) if m in set(metric_columns(frame_b))]
     if metrics is None:
-        metrics = have
+        # the protocol's headline columns (+ appearance): precision/recall only restate the F-score and
+        # would widen the Holm family
+        headline = [m for m in protocol.columns() + list(APPEARANCE_METRICS) if m in have] if protocol is not None else []
+        metrics = headline or have
     else:
         unknown = [m for m in metrics if m not in have]
         if unknown:

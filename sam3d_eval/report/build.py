@@ -134,6 +134,12 @@ def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapp
     if pref.get("samples"):
         points.append(f"Per-sample preference on {pref['metric']}: {b} better on {pref['wins']}, {a} on {pref['losses']}, "
                       f"ties {pref['ties']}; win rate of {b} {fmt_rate(pref['rate'], pref['low'], pref['high'])}.")
+    gaps = {k: {r["metric"]: r for r in ((payload.get("gap") or {}).get(k) or [])} for k in ("A", "B")}
+    gm = pref.get("metric")
+    if gm in gaps["A"] and gm in gaps["B"]:
+        ga, gb = gaps["A"][gm], gaps["B"][gm]
+        points.append(f"Synthetic-vs-real gap of {gm} ({ga['figure']}): {a} {fmt_ci(ga['estimate'], ga['low'], ga['high'], 3)}, "
+                      f"{b} {fmt_ci(gb['estimate'], gb['low'], gb['high'], 3)}.")
     failed = len(samples["failed_only_A"]) + len(samples["failed_only_B"]) + len(samples["failed_both"])
     if failed or samples["only_in_A"] or samples["only_in_B"]:
         points.append(f"Not in the paired analysis: {len(samples['failed_only_A'])} failed only in {a}, "
@@ -308,7 +314,7 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
     pts += list(notes)
     headline = (f"{last['label']}: {last['counts']['samples'] - last['counts']['failed']} of {last['counts']['samples']} samples scored"
                 if len(runs) == 1 else f"{len(runs)} runs; latest {last['label']}")
-    verdict = {"level": "regression" if last["counts"]["failed"] else "info", "headline": headline, "points": pts}
+    verdict = {"level": "info", "headline": headline, "points": pts}
 
     header = ["metric", "better"] + [f"{lab} mean [95% CI]" for lab in labels]
     by_run = [{s["metric"]: s for s in r["summary"] if s["stratum"] == "all"} for r in runs]
@@ -323,16 +329,32 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
         "type": "table", "header": header, "rows": rows,
         "note": "Means over the samples scored ok, percentile bootstrap 95% intervals; failed samples are counted, not averaged."}]})
 
-    strata_rows = []
-    for r in runs:
-        for s in r["summary"]:
-            if s["stratum"] in ("domain", "occlusion_bin") and s["metric"] in metrics[:4]:
-                strata_rows.append(s | {"run": r["label"]})
-    if strata_rows:
-        rows = [[s["run"], s["stratum"], s["level"], s["metric"], cell(str(s["n"]), "num"), cell(str(s["n_failed"]), "num"),
-                 cell(fmt_ci(s["mean"], s["low"], s["high"]), "num")] for s in strata_rows]
-        sections.append({"id": "strata", "title": "By domain and occlusion bin", "blocks": [{
-            "type": "table", "header": ["run", "stratum", "level", "metric", "n", "failed", "mean [95% CI]"], "rows": rows}]})
+    shown = list(metrics[:4])
+    multi = len(runs) > 1
+
+    def pivot(stratum: str) -> list[list]:
+        out = []
+        for r in runs:
+            cells: dict[str, dict[str, Any]] = {}
+            for s in r["summary"]:
+                if s["stratum"] == stratum and s["metric"] in shown:
+                    cells.setdefault(s["level"], {})[s["metric"]] = s
+            for level, by in cells.items():
+                first = next(iter(by.values()))
+                out.append(([r["label"]] if multi else []) + [level, cell(str(first["n"]), "num"), cell(str(first["n_failed"]), "num")]
+                           + [cell(fmt_ci(by[m]["mean"], by[m]["low"], by[m]["high"]), "num") if m in by else "-" for m in shown])
+        return out
+
+    strata_header = (["run"] if multi else [])
+    sblocks = []
+    for stratum, what in (("domain", "domain"), ("occlusion_bin", "occlusion bin")):
+        rows = pivot(stratum)
+        if rows:
+            sblocks.append({"type": "table", "caption": f"By {what}", "header": strata_header + [what, "n", "failed"] + shown,
+                            "rows": rows})
+    if sblocks:
+        sblocks[-1]["note"] = "Mean [95% bootstrap interval] over the samples scored ok in each stratum."
+        sections.append({"id": "strata", "title": "By domain and occlusion bin", "blocks": sblocks})
 
     gblocks: list[dict[str, Any]] = []
     for r in runs:
@@ -372,15 +394,10 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
         sections.append({"id": "occlusion", "title": "Occlusion-stratified accuracy", "blocks": [
             _fig_block(occlusion_figure(series, title="Accuracy by occlusion bin (F-score@0.05 >= 0.5), Wilson 95% intervals"))]})
 
-    crow = []
-    for r in runs:
-        for s in r["summary"]:
-            if s["stratum"] == "category" and s["metric"] in metrics[:4]:
-                crow.append([r["label"], s["level"], s["metric"], cell(str(s["n"]), "num"), cell(str(s["n_failed"]), "num"),
-                             cell(fmt_ci(s["mean"], s["low"], s["high"]), "num")])
+    crow = pivot("category")
     if crow:
         sections.append({"id": "category", "title": "Per-category breakdown", "blocks": [{
-            "type": "table", "header": ["run", "category", "metric", "n", "failed", "mean [95% CI]"], "rows": crow}]})
+            "type": "table", "header": strata_header + ["category", "n", "failed"] + shown, "rows": crow}]})
 
     frows = [[r["label"], f["sample_id"], f.get("error") or ""] for r in runs for f in r.get("failed", [])]
     sections.append({"id": "samples", "title": "Failed samples", "blocks": [

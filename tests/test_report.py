@@ -1,0 +1,159 @@
+"""The report layer and `sam3d-eval report` / `compare --out`: self-contained HTML, sections, figures, thumbnails."""
+
+import base64
+import io
+import json
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from compare_fixtures import PROTOCOL_SAMPLES, make_pair_dataset
+from sam3d_eval.cli.main import main
+from sam3d_eval.data.manifest import load_manifest
+from sam3d_eval.evaluate.compare import compare_frames, load_side
+from sam3d_eval.evaluate.protocols import get_protocol
+from sam3d_eval.io.mesh_io import load_mesh
+from sam3d_eval.report import comparison_document, interval_figure, render_html, runs_document
+from sam3d_eval.report.tables import definition, fmt, fmt_ci, fmt_p
+from sam3d_eval.report.thumbnails import render_thumbnails
+
+PROTOCOL = get_protocol("default").with_overrides(num_samples=PROTOCOL_SAMPLES)
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    manifest_path, a, b = make_pair_dataset(root, 10, missing_b=("s03",))
+    manifest = load_manifest(manifest_path)
+    side_a = load_side(a, label="A", manifest=manifest, protocol=PROTOCOL, runs_dir=root / "runs")
+    side_b = load_side(b, label="B", manifest=manifest, protocol=PROTOCOL, runs_dir=root / "runs")
+    return dict(root=root, manifest=manifest_path, a=side_a, b=side_b)
+
+
+def _external_refs(html: str) -> list[str]:
+    """Every src/href/url() target that is not an embedded data URI or an in-page anchor."""
+    refs = re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', html) + re.findall(r"url\(([^)]*)\)", html)
+    return [r for r in refs if not (r.startswith("data:") or r.startswith("#"))]
+
+
+def _images(html: str) -> list[bytes]:
+    out = []
+    for mime, data in re.findall(r'src="data:(image/[a-z+]+);base64,([^"]+)"', html):
+        out.append((mime, base64.b64decode(data)))
+    return out
+
+
+def test_formatting():
+    assert fmt(0.12345) == "0.1235" and fmt(1.2e-4) == "1.200e-04" and fmt(float("nan")) == "-" and fmt(None) == "-"
+    assert fmt_ci(0.5, 0.4, 0.6) == "0.5000 [0.4000, 0.6000]" and fmt_ci(0.5, None, 0.6) == "0.5000"
+    assert fmt_p(3e-6) == "<1e-4" and fmt_p(0.0123) == "0.0123"
+    assert "SQUARED" in definition("chamfer_l2") and "2PR" in definition("fscore@0.05")
+    assert definition("chamfer_l1_occnet").startswith("Occupancy") and definition("unknown_metric") == ""
+
+
+def test_interval_figure_is_an_embedded_svg_with_alt_text():
+    fig = interval_figure([{"m": "x", "v": 1.0, "lo": 0.5, "hi": 1.5}, {"m": "y", "v": -2.0, "lo": None, "hi": None}],
+                          value="v", low="lo", high="hi", label="m", title="T", xlabel="X")
+    head, data = fig.uri.split(",", 1)
+    assert head == "data:image/svg+xml;base64"
+    svg = base64.b64decode(data).decode()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "http://" not in svg.split("<svg", 1)[1].split(">", 1)[1][:0]
+    assert "x: 1 [0.5, 1.5]" in fig.alt and "y: -2" in fig.alt
+
+
+def test_thumbnails_render_prediction_and_gt(scored):
+    gt = load_mesh(scored["root"] / "gt" / "s00.ply")
+    pred = load_mesh(scored["root"] / "a" / "s00.ply")
+    out = render_thumbnails(pred, gt, size=64)
+    for key in ("pred", "gt"):
+        im = np.asarray(Image.open(io.BytesIO(base64.b64decode(out[key].split(",", 1)[1]))))
+        assert im.shape == (64, 128, 3)
+        assert (im < 250).any(axis=-1).mean() > 0.05  # the object covers part of the image, not a blank frame
+        assert (im > 250).all(axis=-1).mean() > 0.3  # and the white background the rest
+    # the prediction is framed by the GT box: a prediction moved away shows up elsewhere (or not at all)
+    moved = type(pred)([pred.verts_list()[0] + torch.tensor([5.0, 0, 0])], pred.faces_list())
+    far = render_thumbnails(moved, gt, size=64)
+    assert far["pred"] != out["pred"] and far["gt"] == out["gt"]
+    assert render_thumbnails(None, None) == {"pred": None, "gt": None}
+
+
+def test_comparison_document_is_self_contained_and_escaped(scored):
+    c = compare_frames(scored["a"].frame, scored["b"].frame, labels=("base<script>", "cand"), protocol=PROTOCOL,
+                       n_resamples=200)
+    doc = comparison_document(c.to_dict(), sides=[scored["a"].describe(), scored["b"].describe()])
+    assert doc["verdict"]["level"] == "regression"
+    ids = [s["id"] for s in doc["sections"]]
+    assert ids[:3] == ["metrics", "domain", "occlusion-bin"] and ids[-1] == "methods"
+    assert {"gap", "occlusion", "category", "preference", "samples"} <= set(ids)
+    html = render_html(doc)
+    assert "<script" not in html and "base&lt;script&gt;" in html  # labels are escaped, and there is no script
+    assert _external_refs(html) == []
+    assert html.index('class="verdict regression"') < html.index('id="metrics"')  # verdict first
+    assert "s03" in html and "no prediction" in html  # B's failed sample is listed with its reason
+    assert PROTOCOL.fingerprint() in html and "@media print" in html
+    kinds = {m for m, _ in _images(html)}
+    assert kinds == {"image/svg+xml"}
+
+
+def test_report_cli_on_a_run_and_a_training_folder(scored, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert main(["report", str(scored["b"].run_dir), "--out", str(out), "--resamples", "200", "--thumbnails", "3"]) == 0
+    html = out.read_text()
+    assert _external_refs(html) == []
+    pngs = [d for m, d in _images(html) if m == "image/png"]
+    assert len(pngs) == 5  # 3 worst samples: s03 failed (GT only), 2 with prediction and GT
+    assert all(Image.open(io.BytesIO(d)).size == (320, 160) for d in pngs)
+    assert "failed: " in html and "no prediction for this sample" in html
+    assert "Per-category breakdown" in html and "Occlusion-stratified accuracy" in html
+
+    # a training output folder: phase-boundary runs under stage*/eval/ and gap.csv across phases
+    train = tmp_path / "train"
+    shutil.copytree(scored["a"].run_dir, train / "stage1" / "eval" / "stage1-phase1")
+    shutil.copytree(scored["b"].run_dir, train / "stage2" / "eval" / "stage2-final")
+    rows = [dict(stage=s, phase=p, metric=m, figure=f, estimate=e, low=e - 0.1, high=e + 0.1, mean_synthetic=1.0,
+                 mean_real=e)
+            for s, p, e in ((1, "synthetic", 2.5), (2, "p1", 2.0), (2, "p2", 1.6), (2, "final", 1.2))
+            for m, f in (("chamfer_l2", "gap_ratio"), ("fscore@0.05", "relative_drop"))]
+    pd.DataFrame(rows).to_csv(train / "gap.csv", index=False)
+    out2 = tmp_path / "t.html"
+    assert main(["report", str(train), "--out", str(out2), "--resamples", "200", "--thumbnails", "0"]) == 0
+    html2 = out2.read_text()
+    assert "gap across curriculum phases" in html2 and "s2 final" in html2
+    assert "2.500 (s1 synthetic) -&gt; 1.200 (s2 final)" in html2  # the verdict says how the gap moved
+    assert "stage2-final" in html2  # the last phase's evaluation is the one reported
+    # not a run: a clear error
+    assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.html")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "x.html")]) == 2
+    assert "neither a run folder" in capsys.readouterr().err
+
+
+def test_compare_out_writes_the_report_with_thumbnails(scored, tmp_path, capsys):
+    out = tmp_path / "c.html"
+    code = main(["compare", str(scored["a"].run_dir), str(scored["b"].run_dir), "--data", str(scored["manifest"]),
+                 "--out", str(out), "--resamples", "200", "--thumbnails", "2", "--quiet"])
+    assert code == 0
+    html = out.read_text()
+    assert _external_refs(html) == []
+    assert "Worst samples" in html and "B failed on this sample" in html  # s03 first: B has no prediction
+    pngs = [d for m, d in _images(html) if m == "image/png"]
+    assert len(pngs) == 5  # s03: A and GT (B missing); the worst paired sample: A, B and GT
+    assert html.count("not rendered") == 1
+
+
+def test_runs_document_degrades_without_domains_or_phases():
+    summary = [dict(stratum="all", level="all", metric="chamfer_l2", n=3, n_failed=0, n_nan=0, n_used=3, mean=0.1,
+                    low=0.05, high=0.2)]
+    run = dict(label="r", run_dir="x", protocol=PROTOCOL.to_dict(), fingerprint=PROTOCOL.fingerprint(),
+               counts={"samples": 3, "failed": 0}, summary=summary, occlusion_accuracy=None, domain_gap=[], metadata={})
+    html = render_html(runs_document([run], metrics=["chamfer_l2"]))
+    assert "Not available: the runs do not hold samples of both domains." in html
+    assert "0.1000 [0.0500, 0.2000]" in html and "gap across" not in html
+    with pytest.raises(ValueError):
+        runs_document([], metrics=[])
+    json.dumps(run)  # the record a report takes is plain JSON
