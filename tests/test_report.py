@@ -157,3 +157,20 @@ def test_runs_document_degrades_without_domains_or_phases():
     with pytest.raises(ValueError):
         runs_document([], metrics=[])
     json.dumps(run)  # the record a report takes is plain JSON
+
+
+def test_report_of_a_data_engine_folder_plots_rounds_and_tables_them(scored, tmp_path):
+    eng = tmp_path / "engine"
+    shutil.copytree(scored["a"].run_dir, eng / "rounds" / "00" / "eval")
+    shutil.copytree(scored["b"].run_dir, eng / "rounds" / "01" / "eval")
+    pd.DataFrame([dict(round=k, metric="chamfer_l2", figure="gap_ratio", estimate=e, low=e - 0.2, high=e + 0.2)
+                  for k, e in ((0, 2.4), (1, 1.9))]).to_csv(eng / "rounds.csv", index=False)
+    pd.DataFrame([dict(round=1, images=20, accepted=12, accept_rate=0.6, accept_low=0.39, accept_high=0.78,
+                       cost_per_accepted=15.0, agreement_accept=0.41, failure_geometry=0.5, failure_texture=0.25)]
+                 ).to_csv(eng / "engine_rounds.csv", index=False)
+    out = tmp_path / "e.html"
+    assert main(["report", str(eng), "--out", str(out), "--resamples", "200", "--thumbnails", "0"]) == 0
+    html = out.read_text()
+    assert "gap across data-engine rounds" in html and "2.400 (round 0) -&gt; 1.900 (round 1)" in html
+    assert "Data-engine rounds" in html and "0.600 [0.390, 0.780]" in html and "$15.00" in html
+    assert "geometry" in html and _external_refs(html) == []

@@ -4,7 +4,8 @@ A RUN is a run folder (``run.json`` + ``results/``, from ``sam3d-eval evaluate``
 training output folder: one holding ``gap.csv`` (the phase-boundary gap rows of ``sam3d-eval train``) and
 phase-boundary evaluation runs under ``*/eval/*/``; its last phase's run is reported, and the gap across the
 curriculum phases is plotted. A ``rounds.csv`` with a ``round`` column (data-engine rounds) is plotted the
-same way. Nothing is recomputed: results are read with `io.read_results`.
+same way, and a data-engine folder (``sam3d-eval engine run``: ``rounds/<k>/eval/`` runs, ``rounds.csv``,
+``engine_rounds.csv``) gets its rounds table. Nothing is recomputed: results are read with `io.read_results`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Write one HTML file (inline CSS, embedded figures, no network) for one or more stored runs: verdict, "
             "metric table with bootstrap intervals, synthetic-vs-real gap (and its plot across curriculum phases "
-            "or data-engine rounds when the folders hold them), occlusion-stratified accuracy, per-category "
+            "or data-engine rounds when the folders hold them; a data-engine folder also gets its rounds table: accept "
+            "rate, cost per accepted sample, agreement, failure mix), occlusion-stratified accuracy, per-category "
             "breakdown, the worst samples rendered beside their ground truth, and a methods section."
         ),
         epilog="example: sam3d-eval report runs/ckpt42 --out reports/ckpt42.html",
@@ -41,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def find_phase_runs(folder: pathlib.Path) -> list[pathlib.Path]:
     """Phase-boundary evaluation run folders under a training output folder, in the order they were written."""
-    found = [p.parent for p in folder.glob("*/eval/*/run.json")] + [p.parent for p in folder.glob("eval/*/run.json")]
+    found = [p.parent for pattern in ("*/eval/*/run.json", "eval/*/run.json", "rounds/*/eval/run.json")
+             for p in folder.glob(pattern)]
     return sorted(set(found), key=lambda p: (p / "run.json").stat().st_mtime)
 
 
@@ -154,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io.results import read_run_json
     from ..report import runs_document, write_html
 
-    runs, phases, phase_label, subs, notes = [], [], "curriculum phase", {}, []
+    runs, phases, phase_label, subs, notes, engine = [], [], "curriculum phase", {}, [], []
     for i, folder in enumerate(args.runs):
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: no such run folder")
@@ -180,13 +183,17 @@ def run(args: argparse.Namespace) -> int:
             rows, what = phase_rows(folder)
             if rows:
                 phases, phase_label = rows, what
+        if (folder / "engine_rounds.csv").is_file():
+            import pandas as pd
+
+            engine = pd.read_csv(folder / "engine_rounds.csv").to_dict("records")
         label = args.labels[i] if args.labels else (folder.name or str(folder))
         runs.append(summarise_run(run_dir, label, threshold=args.accuracy_threshold, n_resamples=args.resamples))
     metrics = [m for m in HEADLINE if any(m in r["metrics"] for r in runs)] or runs[-1]["metrics"][:6]
     thumbs = worst_thumbnails(runs[-1], args.thumbnails)
     clean = [_clean({k: v for k, v in r.items() if k not in ("frame", "record")}) for r in runs]
     doc = runs_document(clean, metrics=metrics, phases=_clean(phases), phase_label=phase_label, thumbnails=thumbs,
-                        substitutes=subs, title=args.title, notes=notes)
+                        substitutes=subs, title=args.title, notes=notes, engine_rounds=_clean(engine))
     path = write_html(args.out, doc)
     print(f"report: {path}", file=sys.stderr)
     return 0

@@ -281,13 +281,15 @@ def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapp
 def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], phases: Sequence[Mapping[str, Any]] = (),
                   phase_label: str = "curriculum phase", thumbnails: Sequence[Mapping[str, Any]] = (),
                   substitutes: Mapping[str, Any] | None = None, title: str | None = None,
-                  notes: Sequence[str] = ()) -> ReportDocument:
+                  notes: Sequence[str] = (), engine_rounds: Sequence[Mapping[str, Any]] = ()) -> ReportDocument:
     """The report of one or more stored runs.
 
     runs: records with ``label``, ``run_dir``, ``protocol`` (dict), ``fingerprint``, ``counts`` ({samples,
     failed}), ``summary``, ``occlusion_accuracy`` and ``domain_gap`` (record lists as in summary.json),
     ``metadata`` (run metadata). metrics: the headline metrics shown. phases: gap rows across curriculum phases
     (or data-engine rounds): ``label``, ``metric``, ``figure``, ``estimate``, ``low``, ``high``.
+    engine_rounds: data-engine round rows (``round``, ``images``, ``accepted``, ``accept_rate``/``_low``/``_high``,
+    ``cost_per_accepted``, ``agreement_accept``, ``failure_<mode>`` shares), shown as a table when given.
     """
     if not runs:
         raise ValueError("runs_document needs at least one run")
@@ -380,6 +382,20 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
     else:
         sections.append({"id": "gap", "title": "Synthetic-vs-real gap", "blocks": [{"type": "text", "text":
                          "Not available: the runs do not hold samples of both domains."}]})
+
+    if engine_rounds:
+        modes = [k for k in engine_rounds[0] if k.startswith("failure_")]
+        erows = []
+        for e in engine_rounds:
+            erows.append([str(e.get("round")), cell(str(e.get("images", "-")), "num"), cell(str(e.get("accepted", "-")), "num"),
+                          cell(fmt_rate(e.get("accept_rate"), e.get("accept_low"), e.get("accept_high")), "num"),
+                          cell("-" if e.get("cost_per_accepted") is None else f"${e['cost_per_accepted']:.2f}", "num"),
+                          cell(fmt(e.get("agreement_accept"), 3), "num")]
+                         + [cell(fmt_rate(e.get(m)), "num") for m in modes])
+        sections.append({"id": "engine", "title": "Data-engine rounds", "blocks": [{
+            "type": "table", "header": ["round", "images", "accepted", "accept rate [95% Wilson]", "cost / accepted",
+                                        "accept agreement"] + [m[len("failure_"):] for m in modes], "rows": erows,
+            "note": "Failure columns: share of each failure mode among the rejected candidates' ratings."}]})
 
     series = {}
     for r in runs:
