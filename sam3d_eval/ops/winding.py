@@ -284,27 +284,22 @@ def _near_pairs(pts: torch.Tensor, centre: torch.Tensor, radius: torch.Tensor, c
 
 def _pairs_winding(tri, weight, tri_comp, pts, cell, comp, n_cells, chunk_size) -> torch.Tensor:
     """`(n_cells,)` sum over the (cell, component) pairs of the component cap's winding number at the cell."""
-    order = torch.argsort(tri_comp, stable=True)
-    tri, weight = tri[order], weight[order]
-    K = int(tri_comp.max()) + 1
-    count = torch.zeros(K, dtype=torch.int64, device=tri.device).index_add_(0, tri_comp, torch.ones_like(tri_comp))
-    start = torch.cumsum(count, 0) - count
     out = torch.zeros(n_cells, dtype=torch.float64, device=pts.device)
-    n = count[comp]
-    cum = torch.cumsum(n, 0)
+    order = torch.argsort(comp, stable=True)
+    cell, comp = cell[order], comp[order]
+    ks, counts = torch.unique_consecutive(comp, return_counts=True)
+    t_order = torch.argsort(tri_comp, stable=True)
+    tri, weight = tri[t_order], weight[t_order]
+    t_counts = torch.bincount(tri_comp, minlength=int(tri_comp.max()) + 1)
+    t_start = (torch.cumsum(t_counts, 0) - t_counts).tolist()
+    t_counts = t_counts.tolist()
     s0 = 0
-    while s0 < cell.shape[0]:
-        base = int(cum[s0 - 1]) if s0 else 0
-        s1 = max(s0 + 1, int(torch.searchsorted(cum, torch.tensor(base + chunk_size, device=cum.device), right=True)))
-        c, k, nk = cell[s0:s1], comp[s0:s1], n[s0:s1]
-        rep = torch.repeat_interleave(torch.arange(c.shape[0], device=c.device), nk)
-        local = torch.arange(rep.shape[0], device=c.device) - torch.repeat_interleave(torch.cumsum(nk, 0) - nk, nk)
-        t = start[k][rep] + local
-        p = pts[c][rep]
-        om = _solid_angle(tri[t, 0] - p, tri[t, 1] - p, tri[t, 2] - p) * weight[t]
-        out.index_add_(0, c[rep], om)
-        s0 = s1
-    return out / _FOUR_PI
+    for k, n in zip(ks.tolist(), counts.tolist()):  # dense (cells x cap triangles) per component
+        cells = cell[s0 : s0 + n]
+        sl = slice(t_start[k], t_start[k] + t_counts[k])
+        out.index_add_(0, cells, _soup_winding(tri[sl], weight[sl], pts[cells], chunk_size))
+        s0 += n
+    return out
 
 
 def _soup_winding(tri: torch.Tensor, weight: torch.Tensor, pts: torch.Tensor, chunk_size: int) -> torch.Tensor:
