@@ -8,7 +8,7 @@ import traceback
 from typing import Sequence
 
 from .. import __version__
-from . import compare, data, demo, eval_meshes, evaluate, preference, report, train
+from . import compare, data, demo, engine, eval_meshes, evaluate, preference, report, train
 
 # Module level imports only the standard library and the command modules (which import nothing heavy at
 # module level): `--help` and `--version` answer without loading torch, trimesh, scipy or pandas.
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sam3d-eval {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (demo, evaluate, eval_meshes, compare, report, train, data, preference):
+    for module in (demo, evaluate, eval_meshes, compare, report, train, data, preference, engine):
         module.add_parser(sub)
     p = sub.add_parser(
         "protocols", help="list the evaluation protocol presets",

@@ -364,7 +364,8 @@ def _agreement_one(matrix: np.ndarray, target: str, scores: bool) -> dict[str, A
     try:
         if complete and n_raters == 2:
             row["method"] = "cohen_kappa (quadratic)" if scores else "cohen_kappa"
-            row["value"] = cohens_kappa(m[0], m[1], "quadratic" if scores else None)
+            with np.errstate(divide="ignore", invalid="ignore"):  # statsmodels' z-value divides by 0 at kappa 1
+                row["value"] = cohens_kappa(m[0], m[1], "quadratic" if scores else None)
         elif complete:
             row["method"] = "fleiss_kappa"
             cats, inv = np.unique(m, return_inverse=True)

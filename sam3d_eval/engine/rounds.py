@@ -1,0 +1,452 @@
+"""Data-engine rounds: a suite of models proposes, a verifier rates, the best accepted candidate joins the
+training pool, the main model is fine-tuned on the pool, and the round's figures are stored.
+
+    data (a manifest, or the built-in benchmark generated under OUT/benchmark)
+    -> pretrain the main model and the suite members on the synthetic train rows (OUT/suite/<name>/)
+    -> round 0: evaluate the pretrained main model on the test split (synthetic and real, the gap)
+    -> for each round k: take the next `images_per_round` unlabelled real train images (a seeded
+       permutation, disjoint across rounds, so rounds are comparable; a rejected image is not retried)
+       -> every proposer predicts one candidate mesh per image (3-5 candidates: main + [[suite]])
+       -> the evaluation core scores each candidate against the image's ground truth (only the simulated
+          raters look at it; the model never trains on it) -> the verifier rates every candidate
+       -> an image is accepted when one of its candidates is (mean of its raters' sums >= 32,
+          `stats.rubric`); its best accepted candidate (highest mean sum) joins the pool as a pseudo-label
+       -> fine-tune the main model from its last weights on synthetic rows + the pool (H6's `train.train`)
+       -> evaluate it on the test split; write the round (OUT/rounds/<k>/summary.json last, atomically).
+
+Resume: a round whose summary.json exists is read back, not redone; the fine-tuning inside an unfinished
+round resumes from its last.safetensors. Every draw is keyed by the config's seed (pretraining and
+fine-tuning seeds, the image order, the raters' biases and noise) and training is bitwise reproducible on
+the CPU, so a run stopped after round j and resumed gives the rounds of an uninterrupted run.
+
+Outputs (the report reads them; nothing is recomputed): OUT/engine.json (config, fingerprint),
+OUT/engine_rounds.{csv,parquet,json} (one row per round: accept rate with Wilson interval, cost per
+accepted sample, agreement, failure-mode shares, the main model's synthetic and real metrics and the gap),
+OUT/rounds.csv (the gap rows per round: round, metric, figure, estimate, low, high, means; what
+`sam3d-eval report` plots beside curriculum phases), OUT/failure_mix.csv, OUT/agreement.csv, OUT/ratings.csv
+(every rating in the rubric file format: importable by `sam3d-eval preference --ratings`), and per round
+candidates.parquet, ratings.csv, pool/*.npz, train/ and eval/.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..evaluate.protocols import get_protocol
+from ..evaluate.scoring import score_batch
+from ..io.judgements import read_ratings
+from ..models.checkpoint import load_checkpoint
+from ..models.reference import ReferenceConfig
+from ..seeding import numpy_generator, stream_seed
+from ..stats.intervals import wilson_interval
+from ..stats.rubric import CRITERIA, FAILURE_MODES, failure_mix, item_decisions, rubric_agreement
+from ..structures import Meshes, TexturesVertex
+from ..train.loop import TrainConfig, collate, train
+from ..train.losses import LossConfig, LossWeights
+from .config import EngineConfig, TrainSettings
+from .raters import ImportedVerifier, SimulatedVerifier, colour_error, mapping_from_dict, simulated_panel
+
+__all__ = ["EngineResult", "PoolData", "run_engine", "read_engine_run"]
+
+ENGINE_FORMAT = 1
+GAP_METRICS = ("chamfer_l2", "fscore@0.05")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Training data: the synthetic rows with their GT plus the pool's pseudo-labelled real images.
+# --------------------------------------------------------------------------------------------------------
+class PoolData:
+    """`train.loop.TrainData` over synthetic items and pool items (real images whose `gt_*` is the accepted
+    candidate). Each epoch draws `synthetic_fraction` synthetic and the rest from the pool with the data
+    layer's `MixingSampler` (all synthetic while the pool is empty), whatever the phase asks."""
+
+    def __init__(self, synthetic: Sequence[dict], pool: Sequence[dict], synthetic_fraction: float, manifest_hash: str):
+        self.items = list(synthetic) + list(pool)
+        self.domains = ["synthetic"] * len(synthetic) + ["real"] * len(pool)
+        self.synthetic_fraction = synthetic_fraction if pool else 1.0
+        self.manifest_hash = manifest_hash
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.items[index]
+
+    def epoch_indices(self, epoch: int, synthetic_fraction: float, size: int, seed: int) -> list[int]:
+        from ..data.sampler import MixingSampler
+
+        return MixingSampler(self.domains, self.synthetic_fraction, size, seed, epoch).epoch_indices()
+
+
+def _train_config(s: TrainSettings, out_dir: Path, seed: int, model: ReferenceConfig, init_from: str | None,
+                  device: str) -> TrainConfig:
+    loss = LossConfig(weights=LossWeights.stage(1), num_points=s.num_points, render_size=s.render_size,
+                      perceptual="substitute")
+    return TrainConfig(stage=1, epochs=s.epochs, epoch_size=s.epoch_size, batch_size=s.batch_size, lr=s.lr,
+                       warmup_steps=s.warmup_steps, seed=seed, device=device, model=model, loss=loss,
+                       out_dir=str(out_dir), init_from=init_from, curriculum="stage1", log_every=1000)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------------
+def _atomic_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _atomic_frame(path: Path, frame: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix == ".parquet":
+        frame.to_parquet(tmp, index=False)
+    else:
+        frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _clean(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating, float)):
+        return None if not math.isfinite(float(x)) else float(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def _mesh_parts(meshes: Meshes, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    v = meshes.verts_list()[i].detach().float().cpu()
+    f = meshes.faces_list()[i].detach().cpu()
+    tex = meshes.textures
+    c = tex.verts_features[i][:, :3].detach().float().cpu() if tex is not None else torch.full_like(v, 0.7)
+    return v, f, c
+
+
+def _single(v: torch.Tensor, f: torch.Tensor, c: torch.Tensor) -> Meshes:
+    return Meshes([v], [f], TexturesVertex([c]))
+
+
+def _prepare_data(cfg: EngineConfig, out: Path, log: Callable[[str], None]) -> Path:
+    """The manifest path: given, or the built-in benchmark generated (or reused) under out/benchmark."""
+    data = cfg.data
+    if data.get("manifest"):
+        return Path(data["manifest"])
+    from ..data.generate import GenerationConfig, make_benchmark
+
+    gen = dict(data.get("generate", {}))
+    counts = {k: int(gen.pop(k, d)) for k, d in (("synthetic", 40), ("real", 60), ("seed", 0), ("workers", 1))}
+    bench = out / "benchmark"
+    log(f"benchmark: {counts['synthetic']} synthetic + {counts['real']} real samples under {bench}")
+    make_benchmark(bench, counts["synthetic"], counts["real"], counts["seed"], GenerationConfig.from_dict(gen),
+                   workers=counts["workers"])
+    return bench / "manifest.csv"
+
+
+def _model_config(spec: dict) -> ReferenceConfig:
+    preset = spec.get("preset", "tiny")
+    overrides = {k: v for k, v in spec.get("model", {}).items()}
+    return ReferenceConfig.preset(preset, **overrides)
+
+
+@dataclass
+class EngineResult:
+    """What `run_engine` produced: the round table, the gap rows and the final main-model checkpoint."""
+
+    out_dir: Path
+    rounds: pd.DataFrame
+    gap: pd.DataFrame
+    checkpoint: Path
+    resumed_rounds: list[int]
+
+
+# --------------------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------------------
+def run_engine(cfg: EngineConfig, *, device: str = "cpu", log: Callable[[str], None] | None = None,
+               stop_after: int | None = None) -> EngineResult:
+    """Run (or resume) the data engine of `cfg` (module docstring) into `cfg.out_dir`. `stop_after`: stop
+    once that many rounds are stored (the next call resumes). Raises ValueError when `out_dir` holds a run
+    of another configuration, or the data has too few unlabelled real images for the rounds asked."""
+    from ..data.manifest import load_manifest
+    from ..train.data import ManifestTrainData
+
+    log = log or (lambda s: None)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta_path = out / "engine.json"
+    fp = cfg.fingerprint()
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if old.get("fingerprint") != fp:
+            raise ValueError(f"{out} holds a data-engine run of another configuration (fingerprint "
+                             f"{old.get('fingerprint')} != {fp}); choose another --out")
+    else:
+        _atomic_text(meta_path, json.dumps({"format": ENGINE_FORMAT, "fingerprint": fp, "config": cfg.to_dict()},
+                                           indent=2, sort_keys=True))
+
+    manifest = _prepare_data(cfg, out, log)
+    frame = load_manifest(manifest)
+    image_size = int(cfg.data.get("image_size", 64))
+    train_split = cfg.data.get("train_split", "train")
+    items = ManifestTrainData(manifest, split=train_split, image_size=image_size)
+    synthetic = [it for it in items.items if it["domain"] == "synthetic"]
+    unlabelled = [it for it in items.items if it["domain"] == "real"]
+    need = cfg.rounds * cfg.images_per_round
+    if len(unlabelled) < need or not synthetic:
+        raise ValueError(f"{manifest}: split {train_split!r} has {len(unlabelled)} real (unlabelled) and "
+                         f"{len(synthetic)} synthetic rows; {cfg.rounds} rounds x {cfg.images_per_round} images need "
+                         f"{need} real rows and at least one synthetic")
+    occlusion = dict(zip(frame["sample_id"].astype(str), frame["occlusion"].astype(float)))
+    order = numpy_generator(cfg.seed, "engine_image_order").permutation(len(unlabelled))
+
+    # ---- verifier ----
+    vcfg = cfg.verifier
+    if vcfg.get("kind", "simulated") == "imported":
+        verifier = ImportedVerifier(read_ratings(vcfg["ratings"]))
+    else:
+        panel = simulated_panel(int(vcfg.get("raters", 3)), bias_sd=float(vcfg.get("bias_sd", 0.5)),
+                                noise=float(vcfg.get("noise", 0.75)), seed=cfg.seed, biases=vcfg.get("biases"))
+        verifier = SimulatedVerifier(panel, mapping_from_dict(vcfg.get("mapping")), seed=cfg.seed)
+
+    # ---- suite: pretrain (or load) every proposer ----
+    def pretrained(name: str, spec: dict) -> Path:
+        s = cfg.pretrain
+        if "pretrain_epochs" in spec:
+            s = TrainSettings(**{**s.__dict__, "epochs": int(spec["pretrain_epochs"])})
+        tc = _train_config(s, out / "suite" / name, int(spec.get("seed", 0)), _model_config(spec), None, device)
+        final = Path(tc.out_dir) / "final.safetensors"
+        if not final.exists():
+            log(f"pretraining {name} ({spec.get('preset', 'tiny')}, seed {spec.get('seed', 0)}, {s.epochs} epochs)")
+            train(tc, PoolData(synthetic, [], 1.0, items.manifest_hash))
+        return final
+
+    main_path = pretrained("main", cfg.main)
+    members: list[tuple[str, Path]] = []
+    for spec in cfg.suite:
+        ck = spec.get("checkpoint")
+        if ck == "initial":
+            members.append((spec["name"], main_path))
+        elif ck:
+            members.append((spec["name"], Path(ck)))
+        else:
+            members.append((spec["name"], pretrained(spec["name"], spec)))
+    member_models = [(name, load_checkpoint(p, device)) for name, p in members]
+    for (name, _), (_, m) in zip(members, member_models):
+        m.name = f"suite/{name}"
+
+    protocol = get_protocol(cfg.eval.get("protocol", "default")).with_overrides(num_samples=cfg.eval.get("num_samples"))
+    test = frame[frame["split"] == cfg.eval.get("split", "test")] if "split" in frame.columns else frame
+
+    def evaluate(model, run_dir: Path) -> list[dict]:
+        if not cfg.eval.get("enabled", True):
+            return []
+        from ..evaluate.runner import run_evaluation
+        from ..evaluate.sources import PredictorSource
+        from ..evaluate.summary import domain_gap
+
+        res = run_evaluation(PredictorSource(model), test, protocol, run_dir, batch_size=int(cfg.eval.get("batch_size", 16)),
+                             device=device, resume=run_dir.exists(), torch_threads=None, command=["engine"])
+        gap = domain_gap(res.frame, [m for m in GAP_METRICS if m in res.frame.columns],
+                         n_resamples=int(cfg.eval.get("resamples", 1000)), seed=cfg.seed)
+        return [_clean({k: r[k] for k in ("metric", "figure", "direction", "mean_synthetic", "mean_real", "estimate",
+                                          "low", "high", "n_synthetic", "n_real")}) for r in gap.to_dict("records")]
+
+    # ---- round 0: the pretrained main model ----
+    r0 = out / "rounds" / "00" / "summary.json"
+    if not r0.exists():
+        m0 = load_checkpoint(main_path, device)
+        m0.name = "engine/main/round0"
+        _atomic_text(r0, json.dumps({"round": 0, "gap": evaluate(m0, r0.parent / "eval"), "checkpoint": str(main_path)},
+                                    indent=2, sort_keys=True))
+
+    current = main_path
+    pool: list[dict] = []
+    resumed: list[int] = []
+    by_id = {it["sample_id"]: it for it in unlabelled}
+    for k in range(1, cfg.rounds + 1):
+        if stop_after is not None and k > stop_after:
+            break
+        rd = out / "rounds" / f"{k:02d}"
+        done = rd / "summary.json"
+        if done.exists():
+            summary = json.loads(done.read_text())
+            for sid in summary["pool_added"]:
+                z = np.load(rd / "pool" / f"{sid}.npz", allow_pickle=False)
+                pool.append({**by_id[sid], "gt_verts": torch.from_numpy(z["verts"]), "gt_faces": torch.from_numpy(z["faces"]),
+                             "gt_colors": torch.from_numpy(z["colors"])})
+            current = rd / "model.safetensors"
+            resumed.append(k)
+            continue
+        t0 = time.perf_counter()
+        images = [unlabelled[i] for i in order[(k - 1) * cfg.images_per_round: k * cfg.images_per_round]]
+        main_model = load_checkpoint(current, device)
+        proposers = [("main", main_model)] + [(n, m) for (n, _), (_, m) in zip(members, member_models)]
+        log(f"round {k}: {len(images)} images x {len(proposers)} candidates")
+
+        # -- propose --
+        batch = collate(images)
+        cand_ids, preds, gts, rows = [], [], [], []
+        meshes: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        for name, model in proposers:
+            pm = model.predict(batch.images.to(device), batch.masks.to(device), batch.cameras.to(device))
+            for i, it in enumerate(images):
+                cid = f"{it['sample_id']}/{name}"
+                v, f, c = _mesh_parts(pm, i)
+                meshes[cid] = (v, f, c)
+                cand_ids.append(cid)
+                preds.append(_single(v, f, c))
+                gts.append(_single(it["gt_verts"].float(), it["gt_faces"], it["gt_colors"].float()))
+                rows.append({"item_id": cid, "sample_id": it["sample_id"], "proposer": name,
+                             "occlusion": occlusion.get(it["sample_id"], math.nan),
+                             "colour_error": colour_error(v, c, it["gt_verts"], it["gt_colors"])})
+        # -- true errors against GT (the simulated raters' input) --
+        scores = score_batch(cand_ids, preds, gts, protocol)
+        cand = pd.DataFrame(rows)
+        for col, values in scores.metrics.items():
+            cand[col] = values.numpy()
+        cand["status"] = scores.status
+
+        # -- verify --
+        ratings = verifier.rate(cand, k)
+        if "occlusion" not in ratings.columns:
+            ratings = ratings.merge(cand[["item_id", "occlusion"]], on="item_id", how="left")
+        dec = item_decisions(ratings).set_index("item_id")
+        cand["mean_total"] = cand["item_id"].map(dec["mean_total"])
+        cand["accepted"] = cand["item_id"].map(dec["accepted"]).astype(bool)
+        best = (cand[cand["accepted"]].sort_values(["sample_id", "mean_total", "proposer"], ascending=[True, False, True])
+                .groupby("sample_id", sort=True).head(1))
+        cand["selected"] = cand["item_id"].isin(set(best["item_id"]))
+
+        # -- grow the pool --
+        (rd / "pool").mkdir(parents=True, exist_ok=True)
+        added = []
+        for cid, sid in zip(best["item_id"], best["sample_id"]):
+            v, f, c = meshes[cid]
+            np.savez(rd / "pool" / f"{sid}.npz", verts=v.numpy(), faces=f.numpy(), colors=c.numpy())
+            pool.append({**by_id[sid], "gt_verts": v, "gt_faces": f, "gt_colors": c})
+            added.append(sid)
+
+        # -- fine-tune the main model on synthetic + pool --
+        ft_seed = stream_seed(cfg.seed, "engine_finetune", k) % (2**31)
+        tc = _train_config(cfg.finetune, rd / "train", ft_seed, main_model.config, str(current), device)
+        res = train(tc, PoolData(synthetic, pool, cfg.finetune.synthetic_fraction, items.manifest_hash))
+        shutil.copyfile(res.checkpoint, rd / "model.safetensors.tmp")
+        os.replace(rd / "model.safetensors.tmp", rd / "model.safetensors")
+        current = rd / "model.safetensors"
+        tuned = load_checkpoint(current, device)
+        tuned.name = f"engine/main/round{k}"
+        gap = evaluate(tuned, rd / "eval")
+
+        # -- the round's figures --
+        _atomic_frame(rd / "candidates.parquet", cand)
+        _atomic_frame(rd / "ratings.csv", ratings)
+        summary = _round_summary(k, cand, ratings, cfg, gap, added, len(pool), res.steps, verifier)
+        summary["seconds"] = time.perf_counter() - t0
+        _atomic_text(done, json.dumps(_clean(summary), indent=2, sort_keys=True))
+        log(f"round {k}: accept {summary['accept_rate']:.0%} [{summary['accept_low']:.0%}, {summary['accept_high']:.0%}], "
+            f"${summary['cost_per_accepted'] if summary['cost_per_accepted'] is not None else float('nan'):.2f} per accepted "
+            f"sample, pool {len(pool)}, {summary['seconds']:.1f} s")
+    _write_tables(out)
+    return EngineResult(out, *_tables(out), checkpoint=current, resumed_rounds=resumed)
+
+
+def _round_summary(k: int, cand: pd.DataFrame, ratings: pd.DataFrame, cfg: EngineConfig, gap: list[dict],
+                   added: list[str], pool_size: int, steps: int, verifier) -> dict[str, Any]:
+    images = int(cand["sample_id"].nunique())
+    accepted = len(added)
+    lo, hi = wilson_interval(accepted, images)
+    n_c, k_c = len(cand), int(cand["accepted"].sum())
+    clo, chi = wilson_interval(k_c, n_c)
+    raters = int(ratings["rater_id"].nunique())
+    cost = cfg.cost.round_cost(images, raters, accepted)
+    agree = rubric_agreement(ratings).set_index("target")
+    mix = failure_mix(ratings).set_index("mode")
+    main = cand[cand["proposer"] == "main"]
+    out: dict[str, Any] = {
+        "round": k, "images": images, "candidates": n_c, "raters": raters, "verifier": verifier.name,
+        "accepted": accepted, "accept_rate": accepted / images, "accept_low": lo, "accept_high": hi,
+        "candidate_accept_rate": k_c / n_c, "candidate_accept_low": clo, "candidate_accept_high": chi,
+        "main_accept_rate": float(main["accepted"].mean()) if len(main) else math.nan,
+        "main_fscore@0.05": float(main["fscore@0.05"].mean()) if "fscore@0.05" in main else math.nan,
+        "selected_from": {str(p): int(n) for p, n in cand[cand["selected"]]["proposer"].value_counts().sort_index().items()},
+        "pool_added": added, "pool_size": pool_size, "train_steps": steps,
+        "agreement_accept": agree.loc["accept", "value"], "agreement_accept_method": agree.loc["accept", "method"],
+        **{f"alpha_{t}": agree.loc[t, "krippendorff_alpha"] for t in (*CRITERIA, "accept")},
+        **{f"failure_{m}": mix.loc[m, "share"] for m in FAILURE_MODES},
+        "compensatory": int(((ratings[list(CRITERIA)].sum(axis=1) >= 32) & (ratings[list(CRITERIA)] < 6).any(axis=1)).sum()),
+        "near_threshold": int(((ratings[list(CRITERIA)].sum(axis=1) - 32).abs() <= 2).sum()),
+        **cost, "gap": gap,
+    }
+    for r in gap:
+        out[f"{r['metric']}_synthetic"] = r["mean_synthetic"]
+        out[f"{r['metric']}_real"] = r["mean_real"]
+        out[f"{r['metric']}_{r['figure']}"] = r["estimate"]
+        out[f"{r['metric']}_{r['figure']}_low"] = r["low"]
+        out[f"{r['metric']}_{r['figure']}_high"] = r["high"]
+    return out
+
+
+def _tables(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rounds, gap) frames from the stored round summaries (round 0 has gap rows only)."""
+    rows, gap = [], []
+    for p in sorted((out / "rounds").glob("*/summary.json")):
+        s = json.loads(p.read_text())
+        for g in s.get("gap", []):
+            gap.append({"round": s["round"], **g})
+        if s["round"] > 0:
+            rows.append({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in s.items() if k != "gap"})
+    return pd.DataFrame(rows), pd.DataFrame(gap)
+
+
+def _write_tables(out: Path) -> None:
+    rounds, gap = _tables(out)
+    if len(rounds):
+        _atomic_frame(out / "engine_rounds.csv", rounds)
+        _atomic_frame(out / "engine_rounds.parquet", rounds)
+        _atomic_text(out / "engine_rounds.json", json.dumps(_clean(rounds.to_dict("records")), indent=2))
+    if len(gap):
+        _atomic_frame(out / "rounds.csv", gap)
+    ratings = [pd.read_csv(p, dtype={"item_id": str, "rater_id": str}) for p in sorted((out / "rounds").glob("*/ratings.csv"))]
+    if ratings:
+        allr = pd.concat(ratings, ignore_index=True)
+        _atomic_frame(out / "ratings.csv", allr)
+        _atomic_frame(out / "failure_mix.csv", failure_mix(allr))
+        agree = []
+        for rnd, g in allr.groupby("round"):
+            a = rubric_agreement(g)
+            a.insert(0, "round", rnd)
+            agree.append(a)
+        _atomic_frame(out / "agreement.csv", pd.concat(agree, ignore_index=True))
+
+
+def read_engine_run(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """The stored figures of a data-engine run as JSON-ready data (what the report renders): config,
+    rounds (records), gap rows per round (round 0 = before the engine), failure mix and agreement per round."""
+    out = Path(out_dir)
+    meta = out / "engine.json"
+    if not meta.is_file():
+        raise FileNotFoundError(f"{out}: no engine.json (not a data-engine run folder)")
+    rounds, gap = _tables(out)
+    doc = {"engine": json.loads(meta.read_text()), "rounds": rounds.to_dict("records"), "gap": gap.to_dict("records")}
+    for name in ("failure_mix", "agreement"):
+        p = out / f"{name}.csv"
+        doc[name] = pd.read_csv(p).to_dict("records") if p.is_file() else []
+    return _clean(doc)
