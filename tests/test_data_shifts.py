@@ -166,6 +166,17 @@ def test_occluders_raise_occlusion():
     assert min(deltas) >= 0 and np.mean(deltas) > 0.05
 
 
+def test_occlusion_is_capped_by_dropping_occluders():
+    """real_000003 at this seed is fully hidden by its three occluders when nothing caps it."""
+    shifts = {"all": 0, "occluders": 1.0}
+    free = generate_sample(SEED, "real_000003", "real", _cfg(shifts, max_occlusion=1.0))
+    capped = generate_sample(SEED, "real_000003", "real", _cfg(shifts))
+    assert free.record["occlusion"] > 0.9 and not free.mask.any()
+    assert 0 < capped.record["occlusion"] <= 0.9 and capped.mask.any()
+    assert capped.record["details"]["shifts"]["occluders"]["dropped_for_max_occlusion"] >= 1
+    assert np.array_equal(capped.amodal, free.amodal)
+
+
 def test_photo_background_and_clutter_raise_background_edge_density():
     rng = lambda k: numpy_generator(0, "bg", k)  # noqa: E731
     dens = {kind: np.mean([_edge_density((background_image(kind, 1.0, 64, rng(i)) * 255).astype(np.uint8))

@@ -69,6 +69,7 @@ class GenerationConfig:
     shift_prob: float = 0.8
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     categories: tuple[str, ...] = tuple(CATEGORIES)
+    max_occlusion: float = 0.9
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shifts", parse_shift_settings(dict(self.shifts)))
@@ -76,7 +77,7 @@ class GenerationConfig:
         object.__setattr__(self, "split_fractions", tuple(float(x) for x in self.split_fractions))
         if not (isinstance(self.image_size, int) and 16 <= self.image_size <= 4096):
             raise ValueError(f"image_size must be an integer in [16, 4096], got {self.image_size!r}")
-        for name in ("background_complexity", "second_object_prob", "shift_prob"):
+        for name in ("background_complexity", "second_object_prob", "shift_prob", "max_occlusion"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {v}")
@@ -234,6 +235,13 @@ def generate_sample(seed: int, sample_id: str, domain: str, config: GenerationCo
         rig, applied["hard_shadows"] = apply_hard_shadows(rig, intens["hard_shadows"])
 
     out = render_scene(objects, camera, rig, background, shadow_resolution=max(256, size_px))
+    dropped = 0
+    while occlusion_fraction(out.visible, out.amodal) > config.max_occlusion and objects[-1].role == "occluder":
+        objects.pop()
+        dropped += 1
+        out = render_scene(objects, camera, rig, background, shadow_resolution=max(256, size_px))
+    if dropped:
+        applied["occluders"]["dropped_for_max_occlusion"] = dropped
     img = out.rgb.astype(np.float64)
     for name, fn in (("exposure", apply_exposure), ("color_temperature", apply_color_temperature)):
         if intens[name] > 0:
