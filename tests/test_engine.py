@@ -146,6 +146,19 @@ def test_engine_rounds_are_deterministic_and_resume_to_the_same_result(tmp_path,
     assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
     ratings = pd.read_csv(tmp_path / "a" / "ratings.csv")
     assert len(ratings) == 2 * 9 * 2  # rounds x candidates x raters
+    # the same ratings imported as human ratings give the same rounds (the suite's pretraining is reused)
+    import shutil
+
+    shutil.copytree(tmp_path / "a" / "suite", tmp_path / "c" / "suite")
+    imp = _tiny(tmp_path / "c", benchmark_manifest).to_dict()
+    imp["verifier"] = {"kind": "imported", "ratings": str(tmp_path / "a" / "ratings.csv")}
+    imp["eval"]["enabled"] = False  # evaluation does not feed back into the rounds
+    with runtime_policy("cpu"):
+        c = run_engine(config_from_dict(imp))
+    tc = load_file(str(c.checkpoint))
+    assert all(torch.equal(ta[k], tc[k]) for k in ta)
+    assert c.rounds["pool_added"].tolist() == full.rounds["pool_added"].tolist()
+    assert (c.rounds["verifier"] == "imported").all()
     # another configuration in the same folder is refused
     with pytest.raises(ValueError, match="another configuration"):
         run_engine(config_from_dict({**json.loads(json.dumps(_tiny(tmp_path / "a", benchmark_manifest).to_dict())),
