@@ -1,6 +1,7 @@
 """`sam3d-eval compare`: paired analysis, exit codes, protocol refusal, reuse of stored results, votes, sides."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -198,7 +199,7 @@ def test_usage_errors_exit_2(pair, capsys, tmp_path):
     assert code == 2 and "nope" in err
 
 
-def test_side_kinds_and_checkpoint_side(pair, tmp_path, capsys):
+def test_side_kinds_and_checkpoint_side(pair, tmp_path, capsys, monkeypatch):
     import torch
 
     from sam3d_eval.models import ReferenceConfig, ReferenceModel, save_checkpoint
@@ -215,6 +216,19 @@ def test_side_kinds_and_checkpoint_side(pair, tmp_path, capsys):
     assert [s["kind"] for s in res["sides"]] == ["predictions", "checkpoint"]
     assert res["sides"][1]["identity"] == model.identity and res["sides"][1]["checkpoint"]["stage"] == 1
     assert res["samples"]["both_ok"] == 4  # the model predicted a mesh for every image
+    # the checkpoint's weights are not scored again: from the runs folder, or from a run stored beside the
+    # checkpoint (eval/, where the training loop writes its phase-boundary evaluations)
+    calls = []
+    real = runner.score_batch
+    monkeypatch.setattr(runner, "score_batch", lambda ids, *x, **k: calls.append(list(ids)) or real(ids, *x, **k))
+    argv = ["compare", a, ck, "--data", manifest_path, *FAST, "--json"]
+    assert _cli(capsys, *argv, "--runs-dir", tmp_path / "runs")[0] == 0 and calls == []
+    ck_run = next(p for p in (tmp_path / "runs").iterdir() if p.name.startswith("reference"))
+    shutil.copytree(ck_run, root / "eval" / "stage1-model")
+    code, out, _ = _cli(capsys, *argv, "--runs-dir", tmp_path / "runs2")
+    assert code == 0 and len([s for c in calls for s in c]) == 4  # only the folder side is scored
+    side = json.loads(out)["sides"][1]
+    assert side["kind"] == "checkpoint" and side["rows_reused"] == 4 and side["run_dir"].endswith("stage1-model")
 
 
 def test_manifest_from_checkpoint_matches_the_recorded_hash(tmp_path):

@@ -138,14 +138,21 @@ def _resolve_data(args, kinds, log):
     return frame, path, recorded
 
 
-def _protocol(args, kinds):
-    from ..evaluate.compare import run_protocol
+def _protocol(args, kinds, manifest):
+    """The protocol to score under: the one asked for; else a stored run's (a run side, or a run of a
+    checkpoint's weights already stored for these samples); else the default preset."""
+    from ..evaluate.compare import checkpoint_run, run_protocol
     from ..evaluate.protocols import get_protocol
 
     if args.protocol is not None:
         proto = get_protocol(args.protocol)
     else:
         runs = [run_protocol(s) for s, k in zip((args.a, args.b), kinds) if k == "run"]
+        for s, k in zip((args.a, args.b), kinds):
+            if k == "checkpoint" and not runs and args.samples is None:
+                stored = checkpoint_run(s, args.runs_dir, None, manifest)
+                if stored is not None:
+                    runs.append(run_protocol(stored))
         proto = runs[0] if runs else get_protocol("default")
     return proto.with_overrides(num_samples=args.samples) if args.samples else proto
 
@@ -164,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     if labels[0] == labels[1]:
         labels = (labels[0] + " (A)", labels[1] + " (B)")
     manifest, manifest_path, _ = _resolve_data(args, kinds, log)
-    protocol = _protocol(args, kinds)
+    protocol = _protocol(args, kinds, manifest)
     votes = load_votes(args.votes) if args.votes else None
     sides = []
     explicit = args.protocol is not None or args.samples is not None

@@ -7,8 +7,10 @@ Two steps, so the analysis can be tested (and reused) on stored frames alone:
    - a **run folder** (holds ``run.json``): its stored rows are read (`io.results.read_results`), never
      recomputed;
    - a **predictions folder** (``<sample_id>.<ext>``): scored through a `FolderSource`;
-   - a **checkpoint** (``.safetensors``): rebuilt from its own config (`models.load_checkpoint`) and scored
-     through a `PredictorSource`.
+   - a **checkpoint** (``.safetensors``): rebuilt from its own config (`models.load_checkpoint`); a run
+     of the same weights (its identity) already stored beside it (``eval/``, the training loop's phase-boundary
+     evaluation) or in ``runs_dir`` that covers the samples is reused, else it is scored through a
+     `PredictorSource`.
 
    Scored sides are stored under ``runs_dir`` (one run folder per source identity and protocol
    fingerprint) and continued with ``resume``, so a second comparison reuses every row already stored.
@@ -55,6 +57,7 @@ __all__ = [
     "ProtocolMismatchError",
     "Side",
     "compare_frames",
+    "checkpoint_run",
     "load_side",
     "load_votes",
     "manifest_from_checkpoint",
@@ -170,6 +173,50 @@ def manifest_from_checkpoint(config: Mapping[str, Any], checkpoint: str | os.Pat
         "generation record to rebuild it from; pass --data MANIFEST")
 
 
+def stored_runs_of(identity: str, folders: Sequence[str | os.PathLike]) -> list[pathlib.Path]:
+    """Run folders directly under `folders` (e.g. a checkpoint's ``eval/`` written at its phase boundary, and
+    the comparison's runs folder) whose source identity is `identity`, newest first."""
+    found = []
+    for folder in folders:
+        folder = pathlib.Path(folder)
+        if not folder.is_dir():
+            continue
+        for rec_path in folder.glob("*/run.json"):
+            try:
+                rec = read_run_json(rec_path.parent) or {}
+            except ValueError:
+                continue
+            if (rec.get("source") or {}).get("identity") == identity:
+                found.append(rec_path.parent)
+    return sorted(found, key=lambda p: (p / "run.json").stat().st_mtime, reverse=True)
+
+
+def checkpoint_run(spec: str | os.PathLike, runs_dir: str | os.PathLike, protocol: Protocol | str | None = None,
+                   manifest=None) -> pathlib.Path | None:
+    """A stored run of this checkpoint's exact weights (its identity) to reuse: under the checkpoint's
+    ``eval/`` folder (the training loop's phase-boundary evaluation) or `runs_dir`, under `protocol` when
+    given (any protocol otherwise), holding an ok row for every manifest sample when a manifest is given."""
+    from ..models.checkpoint import load_checkpoint
+
+    spec = pathlib.Path(spec)
+    identity = load_checkpoint(spec).identity
+    want = get_protocol(protocol).fingerprint() if protocol is not None else None
+    for run_dir in stored_runs_of(identity, [spec.parent / "eval", runs_dir]):
+        try:
+            own = run_protocol(run_dir)
+        except ValueError:
+            continue
+        if want is not None and own.fingerprint() != want:
+            continue
+        if manifest is not None:
+            frame = read_results(run_dir)
+            ok = set(frame.loc[frame["status"] == "ok", "sample_id"]) if len(frame) else set()
+            if not set(manifest["sample_id"].astype(str)) <= ok:
+                continue
+        return run_dir
+    return None
+
+
 def load_side(
     spec: str | os.PathLike,
     *,
@@ -190,6 +237,14 @@ def load_side(
     """
     spec = pathlib.Path(spec)
     kind = side_kind(spec)
+    if kind == "checkpoint":
+        stored = checkpoint_run(spec, runs_dir, protocol, manifest)
+        if stored is not None:  # the same weights already scored on these samples: reuse, never recompute
+            side = load_side(stored, label=label, manifest=manifest, protocol=protocol)
+            from ..models.checkpoint import read_checkpoint
+
+            side.spec, side.kind, side.info = spec, "checkpoint", dict(read_checkpoint(spec).config)
+            return side
     if kind == "run":
         own = run_protocol(spec)
         if protocol is not None and get_protocol(protocol).fingerprint() != own.fingerprint():
