@@ -1,6 +1,8 @@
 """Training steps per second at the demo size (training/demo.toml: tiny model, global batch 16, 64 px inputs,
 1000 surface points, two 32 px texture views), with the time split between data, forward, each loss term,
 backward and the optimiser step; stage 1 and stage 2 (VGG-substitute perceptual + GAN + discriminator).
+GT points and renders are cached per sample as in training (after each sample's first use); the loss-term
+times include each term's own forward only.
 
 Run: `python -m pytest benchmarks/bench_train.py --benchmark-only -s`
 (on a GPU machine add `--device cuda` support by setting SAM3D_BENCH_DEVICE=cuda).
@@ -15,6 +17,7 @@ import torch
 from sam3d_eval.data.shapes import SHAPES, make_shape, shape_colors
 from sam3d_eval.models.reference import ReferenceModel, camera_frames
 from sam3d_eval.render import orbit_cameras, render_views
+from sam3d_eval.runtime import runtime_policy
 from sam3d_eval.structures import Meshes, TexturesVertex
 from sam3d_eval.train.loop import collate
 from sam3d_eval.train.losses import Discriminator, LossConfig, LossMix, LossWeights, discriminator_loss
@@ -109,6 +112,13 @@ def _step_fn(items, stage):
         return terms
 
     return step
+
+
+@pytest.fixture(autouse=True)
+def policy():
+    # As the training loop does: one torch thread on CPU (the runtime policy of sam3d_eval.runtime).
+    with runtime_policy(DEVICE):
+        yield
 
 
 @pytest.mark.parametrize("stage", [1, 2])

@@ -127,6 +127,18 @@ def run(args: argparse.Namespace) -> int:
             log(f"  stage {r.stage} {r.phase:<10} {r.metric:<12} syn {r.mean_synthetic:.4f} real {r.mean_real:.4f} "
                 f"{r.figure} {r.estimate:.3f} [{r.low:.3f}, {r.high:.3f}]")
         log(f"table: {gap_table}")
+    evals = [sorted((pathlib.Path(c.out_dir) / "eval").glob(f"stage{c.stage}-phase*")) for c in recipe.stages]
+    if main and len(evals) == 2 and all(evals):
+        from ..train.hooks import compare_stage_runs
+
+        # The last phase's evaluation of each stage (stored runs: a resumed recipe reuses them).
+        rows = compare_stage_runs(evals[0][-1], evals[1][-1], recipe.out_dir / "stage_comparison.csv",
+                                  n_resamples=int(ev.get("n_resamples", 2000)))
+        log("\nstage 2 vs stage 1 on the same test samples (paired bootstrap 95% interval of the mean change):")
+        for r in rows.itertuples():
+            log(f"  {r.level:<10} {r.metric:<12} stage1 {r.mean_a:.4f} stage2 {r.mean_b:.4f} change {r.delta:+.4f} "
+                f"[{r.delta_low:+.4f}, {r.delta_high:+.4f}] ({r.rel_delta:+.1%}), Wilcoxon p {r.pvalue:.2g}")
+        log(f"table: {recipe.out_dir / 'stage_comparison.csv'}")
     log(f"total {time.perf_counter() - t_all:.0f} s")
     ctx.close()
     return 0

@@ -19,7 +19,7 @@ from ..evaluate.runner import run_evaluation
 from ..evaluate.sources import PredictorSource
 from ..evaluate.summary import domain_gap
 
-__all__ = ["PhaseEvaluator", "GAP_METRICS"]
+__all__ = ["GAP_METRICS", "PhaseEvaluator", "compare_stage_runs"]
 
 GAP_METRICS = ("chamfer_l2", "chamfer_l1", "fscore@0.05", "fscore@0.02")
 
@@ -58,12 +58,14 @@ class PhaseEvaluator:
         self.n_resamples = n_resamples
         self.log = log or (lambda s: None)
         self.rows: list[dict[str, Any]] = []
+        self.run_dirs: list[Path] = []
 
     def __call__(self, phase, checkpoint: Path, model) -> None:
         run_dir = checkpoint.parent / "eval" / f"stage{self.stage}-{checkpoint.stem}"
         model.name = f"reference/stage{self.stage}/{phase.name}"
         result = run_evaluation(PredictorSource(model), self.frame, self.protocol, run_dir, batch_size=self.batch_size,
                                 device=self.device, resume=run_dir.exists(), torch_threads=None, command=["train"])
+        self.run_dirs.append(run_dir)
         gap = domain_gap(result.frame, [m for m in self.metrics if m in result.frame.columns],
                          n_resamples=self.n_resamples, seed=0)
         rows = []
@@ -91,3 +93,19 @@ class PhaseEvaluator:
         tmp = self.gap_table.with_name(self.gap_table.name + ".tmp")
         new.to_csv(tmp, index=False)
         os.replace(tmp, self.gap_table)
+
+
+def compare_stage_runs(run_a: Path, run_b: Path, out_csv: Path, metrics: Sequence[str] = ("chamfer_l2", "fscore@0.05"),
+                       labels: tuple[str, str] = ("stage1", "stage2"), n_resamples: int = 2000):
+    """The paired comparison (`evaluate.compare.compare_frames`) of two stored evaluation runs of the same
+    test samples (e.g. the final checkpoints of stage 1 and stage 2): per domain, the mean delta B - A with
+    a paired bootstrap interval and Wilcoxon p. Writes the table to `out_csv` and returns its domain rows."""
+    from ..evaluate.compare import compare_frames
+    from ..io.results import read_results
+
+    cmp = compare_frames(read_results(run_a), read_results(run_b), labels=labels, metrics=list(metrics),
+                         n_resamples=n_resamples)
+    table = cmp.table
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_csv, index=False)
+    return table[table["stratum"].isin(["all", "domain"])]
