@@ -125,3 +125,15 @@ def test_cli_ratings_table(tmp_path, capsys):
     assert main(["preference", "--ratings", str(path)]) == 0
     out = capsys.readouterr().out
     assert "cohen_kappa (quadratic)" in out and "accept rate" in out
+
+
+def test_accept_trend_detects_a_rise_and_not_a_flat_rate():
+    from sam3d_eval.stats.rubric import accept_trend
+
+    rounds = np.arange(1, 9)
+    rising = accept_trend(rounds, [60, 66, 72, 76, 80, 85, 90, 95], [100] * 8)
+    assert rising["low"] > 0 and rising["pvalue"] < 1e-6
+    assert rising["fitted_first"] == pytest.approx(0.6, abs=0.05) and rising["fitted_last"] == pytest.approx(0.95, abs=0.03)
+    flat = accept_trend(rounds, [60, 58, 62, 61, 59, 60, 61, 60], [100] * 8)
+    assert flat["low"] < 0 < flat["high"]
+    assert np.isnan(accept_trend([1, 2], [0, 0], [5, 5])["slope"])

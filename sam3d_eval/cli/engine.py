@@ -67,13 +67,21 @@ def run(args: argparse.Namespace) -> int:
     with runtime_policy(args.device):
         run_engine(cfg, device=args.device, log=log, stop_after=args.stop_after)
     doc = read_engine_run(cfg.out_dir)
-    print(json.dumps(doc["rounds"], indent=2) if args.json else format_rounds(doc["rounds"]))
+    print(json.dumps(doc["rounds"], indent=2) if args.json else format_rounds(doc["rounds"]) + format_trend(doc))
     return 0
+
+
+def format_trend(doc: dict) -> str:
+    t = (doc.get("trend") or {}).get("accept_rate")
+    if not t or t.get("slope") is None:
+        return ""
+    return (f"\naccept-rate trend (binomial GLM on round): {t['slope']:+.3f} log-odds per round "
+            f"[{t['low']:+.3f}, {t['high']:+.3f}], p = {t['pvalue']:.3g}; fitted {t['fitted_first']:.0%} -> {t['fitted_last']:.0%}")
 
 
 def show(args: argparse.Namespace) -> int:
     from ..engine import read_engine_run
 
     doc = read_engine_run(args.out)
-    print(json.dumps(doc, indent=2) if args.json else format_rounds(doc["rounds"]))
+    print(json.dumps(doc, indent=2) if args.json else format_rounds(doc["rounds"]) + format_trend(doc))
     return 0

@@ -50,7 +50,7 @@ from ..models.checkpoint import load_checkpoint
 from ..models.reference import ReferenceConfig
 from ..seeding import numpy_generator, stream_seed
 from ..stats.intervals import wilson_interval
-from ..stats.rubric import CRITERIA, FAILURE_MODES, failure_mix, item_decisions, rubric_agreement
+from ..stats.rubric import CRITERIA, FAILURE_MODES, accept_trend, failure_mix, item_decisions, rubric_agreement
 from ..structures import Meshes, TexturesVertex
 from ..train.loop import TrainConfig, collate, train
 from ..train.losses import LossConfig, LossWeights
@@ -439,13 +439,18 @@ def _write_tables(out: Path) -> None:
 
 def read_engine_run(out_dir: str | os.PathLike) -> dict[str, Any]:
     """The stored figures of a data-engine run as JSON-ready data (what the report renders): config,
-    rounds (records), gap rows per round (round 0 = before the engine), failure mix and agreement per round."""
+    rounds (records), gap rows per round (round 0 = before the engine), failure mix and agreement per round,
+    and `trend`: `stats.rubric.accept_trend` of the image and candidate accept rates over the rounds."""
     out = Path(out_dir)
     meta = out / "engine.json"
     if not meta.is_file():
         raise FileNotFoundError(f"{out}: no engine.json (not a data-engine run folder)")
     rounds, gap = _tables(out)
     doc = {"engine": json.loads(meta.read_text()), "rounds": rounds.to_dict("records"), "gap": gap.to_dict("records")}
+    doc["trend"] = None
+    if len(rounds) >= 2:
+        doc["trend"] = {"accept_rate": accept_trend(rounds["round"], rounds["accepted"], rounds["images"]),
+                        "candidate_accept_rate": accept_trend(rounds["round"], (rounds["candidate_accept_rate"] * rounds["candidates"]).round().astype(int), rounds["candidates"])}
     for name in ("failure_mix", "agreement"):
         p = out / f"{name}.csv"
         doc[name] = pd.read_csv(p).to_dict("records") if p.is_file() else []

@@ -55,6 +55,7 @@ __all__ = [
     "PreferenceSummary",
     "RubricSummary",
     "accept_rates",
+    "accept_trend",
     "failure_mix",
     "item_decisions",
     "pairwise_win_rates",
@@ -479,3 +480,32 @@ def rubric_summary(
         rater_bias(ratings),
         definitions,
     )
+
+
+def accept_trend(rounds: Sequence[float], accepted: Sequence[int], n: Sequence[int], *,
+                 confidence: float = 0.95) -> dict[str, Any]:
+    """Is the accept rate changing over rounds? Binomial GLM (logit link) of `accepted` out of `n` per round
+    on the round number (statsmodels): `slope` (log-odds per round) with its Wald interval and two-sided p,
+    `odds_ratio_per_round`, the fitted first and last rates, and the rounds' pooled counts. Reads "rises"
+    only when the interval excludes 0; rounds are treated as independent samples of images."""
+    import statsmodels.api as sm
+
+    x = np.asarray(rounds, dtype=np.float64)
+    k = np.asarray(accepted, dtype=np.float64)
+    m = np.asarray(n, dtype=np.float64)
+    if not (x.shape == k.shape == m.shape) or x.ndim != 1 or x.size < 2:
+        raise StatsInputError("accept_trend needs rounds, accepted and n of the same length >= 2")
+    if np.any(m <= 0) or np.any(k < 0) or np.any(k > m):
+        raise StatsInputError("each round needs n > 0 and 0 <= accepted <= n")
+    out: dict[str, Any] = {"rounds": int(x.size), "accepted": int(k.sum()), "n": int(m.sum()), "confidence": confidence}
+    if k.sum() == 0 or k.sum() == m.sum():
+        out.update(slope=math.nan, low=math.nan, high=math.nan, pvalue=math.nan,
+                   note="every decision is the same: no trend can be estimated")
+        return out
+    fit = sm.GLM(np.column_stack([k, m - k]), sm.add_constant(x), family=sm.families.Binomial()).fit()
+    lo, hi = fit.conf_int(alpha=1.0 - confidence)[1]
+    p_first, p_last = fit.predict(sm.add_constant(np.array([x.min(), x.max()]), has_constant="add"))
+    out.update(slope=float(fit.params[1]), low=float(lo), high=float(hi), pvalue=float(fit.pvalues[1]),
+               odds_ratio_per_round=float(np.exp(fit.params[1])), fitted_first=float(p_first),
+               fitted_last=float(p_last), note=None)
+    return out
