@@ -536,6 +536,11 @@ def compare_frames(
     if preference_metric not in metrics:
         raise CompareInputError(f"preference metric {preference_metric!r} is not compared; compared: {list(metrics)}")
 
+    vote_res = None
+    if votes is not None:  # before the analysis: a votes file that names neither side fails fast
+        names = vote_names or ((labels[0],), (labels[1],))
+        vote_res = _vote_counts(votes, names[0], names[1])
+
     # attrs hold the run record, which pandas deep-copies on every operation: keep only the column lists
     frame_a, frame_b = frame_a.copy(), frame_b.copy()
     for f, src in ((frame_a, frame_a.attrs), (frame_b, frame_b.attrs)):
@@ -639,11 +644,6 @@ def compare_frames(
     gaps = [domain_gap(f, metrics, n_resamples=n_resamples, seed=seed, threshold=accuracy_threshold) for f in frames]
     accs = [occlusion_accuracy(f, threshold=accuracy_threshold)
             if ("occlusion" in f.columns and "fscore@0.05" in f.columns) else None for f in frames]
-    vote_res = None
-    if votes is not None:
-        names = vote_names or ((labels[0],), (labels[1],))
-        vote_res = _vote_counts(votes, names[0], names[1])
-
     proto = protocol.to_dict() if protocol is not None else {"name": sorted(set(frame_a["protocol"]))[0]}
     return Comparison(
         labels=tuple(labels), protocol=proto, fingerprint=fingerprint, table=table, gap_a=gaps[0], gap_b=gaps[1],
