@@ -137,3 +137,10 @@ def test_accept_trend_detects_a_rise_and_not_a_flat_rate():
     flat = accept_trend(rounds, [60, 58, 62, 61, 59, 60, 61, 60], [100] * 8)
     assert flat["low"] < 0 < flat["high"]
     assert np.isnan(accept_trend([1, 2], [0, 0], [5, 5])["slope"])
+
+
+def test_accept_trend_refuses_perfect_separation():
+    from sam3d_eval.stats.rubric import accept_trend
+
+    res = accept_trend([1, 2, 3], [0, 5, 5], [5, 5, 5])
+    assert np.isnan(res["slope"]) and "separation" in res["note"]

@@ -502,7 +502,15 @@ def accept_trend(rounds: Sequence[float], accepted: Sequence[int], n: Sequence[i
         out.update(slope=math.nan, low=math.nan, high=math.nan, pvalue=math.nan,
                    note="every decision is the same: no trend can be estimated")
         return out
-    fit = sm.GLM(np.column_stack([k, m - k]), sm.add_constant(x), family=sm.families.Binomial()).fit()
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught, np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("always")
+        fit = sm.GLM(np.column_stack([k, m - k]), sm.add_constant(x), family=sm.families.Binomial()).fit()
+    if any("separation" in str(w.message).lower() for w in caught) or not np.all(np.isfinite(fit.bse)):
+        out.update(slope=math.nan, low=math.nan, high=math.nan, pvalue=math.nan,
+                   note="perfect separation (all rejected, then all accepted): the slope is not identified")
+        return out
     lo, hi = fit.conf_int(alpha=1.0 - confidence)[1]
     p_first, p_last = fit.predict(sm.add_constant(np.array([x.min(), x.max()]), has_constant="add"))
     out.update(slope=float(fit.params[1]), low=float(lo), high=float(hi), pvalue=float(fit.pvalues[1]),
