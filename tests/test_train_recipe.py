@@ -103,4 +103,10 @@ def test_cli_train_end_to_end(tmp_path, capsys):
     assert row["stage"] == 1 and row["phase"] == "synthetic" and row["figure"] == "gap_ratio"
     assert row["mean_real"] > 0 and row["mean_synthetic"] > 0
     assert row["estimate"] == pytest.approx(row["mean_real"] / row["mean_synthetic"])
+    # The paired stage comparison on stored runs: a run against itself changes nothing.
+    from sam3d_eval.train.hooks import compare_stage_runs
+
+    run = next((tmp_path / "run" / "stage1" / "eval").glob("stage1-*"))
+    rows = compare_stage_runs(run, run, tmp_path / "cmp.csv", n_resamples=100)
+    assert set(rows["level"]) >= {"all", "real", "synthetic"} and (rows["delta"] == 0).all()
     assert main(["train", "--config", str(tmp_path / "missing.toml")]) == 2
