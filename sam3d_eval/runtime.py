@@ -90,13 +90,21 @@ def runtime_policy(
         _ACTIVE.reset(token)
 
 
+# Below this many query points a KD-tree query keeps the policy's single thread: OpenMP start-up and, on a
+# busy machine, spinning threads cost more than the query (1,500 points: 3-4 ms on one thread, ~27 ms on two
+# at load ~12; ICP's rotation search makes 24 such queries per step). At 100k points two threads win
+# (38 ms vs 66 ms).
+KDTREE_THREADED_MIN_QUERIES = 50_000
+
+
 @contextlib.contextmanager
-def kdtree_threads() -> Iterator[None]:
-    """Scope of one KD-tree query: the OpenMP thread count the active policy gives KD-trees (no-op otherwise)."""
+def kdtree_threads(num_queries: int) -> Iterator[None]:
+    """Scope of one KD-tree query of `num_queries` points: the OpenMP thread count the active policy gives
+    KD-trees when the query is large enough to gain from it (no-op otherwise and outside a policy)."""
     policy = _ACTIVE.get()
     want = policy.kdtree_threads if policy is not None else None
     now = torch.get_num_threads()
-    if want is None or want == now:
+    if want is None or want == now or num_queries < KDTREE_THREADED_MIN_QUERIES:
         yield
         return
     torch.set_num_threads(want)

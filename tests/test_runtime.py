@@ -10,6 +10,8 @@ from sam3d_eval.ops.knn import knn_points, select_backend
 from sam3d_eval.runtime import runtime_policy, triton_enabled
 from sam3d_eval.structures import Meshes, Pointclouds
 
+pytestmark = pytest.mark.no_runtime_policy  # these tests set up (or rule out) the policy themselves
+
 
 @pytest.fixture
 def two_threads():
@@ -48,8 +50,11 @@ def test_policy_sets_and_restores_threads(two_threads):
     with runtime_policy("cpu") as pol:
         assert torch.get_num_threads() == 1
         assert pol.torch_threads == 1 and pol.kdtree_threads == 2
-        with runtime.kdtree_threads():
-            assert torch.get_num_threads() == 2  # KD-tree queries get back the cores the policy took
+        with runtime.kdtree_threads(runtime.KDTREE_THREADED_MIN_QUERIES):
+            assert torch.get_num_threads() == 2  # large KD-tree queries get back the cores the policy took
+        assert torch.get_num_threads() == 1
+        with runtime.kdtree_threads(runtime.KDTREE_THREADED_MIN_QUERIES - 1):
+            assert torch.get_num_threads() == 1  # small ones stay on one thread
         assert torch.get_num_threads() == 1
         chamfer_distance(torch.rand(1, 3000, 3), torch.rand(1, 3000, 3))
         assert torch.get_num_threads() == 1
@@ -73,7 +78,7 @@ def test_policy_restores_on_error(two_threads):
 def test_kdtree_threads_is_noop_without_policy(two_threads, monkeypatch):
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n))
-    with runtime.kdtree_threads():
+    with runtime.kdtree_threads(10**6):
         pass
     assert calls == []
 

@@ -506,7 +506,7 @@ def _knn_kdtree(p1, p2, lengths1, lengths2, norm, K) -> tuple[torch.Tensor, torc
         groups = _duplicate_groups(data)
         tree_data = data if groups is None else data[groups[0]]
         kq = min(k, tree_data.shape[0])
-        with kdtree_threads():
+        with kdtree_threads(l1):
             if norm == 2:
                 from pykdtree.kdtree import KDTree
 
