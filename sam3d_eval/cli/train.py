@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="train the reference model with a recipe (stage 1, stage 2, or both)",
         description=(
             "Run a training recipe from training/ (TOML): stage 1 (synthetic pre-training) and/or stage 2 "
-            "(real-world alignment with the 80/20 -> 50/50 -> 20/80 -> 100%% real curriculum). Checkpoints "
+            "(real-world alignment with the 80/20 -> 50/50 -> 20/80 -> 100% real curriculum). Checkpoints "
             "(safetensors + JSON config) go to OUT/stageN/; with [eval] enabled every phase boundary is scored "
             "on the test split and the synthetic-vs-real gap appended to OUT/gap.csv. An interrupted run "
             "continues where it stopped when started again (--fresh starts over). Under torchrun every rank "
