@@ -1,4 +1,5 @@
-# Two commands on a fresh machine: `make demo` (the built-in evaluation) and `make test` (the test suite).
+# Two commands on a fresh machine: `make demo` (the main job: built-in data, both training stages, the gap at
+# every curriculum phase, compare and the HTML report in reports/demo/, ~15 min on 2 CPU cores) and `make test`.
 # Both create the virtualenv in $(VENV) on first use.
 VENV ?= .venv
 PYTHON ?= python3

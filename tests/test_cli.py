@@ -1,4 +1,4 @@
-"""End-to-end CLI: help, version, the demo, folder evaluation with failures, and user-error handling."""
+"""End-to-end CLI: help, version, folder evaluation with failures, and user-error handling (the demo: test_demo.py)."""
 
 import csv
 import json
@@ -169,28 +169,6 @@ def test_folder_evaluation_records_failures(tmp_path, capsys):
     assert main(["eval-meshes", str(pred), str(gt), "--samples", "2000", "--strict"]) == 1
 
 
-def test_demo_end_to_end(tmp_path, capsys):
-    code = main(["demo", "--out", str(tmp_path), "--samples", "4000", "--view-size", "64"])
-    assert code == 0
-    out = capsys.readouterr().out
-    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
-    assert len(rows) == 12 and all(r["status"] == "ok" for r in rows)
-    by_id = {r["sample_id"]: r for r in rows}
-    # the severe degradation of each shape must score worse than the mild one
-    for shape in ("sphere", "box", "torus"):
-        assert float(by_id[f"{shape}_severe"]["chamfer_l2"]) > float(by_id[f"{shape}_mild"]["chamfer_l2"])
-        assert float(by_id[f"{shape}_severe"]["fscore@0.01"]) < float(by_id[f"{shape}_mild"]["fscore@0.01"])
-    assert "mean of 12" in out
-    # the appearance of the severe degradation (colour error, dent, hole) is worse too
-    for shape in ("sphere", "box", "torus"):
-        assert float(by_id[f"{shape}_severe"]["psnr"]) < float(by_id[f"{shape}_mild"]["psnr"])
-        assert float(by_id[f"{shape}_severe"]["ssim"]) < float(by_id[f"{shape}_mild"]["ssim"])
-    # the same seed gives the same numbers
-    main(["demo", "--out", str(tmp_path / "again"), "--samples", "4000", "--no-appearance"])
-    again = {r["sample_id"]: r for r in csv.DictReader((tmp_path / "again" / "results.csv").open())}
-    assert np.allclose([float(by_id[k]["chamfer_l2"]) for k in by_id], [float(again[k]["chamfer_l2"]) for k in by_id])
-
-
 # ---------------------------------------------------------------------------------------------------
 # protocols
 
@@ -289,15 +267,6 @@ def test_mixed_prediction_folder(tmp_path, capsys):
     assert float(rows["splat"]["fscore@0.05"]) > 0.95 and float(rows["splat"]["chamfer_l2"]) < 1e-3
     assert "note: cloud: normal_consistency unavailable" in out
     assert "normal_consistency: 1 sample(s) with nan left out of the mean" in out  # the mean says what it skipped
-
-
-def test_demo_under_another_protocol(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--samples", "1500", "--protocol", "occnet", "--no-appearance"]) == 0
-    out = capsys.readouterr().out
-    assert f"protocol: occnet v{_version('occnet')} (overrides: num_samples=1500)" in out
-    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
-    assert len(rows) == 12 and all(r["protocol"] == "occnet" for r in rows)
-    assert all(float(r["chamfer_l2_occnet"]) > 0 for r in rows) and "chamfer_l2" not in rows[0]
 
 
 # ---------------------------------------------------------------------------------------------------

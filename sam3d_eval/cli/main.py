@@ -28,7 +28,9 @@ reproduce SAM 3D, Mesh R-CNN, Occupancy Networks and ZeroShape (alignment, norma
 
 EPILOG = """\
 examples:
-  sam3d-eval demo                                  built-in procedural shapes, end to end
+  sam3d-eval demo                                  the main job: built-in data, stage 1 + stage 2 training,
+                                                   gap at every phase, compare, HTML report (reports/demo)
+  sam3d-eval demo --quick                          built-in procedural shapes scored, in seconds
   sam3d-eval evaluate preds/ --data manifest.csv --out runs/a
                                                    manifest-driven, resumable (--resume), strata summaries
   torchrun --nproc-per-node 4 -m sam3d_eval evaluate preds/ --data manifest.csv --out runs/a
