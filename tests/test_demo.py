@@ -95,10 +95,13 @@ def test_demo_end_to_end_small(tmp_path, capsys):
     assert re.search(r"stage 2 \(final\): checkpoint .*\(\d+ stored rows reused, 0 scored\)", captured.err)
     assert "<html" in (out / "compare.html").read_text().lower()
     # the report, with the gap across curriculum phases
-    page = html.unescape((out / "report.html").read_text())
-    assert "curriculum phase" in page and "data:image/" in page
-    for name in ("mix80-20", "mix50-50", "mix20-80", "real100"):
-        assert name in page
+    page = (out / "report.html").read_text()
+    figs = [html.unescape(alt) for alt in
+            re.findall(r'<img src="data:image/[^"]+" alt="(Synthetic-vs-real gap across curriculum phases[^"]*)"', page)]
+    assert len(figs) == 1, "the report has no embedded figure of the gap across curriculum phases"
+    assert "stage 1" in page and "stage 2 (final)" in page  # both checkpoints' runs are reported
+    for label in ("s1 synthetic", "s2 mix80-20", "s2 mix50-50", "s2 mix20-80", "s2 real100"):
+        assert f"chamfer_l2 {label}:" in figs[0]
     # the CI budget (90 s on 2 cores), as this process's CPU time: wall time on a shared machine measures the load
     assert cpu < 90, f"the reduced demo took {cpu:.0f} CPU-s"
 
