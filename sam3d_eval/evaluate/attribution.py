@@ -1,0 +1,165 @@
+"""Attribute a synthetic-vs-real gap to the recorded real-side shifts (issue 18: why stage 2 does not close it).
+
+`shift_attribution` fits, on the target-domain rows only (the real samples, whose manifest records each
+shift's intensity in ``shift_<name>``; 0 = not applied), the OLS regression
+
+    y = b0 + sum_k b_k x_k + e,        y = log(metric) (default) or the metric itself,
+
+where the x_k are the shift intensities, numeric covariates (e.g. ``occlusion``) and the dummies of
+categorical columns (e.g. ``category``, first level dropped). Because OLS passes through the means, the
+gap in mean y between the target and the reference domain (for log Chamfer: the log of the geometric-mean
+gap ratio) splits exactly into
+
+    mean_t(y) - mean_r(y) = sum_k b_k (mean_t(x_k) - mean_r(x_k))            (one term per regressor)
+                          + [b0 + sum_k b_k mean_r(x_k) - mean_r(y)]          ("residual").
+
+The residual is the gap the model predicts for a target sample with the reference domain's covariate means
+(shifts at the reference's value, 0 for synthetic samples): the part no recorded shift explains. Intervals
+of coefficients and contributions use the HC3 sandwich covariance (statsmodels; MacKinnon & White 1985) and
+the normal quantile; they are conditional on the observed covariate means. The residual's interval adds
+the sampling variance of mean_r(y); the total's is the Welch normal interval of the difference in means.
+A shift's intensity is identified only by its variation *within* the target domain, so its contribution
+extrapolates the fitted line to the reference value (say so when reporting it).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from scipy.special import ndtri
+
+__all__ = ["AttributionError", "shift_attribution"]
+
+_COLUMNS = ["term", "kind", "coef", "low", "high", "pvalue", "mean_target", "mean_reference",
+            "contribution", "contribution_low", "contribution_high", "share"]
+
+
+class AttributionError(ValueError):
+    """Unusable input to `shift_attribution` (missing columns, too few rows, non-positive metric under log)."""
+
+
+def _design(frame: pd.DataFrame, numeric: list[str], categorical: Sequence[str],
+            levels: dict[str, list]) -> pd.DataFrame:
+    parts = [frame[numeric].astype(np.float64)]
+    for col in categorical:
+        cats = pd.Categorical(frame[col], categories=levels[col])
+        dummies = pd.get_dummies(cats, prefix=col, prefix_sep="=", drop_first=True, dtype=np.float64)
+        dummies.index = frame.index
+        parts.append(dummies)
+    x = pd.concat(parts, axis=1)
+    x.insert(0, "intercept", 1.0)
+    return x
+
+
+def shift_attribution(
+    frame: pd.DataFrame,
+    metric: str,
+    shift_columns: Sequence[str],
+    *,
+    covariates: Sequence[str] = (),
+    categorical: Sequence[str] = (),
+    domain_column: str = "domain",
+    target: str = "real",
+    reference: str = "synthetic",
+    log: bool = True,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Regress `metric` of the `target` rows on `shift_columns` + `covariates` + `categorical` and split the
+    target-vs-reference gap in mean (log) metric into one contribution per term (module docstring).
+
+    `frame`: one row per (sample, checkpoint) result with `metric`, `domain_column` and every named column;
+    reference rows need the same columns (shift intensities of synthetic samples are 0). Returns a tidy
+    frame, one row per term: ``term, kind`` (shift / covariate / categorical / intercept / residual /
+    total), ``coef, low, high, pvalue`` (a categorical's coef is NaN and its p the joint Wald test of its
+    dummies), ``mean_target, mean_reference`` of the regressor, ``contribution`` (to the gap in mean y;
+    with log=True exp(total) is the geometric-mean gap ratio) with its interval, and ``share`` (of total).
+    """
+    if not 0.0 < confidence < 1.0:
+        raise AttributionError(f"confidence must lie in (0, 1), got {confidence}")
+    numeric = list(shift_columns) + list(covariates)
+    needed = [metric, domain_column, *numeric, *categorical]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise AttributionError(f"frame lacks the column(s) {missing}")
+    if len(set(numeric) | set(categorical)) != len(numeric) + len(categorical):
+        raise AttributionError("a column is named twice among shift_columns, covariates and categorical")
+    tgt = frame[frame[domain_column] == target]
+    ref = frame[frame[domain_column] == reference]
+    for name, part in ((target, tgt), (reference, ref)):
+        if len(part) < 2:
+            raise AttributionError(f"domain {name!r} has {len(part)} rows in column {domain_column!r}; need >= 2")
+    rows = pd.concat([tgt, ref])
+    if rows[needed].isna().any().any():
+        bad = rows[needed].columns[rows[needed].isna().any()].tolist()
+        raise AttributionError(f"missing values in {bad} (drop failed or NaN rows first)")
+    y_all = rows[metric].to_numpy(np.float64)
+    if log:
+        if np.any(y_all <= 0):
+            raise AttributionError(f"log=True needs a positive {metric!r}; found values <= 0")
+        y_all = np.log(y_all)
+    y_t, y_r = y_all[: len(tgt)], y_all[len(tgt):]
+
+    levels = {c: sorted(rows[c].unique().tolist()) for c in categorical}
+    x_t = _design(tgt, numeric, categorical, levels)
+    x_r = _design(ref, numeric, categorical, levels)
+    if len(tgt) <= x_t.shape[1]:
+        raise AttributionError(f"{len(tgt)} {target} rows for {x_t.shape[1]} parameters: too few to fit")
+    if np.linalg.matrix_rank(x_t.to_numpy()) < x_t.shape[1]:
+        raise AttributionError("the regressors are collinear on the target rows (a constant shift column? "
+                               "every shift at the same intensity?): drop or merge columns")
+    fit = sm.OLS(y_t, x_t).fit(cov_type="HC3")
+    beta = fit.params.to_numpy()
+    cov = fit.cov_params().to_numpy()
+    z = float(ndtri(0.5 + confidence / 2.0))
+    mt, mr = x_t.mean().to_numpy(), x_r.mean().to_numpy()
+    delta = mt - mr
+    names = list(x_t.columns)
+
+    total = float(y_t.mean() - y_r.mean())
+    total_se = float(np.sqrt(y_t.var(ddof=1) / len(y_t) + y_r.var(ddof=1) / len(y_r)))
+
+    def combo(mask: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+        w = np.where(mask, weights, 0.0)
+        return float(w @ beta), float(np.sqrt(max(w @ cov @ w, 0.0)))
+
+    out = []
+
+    def add(term, kind, coef, lo, hi, p, m_t, m_r, contrib, se):
+        out.append(dict(term=term, kind=kind, coef=coef, low=lo, high=hi, pvalue=p, mean_target=m_t,
+                        mean_reference=m_r, contribution=contrib, contribution_low=contrib - z * se,
+                        contribution_high=contrib + z * se, share=contrib / total if total != 0 else np.nan))
+
+    ci = fit.conf_int(alpha=1.0 - confidence).to_numpy()
+    for i, name in enumerate(names):
+        if name == "intercept":
+            add(name, "intercept", beta[i], ci[i, 0], ci[i, 1], float(fit.pvalues.iloc[i]), 1.0, 1.0,
+                np.nan, np.nan)
+            continue
+        if name not in numeric:
+            continue
+        contrib, se = combo(np.arange(len(names)) == i, delta)
+        add(name, "shift" if name in shift_columns else "covariate", beta[i], ci[i, 0], ci[i, 1],
+            float(fit.pvalues.iloc[i]), mt[i], mr[i], contrib, se)
+    for col in categorical:
+        mask = np.array([n.startswith(f"{col}=") for n in names])
+        contrib, se = combo(mask, delta)
+        if mask.any():
+            r = np.zeros((int(mask.sum()), len(names)))
+            r[np.arange(int(mask.sum())), np.flatnonzero(mask)] = 1.0
+            p = float(fit.wald_test(r, scalar=True).pvalue)
+        else:  # one level only: nothing to attribute
+            p = np.nan
+        add(col, "categorical", np.nan, np.nan, np.nan, p, np.nan, np.nan, contrib, se)
+    # residual = b0 + sum_k b_k mean_r(x_k) - mean_r(y): a linear combination of beta plus a reference mean
+    resid, resid_se = combo(np.ones(len(names), bool), mr)
+    resid -= float(y_r.mean())
+    resid_se = float(np.sqrt(resid_se**2 + y_r.var(ddof=1) / len(y_r)))
+    add("residual", "residual", np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, resid, resid_se)
+    add("total", "total", np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, total, total_se)
+    result = pd.DataFrame(out, columns=_COLUMNS)
+    result.attrs.update(n_target=len(tgt), n_reference=len(ref), metric=metric, log=log,
+                        r_squared=float(fit.rsquared), cov_type="HC3", confidence=confidence)
+    return result
