@@ -59,6 +59,19 @@ def test_generated_compare_report_renders_in_chromium(chromium, tmp_path):
     assert _non_blank(png) > 0.05  # text, tables and the verdict box are drawn
 
 
+def test_generated_preference_report_renders_in_chromium(chromium, tmp_path):
+    from test_report_preference import _write_ratings, _write_votes
+
+    votes, ratings = _write_votes(tmp_path / "votes.csv"), _write_ratings(tmp_path / "ratings.csv")
+    out = tmp_path / "preference.html"
+    assert main(["report", "--votes", str(votes), "--ratings", str(ratings), "--out", str(out), "--resamples", "60"]) == 0
+    # Elo interval plot, accept rate per round, failure-mode mix: 3 SVG figures, all decoded
+    seen = _check_page(out, min_images=3)
+    assert seen["images"] == 3
+    png = screenshot(out, tmp_path / "shot.png", width=1280, height=900)
+    assert _non_blank(png) > 0.05
+
+
 @pytest.mark.parametrize("name", ["compare", "report"])
 def test_checked_in_example_renders_and_has_its_screenshot(chromium, name):
     page = EXAMPLE / f"{name}.html"

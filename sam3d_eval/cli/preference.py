@@ -34,6 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the analysis as JSON instead of tables")
     p.add_argument("--out", type=pathlib.Path, default=None,
                    help="also write the analysis as JSON here (what `report` renders)")
+    p.add_argument("--html", type=pathlib.Path, default=None,
+                   help="also write the analysis as a self-contained HTML report here")
     p.set_defaults(run=run)
 
 
@@ -121,11 +123,17 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--resamples must be >= 0, got {args.resamples}")
     if args.out is not None and args.out.suffix.lower() != ".json":
         raise ValueError(f"--out {args.out}: the analysis is written as .json")
+    if args.html is not None and args.html.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"--html {args.html}: the report is an HTML file (.html)")
     doc = analyse(args.votes, args.ratings, models=args.models, resamples=args.resamples, seed=args.seed,
                   confidence=args.confidence)
     text = json.dumps(doc, indent=2, sort_keys=True)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
+    if args.html is not None:
+        from ..report import preference_document, write_html
+
+        write_html(args.html, preference_document(doc["preference"], doc["rubric"], inputs=doc["inputs"]))
     print(text if args.json else format_analysis(doc))
     return 0

@@ -6,6 +6,9 @@ phase-boundary evaluation runs under ``*/eval/*/``; its last phase's run is repo
 curriculum phases is plotted. A ``rounds.csv`` with a ``round`` column (data-engine rounds) is plotted the
 same way, and a data-engine folder (``sam3d-eval engine run``: ``rounds/<k>/eval/`` runs, ``rounds.csv``,
 ``engine_rounds.csv``) gets its rounds table. Nothing is recomputed: results are read with `io.read_results`.
+
+``--votes`` (preference votes) and ``--ratings`` (rubric ratings) add the "Human preference" and "Rubric QC"
+sections (`sam3d-eval preference`'s analysis); with them the RUNs are optional.
 """
 
 from __future__ import annotations
@@ -29,14 +32,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "rate, cost per accepted sample, agreement, failure mix), occlusion-stratified accuracy, per-category "
             "breakdown, the worst samples rendered beside their ground truth, and a methods section."
         ),
-        epilog="example: sam3d-eval report runs/ckpt42 --out reports/ckpt42.html",
+        epilog="examples:\n  sam3d-eval report runs/ckpt42 --out reports/ckpt42.html\n"
+               "  sam3d-eval report runs/ckpt42 --votes votes.csv --ratings ratings.csv --out reports/ckpt42.html\n"
+               "  sam3d-eval report --votes votes.csv --out reports/preference.html",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("runs", nargs="+", type=pathlib.Path, help="run folders or training output folders")
+    p.add_argument("runs", nargs="*", type=pathlib.Path,
+                   help="run folders or training output folders (optional with --votes/--ratings)")
+    p.add_argument("--votes", type=pathlib.Path, default=None,
+                   help="preference votes (CSV/JSONL): adds the Human preference section (Bradley-Terry, win rates, raters)")
+    p.add_argument("--ratings", type=pathlib.Path, default=None,
+                   help="rubric ratings (CSV/JSONL): adds the Rubric QC section (accept rate, agreement, failure mix)")
+    p.add_argument("--models", nargs="+", default=None, help="with --votes: the known model names (others are an error)")
     p.add_argument("--out", type=pathlib.Path, required=True, help="the HTML file to write")
     p.add_argument("--labels", nargs="+", default=None, help="display names of the runs (default: folder names)")
     p.add_argument("--thumbnails", type=int, default=6, help="worst samples rendered (default 6, 0: none)")
     p.add_argument("--accuracy-threshold", type=float, default=0.5, help="accurate when F-score@0.05 >= this")
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--resamples", type=int, default=2000,
+                   help="bootstrap resamples (default 2000; also the Bradley-Terry resamples of --votes)")
     p.add_argument("--title", default=None, help="the report's title")
     p.set_defaults(run=run)
 
@@ -154,8 +167,21 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: the report is an HTML file (.html)")
     if args.labels is not None and len(args.labels) != len(args.runs):
         raise ValueError(f"--labels: {len(args.labels)} names for {len(args.runs)} runs")
+    if not args.runs and args.votes is None and args.ratings is None:
+        raise ValueError("give one or more RUN folders, --votes, --ratings, or a combination")
     from ..io.results import read_run_json
-    from ..report import runs_document, write_html
+    from ..report import judgement_sections, preference_document, runs_document, write_html
+    from .preference import analyse
+
+    judged = None
+    if args.votes is not None or args.ratings is not None:
+        # read and validated before any run is summarised: a bad file fails fast, naming its line
+        judged = analyse(args.votes, args.ratings, models=args.models, resamples=args.resamples)
+    if not args.runs:
+        doc = preference_document(judged["preference"], judged["rubric"], inputs=judged["inputs"], title=args.title)
+        path = write_html(args.out, doc)
+        print(f"report: {path}", file=sys.stderr)
+        return 0
 
     runs, phases, phase_label, subs, notes, engine = [], [], "curriculum phase", {}, [], []
     for i, folder in enumerate(args.runs):
@@ -193,7 +219,8 @@ def run(args: argparse.Namespace) -> int:
     thumbs = worst_thumbnails(runs[-1], args.thumbnails)
     clean = [_clean({k: v for k, v in r.items() if k not in ("frame", "record")}) for r in runs]
     doc = runs_document(clean, metrics=metrics, phases=_clean(phases), phase_label=phase_label, thumbnails=thumbs,
-                        substitutes=subs, title=args.title, notes=notes, engine_rounds=_clean(engine))
+                        substitutes=subs, title=args.title, notes=notes, engine_rounds=_clean(engine),
+                        judgements=judgement_sections(judged["preference"], judged["rubric"]) if judged else ())
     path = write_html(args.out, doc)
     print(f"report: {path}", file=sys.stderr)
     return 0

@@ -4,8 +4,9 @@ Imports stats, render, io, structures and transforms of the package only; the an
 come from the evaluation layer through the CLI (`sam3d-eval report`, `sam3d-eval compare --out`).
 """
 
-from .build import comparison_document, methods_section, runs_document, thumbs_block
-from .figures import FigureImage, interval_figure, occlusion_figure, phase_gap_figure
+from .build import (comparison_document, judgement_sections, methods_section, preference_document, runs_document,
+                    thumbs_block)
+from .figures import FigureImage, interval_figure, occlusion_figure, phase_gap_figure, stacked_bar_figure
 from .html import ReportDocument, render_html, write_html
 from .tables import METRIC_DEFINITIONS, definition, fmt, fmt_ci, fmt_p
 
@@ -19,10 +20,13 @@ __all__ = [
     "fmt_ci",
     "fmt_p",
     "interval_figure",
+    "judgement_sections",
     "methods_section",
     "occlusion_figure",
     "phase_gap_figure",
+    "preference_document",
     "render_html",
+    "stacked_bar_figure",
     "runs_document",
     "thumbs_block",
     "write_html",

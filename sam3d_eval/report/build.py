@@ -10,6 +10,10 @@ synthetic-vs-real gap (with its plot across curriculum phases or data-engine rou
 occlusion-stratified accuracy plot; the per-category breakdown; preference; samples that failed; the worst
 samples as thumbnails; the methods (protocol and fingerprint, metric definitions, versions, seeds,
 substitutes).
+
+Human judgements (`judgement_sections`, alone in `preference_document` or appended to `runs_document`) come
+as the ``preference`` and ``rubric`` records of `stats.rubric.preference_summary(...).to_dict()` and
+`rubric_summary(...).to_dict()` (the JSON `sam3d-eval preference --out` writes).
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ import datetime as _dt
 import json
 from typing import Any, Mapping, Sequence
 
-from .figures import interval_figure, occlusion_figure, phase_gap_figure
+from .figures import interval_figure, occlusion_figure, phase_gap_figure, stacked_bar_figure
 from .html import ReportDocument
 from .tables import cell, definition, fmt, fmt_ci, fmt_p, fmt_rate
 
-__all__ = ["comparison_document", "methods_section", "runs_document", "thumbs_block"]
+__all__ = ["comparison_document", "judgement_sections", "methods_section", "preference_document", "runs_document",
+           "thumbs_block"]
 
 PROTOCOL_FIELDS = ("name", "version", "alignment", "normalization", "num_samples", "seed", "chamfer", "taus",
                    "metrics", "align_points", "icp_iterations", "overrides")
@@ -281,7 +286,8 @@ def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapp
 def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], phases: Sequence[Mapping[str, Any]] = (),
                   phase_label: str = "curriculum phase", thumbnails: Sequence[Mapping[str, Any]] = (),
                   substitutes: Mapping[str, Any] | None = None, title: str | None = None,
-                  notes: Sequence[str] = (), engine_rounds: Sequence[Mapping[str, Any]] = ()) -> ReportDocument:
+                  notes: Sequence[str] = (), engine_rounds: Sequence[Mapping[str, Any]] = (),
+                  judgements: Sequence[Mapping[str, Any]] = ()) -> ReportDocument:
     """The report of one or more stored runs.
 
     runs: records with ``label``, ``run_dir``, ``protocol`` (dict), ``fingerprint``, ``counts`` ({samples,
@@ -290,6 +296,7 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
     (or data-engine rounds): ``label``, ``metric``, ``figure``, ``estimate``, ``low``, ``high``.
     engine_rounds: data-engine round rows (``round``, ``images``, ``accepted``, ``accept_rate``/``_low``/``_high``,
     ``cost_per_accepted``, ``agreement_accept``, ``failure_<mode>`` shares), shown as a table when given.
+    judgements: sections from `judgement_sections` (human preference, rubric QC), placed after the breakdowns.
     """
     if not runs:
         raise ValueError("runs_document needs at least one run")
@@ -415,6 +422,8 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
         sections.append({"id": "category", "title": "Per-category breakdown", "blocks": [{
             "type": "table", "header": strata_header + ["category", "n", "failed"] + shown, "rows": crow}]})
 
+    sections += [dict(j) for j in judgements]
+
     frows = [[r["label"], f["sample_id"], f.get("error") or ""] for r in runs for f in r.get("failed", [])]
     sections.append({"id": "samples", "title": "Failed samples", "blocks": [
         {"type": "table", "header": ["run", "sample", "error"], "rows": frows} if frows else
@@ -431,3 +440,163 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
                                         "two-sample bootstrap intervals; accuracy with Wilson intervals."]))
     return {"title": title or ("sam3d-eval report: " + ", ".join(labels)), "subtitle": f"{len(runs)} run(s)",
             "generated": _now(), "verdict": verdict, "sections": sections}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# human judgements: preference votes and rubric ratings
+
+
+def _int(v: Any) -> dict[str, str]:
+    return cell("-" if v is None else str(v), "num")
+
+
+def _zero(v: Any) -> Any:
+    # centred log-strengths print as 7.5e-17 where the fit put exactly the mean
+    return 0.0 if isinstance(v, float) and abs(v) < 1e-12 else v
+
+
+def _preference_section(pref: Mapping[str, Any]) -> dict[str, Any]:
+    c, s = pref["counts"], pref["settings"]
+    conf = s.get("confidence", 0.95)
+    board = list(pref["leaderboard"])
+    blocks: list[dict[str, Any]] = []
+    rows = [[cell(str(i + 1), "num"), str(r["model"]), cell(fmt_ci(r["elo"], r.get("elo_low"), r.get("elo_high"), 1), "num"),
+             cell(fmt_ci(_zero(r["log_strength"]), r.get("log_strength_low"), r.get("log_strength_high"), 3), "num"),
+             _int(r["wins"]), _int(r["losses"]), _int(r["ties"])] for i, r in enumerate(board)]
+    cluster = " x ".join(s.get("cluster") or []) or "vote"
+    blocks.append({"type": "table", "caption": "Bradley-Terry leaderboard",
+                   "header": ["rank", "model", f"Elo [{conf:.0%} CI]", f"log-strength [{conf:.0%} CI]", "wins", "losses", "ties"],
+                   "rows": rows, "note": (
+                       f"Maximum-likelihood Bradley-Terry strengths (ties counted {s.get('ties')}), log-strengths centred "
+                       f"to mean 0; Elo = 400/ln(10) x log-strength + 1000 (400 points = 10:1 odds). Percentile bootstrap "
+                       f"intervals, {s.get('bootstrap')} resamples clustered by {cluster} (seed {s.get('seed')})"
+                       + (f", regularization {s['regularization']:g}" if s.get("regularization") else "") + ".")})
+    if any(r.get("elo_low") is not None for r in board):
+        blocks.append(_fig_block(interval_figure(
+            board, value="elo", low="elo_low", high="elo_high", label="model", zero=1000.0,
+            title=f"Bradley-Terry Elo with {conf:.0%} clustered bootstrap intervals", xlabel="Elo (1000 = mean strength)")))
+    rows = [[str(r["model"]), str(r["opponent"]), _int(r["votes"]), _int(r["wins"]), _int(r["losses"]), _int(r["ties"]),
+             cell(fmt_rate(r["rate"], r["low"], r["high"]), "num"), cell(fmt_p(r["pvalue"]), "num"),
+             cell(fmt_rate(r["rate_ties_half"], r["low_ties_half"], r["high_ties_half"]), "num"),
+             _int(r.get("items")), _int(r.get("raters"))] for r in pref["pairwise"]]
+    blocks.append({"type": "table", "caption": "Pairwise win rates",
+                   "header": ["model", "vs", "votes", "wins", "losses", "ties", f"win rate, ties apart [{conf:.0%} Wilson]",
+                              "binomial p", "win rate, ties as half", "items", "raters"], "rows": rows,
+                   "note": "Ties apart: wins / (wins + losses), exact two-sided binomial p against 0.5; ties as half: "
+                           "(wins + ties/2) / votes. Wilson intervals treat votes as independent."})
+    rows = [[str(r["rater_id"]), _int(r["votes"]), _int(r["ties"]), _int(r["shared"]), cell(fmt_rate(r["agreement"]), "num"),
+             cell(fmt_rate(r["consistency"]), "num"), _int(r["circular_triads"])] for r in pref["raters"]]
+    blocks.append({"type": "table", "caption": "Raters", "header": ["rater", "votes", "ties", "shared", "agreement",
+                                                                   "consistency", "circular triads"], "rows": rows,
+                   "note": "Agreement: share of the rater's votes equal to the majority of the other raters on the same item "
+                           "and pair (shared = votes with such a majority). Consistency: share of the rater's decisive votes "
+                           "for the leaderboard's stronger model. Circular triads: A>B, B>C, C>A by one rater on one item."})
+    a = pref.get("agreement") or {}
+    blocks.append({"type": "dl", "items": [
+        ["inter-rater agreement", f"{fmt(a.get('alpha'), 3)} ({a.get('method', 'Krippendorff alpha, nominal')}) over "
+                                  f"{a.get('units_shared', '-')} (item, pair) units rated more than once"
+                                  + (f"; {a['note']}" if a.get("note") else "")]]
+                   + [["note", str(n)] for n in pref.get("notes") or []]})
+    return {"id": "human-preference", "title": "Human preference", "blocks": blocks, "intro": [
+        f"{c['votes']} pairwise votes on {c['items']} items by {c['raters']} raters over {c['models']} models "
+        f"({c['ties']} ties)."]}
+
+
+def _rubric_section(rub: Mapping[str, Any]) -> dict[str, Any]:
+    d = rub["definitions"]
+    thr, fail, near = d["accept_threshold"], d["fail_below"], d["near_margin"]
+    accept = list(rub["accept"])
+    conf = accept[0].get("confidence", 0.95) if accept else 0.95
+    blocks: list[dict[str, Any]] = []
+    rows = [[str(r.get("round", "all")), _int(r["items"]), _int(r["accepted"]),
+             cell(fmt_rate(r["rate"], r["low"], r["high"]), "num"), _int(r.get("ratings")),
+             cell(fmt_rate(r.get("rating_rate"), r.get("rating_low"), r.get("rating_high")), "num"),
+             _int(r["compensatory"]), _int(r["near_threshold"]), _int(r.get("split_items"))] for r in accept]
+    blocks.append({"type": "table", "caption": "Accept rate per round",
+                   "header": ["round", "items", "accepted", f"accept rate [{conf:.0%} Wilson]", "ratings",
+                              "per rating", "compensatory", "near threshold", "split items"], "rows": rows,
+                   "note": f"An item is accepted when the mean of its raters' sums is >= {thr:g}/40 (the unit of the accept "
+                           f"rate; per rating: each rating on its own). Compensatory: accepting ratings with a criterion "
+                           f"below {fail:g}. Near threshold: decisions within +-{near:g} points of {thr:g}. Split items: "
+                           "raters disagree on accept."})
+    if len(accept) > 1:
+        blocks.append(_fig_block(interval_figure(
+            [{**r, "label": f"round {r.get('round')}"} for r in accept], value="rate", low="low", high="high",
+            label="label", zero=None, title=f"Accept rate per round, {conf:.0%} Wilson intervals", xlabel="accept rate (items)")))
+    rows = [[r["target"], str(r["method"]), cell(fmt(r["value"], 3), "num"), cell(fmt(r.get("krippendorff_alpha"), 3), "num"),
+             _int(r.get("units")), _int(r.get("raters")), r.get("note") or ""] for r in rub["agreement"]]
+    blocks.append({"type": "table", "caption": "Agreement per criterion and on the accept decision",
+                   "header": ["target", "method", "value", "Krippendorff alpha", "units", "raters", "note"], "rows": rows,
+                   "note": "Method by design: two raters on every unit -> Cohen's kappa (quadratic weights for scores); three "
+                           "or more, complete -> Fleiss' kappa; missing ratings -> Krippendorff's alpha (interval for scores, "
+                           "nominal for accept). Krippendorff's alpha is given for every case. Unit: (round, item)."})
+    by_round = [r for r in rub.get("agreement_by_round") or [] if r["target"] == "accept"]
+    if len(by_round) > 1:
+        blocks.append({"type": "table", "caption": "Agreement on the accept decision per round",
+                       "header": ["round", "method", "value", "Krippendorff alpha", "units"],
+                       "rows": [[str(r["round"]), str(r["method"]), cell(fmt(r["value"], 3), "num"),
+                                 cell(fmt(r.get("krippendorff_alpha"), 3), "num"), _int(r.get("units"))] for r in by_round]})
+    mix = list(rub["failure_mix"])
+    if mix:
+        modes = list(d.get("failure_modes") or dict.fromkeys(r["mode"] for r in mix))
+        per_round: dict[Any, dict[str, Any]] = {}
+        for r in mix:
+            per_round.setdefault(r["round"], {"ratings": r.get("ratings"), "failing": 0})[r["mode"]] = r
+            per_round[r["round"]]["failing"] += r.get("count") or 0
+        totals = {k: (f"{v['failing']} fails / {v['ratings']}" if v["failing"] else "no fails") for k, v in per_round.items()}
+        blocks.append(_fig_block(stacked_bar_figure(
+            mix, x="round", stack="mode", value="share_of_failures", order=modes, totals=totals,
+            title="Failure-mode mix per round", ylabel="share of failing criteria")))
+        rows = [[str(k), _int(v.get("ratings"))] + [cell(f"{v[m]['count']} ({fmt_rate(v[m]['share'])})" if m in v else "-", "num")
+                                                    for m in modes] for k, v in per_round.items()]
+        blocks.append({"type": "table", "caption": "Failing criteria per round", "header": ["round", "ratings"] + modes,
+                       "rows": rows, "note": f"Count of ratings with each failure mode (a criterion below {fail:g}) and, in "
+                                             "brackets, its share of the round's ratings; the figure stacks each mode's share "
+                                             "of the round's failing criteria."})
+    crit = list(d.get("criteria") or [])
+    if rub.get("raters") and crit:
+        blocks.append({"type": "table", "caption": "Rater bias", "header": ["rater", "units"] + crit,
+                       "rows": [[str(r["rater_id"]), _int(r.get("units"))]
+                                + [cell("-" if r.get(k) is None else f"{r[k]:+.2f}", "num") for k in crit]
+                                for r in rub["raters"]],
+                       "note": "Mean of the rater's score minus the mean of the other raters' scores on the same unit, per "
+                               "criterion (points; units rated by someone else too)."})
+    n_items = sum(r["items"] for r in accept)
+    return {"id": "rubric-qc", "title": "Rubric QC", "blocks": blocks, "intro": [
+        f"{n_items} rated items over {len(accept)} round(s); four criteria ({', '.join(crit)}) scored 0-10, accepted at "
+        f"a sum >= {thr:g}."]}
+
+
+def judgement_sections(preference: Mapping[str, Any] | None = None,
+                       rubric: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The "Human preference" and "Rubric QC" report sections, each present when its record is given
+    (`preference_summary(...).to_dict()`, `rubric_summary(...).to_dict()`)."""
+    out = []
+    if preference:
+        out.append(_preference_section(preference))
+    if rubric:
+        out.append(_rubric_section(rubric))
+    return out
+
+
+def preference_document(preference: Mapping[str, Any] | None = None, rubric: Mapping[str, Any] | None = None, *,
+                        inputs: Mapping[str, Any] | None = None, title: str | None = None) -> ReportDocument:
+    """A report of human judgements alone: verdict, `judgement_sections`, and the inputs read."""
+    if not preference and not rubric:
+        raise ValueError("preference_document needs a preference or a rubric record")
+    pts = []
+    if preference:
+        top = preference["leaderboard"][0]
+        pts.append(f"Bradley-Terry leader: {top['model']}, Elo {fmt_ci(top['elo'], top.get('elo_low'), top.get('elo_high'), 1)} "
+                   f"({preference['counts']['votes']} votes, {preference['counts']['models']} models).")
+    if rubric:
+        for r in rubric["accept"]:
+            pts.append(f"round {r.get('round')}: accept rate {fmt_rate(r['rate'], r['low'], r['high'])} "
+                       f"({r['accepted']}/{r['items']} items), {r['compensatory']} compensatory, "
+                       f"{r['near_threshold']} near threshold.")
+    sections = judgement_sections(preference, rubric)
+    sections.append({"id": "inputs", "title": "Inputs", "blocks": [{"type": "dl", "items": [
+        [k, str(v)] for k, v in (inputs or {}).items() if v is not None] or [["inputs", "not recorded"]]}]})
+    what = " and ".join(w for w, x in (("preference", preference), ("rubric QC", rubric)) if x)
+    return {"title": title or f"sam3d-eval human judgements: {what}", "subtitle": what, "generated": _now(),
+            "verdict": {"level": "info", "headline": pts[0] if pts else what, "points": pts[1:]}, "sections": sections}

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-__all__ = ["FigureImage", "figure_uri", "interval_figure", "occlusion_figure", "phase_gap_figure"]
+__all__ = ["FigureImage", "figure_uri", "interval_figure", "occlusion_figure", "phase_gap_figure", "stacked_bar_figure"]
 
 # Colour-blind-safe (Okabe-Ito) series colours.
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
@@ -150,4 +150,40 @@ def phase_gap_figure(rows: Sequence[Mapping[str, Any]], *, metrics: Sequence[str
         ax.grid(axis="y", color="#dddddd", lw=0.6)
         alt += [f"{m} {r[x]}: {r['estimate']:.3g}" for r in recs if _finite(r.get("estimate"))]
     fig.suptitle(title, fontsize=10, x=0.01, ha="left")
+    return FigureImage(figure_uri(fig), f"{title}. " + "; ".join(alt), title)
+
+
+def stacked_bar_figure(rows: Sequence[Mapping[str, Any]], *, x: str, stack: str, value: str, title: str,
+                       ylabel: str, order: Sequence[str] = (), totals: Mapping[Any, str] | None = None) -> FigureImage:
+    """Stacked bars: one bar per distinct `x` (in first-seen order), one segment per distinct `stack` (in
+    `order`, then first-seen), heights from `value` (missing or non-finite = 0). `totals` maps an x value to a
+    label printed above its bar (e.g. the number of ratings; "none" for an empty bar).
+
+    rows: records with the fields `x`, `stack` and `value` (e.g. the rubric's failure_mix: round, mode, share).
+    """
+    xs = list(dict.fromkeys(r[x] for r in rows))
+    keys = list(dict.fromkeys([*order, *(r[stack] for r in rows)]))
+    val = {(r[x], r[stack]): (float(r[value]) if _finite(r.get(value)) else 0.0) for r in rows}
+    fig = _new_figure(max(4.0, 0.7 * len(xs) + 3.2), 3.2)
+    ax = fig.add_subplot(1, 1, 1)
+    bottom = [0.0] * len(xs)
+    for j, k in enumerate(keys):
+        h = [val.get((xv, k), 0.0) for xv in xs]
+        ax.bar(range(len(xs)), h, bottom=bottom, width=0.6, color=COLOURS[j % len(COLOURS)], label=str(k),
+               edgecolor="white", lw=0.5)
+        bottom = [b + v for b, v in zip(bottom, h)]
+    for i, xv in enumerate(xs):
+        if totals and xv in totals:
+            ax.text(i, bottom[i], str(totals[xv]), ha="center", va="bottom", fontsize=7, color="#444444")
+    ax.set_xticks(range(len(xs)))
+    ax.set_xticklabels([str(v) for v in xs], fontsize=8)
+    ax.set_xlabel(str(x), fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.set_ylim(0, max([*bottom, 1e-9]) * 1.15)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.tick_params(axis="y", labelsize=8)
+    ax.grid(axis="y", color="#dddddd", lw=0.6)
+    ax.set_axisbelow(True)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    alt = [f"{x} {xv}: " + ", ".join(f"{k} {val.get((xv, k), 0.0):.2f}" for k in keys) for xv in xs]
     return FigureImage(figure_uri(fig), f"{title}. " + "; ".join(alt), title)
