@@ -25,6 +25,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+	$(PY) -m pytest benchmarks -q --quick --benchmark-disable -p no:cacheprovider
 
 bench: $(VENV)/.installed
 	$(PY) -m pytest benchmarks -q --benchmark-columns=min,median,mean,rounds

@@ -20,9 +20,10 @@ from scipy.spatial import cKDTree
 from sam3d_eval.metrics.chamfer import chamfer_distance
 from sam3d_eval.ops.knn import knn_points
 from sam3d_eval.runtime import runtime_policy
+from sizes import sizes_for
 
-SIZES = [2_000, 10_000, 100_000, 1_000_000]
-CDIST_MAX = 10_000
+S = sizes_for("chamfer")  # sizes and peers: benchmarks/sizes.py
+SIZES, CDIST_MAX = S.SIZES, S.CDIST_MAX
 
 
 def clouds(n: int, batch: int = 1, device: str = "cpu", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +89,8 @@ def cdist(x, y):
     return (d.min(2).values.mean(1) + d.min(1).values.mean(1)).mean().item()
 
 
-PEERS = {"ours": ours, "ours_no_policy": ours_no_policy, "ckdtree": ckdtree, "pykdtree": pykdtree, "cdist": cdist}
+_IMPLS = {"ours": ours, "ours_no_policy": ours_no_policy, "ckdtree": ckdtree, "pykdtree": pykdtree, "cdist": cdist}
+PEERS = {name: _IMPLS[name] for name in S.PEERS}
 
 
 @pytest.mark.parametrize("peer", list(PEERS))
@@ -98,35 +100,41 @@ def test_chamfer_one_pair(benchmark, n, peer):
         pytest.skip(f"torch.cdist needs the {n} x {n} matrix ({4 * n * n / 2**30:.0f} GiB)")
     x, y = clouds(n)
     benchmark.group = f"chamfer 1 pair n={n}"
-    value = run(benchmark, lambda: PEERS[peer](x, y), n, slow=peer == "cdist")
-    assert value == pytest.approx(reference(x, y), rel=1e-4)
+    assert PEERS[peer](x, y) == pytest.approx(reference(x, y), rel=1e-4)  # same number before timing
+    run(benchmark, lambda: PEERS[peer](x, y), n, slow=peer == "cdist")
 
 
 @pytest.mark.parametrize("peer", list(PEERS))
 def test_chamfer_four_pairs_10k(benchmark, peer):
-    x, y = clouds(10_000, batch=4)
-    benchmark.group = "chamfer 4 pairs n=10000"
-    value = run(benchmark, lambda: PEERS[peer](x, y), 10_000, slow=peer == "cdist")
-    assert value == pytest.approx(reference(x, y), rel=1e-4)
+    n = S.FOUR_PAIRS_N
+    x, y = clouds(n, batch=4)
+    benchmark.group = f"chamfer 4 pairs n={n}"
+    assert PEERS[peer](x, y) == pytest.approx(reference(x, y), rel=1e-4)  # same number before timing
+    run(benchmark, lambda: PEERS[peer](x, y), n, slow=peer == "cdist")
 
 
 @pytest.mark.parametrize("backend", ["torch", "kdtree"])
-@pytest.mark.parametrize("batch,n", [(1, 100), (1, 1_000), (1, 10_000), (128, 30)])
+@pytest.mark.parametrize("batch,n", S.KNN_CASES)
 def test_cpu_dispatch_knn_one_way(benchmark, batch, n, backend):
     """The measurement behind the CPU auto-dispatch threshold (ops/knn.py CPU_BRUTE_FORCE_MAX_PAIRS)."""
     x, y = clouds(n, batch=batch)
     benchmark.group = f"knn one way {batch} x n={n}"
+    ref = torch.cdist(x.double(), y.double()).min(2).values ** 2  # float64 brute force, before timing
+    torch.testing.assert_close(knn_points(x, y, backend=backend).dists[..., 0].double(), ref, rtol=1e-4, atol=1e-7)
     run(benchmark, lambda: knn_points(x, y, backend=backend), n, slow=backend == "torch" and n >= 10_000)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("peer", ["triton", "torch", "cdist"])
-@pytest.mark.parametrize("n", [100_000, 1_000_000])
+@pytest.mark.parametrize("n", S.GPU_SIZES)
 def test_gpu_knn_one_way(benchmark, n, peer):
-    if peer == "cdist" and n > 100_000:
+    if peer == "cdist" and n > S.GPU_CDIST_MAX:
         pytest.skip("torch.cdist matrix does not fit")
     x, y = clouds(n, device="cuda")
     benchmark.group = f"gpu knn one way n={n}"
+    if peer != "cdist":  # before timing: the CPU KD-tree's squared distances
+        got = knn_points(x, y, backend=peer).dists[..., 0].cpu()
+        torch.testing.assert_close(got, knn_points(x.cpu(), y.cpu(), backend="kdtree").dists[..., 0], rtol=1e-4, atol=1e-6)
 
     def fn():
         if peer == "cdist":

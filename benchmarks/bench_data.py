@@ -14,8 +14,11 @@ import time
 import pytest
 
 from sam3d_eval.data.generate import GenerationConfig, make_benchmark
+from sam3d_eval.data.manifest import load_manifest
+from sizes import sizes_for
 
-SAMPLES = {128: 24, 256: 12}  # per case, half synthetic and half real
+S = sizes_for("data")  # benchmarks/sizes.py
+SAMPLES = S.SAMPLES  # per case, half synthetic and half real
 
 
 def _run(size: int, workers: int) -> dict:
@@ -27,6 +30,8 @@ def _run(size: int, workers: int) -> dict:
         make_benchmark(out, n // 2, n - n // 2, 0, GenerationConfig(image_size=size), workers=workers,
                        progress=lambda done, total: stamps.append((done, time.perf_counter())))
         wall = time.perf_counter() - t0
+        manifest = load_manifest(f"{out}/manifest.csv")
+        assert len(manifest) == n  # every requested sample is written (checked after the clock stops)
     finally:
         shutil.rmtree(out, ignore_errors=True)
     done = [(d, t) for d, t in stamps if d > 0]
@@ -34,8 +39,8 @@ def _run(size: int, workers: int) -> dict:
     return {"samples": n, "wall_s": wall, "end_to_end_per_s": n / wall, "steady_per_s": steady}
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.parametrize("size", [128, 256])
+@pytest.mark.parametrize("workers", S.WORKERS)
+@pytest.mark.parametrize("size", list(SAMPLES))
 def test_generate_samples_per_second(benchmark, size, workers):
     info = benchmark.pedantic(_run, (size, workers), rounds=1, iterations=1)
     benchmark.extra_info.update(info)

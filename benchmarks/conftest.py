@@ -4,6 +4,9 @@
     --ratio-check=FILE      fail the session when a ratio grew by more than --ratio-tolerance over FILE's
     --ratio-tolerance=0.15  allowed relative growth of a ratio
 
+    --quick                 the tiny sizes of benchmarks/sizes.py (with --benchmark-disable: every benchmark once,
+                            untimed, so that none can rot; what `make test` runs)
+
 Absolute-time tracking is pytest-benchmark's own: ``--benchmark-save=NAME`` then
 ``--benchmark-compare --benchmark-compare-fail=median:15%`` (same machine only).
 """
@@ -11,7 +14,10 @@ Absolute-time tracking is pytest-benchmark's own: ``--benchmark-save=NAME`` then
 from __future__ import annotations
 
 # pytest's default "prepend" import mode puts this folder on sys.path for its conftest
+import os
+
 from ratios import check_ratios, collect_ratios, load_ratios, save_ratios
+from sizes import QUICK_ENV
 
 
 def pytest_addoption(parser):
@@ -22,6 +28,15 @@ def pytest_addoption(parser):
                     help="fail when a ratio grew by more than --ratio-tolerance over the baseline FILE")
     group.addoption("--ratio-tolerance", type=float, default=0.15,
                     help="allowed relative growth of a ratio (default 0.15 = 15%%)")
+    parser.getgroup("sam3d-eval benchmark sizes").addoption(
+        "--quick", action="store_true", default=False,
+        help=f"tiny sizes (benchmarks/sizes.py) so every benchmark runs in seconds; same as {QUICK_ENV}=1")
+
+
+def pytest_configure(config):
+    # before the bench_*.py files are imported: they read their sizes at import (sizes.sizes_for)
+    if config.getoption("--quick", default=False):
+        os.environ[QUICK_ENV] = "1"
 
 
 def _records(config) -> list[dict]:
