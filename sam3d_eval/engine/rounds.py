@@ -46,6 +46,7 @@ import torch
 from ..evaluate.protocols import get_protocol
 from ..evaluate.scoring import score_batch
 from ..io.judgements import read_ratings
+from ..jsonable import to_jsonable
 from ..models.checkpoint import load_checkpoint
 from ..models.reference import ReferenceConfig
 from ..seeding import numpy_generator, stream_seed
@@ -116,20 +117,6 @@ def _atomic_frame(path: Path, frame: pd.DataFrame) -> None:
     else:
         frame.to_csv(tmp, index=False)
     os.replace(tmp, path)
-
-
-def _clean(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating, float)):
-        return None if not math.isfinite(float(x)) else float(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
 
 
 def _mesh_parts(meshes: Meshes, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -266,7 +253,7 @@ def run_engine(cfg: EngineConfig, *, device: str = "cpu", log: Callable[[str], N
                              device=device, resume=run_dir.exists(), torch_threads=None, command=["engine"])
         gap = domain_gap(res.frame, [m for m in GAP_METRICS if m in res.frame.columns],
                          n_resamples=int(cfg.eval.get("resamples", 1000)), seed=cfg.seed)
-        return [_clean({k: r[k] for k in ("metric", "figure", "direction", "mean_synthetic", "mean_real", "estimate",
+        return [to_jsonable({k: r[k] for k in ("metric", "figure", "direction", "mean_synthetic", "mean_real", "estimate",
                                           "low", "high", "n_synthetic", "n_real")}) for r in gap.to_dict("records")]
 
     # ---- round 0: the pretrained main model ----
@@ -360,7 +347,7 @@ def run_engine(cfg: EngineConfig, *, device: str = "cpu", log: Callable[[str], N
         _atomic_frame(rd / "ratings.csv", ratings)
         summary = _round_summary(k, cand, ratings, cfg, gap, added, len(pool), res.steps, verifier)
         summary["seconds"] = time.perf_counter() - t0
-        _atomic_text(done, json.dumps(_clean(summary), indent=2, sort_keys=True))
+        _atomic_text(done, json.dumps(to_jsonable(summary), indent=2, sort_keys=True))
         log(f"round {k}: accept {summary['accept_rate']:.0%} [{summary['accept_low']:.0%}, {summary['accept_high']:.0%}], "
             f"${summary['cost_per_accepted'] if summary['cost_per_accepted'] is not None else float('nan'):.2f} per accepted "
             f"sample, pool {len(pool)}, {summary['seconds']:.1f} s")
@@ -421,7 +408,7 @@ def _write_tables(out: Path) -> None:
     if len(rounds):
         _atomic_frame(out / "engine_rounds.csv", rounds)
         _atomic_frame(out / "engine_rounds.parquet", rounds)
-        _atomic_text(out / "engine_rounds.json", json.dumps(_clean(rounds.to_dict("records")), indent=2))
+        _atomic_text(out / "engine_rounds.json", json.dumps(to_jsonable(rounds.to_dict("records")), indent=2))
     if len(gap):
         _atomic_frame(out / "rounds.csv", gap)
     ratings = [pd.read_csv(p, dtype={"item_id": str, "rater_id": str}) for p in sorted((out / "rounds").glob("*/ratings.csv"))]
@@ -454,4 +441,4 @@ def read_engine_run(out_dir: str | os.PathLike) -> dict[str, Any]:
     for name in ("failure_mix", "agreement"):
         p = out / f"{name}.csv"
         doc[name] = pd.read_csv(p).to_dict("records") if p.is_file() else []
-    return _clean(doc)
+    return to_jsonable(doc)

@@ -47,6 +47,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..io.results import metric_columns, read_results, read_run_json
+from ..jsonable import to_jsonable
 from ..stats import StatsInputError, bootstrap_ci, holm, paired_bootstrap, wilcoxon_signed_rank, win_rate
 from .protocols import APPEARANCE_METRICS, Protocol, get_protocol
 from .summary import direction, domain_gap, occlusion_accuracy, occlusion_bin
@@ -399,27 +400,13 @@ class Comparison:
         def rec(f):
             return None if f is None else f.to_dict("records")
 
-        return _json_safe({
+        return to_jsonable({
             "labels": list(self.labels), "protocol": self.protocol, "fingerprint": self.fingerprint,
             "verdict": self.verdict(), "regressed": self.regressed, "regressions": self.regressions,
             "samples": self.samples, "table": rec(self.table), "gap": {"A": rec(self.gap_a), "B": rec(self.gap_b)},
             "occlusion_accuracy": {"A": rec(self.accuracy_a), "B": rec(self.accuracy_b)},
             "preference": self.preference, "votes": self.votes, "settings": self.settings,
         })
-
-
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, (np.bool_, bool)):
-        return bool(x)
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return None if not math.isfinite(float(x)) else float(x)
-    return x
 
 
 def check_same_protocol(frame_a, frame_b, labels: tuple[str, str] = ("A", "B")) -> str:

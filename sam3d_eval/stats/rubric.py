@@ -40,6 +40,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ..jsonable import to_jsonable
 from ._checks import StatsInputError
 from .agreement import cohens_kappa, fleiss_kappa, krippendorff_alpha
 from .intervals import wilson_interval, win_rate
@@ -74,23 +75,6 @@ FAIL_BELOW = 6.0
 NEAR_MARGIN = 2.0
 OCCLUSION_FAILURE = 0.3
 FAILURE_MODES = ("geometry", "texture", "incompleteness", "occlusion", "multi-view")
-
-
-def _json(x: Any) -> Any:
-    """JSON-ready copy: NaN/inf -> None, numpy scalars -> Python."""
-    if isinstance(x, dict):
-        return {str(k): _json(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json(v) for v in x]
-    if isinstance(x, pd.DataFrame):
-        return _json(x.to_dict("records"))
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating, float)):
-        return None if not math.isfinite(float(x)) else float(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
 
 
 def _need(frame: pd.DataFrame, cols: Sequence[str], what: str) -> None:
@@ -232,7 +216,7 @@ class PreferenceSummary:
 
     def to_dict(self) -> dict[str, Any]:
         board = self.leaderboard.reset_index().sort_values("elo", ascending=False)
-        return _json({"counts": self.counts, "pairwise": self.pairwise, "leaderboard": board,
+        return to_jsonable({"counts": self.counts, "pairwise": self.pairwise, "leaderboard": board,
                       "raters": self.raters, "agreement": self.agreement, "settings": self.settings,
                       "notes": self.notes})
 
@@ -447,7 +431,7 @@ class RubricSummary:
     definitions: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return _json({"accept": self.accept, "agreement": self.agreement, "agreement_by_round": self.agreement_by_round,
+        return to_jsonable({"accept": self.accept, "agreement": self.agreement, "agreement_by_round": self.agreement_by_round,
                       "failure_mix": self.failure_mix, "raters": self.raters, "definitions": self.definitions})
 
 
