@@ -10,7 +10,6 @@ import json
 import math
 import os
 import pathlib
-import uuid
 from typing import Any, Sequence
 
 SHOWN = ("chamfer_l2", "chamfer_l1", "fscore@0.01", "fscore@0.02", "fscore@0.05", "normal_consistency")
@@ -60,11 +59,10 @@ def check_output_path(path: str | os.PathLike | None, suffixes: Sequence[str] = 
     if path.is_dir():
         raise ValueError(f"-o {path}: is a folder; give a file name")
     parent = path.parent
+    from ..io.results import ensure_writable_dir
+
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        probe = parent / f".sam3d-eval-write-test-{uuid.uuid4().hex[:8]}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        ensure_writable_dir(parent)
     except OSError as err:
         raise PermissionError(f"-o {path}: cannot write to {parent} ({err.strerror or err})") from None
     return path

@@ -40,6 +40,7 @@ import torch
 from ..data.manifest import strata_columns as manifest_strata
 from ..io.results import (
     RESULTS_DIR,
+    ensure_writable_dir,
     read_results,
     read_run_json,
     run_metadata,
@@ -131,10 +132,7 @@ def check_run_dir(run_dir: str | os.PathLike, *, resume: bool) -> dict | None:
                           f"{record.get('source', {}).get('identity')!r}, protocol {record.get('protocol', {}).get('name')!r}); "
                           "pass --resume to continue it, or choose another folder")
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{uuid.uuid4().hex[:8]}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        ensure_writable_dir(run_dir)
     except OSError as err:
         raise RunDirError(f"{run_dir}: cannot write to this folder ({err.strerror or err})") from None
     return record

@@ -128,6 +128,17 @@ def _atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def ensure_writable_dir(folder: str | os.PathLike) -> pathlib.Path:
+    """Create `folder` if needed and check that a file can be written in it (raises `OSError`), so an output
+    problem is found before any work is done."""
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".sam3d-eval-write-test-{uuid.uuid4().hex[:8]}"
+    probe.write_bytes(b"")
+    probe.unlink()
+    return folder
+
+
 def write_run_json(run_dir: str | os.PathLike, record: dict[str, Any]) -> pathlib.Path:
     """Write ``RUN_DIR/run.json`` atomically (JSON, NaN-free); returns its path."""
     path = pathlib.Path(run_dir) / RUN_JSON
