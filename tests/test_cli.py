@@ -138,6 +138,11 @@ def test_unusable_device_and_missing_weights_are_user_errors(tmp_path, capsys):
     assert "--device 'warp9'" in capsys.readouterr().err
     assert main(["eval-meshes", *pair, "--appearance", "--lpips-weights", str(tmp_path / "typo.pth")]) == 2
     assert "typo.pth: no such file" in capsys.readouterr().err
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip archive")
+    assert main(["eval-meshes", *pair, "--appearance", "--lpips-weights", str(corrupt)]) == 2
+    err = capsys.readouterr().err
+    assert "corrupt.pth" in err and "internal error" not in err
 
 
 def test_identical_meshes_score_perfectly(tmp_path, capsys):
