@@ -21,7 +21,6 @@ candidates of a round and refuses a candidate nobody rated (naming it).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
