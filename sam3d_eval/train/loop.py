@@ -164,10 +164,6 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tens
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-def _unwrap(model: torch.nn.Module) -> ReferenceModel:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
 # --------------------------------------------------------------------------------------------------------
 # The loop.
 # --------------------------------------------------------------------------------------------------------
