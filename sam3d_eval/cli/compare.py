@@ -8,7 +8,6 @@ until the command runs.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 

@@ -48,7 +48,7 @@ import numpy as np
 
 from ..io.results import metric_columns, read_results, read_run_json
 from ..jsonable import to_jsonable
-from ..stats import StatsInputError, bootstrap_ci, holm, paired_bootstrap, wilcoxon_signed_rank, win_rate
+from ..stats import bootstrap_ci, holm, paired_bootstrap, wilcoxon_signed_rank, win_rate
 from .protocols import APPEARANCE_METRICS, Protocol, get_protocol
 from .summary import direction, domain_gap, occlusion_accuracy, occlusion_bin
 
