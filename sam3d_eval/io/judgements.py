@@ -108,6 +108,18 @@ def _require(frame, columns: Iterable[str], source: str) -> None:
         raise JudgementFileError(f"{source}: missing column(s) {missing} (has {have})")
 
 
+def _flag_repeats(source: str, frame, keys: Iterable[tuple], what: str, why, problems: list[str]) -> None:
+    """Append a problem for every row whose key repeats an earlier row's (naming the first one's line)."""
+    seen: dict[tuple, int] = {}
+    for i, k in enumerate(keys):
+        if k in seen:
+            first = frame["line"].iloc[seen[k]] if "line" in frame.columns else seen[k]
+            problems.append(f"{_where(source, frame, i, ('item_id', 'rater_id'))}: duplicates the {what} on line "
+                            f"{first} ({why(k)})")
+        else:
+            seen[k] = i
+
+
 def _text(v) -> str | None:
     import math
 
@@ -151,15 +163,8 @@ def validate_votes(frame, models: Sequence[str] | None = None, *, source: str = 
     out["winner"] = [w.lower() for w in cols["winner"]]
     # the same rater judging the same pair on the same item twice (in either order) is a duplicate
     pair = [tuple(sorted(p)) for p in zip(out["model_a"], out["model_b"])]
-    key = list(zip(out["item_id"], out["rater_id"], pair))
-    seen: dict[tuple, int] = {}
-    for i, k in enumerate(key):
-        if k in seen:
-            first = out["line"].iloc[seen[k]] if "line" in out.columns else seen[k]
-            problems.append(f"{_where(source, out, i, ('item_id', 'rater_id'))}: duplicates the vote on line "
-                            f"{first} (same item, rater and pair {list(k[2])})")
-        else:
-            seen[k] = i
+    key = zip(out["item_id"], out["rater_id"], pair)
+    _flag_repeats(source, out, key, "vote", lambda k: f"same item, rater and pair {list(k[2])}", problems)
     _raise(source, problems)
     return out.reset_index(drop=True)
 
@@ -220,14 +225,8 @@ def validate_ratings(frame, *, source: str = "ratings"):
     out["round"] = rounds
     if "occlusion" in out.columns:
         out["occlusion"] = [math.nan if v is None else v for v in occ]
-    seen: dict[tuple, int] = {}
-    for i, k in enumerate(zip(out["round"], out["item_id"], out["rater_id"])):
-        if k in seen:
-            first = out["line"].iloc[seen[k]] if "line" in out.columns else seen[k]
-            problems.append(f"{_where(source, out, i, ('item_id', 'rater_id'))}: duplicates the rating on line "
-                            f"{first} (same round, item and rater)")
-        else:
-            seen[k] = i
+    key = zip(out["round"], out["item_id"], out["rater_id"])
+    _flag_repeats(source, out, key, "rating", lambda k: "same round, item and rater", problems)
     _raise(source, problems)
     return out.reset_index(drop=True)
 
