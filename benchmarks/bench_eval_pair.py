@@ -6,7 +6,8 @@ Work: 100k area-uniform samples on each surface, Chamfer-L2 (both directions), F
 normal consistency, for one (prediction, GT) pair of ~20k-face meshes already in memory.
 Peer (DESIGN.md section 8, 0.22 s on this machine class): trimesh.sample.sample_surface for both meshes,
 then a scipy cKDTree (workers=-1) query in each direction. Both compute the same quantities; the test
-checks they agree to sampling noise before timing.
+checks they agree to sampling noise before timing. Ours runs inside `runtime_policy("cpu")`, as the CLI and
+the runner call it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from scipy.spatial import cKDTree
 
 from sam3d_eval.data.shapes import Degradation, degrade
 from sam3d_eval.evaluate.surface import surface_metrics
+from sam3d_eval.runtime import runtime_policy
 from sam3d_eval.structures import Meshes
 from sizes import sizes_for
 
@@ -53,7 +55,9 @@ def peer_script(pred: trimesh.Trimesh, gt: trimesh.Trimesh) -> dict[str, float]:
 
 
 def ours(pred_m: Meshes, gt_m: Meshes) -> dict[str, float]:
-    return surface_metrics(pred_m, gt_m, num_samples=N, taus=TAUS, seed=0, normalize=False).rows()[0]
+    # Inside the runtime policy, as the CLI and the runner call it (one torch thread on the CPU).
+    with runtime_policy("cpu"):
+        return surface_metrics(pred_m, gt_m, num_samples=N, taus=TAUS, seed=0, normalize=False).rows()[0]
 
 
 def _meshes(m: trimesh.Trimesh) -> Meshes:
