@@ -34,6 +34,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..structures.meshes import check_mesh_tensors
+
 Method = Literal["winding", "parity"]
 
 _FOUR_PI = 4.0 * math.pi
@@ -57,7 +59,7 @@ def winding_number(verts: torch.Tensor, faces: torch.Tensor, points: torch.Tenso
     outside, fractional near holes. Direct O(P * F) sum in float64, evaluated `chunk_size` (point, face)
     pairs at a time so memory stays bounded. Returns `(P,)` float64.
     """
-    _check_mesh(verts, faces, "mesh")
+    check_mesh_tensors(verts, faces, "mesh")
     tri = verts.to(torch.float64)[faces]  # (F, 3, 3)
     pts = points.to(torch.float64)
     out = torch.zeros(pts.shape[0], dtype=torch.float64, device=pts.device)
@@ -68,15 +70,6 @@ def winding_number(verts: torch.Tensor, faces: torch.Tensor, points: torch.Tenso
         p = pts[s : s + rows, None, :]
         out[s : s + rows] = _solid_angle(tri[None, :, 0] - p, tri[None, :, 1] - p, tri[None, :, 2] - p).sum(1)
     return out / _FOUR_PI
-
-
-def _check_mesh(verts: torch.Tensor, faces: torch.Tensor, name: str) -> None:
-    if verts.dim() != 2 or verts.shape[1] != 3 or not verts.is_floating_point():
-        raise ValueError(f"{name}: verts must be float (V, 3), got {tuple(verts.shape)} {verts.dtype}")
-    if faces.dim() != 2 or faces.shape[1] != 3 or faces.is_floating_point():
-        raise ValueError(f"{name}: faces must be integer (F, 3), got {tuple(faces.shape)} {faces.dtype}")
-    if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= verts.shape[0]):
-        raise ValueError(f"{name}: face indices must lie in [0, {verts.shape[0]})")
 
 
 def _orient2d(a: torch.Tensor, b: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -219,7 +212,7 @@ def winding_number_grid(
     ray crossings plus the boundary-curtain correction described in the module docstring. `(R, R, R)`
     float64 indexed [x, y, z].
     """
-    _check_mesh(verts, faces, "mesh")
+    check_mesh_tensors(verts, faces, "mesh")
     lo, h = _grid_box(bounds, resolution, verts.device)
     v, f = _weld(verts.to(torch.float64), faces)
     signed, _ = _column_crossings(v[f], lo, h, resolution, _MAX_PAIRS)
@@ -346,7 +339,7 @@ def occupancy(
     """
     if method not in ("winding", "parity"):
         raise ValueError(f"method must be 'winding' or 'parity', got {method!r}")
-    _check_mesh(verts, faces, "mesh")
+    check_mesh_tensors(verts, faces, "mesh")
     R = resolution
     lo, h = _grid_box(bounds, R, verts.device)
     v, f = _weld(verts.to(torch.float64), faces)

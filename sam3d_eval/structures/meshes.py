@@ -23,6 +23,17 @@ def _as_list(x: Sequence[torch.Tensor] | torch.Tensor, name: str) -> list[torch.
     return list(x)
 
 
+def check_mesh_tensors(verts: torch.Tensor, faces: torch.Tensor, name: str) -> None:
+    """ValueError naming `name` unless `verts` is float `(V, 3)` and `faces` integer `(F, 3)` indexing into it."""
+    if verts.dim() != 2 or verts.shape[1] != 3 or not verts.is_floating_point():
+        raise ValueError(f"{name}: verts must be float (V, 3), got {tuple(verts.shape)} {verts.dtype}")
+    if faces.dim() != 2 or faces.shape[1] != 3 or faces.is_floating_point():
+        raise ValueError(f"{name}: faces must be integer (F, 3), got {tuple(faces.shape)} {faces.dtype}")
+    if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= verts.shape[0]):
+        raise ValueError(f"{name}: face indices must lie in [0, {verts.shape[0]}), "
+                         f"got [{int(faces.min())}, {int(faces.max())}]")
+
+
 class Meshes:
     """A batch of B triangle meshes of possibly different sizes.
 
@@ -48,12 +59,7 @@ class Meshes:
         if len(verts_list) != len(faces_list):
             raise ValueError(f"got {len(verts_list)} vertex tensors and {len(faces_list)} face tensors")
         for i, (v, f) in enumerate(zip(verts_list, faces_list)):
-            if v.dim() != 2 or v.shape[1] != 3 or not v.is_floating_point():
-                raise ValueError(f"mesh {i}: verts must be float (V, 3), got {tuple(v.shape)} {v.dtype}")
-            if f.dim() != 2 or f.shape[1] != 3 or f.is_floating_point():
-                raise ValueError(f"mesh {i}: faces must be integer (F, 3), got {tuple(f.shape)} {f.dtype}")
-            if f.numel() and (int(f.min()) < 0 or int(f.max()) >= v.shape[0]):
-                raise ValueError(f"mesh {i}: face indices must lie in [0, {v.shape[0]}), got [{int(f.min())}, {int(f.max())}]")
+            check_mesh_tensors(v, f, f"mesh {i}")
         if textures is not None and len(textures) != len(verts_list):
             raise ValueError(f"textures has {len(textures)} entries for {len(verts_list)} meshes")
         self._verts_list = verts_list
