@@ -48,9 +48,9 @@ import numpy as np
 
 from ..io.results import metric_columns, read_results, read_run_json
 from ..jsonable import to_jsonable
-from ..stats import bootstrap_ci, holm, paired_bootstrap, wilcoxon_signed_rank, win_rate
+from ..stats import holm, paired_bootstrap, wilcoxon_signed_rank, win_rate
 from .protocols import APPEARANCE_METRICS, Protocol, get_protocol
-from .summary import direction, domain_gap, occlusion_accuracy, occlusion_bin
+from .summary import _interval, direction, domain_gap, occlusion_accuracy, occlusion_bin
 
 __all__ = [
     "CompareInputError",
@@ -426,12 +426,8 @@ def check_same_protocol(frame_a, frame_b, labels: tuple[str, str] = ("A", "B")) 
 
 
 def _mean_ci(x: np.ndarray, confidence: float, n_resamples: int, seed: int) -> tuple[float, float, float]:
-    if x.size == 0:
-        return math.nan, math.nan, math.nan
-    if x.size < 2 or np.all(x == x[0]):
-        return float(x.mean()), float(x[0]) if x.size >= 2 else math.nan, float(x[0]) if x.size >= 2 else math.nan
-    r = bootstrap_ci(x, np.mean, confidence=confidence, n_resamples=n_resamples, seed=seed)
-    return float(r.estimate), float(r.low), float(r.high)
+    mean = float(x.mean()) if x.size else math.nan
+    return (mean, *_interval(x, confidence, n_resamples, seed))
 
 
 def _paired(x: np.ndarray, y: np.ndarray, confidence: float, n_resamples: int, seed: int) -> dict[str, float]:
