@@ -5,11 +5,12 @@ Every user error raises `StatsInputError` (a ValueError) whose message names the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["StatsInputError", "as_sample", "as_generator", "check_confidence"]
+__all__ = ["StatsInputError", "as_sample", "as_generator", "check_confidence", "check_frame"]
 
 
 class StatsInputError(ValueError):
@@ -49,3 +50,14 @@ def check_confidence(confidence: float) -> float:
     if not (0.0 < float(confidence) < 1.0):
         raise StatsInputError(f"confidence must lie in (0, 1), got {confidence}")
     return float(confidence)
+
+
+def check_frame(frame: Any, columns: Sequence[str], what: str) -> None:
+    """StatsInputError naming `what` unless `frame` is a non-empty DataFrame holding every one of `columns`."""
+    if not isinstance(frame, pd.DataFrame):
+        raise StatsInputError(f"{what} must be a pandas DataFrame, got {type(frame).__name__}")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise StatsInputError(f"{what} lacks column(s) {missing} (needs {', '.join(columns)})")
+    if len(frame) == 0:
+        raise StatsInputError(f"{what} is empty")

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
-from ._checks import StatsInputError, as_generator, as_sample, check_confidence
+from ._checks import StatsInputError, as_generator, as_sample, check_confidence, check_frame
 
 __all__ = [
     "BootstrapResult",
@@ -396,10 +396,7 @@ def clustered_bootstrap(
     bootstrap that public arenas use, which overstates certainty when votes share items).
     BCa needs at most one cluster column (jackknife over its clusters).
     """
-    if not isinstance(frame, pd.DataFrame):
-        raise StatsInputError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
-    if len(frame) == 0:
-        raise StatsInputError("frame is empty")
+    check_frame(frame, (), "frame")
     confidence, n_resamples = _check_setup(confidence, n_resamples, method)
     if cluster is None:
         cluster = []

@@ -27,7 +27,7 @@ from scipy.optimize import minimize
 from scipy.sparse.csgraph import connected_components
 from scipy.special import expit, log_expit
 
-from ._checks import StatsInputError, as_generator, check_confidence
+from ._checks import StatsInputError, as_generator, check_confidence, check_frame
 from .bootstrap import bootstrap_interval, resample_counts
 
 __all__ = ["bradley_terry", "ELO_SCALE", "ELO_BASE"]
@@ -41,13 +41,7 @@ _NEWTON_ELEMENTS = 1 << 22
 
 def _prepare(votes: pd.DataFrame, ties: str) -> tuple[list[Any], np.ndarray, np.ndarray, np.ndarray]:
     """Validate the vote frame; return models, their codes for a and b, and each vote's outcome code."""
-    if not isinstance(votes, pd.DataFrame):
-        raise StatsInputError(f"votes must be a pandas DataFrame, got {type(votes).__name__}")
-    missing = [c for c in ("model_a", "model_b", "winner") if c not in votes.columns]
-    if missing:
-        raise StatsInputError(f"votes lacks column(s) {missing} (needs model_a, model_b, winner)")
-    if len(votes) == 0:
-        raise StatsInputError("votes is empty")
+    check_frame(votes, ("model_a", "model_b", "winner"), "votes")
     if ties not in ("half", "drop"):
         raise StatsInputError(f"ties must be 'half' or 'drop', got {ties!r}")
     for col in ("model_a", "model_b", "winner"):

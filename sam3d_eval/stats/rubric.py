@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ..jsonable import to_jsonable
-from ._checks import StatsInputError
+from ._checks import StatsInputError, check_frame
 from .agreement import cohens_kappa, fleiss_kappa, krippendorff_alpha
 from .intervals import wilson_interval, win_rate
 from .preference import bradley_terry
@@ -77,16 +77,6 @@ OCCLUSION_FAILURE = 0.3
 FAILURE_MODES = ("geometry", "texture", "incompleteness", "occlusion", "multi-view")
 
 
-def _need(frame: pd.DataFrame, cols: Sequence[str], what: str) -> None:
-    if not isinstance(frame, pd.DataFrame):
-        raise StatsInputError(f"{what} must be a pandas DataFrame, got {type(frame).__name__}")
-    missing = [c for c in cols if c not in frame.columns]
-    if missing:
-        raise StatsInputError(f"{what} lacks column(s) {missing}")
-    if not len(frame):
-        raise StatsInputError(f"{what} is empty")
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Preference votes
 # ---------------------------------------------------------------------------------------------------------
@@ -107,7 +97,7 @@ def pairwise_win_rates(votes: pd.DataFrame, *, confidence: float = 0.95) -> pd.D
     """One row per compared pair (model < opponent by name): wins/losses/ties of `model` over `opponent`,
     the win rate with ties excluded and with ties as half (Wilson intervals, exact two-sided p against
     0.5; `stats.win_rate`), the number of votes, items and raters."""
-    _need(votes, ("model_a", "model_b", "winner"), "votes")
+    check_frame(votes, ("model_a", "model_b", "winner"), "votes")
     o = _oriented(votes)
     rows = []
     for (x, y), g in o.groupby(["first", "second"], sort=True):
@@ -129,7 +119,7 @@ def vote_agreement(votes: pd.DataFrame) -> dict[str, Any]:
     """Agreement between raters on votes: Krippendorff's alpha (nominal: first / second / tie) over units
     (item, pair) judged by two or more raters; `units_shared` counts them. alpha is None (with `note`) when
     no unit is shared or every shared vote is the same outcome."""
-    _need(votes, ("model_a", "model_b", "winner", "rater_id"), "votes")
+    check_frame(votes, ("model_a", "model_b", "winner", "rater_id"), "votes")
     o = _oriented(votes)
     o["unit"] = _units(o)
     code = o["outcome"].map({"first": 0.0, "second": 1.0, "tie": 2.0})
@@ -153,7 +143,7 @@ def rater_agreement(votes: pd.DataFrame, leaderboard: pd.DataFrame | None = None
     judged with a clear majority), `agreement` (share of those equal to the others' majority), `consistency`
     (share of decisive votes for the leaderboard's stronger model; needs `leaderboard` from
     `stats.bradley_terry`) and `circular_triads` (intransitive triples on one item)."""
-    _need(votes, ("model_a", "model_b", "winner", "rater_id"), "votes")
+    check_frame(votes, ("model_a", "model_b", "winner", "rater_id"), "votes")
     o = _oriented(votes)
     o["unit"] = _units(o)
     o["rater_id"] = o["rater_id"].astype(str)
@@ -233,7 +223,7 @@ def preference_summary(
     clustered by item and rater (crossed) when both vary, by whichever varies otherwise. When the plain MLE
     does not exist (a model never loses) the fit is repeated with the documented small penalty
     (regularization 0.01, a N(0, 100) prior on log-strengths) and a note says so."""
-    _need(votes, ("item_id", "model_a", "model_b", "winner", "rater_id"), "votes")
+    check_frame(votes, ("item_id", "model_a", "model_b", "winner", "rater_id"), "votes")
     cluster = [c for c in ("item_id", "rater_id") if votes[c].nunique() > 1]
     notes: list[str] = []
     reg = 0.0
@@ -269,7 +259,7 @@ def rating_decisions(
 ) -> pd.DataFrame:
     """Per rating: `total`, `accepted`, `n_failing`, `compensatory`, `near_threshold` and one boolean column
     `fail_<mode>` per failure mode (module docstring definitions)."""
-    _need(ratings, ("item_id", "rater_id", *CRITERIA), "ratings")
+    check_frame(ratings, ("item_id", "rater_id", *CRITERIA), "ratings")
     out = ratings.copy()
     if "round" not in out.columns:
         out["round"] = 1
@@ -399,7 +389,7 @@ def failure_mix(ratings: pd.DataFrame, **kw: float) -> pd.DataFrame:
 def rater_bias(ratings: pd.DataFrame) -> pd.DataFrame:
     """Per rater and criterion: mean of (the rater's score - the mean of the OTHER raters' scores on the same
     unit) over units with another rater, i.e. the rater's additive bias relative to the panel; `units`."""
-    _need(ratings, ("item_id", "rater_id", *CRITERIA), "ratings")
+    check_frame(ratings, ("item_id", "rater_id", *CRITERIA), "ratings")
     r = ratings.copy()
     if "round" not in r.columns:
         r["round"] = 1
