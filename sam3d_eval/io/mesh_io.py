@@ -40,10 +40,10 @@ import trimesh
 from ..structures.meshes import Meshes
 from ..structures.textures import TexturesUV, TexturesVertex
 from .errors import MeshLoadError
+from .sniff import MESH_SUFFIXES as MESH_EXTENSIONS
 
 __all__ = ["MESH_EXTENSIONS", "MeshLoadError", "load_mesh", "load_meshes", "save_mesh", "trimesh_to_meshes"]
 
-MESH_EXTENSIONS = (".obj", ".ply", ".glb", ".gltf", ".off", ".stl")
 _SAVE_EXTENSIONS = (".obj", ".ply", ".glb", ".off", ".stl")
 _DEFAULT_GREY = (102, 102, 102)  # trimesh's placeholder colour for "no colour given"
 

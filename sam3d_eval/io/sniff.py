@@ -11,7 +11,8 @@ import pathlib
 
 __all__ = ["MESH_SUFFIXES", "PRED_SUFFIXES", "PREDICTION_KINDS", "ply_kind", "prediction_kind"]
 
-MESH_SUFFIXES = (".glb", ".gltf", ".ply", ".obj", ".off", ".stl")
+# The mesh formats `mesh_io.load_mesh` reads (its `MESH_EXTENSIONS`); kept here so sniffing needs no torch.
+MESH_SUFFIXES = (".obj", ".ply", ".glb", ".gltf", ".off", ".stl")
 PRED_SUFFIXES = MESH_SUFFIXES + (".npz",)
 PREDICTION_KINDS = ("mesh", "pointcloud", "splat")
 
