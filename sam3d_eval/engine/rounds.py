@@ -351,8 +351,8 @@ def run_engine(cfg: EngineConfig, *, device: str = "cpu", log: Callable[[str], N
         log(f"round {k}: accept {summary['accept_rate']:.0%} [{summary['accept_low']:.0%}, {summary['accept_high']:.0%}], "
             f"${summary['cost_per_accepted'] if summary['cost_per_accepted'] is not None else float('nan'):.2f} per accepted "
             f"sample, pool {len(pool)}, {summary['seconds']:.1f} s")
-    _write_tables(out)
-    return EngineResult(out, *_tables(out), checkpoint=current, resumed_rounds=resumed)
+    rounds, gap = _write_tables(out)
+    return EngineResult(out, rounds, gap, checkpoint=current, resumed_rounds=resumed)
 
 
 def _round_summary(k: int, cand: pd.DataFrame, ratings: pd.DataFrame, cfg: EngineConfig, gap: list[dict],
@@ -403,7 +403,8 @@ def _tables(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(rows), pd.DataFrame(gap)
 
 
-def _write_tables(out: Path) -> None:
+def _write_tables(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write the run's tables from the stored rounds; returns `_tables(out)` (read once)."""
     rounds, gap = _tables(out)
     if len(rounds):
         _atomic_frame(out / "engine_rounds.csv", rounds)
@@ -422,6 +423,7 @@ def _write_tables(out: Path) -> None:
             a.insert(0, "round", rnd)
             agree.append(a)
         _atomic_frame(out / "agreement.csv", pd.concat(agree, ignore_index=True))
+    return rounds, gap
 
 
 def read_engine_run(out_dir: str | os.PathLike) -> dict[str, Any]:
