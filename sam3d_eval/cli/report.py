@@ -200,9 +200,9 @@ def run(args: argparse.Namespace) -> int:
             notes.append(f"{folder}: reporting the last phase-boundary evaluation {run_dir.name} of {len(found)}.")
             for ck in sorted(folder.glob("*/final.safetensors")) or sorted(folder.glob("*/*.safetensors"))[-1:]:
                 try:
-                    from ..models.checkpoint import read_checkpoint
+                    from ..models.checkpoint import read_checkpoint_config
 
-                    subs.update(read_checkpoint(ck).config.get("substitutes") or {})
+                    subs.update(read_checkpoint_config(ck).get("substitutes") or {})
                 except (ValueError, OSError):
                     pass
         else:

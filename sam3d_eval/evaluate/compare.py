@@ -242,9 +242,9 @@ def load_side(
         stored = checkpoint_run(spec, runs_dir, protocol, manifest)
         if stored is not None:  # the same weights already scored on these samples: reuse, never recompute
             side = load_side(stored, label=label, manifest=manifest, protocol=protocol)
-            from ..models.checkpoint import read_checkpoint
+            from ..models.checkpoint import read_checkpoint_config
 
-            side.spec, side.kind, side.info = spec, "checkpoint", dict(read_checkpoint(spec).config)
+            side.spec, side.kind, side.info = spec, "checkpoint", dict(read_checkpoint_config(spec))
             return side
     if kind == "run":
         own = run_protocol(spec)

@@ -34,6 +34,7 @@ __all__ = [
     "CheckpointError",
     "load_checkpoint",
     "read_checkpoint",
+    "read_checkpoint_config",
     "save_checkpoint",
 ]
 
@@ -166,14 +167,19 @@ def _config_of(path: Path, header: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
+def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's JSON config from its header alone (framing and config validated, weights not read)."""
+    path = Path(path)
+    return _config_of(path, _check_file(path))
+
+
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Validate and read a checkpoint's config and tensors (CPU) without building the model."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
-    header = _check_file(path)
-    config = _config_of(path, header)
+    config = read_checkpoint_config(path)
     try:
         tensors = load_file(str(path), device="cpu")
     except SafetensorError as err:
