@@ -303,23 +303,17 @@ def load_side(
 
 def load_votes(path: str | os.PathLike):
     """Preference votes (DESIGN.md section 4: ``item_id, model_a, model_b, winner (a|b|tie), rater_id``) from
-    CSV or JSONL. Raises `CompareInputError` naming a missing column or a bad winner."""
-    import pandas as pd
+    CSV or JSONL, validated by `io.judgements.read_votes` (missing columns, empty cells, bad winners, a model
+    against itself, duplicated votes, each named by its line). Raises `CompareInputError` with that message."""
+    from ..io.judgements import JudgementFileError, read_votes
 
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--votes {path}: no such file")
-    frame = pd.read_json(path, lines=True) if path.suffix.lower() in (".jsonl", ".json") else pd.read_csv(path)
-    missing = [c for c in ("item_id", "model_a", "model_b", "winner") if c not in frame.columns]
-    if missing:
-        raise CompareInputError(f"--votes {path}: missing column(s) {missing}")
-    winners = frame["winner"].astype(str).str.lower().str.strip()
-    bad = frame.index[~winners.isin(["a", "b", "tie"])]
-    if len(bad):
-        raise CompareInputError(f"--votes {path}: row {int(bad[0]) + 2} has winner {frame['winner'][bad[0]]!r}; "
-                                "expected a, b or tie")
-    frame = frame.assign(winner=winners, model_a=frame["model_a"].astype(str), model_b=frame["model_b"].astype(str))
-    return frame
+    try:
+        return read_votes(path)
+    except JudgementFileError as err:
+        raise CompareInputError(f"--votes {err}") from None
 
 
 def _vote_counts(votes, names_a: Sequence[str], names_b: Sequence[str]) -> dict[str, Any]:
