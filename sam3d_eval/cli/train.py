@@ -95,19 +95,26 @@ def run(args: argparse.Namespace) -> int:
                                   protocol=ev.get("protocol", "default"), num_samples=ev.get("num_samples", 20_000),
                                   batch_size=int(ev.get("batch_size", 16)), device=cfg.device,
                                   n_resamples=int(ev.get("n_resamples", 2000)), log=log)
-        bar = None
-        if main and not args.quiet:
+        bar = reporter = None
+        steps = cfg.epochs * (cfg.epoch_size // cfg.batch_size)
+        if main and not args.quiet and sys.stderr.isatty():
             from tqdm import tqdm
 
-            bar = tqdm(total=cfg.epochs * (cfg.epoch_size // cfg.batch_size), desc=f"stage {cfg.stage}",
-                       file=sys.stderr, dynamic_ncols=True, leave=False)
+            bar = tqdm(total=steps, desc=f"stage {cfg.stage}", file=sys.stderr, dynamic_ncols=True, leave=False)
+        elif main and not args.quiet:  # a log file or CI: a plain line every few seconds, no carriage returns
+            from .progress import ProgressReporter
 
-        def progress(step, total, terms, bar=bar):
+            reporter = ProgressReporter(f"stage {cfg.stage}", unit="step")
+            reporter.start(steps, 0)
+
+        def progress(step, total, terms, bar=bar, reporter=reporter):
             if bar is not None:
                 bar.n = step
                 bar.set_postfix(chamfer=f"{terms.get('chamfer', float('nan')):.4f}", total=f"{terms['total']:.3f}",
                                 refresh=False)
                 bar.refresh()
+            elif reporter is not None:
+                reporter.update(step - reporter.done)
 
         log(f"stage {cfg.stage}: {cfg.epochs} epochs x {cfg.epoch_size // cfg.batch_size} steps of batch "
             f"{cfg.batch_size}, lr {cfg.lr:g}, model {cfg.model.to_dict()['channels']} ico{cfg.model.ico_level} -> {cfg.out_dir}")
@@ -116,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
                        progress=progress)
         if bar is not None:
             bar.close()
+        if reporter is not None:
+            reporter.close()
         log(f"stage {cfg.stage} finished: {result.steps} steps in {time.perf_counter() - t0:.0f} s -> {result.checkpoint}")
     if main and gap_table.exists():
         import pandas as pd
