@@ -122,3 +122,14 @@ def test_cli_data_make(tmp_path, capsys):
     assert meta["config"]["image_size"] == 24 and meta["seed"] == 2
     assert main(["data", "make", "--out", str(out), "--synthetic", "1", "--shift", "fog=1", "--quiet"]) == 2
     assert "unknown shift 'fog'" in capsys.readouterr().err
+
+
+def test_cli_data_make_paired(tmp_path, capsys):
+    out = tmp_path / "paired"
+    assert main(["data", "make", "--out", str(out), "--synthetic", "2", "--real", "2", "--size", "24", "--paired",
+                 "--quiet"]) == 0
+    frame = pd.read_parquet(out / "manifest.parquet").set_index("sample_id")
+    assert list(frame["pair_id"]) == ["pair_000000", "pair_000001"] * 2
+    for k in ("000000", "000001"):  # twins: same object and camera
+        assert frame.loc[f"syn_{k}", ["category", "azimuth_deg"]].tolist() == frame.loc[f"real_{k}", ["category", "azimuth_deg"]].tolist()
+    assert json.loads((out / "generation.json").read_text())["config"]["paired"] is True

@@ -49,6 +49,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--background-complexity", type=float, default=None,
                    help="maximum background complexity in [0, 1]: 0 empty, up to 0.5 simple, above cluttered (default 1)")
     m.add_argument("--second-object-prob", type=float, default=None, help="chance of a second object (default 0.5)")
+    m.add_argument("--paired", action="store_true",
+                   help="make each real sample the twin of the synthetic one with the same number (same object, "
+                        "camera, scene, split; only the shifts differ), so the gap is measured object by object; "
+                        "needs --synthetic equal to --real to pair every sample")
     m.add_argument("--config", type=pathlib.Path, default=None,
                    help="JSON or TOML file of generation settings (image_size, background_complexity, "
                         "second_object_prob, shifts {name: strength}, shift_prob, split_fractions, categories); "
@@ -115,6 +119,8 @@ def run_make(args: argparse.Namespace) -> int:
                      ("background_complexity", "background_complexity"), ("second_object_prob", "second_object_prob")):
         if getattr(args, opt) is not None:
             settings[key] = getattr(args, opt)
+    if args.paired:
+        settings["paired"] = True
     config = GenerationConfig.from_dict(settings)
     with runtime_policy("cpu"):
         frame = make_benchmark(args.out, args.synthetic, args.real, args.seed, config, workers=args.workers,

@@ -46,7 +46,7 @@ from .shifts import (SHIFTS, apply_blur, apply_color_temperature, apply_exposure
                      parse_shift_settings, photo_background)
 from .lighting import LightRig
 
-__all__ = ["GenerationConfig", "Sample", "generate_sample", "make_benchmark", "sample_ids", "write_sample"]
+__all__ = ["GenerationConfig", "Sample", "generate_sample", "make_benchmark", "sample_ids", "twin_key", "write_sample"]
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -59,7 +59,10 @@ class GenerationConfig:
     image_size: square images, pixels. background_complexity: the maximum level in [0, 1] (training can step
     it up). second_object_prob: chance of a second object. shifts: strength per shift name in [0, 1]
     (missing names default to 1, 0 switches a shift off). shift_prob: chance each shift is applied to a real
-    image. split_fractions: train/val/test shares. categories: the families drawn from.
+    image. split_fractions: train/val/test shares. categories: the families drawn from. paired: every real
+    sample is the twin of the synthetic sample with the same number (`real_000012` of `syn_000012`: the same
+    object, appearance, camera, scene, lights and split), so the two differ only by the shifts and the gap can
+    be measured object by object; records then carry `pair_id`.
     """
 
     image_size: int = 128
@@ -70,6 +73,7 @@ class GenerationConfig:
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     categories: tuple[str, ...] = tuple(CATEGORIES)
     max_occlusion: float = 0.9
+    paired: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shifts", parse_shift_settings(dict(self.shifts)))
@@ -86,12 +90,16 @@ class GenerationConfig:
         bad = [c for c in self.categories if c not in CATEGORIES]
         if bad or not self.categories:
             raise ValueError(f"unknown or no categories {bad}; choose from {sorted(CATEGORIES)}")
+        if not isinstance(self.paired, bool):
+            raise ValueError(f"paired must be true or false, got {self.paired!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["shifts"] = dict(self.shifts)
         d["split_fractions"] = list(self.split_fractions)
         d["categories"] = list(self.categories)
+        if not self.paired:  # benchmarks made before the setting existed keep their generation.json
+            del d["paired"]
         return d
 
     @classmethod
@@ -126,6 +134,14 @@ def sample_ids(domain: str, count: int) -> list[str]:
     if prefix is None:
         raise ValueError(f"unknown domain {domain!r}; expected synthetic or real")
     return [f"{prefix}_{i:06d}" for i in range(count)]
+
+
+def twin_key(sample_id: str) -> str:
+    """The pair a sample belongs to in a paired benchmark: `pair_000012` for `syn_000012` and `real_000012`."""
+    prefix, sep, number = sample_id.partition("_")
+    if not sep or prefix not in ("syn", "real") or not number.isdigit():
+        raise ValueError(f"a paired benchmark needs ids like syn_000012 / real_000012, got {sample_id!r}")
+    return f"pair_{number}"
 
 
 def _light_rig(rng: np.random.Generator, centre: np.ndarray, radius: float) -> LightRig:
@@ -165,10 +181,12 @@ def generate_sample(seed: int, sample_id: str, domain: str, config: GenerationCo
     """Make one sample (module docstring) in memory; deterministic in (seed, sample_id, domain, config)."""
     if domain not in ("synthetic", "real"):
         raise ValueError(f"unknown domain {domain!r}; expected synthetic or real")
-    rng = lambda role: numpy_generator(seed, sample_id, role)  # noqa: E731
+    pair_id = twin_key(sample_id) if config.paired else None
+    # Twins share every stream but the shifts', which stay keyed by the sample's own id.
+    rng = lambda role: numpy_generator(seed, pair_id or sample_id, role)  # noqa: E731
     size_px = config.image_size
     real = domain == "real"
-    shift_rngs = {name: rng(f"shift:{name}") for name in SHIFTS}
+    shift_rngs = {name: numpy_generator(seed, sample_id, f"shift:{name}") for name in SHIFTS}
     intens = {name: (draw_intensity(config.shifts[name], config.shift_prob, shift_rngs[name]) if real else 0.0)
               for name in SHIFTS}
     applied: dict[str, dict] = {}
@@ -301,6 +319,8 @@ def generate_sample(seed: int, sample_id: str, domain: str, config: GenerationCo
         "amodal_px": int(np.count_nonzero(out.amodal)),
         **{f"shift_{name}": intens[name] for name in SHIFTS},
     }
+    if pair_id is not None:
+        record["pair_id"] = pair_id
     details = {"category_params": m.params, "material": material.to_dict(), "pattern": pattern,
                "lights": rig.to_dict(), "shifts": applied, "placement": [
                    {"anchor": p["anchor"].tolist(), "noise": p["noise"].tolist(), "t": p["t"].tolist()} for p in poses],
