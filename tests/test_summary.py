@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sam3d_eval.evaluate.summary import direction, domain_gap, occlusion_accuracy, occlusion_bin, summarize
+from sam3d_eval.evaluate.summary import direction, domain_gap, gap_change, occlusion_accuracy, occlusion_bin, summarize
 
 
 def _frame():
@@ -100,3 +100,112 @@ def test_gap_interval_missing_is_said():
     g = domain_gap(f, n_resamples=200).set_index("metric")
     acc = g.loc["accuracy"]
     assert math.isnan(acc.low) and "no interval" in acc.note and acc.estimate == pytest.approx(1 - 1.0)
+
+
+# ---- paired benchmarks: each real sample is the twin of a synthetic one (pair_id) --------------------------
+def _twins(n=40, seed=1, real_factor=1.3):
+    """n pairs whose objects differ a lot (log-normal difficulty shared by both twins) and whose real twin is
+    `real_factor` x harder with a little noise of its own; one real twin failed, one pair lacks its real twin."""
+    rng = np.random.default_rng(seed)
+    difficulty = np.exp(rng.normal(0, 0.8, n))
+    syn = difficulty * np.exp(rng.normal(0, 0.05, n))
+    real = real_factor * difficulty * np.exp(rng.normal(0, 0.05, n))
+    ids = [f"{i:06d}" for i in range(n)]
+    rows = [dict(sample_id=f"syn_{k}", pair_id=f"pair_{k}", domain="synthetic", status="ok", chamfer_l2=c,
+                 **{"fscore@0.05": 1 / (1 + c)}) for k, c in zip(ids, syn)]
+    rows += [dict(sample_id=f"real_{k}", pair_id=f"pair_{k}", domain="real", status="ok", chamfer_l2=c,
+                  **{"fscore@0.05": 1 / (1 + c)}) for k, c in zip(ids[:-1], real[:-1])]  # the last pair: no real twin
+    rows[n + 3].update(status="failed", chamfer_l2=math.nan)  # real twin of pair 3 failed
+    return pd.DataFrame(rows), syn, real
+
+
+def test_paired_gap_is_over_matched_pairs_and_resamples_pairs():
+    f, syn, real = _twins()
+    g = domain_gap(f, ["chamfer_l2"], n_resamples=2000, seed=0).set_index("metric").loc["chamfer_l2"]
+    keep = np.ones(len(syn), bool)
+    keep[[3, len(syn) - 1]] = False  # the failed twin and the missing one drop their pairs
+    xs, xr = syn[keep], real[keep]
+    assert g.design == "paired" and g.n_pairs == keep.sum()
+    assert g.estimate == pytest.approx(xr.mean() / xs.mean())
+    assert (g.n_real, g.n_failed_real) == (len(syn) - 1, 1)  # counts stay per domain
+    # The interval is the percentile interval of pairs drawn with the seeded generator, by hand.
+    idx = np.random.default_rng(0).integers(0, keep.sum(), (2000, keep.sum()))
+    reps = xr[idx].mean(1) / xs[idx].mean(1)
+    assert (g.low, g.high) == pytest.approx(tuple(np.quantile(reps, [0.025, 0.975])), rel=1e-12)
+    # Pairing removes the object spread both twins share: far narrower than the two-sample interval.
+    t = domain_gap(f, ["chamfer_l2"], n_resamples=2000, seed=0, pairs=None).set_index("metric").loc["chamfer_l2"]
+    assert t.design == "two-sample" and pd.isna(t.n_pairs)
+    assert (g.high - g.low) < 0.3 * (t.high - t.low)
+    assert g.low > 1.2 and t.low < 1.0  # the paired design sees the 1.3x gap the two-sample one cannot
+
+
+def test_paired_gap_refuses_a_pair_twice_in_a_domain_and_unknown_columns():
+    f, _, _ = _twins(6)
+    f.loc[1, "pair_id"] = f.loc[0, "pair_id"]
+    with pytest.raises(ValueError, match="appears twice"):
+        domain_gap(f, ["chamfer_l2"], n_resamples=50)
+    with pytest.raises(ValueError, match="not in the results"):
+        domain_gap(f, ["chamfer_l2"], pairs="twin", n_resamples=50)
+
+
+def test_gap_change_exact_when_every_resample_agrees():
+    # Real twins 2x the synthetic ones at A, 1.5x at B: every resample gives ratio 2 then 1.5.
+    n = 12
+    x = np.linspace(1.0, 3.0, n)
+    def run(factor):
+        rows = [dict(sample_id=f"syn_{i}", pair_id=f"p{i}", domain="synthetic", status="ok", chamfer_l2=x[i],
+                     **{"fscore@0.05": 0.8}) for i in range(n)]
+        rows += [dict(sample_id=f"real_{i}", pair_id=f"p{i}", domain="real", status="ok", chamfer_l2=factor * x[i],
+                      **{"fscore@0.05": 0.8 / factor}) for i in range(n)]
+        return pd.DataFrame(rows)
+    c = gap_change(run(2.0), run(1.5), n_resamples=300).set_index("metric")
+    ch = c.loc["chamfer_l2"]
+    assert (ch.estimate_a, ch.estimate_b, ch.change, ch.closed) == pytest.approx((2.0, 1.5, -0.5, 0.5))
+    assert (ch.change_low, ch.change_high, ch.closed_low, ch.closed_high) == pytest.approx((-0.5, -0.5, 0.5, 0.5))
+    f = c.loc["fscore@0.05"]  # relative drop 1 - 1/2 = 0.5 -> 1 - 1/1.5 = 1/3: a sixth, a third of the drop closed
+    assert f.figure == "relative_drop" and f.change == pytest.approx(1 / 3 - 0.5) and f.closed == pytest.approx(1 / 3)
+    assert ch.design == "paired" and ch.n_units_real == n
+
+
+def test_gap_change_interval_matches_a_hand_bootstrap_both_designs():
+    a, _, _ = _twins(30, seed=2)
+    b, _, _ = _twins(30, seed=2, real_factor=1.1)
+    c = gap_change(a, b, ["chamfer_l2"], n_resamples=1000, seed=3).set_index("metric").loc["chamfer_l2"]
+    key = lambda f, d: f[(f.domain == d) & (f.status == "ok")].set_index("pair_id")["chamfer_l2"]
+    t = pd.concat([key(a, "synthetic"), key(a, "real"), key(b, "synthetic"), key(b, "real")], axis=1,
+                  join="inner").dropna().sort_index().to_numpy()
+    assert c.n_units_real == len(t) == 28
+    idx = np.random.default_rng(3).integers(0, len(t), (1000, len(t)))
+    m = t[idx].mean(1)  # (1000, 4): means of syn_a, real_a, syn_b, real_b
+    reps = m[:, 3] / m[:, 2] - m[:, 1] / m[:, 0]
+    assert c.change == pytest.approx(t[:, 3].mean() / t[:, 2].mean() - t[:, 1].mean() / t[:, 0].mean())
+    assert (c.change_low, c.change_high) == pytest.approx(tuple(np.quantile(reps, [0.025, 0.975])), rel=1e-12)
+    assert c.change_high < 0  # 1.3x -> 1.1x is seen
+    # Without pairs each domain's samples are resampled on their own, keeping their A and B values together.
+    u = gap_change(a.drop(columns="pair_id"), b.drop(columns="pair_id"), ["chamfer_l2"], n_resamples=1000,
+                   seed=3).set_index("metric").loc["chamfer_l2"]
+    assert u.design == "two-sample" and (u.n_units_synthetic, u.n_units_real) == (30, 28)
+    assert u.change == pytest.approx(c.change, rel=0.2) and (u.change_high - u.change_low) > (c.change_high - c.change_low)
+
+
+def test_gap_change_without_a_gap_at_a_has_no_share_closed():
+    def run(factor):
+        rows = [dict(sample_id=f"s{i}", pair_id=f"p{i}", domain="synthetic", status="ok", chamfer_l2=1.0 + i)
+                for i in range(6)]
+        rows += [dict(sample_id=f"r{i}", pair_id=f"p{i}", domain="real", status="ok", chamfer_l2=(1.0 + i) * factor)
+                 for i in range(6)]
+        return pd.DataFrame(rows)
+    c = gap_change(run(1.0), run(1.2), ["chamfer_l2"], n_resamples=100).iloc[0]
+    assert c.change == pytest.approx(0.2) and (c.change_low, c.change_high) == pytest.approx((0.2, 0.2))
+    assert math.isnan(c.closed) and math.isnan(c.closed_low) and "no closed interval" in c.note
+
+
+def test_printed_gap_table_says_it_resampled_pairs():
+    from sam3d_eval.cli.table import format_gap
+
+    f, _, _ = _twins(12)
+    paired = format_gap(domain_gap(f, ["chamfer_l2"], n_resamples=100))
+    assert "intervals resample whole pairs" in paired
+    assert "12/11 (10 pairs)" in paired  # 12 pairs: one real twin failed, one missing
+    unpaired = format_gap(domain_gap(f, ["chamfer_l2"], n_resamples=100, pairs=None))
+    assert "twin pairs" not in unpaired and "pairs)" not in unpaired

@@ -5,7 +5,7 @@ from .runner import RunDirError, RunResult, run_evaluation
 from .protocols import PROTOCOLS, Protocol, get_protocol
 from .scoring import BatchScores, score_batch
 from .sources import FolderSource, PredictionSource, PredictorSource, find_pairs, load_prediction
-from .summary import domain_gap, occlusion_accuracy, summarize
+from .summary import domain_gap, gap_change, occlusion_accuracy, summarize
 from .surface import SurfaceMetrics, surface_metrics
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "RunResult",
     "domain_gap",
     "find_pairs",
+    "gap_change",
     "load_prediction",
     "occlusion_accuracy",
     "run_evaluation",

@@ -12,10 +12,12 @@ dropping it silently:
   [0, .1), [.1, .3), [.3, .6), [.6, 1], overall and per domain, with Wilson intervals. A failed sample counts
   as not accurate (the model gave nothing usable); so does an ok sample whose F-score is NaN; both are
   also counted in ``n_failed`` / ``n_nan``.
-- `domain_gap`: synthetic-vs-real figures with two-sample bootstrap intervals (each domain resampled on its
-  own): ``gap_ratio`` = m(real) / m(synthetic) for lower-is-better metrics, ``relative_drop`` =
-  1 - m(real) / m(synthetic) for higher-is-better ones (and the occlusion accuracy), and
-  ``texture_degradation`` = LPIPS(real) / LPIPS(synthetic) - 1.
+- `domain_gap`: synthetic-vs-real figures with bootstrap intervals: ``gap_ratio`` = m(real) / m(synthetic)
+  for lower-is-better metrics, ``relative_drop`` = 1 - m(real) / m(synthetic) for higher-is-better ones (and
+  the occlusion accuracy), and ``texture_degradation`` = LPIPS(real) / LPIPS(synthetic) - 1. Intervals resample
+  whole twin pairs on a paired benchmark (``pair_id``), else each domain on its own (two-sample).
+- `gap_change`: how those figures moved between two checkpoints scored on the same samples, and the share of
+  the first one's gap the second closed.
 
 Pure pandas / numpy on top of `stats`; no torch.
 """
@@ -23,7 +25,7 @@ Pure pandas / numpy on top of `stats`; no torch.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -33,7 +35,9 @@ from ..stats import StatsInputError, bootstrap_ci, two_sample_bootstrap, wilson_
 __all__ = [
     "OCCLUSION_BINS",
     "direction",
+    "PAIR_COLUMN",
     "domain_gap",
+    "gap_change",
     "occlusion_accuracy",
     "occlusion_bin",
     "summarize",
@@ -159,6 +163,68 @@ def _ratio(s, r, axis=-1):
         return np.mean(r, axis=axis) / np.mean(s, axis=axis)
 
 
+PAIR_COLUMN = "pair_id"
+_GAP_COLUMNS = ["metric", "figure", "direction", "mean_synthetic", "mean_real", "estimate", "low", "high",
+                "n_synthetic", "n_failed_synthetic", "n_nan_synthetic", "n_real", "n_failed_real", "n_nan_real",
+                "design", "n_pairs", "note"]
+
+
+def _pairing(frame, pairs: str | None) -> str | None:
+    """The column that matches synthetic and real rows: `pairs`, or with "auto" ``pair_id`` when present."""
+    if pairs == "auto":
+        return PAIR_COLUMN if PAIR_COLUMN in frame.columns and frame[PAIR_COLUMN].notna().any() else None
+    if pairs is not None and pairs not in frame.columns:
+        raise ValueError(f"pairs column {pairs!r} is not in the results (columns: {sorted(frame.columns)})")
+    return pairs
+
+
+def _keyed(group, key: str, values: np.ndarray):
+    """`values` of `group` indexed by its `key` column; a key twice in one domain is refused."""
+    import pandas as pd
+
+    keys = pd.Index(group[key].astype(str).to_numpy())
+    dup = keys[keys.duplicated()]
+    if len(dup):
+        raise ValueError(f"{key} {dup[0]!r} appears twice in one domain (a pair is one synthetic and one real "
+                         f"sample; a run scores each sample once)")
+    return pd.Series(values, index=keys)
+
+
+def _matched(syn, real, pairs: str, vs: np.ndarray, vr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values of the pairs present in both domains whose two values are finite, in key order."""
+    a, b = _keyed(syn, pairs, vs), _keyed(real, pairs, vr)
+    keys = a.index.intersection(b.index).sort_values()
+    xs, xr = a.loc[keys].to_numpy(np.float64), b.loc[keys].to_numpy(np.float64)
+    keep = np.isfinite(xs) & np.isfinite(xr)
+    return xs[keep], xr[keep]
+
+
+def _usable(group, metric: str) -> np.ndarray:
+    """The metric's values with NaN for failed rows (so pairing sees every row)."""
+    ok = (group["status"] == "ok").to_numpy()
+    vals = group[metric].to_numpy(dtype=np.float64) if metric in group.columns else np.full(len(group), np.nan)
+    return np.where(ok, vals, np.nan)
+
+
+def _figure(metric: str) -> tuple[str, Callable[[np.ndarray], np.ndarray], float]:
+    """(figure name, transform of the real/synthetic ratio, value of "no gap") for `metric`."""
+    if metric == "lpips":
+        return "texture_degradation", lambda v: v - 1.0, 0.0
+    if direction(metric) == "lower":
+        return "gap_ratio", lambda v: v, 1.0
+    return "relative_drop", lambda v: 1.0 - v, 0.0
+
+
+def _over_units(statistic, *columns: np.ndarray):
+    """`statistic` of the resampled units for `stats` bootstraps of unit indices: the bootstrap draws rows of
+    `arange(n)` (one row per resample) and this looks every column up with them, so values that belong to one
+    unit (a pair's two domains, a sample's two checkpoints) are resampled together."""
+    def stat(idx, axis=-1):
+        i = np.asarray(idx).astype(np.int64)
+        return statistic(*(c[i] for c in columns), axis=axis)
+    return stat
+
+
 def domain_gap(
     frame,
     metrics: Sequence[str] | None = None,
@@ -168,37 +234,49 @@ def domain_gap(
     confidence: float = 0.95,
     n_resamples: int = 2000,
     seed: int = 0,
+    pairs: str | None = "auto",
 ):
-    """Synthetic-vs-real gap per metric with a two-sample bootstrap interval (module docstring).
+    """Synthetic-vs-real gap per metric with a bootstrap interval (module docstring).
 
     Columns: metric, figure ("gap_ratio" | "relative_drop" | "texture_degradation"), direction,
     mean_synthetic, mean_real, estimate, low, high, and per domain n, n_failed, n_nan (suffixes
-    ``_synthetic``, ``_real``), note (why an estimate or interval is missing, else None). The row ``accuracy`` is the relative drop of the occlusion accuracy (all bins;
-    failed rows count as not accurate). Empty when the frame lacks either domain.
+    ``_synthetic``, ``_real``), design, n_pairs, note (why an estimate or interval is missing, else None).
+    The row ``accuracy`` is the relative drop of the occlusion accuracy (all bins; failed rows count as not
+    accurate). Empty when the frame lacks either domain.
+
+    pairs: a column matching each real row to its synthetic twin (a paired benchmark's ``pair_id``; "auto"
+    uses it when present, None never). With it (design "paired") the figures are over the n_pairs pairs whose
+    two values are usable and the interval resamples pairs, which removes the object-to-object spread both
+    domains share; without it (design "two-sample") each domain is resampled on its own.
     """
     import pandas as pd
 
     metrics = list(metrics) if metrics is not None else metric_columns(frame)
-    cols = ["metric", "figure", "direction", "mean_synthetic", "mean_real", "estimate", "low", "high",
-            "n_synthetic", "n_failed_synthetic", "n_nan_synthetic", "n_real", "n_failed_real", "n_nan_real", "note"]
     if "domain" not in frame.columns:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=_GAP_COLUMNS)
     syn, real = frame[frame["domain"] == "synthetic"], frame[frame["domain"] == "real"]
     if not len(syn) or not len(real):
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=_GAP_COLUMNS)
+    pair_col = _pairing(frame, pairs)
+    design = "two-sample" if pair_col is None else "paired"
 
     def figure_row(name, fig, dirn, xs, xr, counts_s, counts_r, transform):
         est = low = high = math.nan
         note = None
         if not (xs.size and xr.size):
-            note = "no values in one domain"
+            note = "no values in one domain" if pair_col is None else "no pair with values in both domains"
         elif xs.mean() == 0:
             note = "synthetic mean is 0: the ratio is undefined"
         else:
             est = transform(float(_ratio(xs, xr)))
             if xs.size >= 2 and xr.size >= 2:
                 try:
-                    res = two_sample_bootstrap(xs, xr, _ratio, confidence=confidence, n_resamples=n_resamples, seed=seed)
+                    if pair_col is None:
+                        res = two_sample_bootstrap(xs, xr, _ratio, confidence=confidence, n_resamples=n_resamples,
+                                                   seed=seed)
+                    else:
+                        res = bootstrap_ci(np.arange(xs.size), _over_units(_ratio, xs, xr), confidence=confidence,
+                                           n_resamples=n_resamples, seed=seed, vectorized=True)
                     a, b = transform(float(res.low)), transform(float(res.high))
                     low, high = min(a, b), max(a, b)
                 except StatsInputError as err:  # e.g. resamples whose synthetic mean is 0
@@ -209,27 +287,123 @@ def domain_gap(
                     mean_synthetic=float(xs.mean()) if xs.size else math.nan,
                     mean_real=float(xr.mean()) if xr.size else math.nan, estimate=est, low=low, high=high,
                     n_synthetic=counts_s[0], n_failed_synthetic=counts_s[1], n_nan_synthetic=counts_s[2],
-                    n_real=counts_r[0], n_failed_real=counts_r[1], n_nan_real=counts_r[2], note=note)
+                    n_real=counts_r[0], n_failed_real=counts_r[1], n_nan_real=counts_r[2], design=design,
+                    n_pairs=int(xs.size) if pair_col is not None else None, note=note)
 
     rows = []
     for m in metrics:
         ns, fs, nans, xs = _counts(syn, m)
         nr, fr, nanr, xr = _counts(real, m)
-        dirn = direction(m)
-        if m == "lpips":
-            fig, tf = "texture_degradation", lambda v: v - 1.0
-        elif dirn == "lower":
-            fig, tf = "gap_ratio", lambda v: v
-        else:
-            fig, tf = "relative_drop", lambda v: 1.0 - v
-        rows.append(figure_row(m, fig, dirn, xs, xr, (ns, fs, nans), (nr, fr, nanr), tf))
+        if pair_col is not None:
+            xs, xr = _matched(syn, real, pair_col, _usable(syn, m), _usable(real, m))
+        fig, tf, _ = _figure(m)
+        rows.append(figure_row(m, fig, direction(m), xs, xr, (ns, fs, nans), (nr, fr, nanr), tf))
     if accuracy_metric in frame.columns:
         def accurate(g):
             return ((g["status"] == "ok").to_numpy() & (g[accuracy_metric].to_numpy(dtype=np.float64) >= threshold)).astype(np.float64)
 
         cs, cr = _counts(syn, accuracy_metric)[:3], _counts(real, accuracy_metric)[:3]
-        rows.append(figure_row("accuracy", "relative_drop", "higher", accurate(syn), accurate(real), cs, cr,
-                               lambda v: 1.0 - v))
+        a_s, a_r = accurate(syn), accurate(real)
+        if pair_col is not None:  # failed rows count as not accurate, so every pair present in both enters
+            a_s, a_r = _matched(syn, real, pair_col, a_s, a_r)
+        rows.append(figure_row("accuracy", "relative_drop", "higher", a_s, a_r, cs, cr, lambda v: 1.0 - v))
+    out = pd.DataFrame(rows, columns=_GAP_COLUMNS)
+    out.attrs.update(confidence=confidence, accuracy_metric=accuracy_metric, threshold=threshold, design=design)
+    return out
+
+
+def gap_change(
+    frame_a,
+    frame_b,
+    metrics: Sequence[str] = ("chamfer_l2", "fscore@0.05"),
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    pairs: str | None = "auto",
+):
+    """How the synthetic-vs-real gap moved from checkpoint A to checkpoint B scored on the same test samples
+    (e.g. the final stage-1 and stage-2 checkpoints), with bootstrap intervals.
+
+    Per metric: the gap figure of `domain_gap` for A and for B over the same usable units, ``change`` =
+    figure(B) - figure(A) (negative: B's gap is narrower, for gap_ratio and relative_drop alike) and
+    ``closed`` = -change / (figure(A) - no gap), the share of A's gap that B closed ((R_a - R_b) / (R_a - 1)
+    for a gap ratio). Units: with a pair column (design "paired"; `pairs` as in `domain_gap`) the pairs whose four values
+    (two domains x two checkpoints) are usable, resampled whole; otherwise (design "two-sample") the samples
+    usable in both checkpoints, synthetic and real resampled on their own, each sample keeping its A and B
+    values together. The intervals of change and closed come from the same resamples.
+
+    Columns: metric, figure, design, n_units_synthetic, n_units_real, estimate_a, estimate_b, change,
+    change_low, change_high, closed, closed_low, closed_high, note.
+    """
+    import pandas as pd
+
+    cols = ["metric", "figure", "design", "n_units_synthetic", "n_units_real", "estimate_a", "estimate_b", "change",
+            "change_low", "change_high", "closed", "closed_low", "closed_high", "note"]
+    found = [_pairing(f, pairs) for f in (frame_a, frame_b)]
+    pair_col = found[0] if found[0] == found[1] else None  # "auto" pairs only when both runs carry the pairs
+    design = "two-sample" if pair_col is None else "paired"
+    rows = []
+    for m in metrics:
+        fig, tf, none = _figure(m)
+        row = dict(metric=m, figure=fig, design=design, n_units_synthetic=0, n_units_real=0, estimate_a=math.nan,
+                   estimate_b=math.nan, change=math.nan, change_low=math.nan, change_high=math.nan, closed=math.nan,
+                   closed_low=math.nan, closed_high=math.nan, note=None)
+        rows.append(row)
+        if m not in frame_a.columns or m not in frame_b.columns:
+            row["note"] = "metric missing from a run"
+            continue
+        parts = {}
+        for label, f in (("a", frame_a), ("b", frame_b)):
+            if "domain" not in f.columns:
+                row["note"] = "no domain column"
+                break
+            key = pair_col or "sample_id"
+            parts[label] = [_keyed(g, key, _usable(g, m)) for g in (f[f["domain"] == d] for d in ("synthetic", "real"))]
+        if row["note"]:
+            continue
+        if pair_col is not None:
+            t = pd.concat([parts["a"][0], parts["a"][1], parts["b"][0], parts["b"][1]], axis=1, join="inner").dropna()
+            sa, ra, sb, rb = (t[c].to_numpy(np.float64) for c in t.columns)
+            units = [np.arange(len(t))]
+            row["n_units_synthetic"] = row["n_units_real"] = len(t)
+        else:
+            s = pd.concat([parts["a"][0], parts["b"][0]], axis=1, join="inner").dropna()
+            r = pd.concat([parts["a"][1], parts["b"][1]], axis=1, join="inner").dropna()
+            sa, sb = (s[c].to_numpy(np.float64) for c in s.columns)
+            ra, rb = (r[c].to_numpy(np.float64) for c in r.columns)
+            units = [np.arange(len(s)), np.arange(len(r))]
+            row["n_units_synthetic"], row["n_units_real"] = len(s), len(r)
+        if min(len(u) for u in units) < 2 or sa.mean() == 0 or sb.mean() == 0:
+            row["note"] = "fewer than 2 usable units in a domain, or a synthetic mean of 0"
+            continue
+
+        def change(sa, ra, sb, rb, axis=-1):
+            return tf(_ratio(sb, rb, axis)) - tf(_ratio(sa, ra, axis))
+
+        def closed(sa, ra, sb, rb, axis=-1):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                share = -change(sa, ra, sb, rb, axis) / (tf(_ratio(sa, ra, axis)) - none)
+            return np.where(np.isfinite(share), share, np.nan)  # no gap at A: nothing to close
+
+        row["estimate_a"], row["estimate_b"] = float(tf(_ratio(sa, ra))), float(tf(_ratio(sb, rb)))
+        row["change"] = float(change(sa, ra, sb, rb))
+        row["closed"] = float(closed(sa, ra, sb, rb))
+        for name, stat in (("change", change), ("closed", closed)):
+            try:
+                if pair_col is not None:
+                    res = bootstrap_ci(units[0], _over_units(stat, sa, ra, sb, rb), confidence=confidence,
+                                       n_resamples=n_resamples, seed=seed, vectorized=True)
+                else:
+                    def look(i_s, i_r, axis=-1, stat=stat):
+                        i_s, i_r = np.asarray(i_s).astype(np.int64), np.asarray(i_r).astype(np.int64)
+                        return stat(sa[i_s], ra[i_r], sb[i_s], rb[i_r], axis=axis)
+                    res = two_sample_bootstrap(units[0], units[1], look, confidence=confidence,
+                                               n_resamples=n_resamples, seed=seed, vectorized=True)
+            except StatsInputError as err:  # e.g. resamples with no gap at A, where "closed" is undefined
+                row["note"] = f"no {name} interval: {err}"
+                continue
+            row[f"{name}_low"], row[f"{name}_high"] = float(res.low), float(res.high)
     out = pd.DataFrame(rows, columns=cols)
-    out.attrs.update(confidence=confidence, accuracy_metric=accuracy_metric, threshold=threshold)
+    out.attrs.update(confidence=confidence, design=design)
     return out
