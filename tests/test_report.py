@@ -120,12 +120,17 @@ def test_report_cli_on_a_run_and_a_training_folder(scored, tmp_path, capsys):
             for s, p, e in ((1, "synthetic", 2.5), (2, "p1", 2.0), (2, "p2", 1.6), (2, "final", 1.2))
             for m, f in (("chamfer_l2", "gap_ratio"), ("fscore@0.05", "relative_drop"))]
     pd.DataFrame(rows).to_csv(train / "gap.csv", index=False)
+    pd.DataFrame([dict(metric="chamfer_l2", figure="gap_ratio", design="paired", n_units_synthetic=9, n_units_real=9,
+                       estimate_a=2.5, estimate_b=1.2, change=-1.3, change_low=-1.9, change_high=-0.7, closed=0.8667,
+                       closed_low=0.5, closed_high=1.1, note=None)]).to_csv(train / "gap_change.csv", index=False)
     out2 = tmp_path / "t.html"
     assert main(["report", str(train), "--out", str(out2), "--resamples", "200", "--thumbnails", "0"]) == 0
     html2 = out2.read_text()
     assert "gap across curriculum phases" in html2 and "s2 final" in html2
     assert "2.500 (s1 synthetic) -&gt; 1.200 (s2 final)" in html2  # the verdict says how the gap moved
     assert "stage2-final" in html2  # the last phase's evaluation is the one reported
+    assert "How the gap moved from stage 1 to stage 2" in html2 and "-1.300 [-1.900, -0.700]" in html2
+    assert "0.87 [0.50, 1.10]" in html2  # the share of the stage-1 gap closed
     # not a run: a clear error
     assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.html")]) == 2
     (tmp_path / "empty").mkdir()
@@ -174,3 +179,30 @@ def test_report_of_a_data_engine_folder_plots_rounds_and_tables_them(scored, tmp
     assert "gap across data-engine rounds" in html and "2.400 (round 0) -&gt; 1.900 (round 1)" in html
     assert "Data-engine rounds" in html and "0.600 [0.390, 0.780]" in html and "$15.00" in html
     assert "geometry" in html and _external_refs(html) == []
+
+
+def test_gap_section_says_when_intervals_resample_pairs():
+    summary = [dict(stratum="all", level="all", metric="chamfer_l2", n=6, n_failed=0, n_nan=0, n_used=6, mean=0.1,
+                    low=0.05, high=0.2)]
+    gap = dict(metric="chamfer_l2", figure="gap_ratio", direction="lower", mean_synthetic=0.1, mean_real=0.13,
+               estimate=1.3, low=1.1, high=1.5, n_synthetic=3, n_failed_synthetic=0, n_nan_synthetic=0, n_real=3,
+               n_failed_real=0, n_nan_real=0, note=None)
+    def doc(**extra):
+        run = dict(label="r", run_dir="x", protocol=PROTOCOL.to_dict(), fingerprint=PROTOCOL.fingerprint(),
+                   counts={"samples": 6, "failed": 0}, summary=summary, occlusion_accuracy=None,
+                   domain_gap=[{**gap, **extra}], metadata={})
+        return render_html(runs_document([run], metrics=["chamfer_l2"]))
+    paired, unpaired = doc(design="paired", n_pairs=3), doc(design="two-sample", n_pairs=None)
+    assert "resample whole pairs" in paired and "3/3 (3 pairs)" in paired
+    assert "two-sample bootstrap intervals" in unpaired and "pairs)" not in unpaired
+
+
+def test_occlusion_figure_takes_wilson_ends_a_rounding_error_inside_the_estimate():
+    from sam3d_eval.report.figures import occlusion_figure
+    from sam3d_eval.stats import wilson_interval
+
+    lo, hi = wilson_interval(0, 3)  # 0/3 accurate: the low end is 0 up to rounding
+    recs = [dict(occlusion_bin="[0,0.1)", n=3, accuracy=0.0, low=lo + 1e-17, high=hi),
+            dict(occlusion_bin="[0.1,0.3)", n=2, accuracy=1.0, low=0.3, high=1.0 - 1e-17)]
+    fig = occlusion_figure({"all": recs}, title="t")
+    assert "all [0,0.1): 0.00 (n=3)" in fig.alt

@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {path}", file=sys.stderr)
         return 0
 
-    runs, phases, phase_label, subs, notes, engine = [], [], "curriculum phase", {}, [], []
+    runs, phases, phase_label, subs, notes, engine, change = [], [], "curriculum phase", {}, [], [], []
     for i, folder in enumerate(args.runs):
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: no such run folder")
@@ -213,6 +213,10 @@ def run(args: argparse.Namespace) -> int:
             import pandas as pd
 
             engine = pd.read_csv(folder / "engine_rounds.csv").to_dict("records")
+        if (folder / "gap_change.csv").is_file():  # a training run: how the gap moved from stage 1 to stage 2
+            import pandas as pd
+
+            change = pd.read_csv(folder / "gap_change.csv").to_dict("records")
         label = args.labels[i] if args.labels else (folder.name or str(folder))
         runs.append(summarise_run(run_dir, label, threshold=args.accuracy_threshold, n_resamples=args.resamples))
     metrics = [m for m in HEADLINE if any(m in r["metrics"] for r in runs)] or runs[-1]["metrics"][:6]
@@ -220,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
     clean = [_clean({k: v for k, v in r.items() if k not in ("frame", "record")}) for r in runs]
     doc = runs_document(clean, metrics=metrics, phases=_clean(phases), phase_label=phase_label, thumbnails=thumbs,
                         substitutes=subs, title=args.title, notes=notes, engine_rounds=_clean(engine),
+                        gap_change=_clean(change),
                         judgements=judgement_sections(judged["preference"], judged["rubric"]) if judged else ())
     path = write_html(args.out, doc)
     print(f"report: {path}", file=sys.stderr)

@@ -131,14 +131,15 @@ def run(args: argparse.Namespace) -> int:
 
         table = pd.read_csv(gap_table)
         show = table[table["metric"].isin(["chamfer_l2", "fscore@0.05"])]
-        log("\ngap per phase (real vs synthetic, 95% bootstrap interval):")
+        design = "paired" if "design" in table.columns and (table["design"] == "paired").all() else "two-sample"
+        log(f"\ngap per phase (real vs synthetic, {design} bootstrap 95% interval):")
         for r in show.itertuples():
             log(f"  stage {r.stage} {r.phase:<10} {r.metric:<12} syn {r.mean_synthetic:.4f} real {r.mean_real:.4f} "
                 f"{r.figure} {r.estimate:.3f} [{r.low:.3f}, {r.high:.3f}]")
         log(f"table: {gap_table}")
     evals = [sorted((pathlib.Path(c.out_dir) / "eval").glob(f"stage{c.stage}-phase*")) for c in recipe.stages]
     if main and len(evals) == 2 and all(evals):
-        from ..train.hooks import compare_stage_runs
+        from ..train.hooks import compare_stage_runs, stage_gap_change
 
         # The last phase's evaluation of each stage (stored runs: a resumed recipe reuses them).
         rows = compare_stage_runs(evals[0][-1], evals[1][-1], recipe.out_dir / "stage_comparison.csv",
@@ -148,6 +149,18 @@ def run(args: argparse.Namespace) -> int:
             log(f"  {r.level:<10} {r.metric:<12} stage1 {r.mean_a:.4f} stage2 {r.mean_b:.4f} change {r.delta:+.4f} "
                 f"[{r.delta_low:+.4f}, {r.delta_high:+.4f}] ({r.rel_delta:+.1%}), Wilcoxon p {r.pvalue:.2g}")
         log(f"table: {recipe.out_dir / 'stage_comparison.csv'}")
+        change = stage_gap_change(evals[0][-1], evals[1][-1], recipe.out_dir / "gap_change.csv",
+                                  n_resamples=int(ev.get("n_resamples", 2000)))
+        design = change["design"].iloc[0] if len(change) else "two-sample"
+        log(f"\nthe gap, stage 1 -> stage 2 ({design} bootstrap 95% intervals; negative change = narrower gap):")
+        for r in change.itertuples():
+            if r.note:
+                log(f"  {r.metric:<12} {r.note}")
+                continue
+            log(f"  {r.metric:<12} {r.figure} {r.estimate_a:.3f} -> {r.estimate_b:.3f}, change {r.change:+.3f} "
+                f"[{r.change_low:+.3f}, {r.change_high:+.3f}], {r.closed:.0%} of the stage-1 gap closed "
+                f"[{r.closed_low:.0%}, {r.closed_high:.0%}]")
+        log(f"table: {recipe.out_dir / 'gap_change.csv'}")
     log(f"total {time.perf_counter() - t_all:.0f} s")
     ctx.close()
     return 0

@@ -198,11 +198,15 @@ def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapp
             rb = by_b.get(r["metric"], {})
             rows.append([r["metric"], r["figure"], cell(fmt_ci(r["estimate"], r["low"], r["high"]), "num"),
                          cell(fmt_ci(rb.get("estimate"), rb.get("low"), rb.get("high")), "num"),
-                         cell(f"{r['n_synthetic']}/{r['n_real']}", "num"), r.get("note") or ""])
+                         cell(f"{r['n_synthetic']}/{r['n_real']}" + (f" ({r['n_pairs']} pairs)" if r.get("design") == "paired"
+                                                                      else ""), "num"), r.get("note") or ""])
+        paired = any(r.get("design") == "paired" for r in gap_a + gap_b)
         sections.append({"id": "gap", "title": "Synthetic-vs-real gap", "blocks": [{
             "type": "table", "header": ["metric", "figure", f"{a} [95% CI]", f"{b} [95% CI]", "n syn/real", "note"],
             "rows": rows, "note": "gap_ratio = m(real)/m(synthetic) (lower-is-better metrics); relative_drop = "
-                                  "1 - m(real)/m(synthetic); two-sample bootstrap intervals, each domain resampled on its own."}]})
+                                  "1 - m(real)/m(synthetic); " + (
+                                      "over the synthetic/real twin pairs, bootstrap intervals resampling whole pairs."
+                                      if paired else "two-sample bootstrap intervals, each domain resampled on its own.")}]})
 
     acc = payload.get("occlusion_accuracy") or {}
     series = {lab: [r for r in (acc.get(k) or []) if r["domain"] == "all"] for k, lab in (("A", a), ("B", b))}
@@ -287,7 +291,8 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
                   phase_label: str = "curriculum phase", thumbnails: Sequence[Mapping[str, Any]] = (),
                   substitutes: Mapping[str, Any] | None = None, title: str | None = None,
                   notes: Sequence[str] = (), engine_rounds: Sequence[Mapping[str, Any]] = (),
-                  judgements: Sequence[Mapping[str, Any]] = ()) -> ReportDocument:
+                  judgements: Sequence[Mapping[str, Any]] = (),
+                  gap_change: Sequence[Mapping[str, Any]] = ()) -> ReportDocument:
     """The report of one or more stored runs.
 
     runs: records with ``label``, ``run_dir``, ``protocol`` (dict), ``fingerprint``, ``counts`` ({samples,
@@ -297,6 +302,7 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
     engine_rounds: data-engine round rows (``round``, ``images``, ``accepted``, ``accept_rate``/``_low``/``_high``,
     ``cost_per_accepted``, ``agreement_accept``, ``failure_<mode>`` shares), shown as a table when given.
     judgements: sections from `judgement_sections` (human preference, rubric QC), placed after the breakdowns.
+    gap_change: rows of `evaluate.summary.gap_change` (a training run's gap_change.csv), shown under the gap.
     """
     if not runs:
         raise ValueError("runs_document needs at least one run")
@@ -372,7 +378,8 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
                                                                                   "estimate [95% CI]", "n syn/real", "note"],
                             "rows": [[g["metric"], g["figure"], cell(fmt(g["mean_synthetic"]), "num"), cell(fmt(g["mean_real"]), "num"),
                                       cell(fmt_ci(g["estimate"], g["low"], g["high"], 3), "num"),
-                                      cell(f"{g['n_synthetic']}/{g['n_real']}", "num"), g.get("note") or ""]
+                                      cell(f"{g['n_synthetic']}/{g['n_real']}" + (f" ({g['n_pairs']} pairs)" if g.get("design") == "paired"
+                                                                                  else ""), "num"), g.get("note") or ""]
                                      for g in r["domain_gap"] if g["metric"] in metrics or g["metric"] == "accuracy"]})
     if phases:
         gblocks.append(_fig_block(phase_gap_figure(phases, metrics=[m for m in metrics if m.startswith(("chamfer_l2", "fscore@0.05"))]
@@ -382,10 +389,23 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
                         "rows": [[p["label"], p["metric"], p["figure"], cell(fmt(p.get("mean_synthetic")), "num"),
                                   cell(fmt(p.get("mean_real")), "num"), cell(fmt_ci(p["estimate"], p["low"], p["high"], 3), "num")]
                                  for p in phases if p["metric"] in metrics]})
+    if gap_change:
+        gblocks.append({"type": "table", "caption": "How the gap moved from stage 1 to stage 2 (same test samples)",
+                        "header": ["metric", "figure", "stage 1", "stage 2", "change [95% CI]", "share of the gap closed [95% CI]"],
+                        "rows": [[c["metric"], c["figure"], cell(fmt(c.get("estimate_a")), "num"), cell(fmt(c.get("estimate_b")), "num"),
+                                  cell(fmt_ci(c.get("change"), c.get("change_low"), c.get("change_high"), 3), "num"),
+                                  cell(fmt_ci(c.get("closed"), c.get("closed_low"), c.get("closed_high"), 2), "num")]
+                                 for c in gap_change],
+                        "note": "change = figure(stage 2) - figure(stage 1): negative is a narrower gap; the share closed is "
+                                "-change / (stage-1 figure - no gap). Intervals from one set of bootstrap resamples."})
+    paired = any(g.get("design") == "paired" for r in runs for g in (r.get("domain_gap") or [])) or any(
+        p.get("design") == "paired" for p in phases)
     if gblocks:
         sections.append({"id": "gap", "title": "Synthetic-vs-real gap", "blocks": gblocks, "intro": [
             "gap_ratio = m(real)/m(synthetic) for lower-is-better metrics (1 = no gap); relative_drop = 1 - m(real)/m(synthetic) "
-            "for higher-is-better ones (0 = no gap); two-sample bootstrap intervals."]})
+            "for higher-is-better ones (0 = no gap); " + (
+                "the benchmark pairs every real sample with a synthetic twin (same object and camera), so the figures are over "
+                "the pairs and the bootstrap intervals resample whole pairs." if paired else "two-sample bootstrap intervals.")]})
     else:
         sections.append({"id": "gap", "title": "Synthetic-vs-real gap", "blocks": [{"type": "text", "text":
                          "Not available: the runs do not hold samples of both domains."}]})
@@ -437,7 +457,8 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
                                     metadata=last.get("metadata"), seeds={"protocol": last["protocol"].get("seed"), "bootstrap": 0},
                                     substitutes=substitutes, extra=extra, statistics=[
                                         "Means with percentile bootstrap intervals (2000 resamples, seed 0); gap ratios with "
-                                        "two-sample bootstrap intervals; accuracy with Wilson intervals."]))
+                                        + ("bootstrap intervals over synthetic/real twin pairs" if paired else "two-sample bootstrap intervals")
+                                        + "; accuracy with Wilson intervals."]))
     return {"title": title or ("sam3d-eval report: " + ", ".join(labels)), "subtitle": f"{len(runs)} run(s)",
             "generated": _now(), "verdict": verdict, "sections": sections}
 

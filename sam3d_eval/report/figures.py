@@ -105,8 +105,9 @@ def occlusion_figure(series: Mapping[str, Sequence[Mapping[str, Any]]], *, title
                 continue
             xs.append(i + (j - (k - 1) / 2) * 0.08)
             ys.append(r["accuracy"])
-            lo.append(r["accuracy"] - r["low"] if _finite(r.get("low")) else 0.0)
-            hi.append(r["high"] - r["accuracy"] if _finite(r.get("high")) else 0.0)
+            # Clamped: a Wilson end at 0/n or n/n can sit 1e-17 inside the estimate, which matplotlib refuses.
+            lo.append(max(0.0, r["accuracy"] - r["low"]) if _finite(r.get("low")) else 0.0)
+            hi.append(max(0.0, r["high"] - r["accuracy"]) if _finite(r.get("high")) else 0.0)
             alt.append(f"{name} {b}: {r['accuracy']:.2f} (n={r['n']})")
         c = COLOURS[j % len(COLOURS)]
         ax.errorbar(xs, ys, yerr=[lo, hi], fmt="-o", color=c, capsize=3, lw=1.5, ms=5, label=name)

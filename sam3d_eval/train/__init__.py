@@ -4,7 +4,7 @@ the phase-boundary evaluation hook (DESIGN.md section 6)."""
 from .curriculum import STAGE1_SCHEDULE, STAGE2_SCHEDULE, Phase, curriculum_phases, lr_at, phase_of
 from .data import ManifestTrainData, camera_from_record
 from .ddp import DistContext, init_distributed
-from .hooks import PhaseEvaluator, compare_stage_runs
+from .hooks import PhaseEvaluator, compare_stage_runs, stage_gap_change
 from .loop import Batch, TrainConfig, TrainData, TrainResult, collate, train
 from .losses import Discriminator, LossConfig, LossMix, LossWeights, RandomFeaturePerceptual, discriminator_loss
 from .recipe import Recipe, RecipeError, load_recipe
@@ -36,5 +36,6 @@ __all__ = [
     "load_recipe",
     "lr_at",
     "phase_of",
+    "stage_gap_change",
     "train",
 ]

@@ -4,8 +4,9 @@
 with the model as a `PredictorSource`) on the test rows of the manifest, under `protocol` (a preset,
 optionally with fewer surface samples so a CPU run stays fast: the protocol's name and overrides are
 recorded), stores the per-sample rows under `<out_dir>/eval/<stage>-<phase>/`, and appends the domain-gap
-figures of `evaluate.summary.domain_gap` (two-sample bootstrap intervals) with the stage, phase, step and
-checkpoint to `gap_table` (one CSV shared by the stages of a run).
+figures of `evaluate.summary.domain_gap` (bootstrap intervals over pairs on a paired benchmark, else
+two-sample) with the stage, phase, step and checkpoint to `gap_table` (one CSV shared by the stages of a run).
+`compare_stage_runs` and `stage_gap_change` compare two stored evaluations of the same test samples.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any, Callable, Sequence
 from ..evaluate.protocols import get_protocol
 from ..evaluate.runner import run_evaluation
 from ..evaluate.sources import PredictorSource
-from ..evaluate.summary import domain_gap
+from ..evaluate.summary import domain_gap, gap_change
 
-__all__ = ["GAP_METRICS", "PhaseEvaluator", "compare_stage_runs"]
+__all__ = ["GAP_METRICS", "PhaseEvaluator", "compare_stage_runs", "stage_gap_change"]
 
 GAP_METRICS = ("chamfer_l2", "chamfer_l1", "fscore@0.05", "fscore@0.02")
 
@@ -81,7 +82,10 @@ class PhaseEvaluator:
                 r = by[m]
                 parts.append(f"{m} syn {r['mean_synthetic']:.4f} real {r['mean_real']:.4f} {r['figure']} "
                              f"{r['estimate']:.3f} [{r['low']:.3f}, {r['high']:.3f}]")
-        self.log(f"  eval stage {self.stage} {phase.name}: " + "; ".join(parts) + f" (failed {result.failed})")
+        design = gap.attrs.get("design", "two-sample")
+        if design == "paired" and "chamfer_l2" in by:
+            design += f", {by['chamfer_l2']['n_pairs']} pairs"
+        self.log(f"  eval stage {self.stage} {phase.name}: " + "; ".join(parts) + f" ({design}; failed {result.failed})")
 
     def _append(self, rows: list[dict[str, Any]]) -> None:
         import pandas as pd
@@ -109,3 +113,16 @@ def compare_stage_runs(run_a: Path, run_b: Path, out_csv: Path, metrics: Sequenc
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_csv, index=False)
     return table[table["stratum"].isin(["all", "domain"])]
+
+
+def stage_gap_change(run_a: Path, run_b: Path, out_csv: Path, metrics: Sequence[str] = ("chamfer_l2", "fscore@0.05"),
+                     n_resamples: int = 2000):
+    """How the synthetic-vs-real gap moved between two stored evaluation runs of the same test samples
+    (`evaluate.summary.gap_change`: the change of each gap figure and the share of A's gap closed, with
+    bootstrap intervals over pairs on a paired benchmark). Writes the table to `out_csv` and returns it."""
+    from ..io.results import read_results
+
+    table = gap_change(read_results(run_a), read_results(run_b), list(metrics), n_resamples=n_resamples)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_csv, index=False)
+    return table
