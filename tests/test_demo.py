@@ -88,6 +88,14 @@ def test_demo_end_to_end_small(tmp_path, capsys):
     assert set(zip(gap["stage"], gap["phase"])) >= {(1, "synthetic")}
     assert gap[gap["stage"] == 2]["phase"].nunique() == 4
     assert (out / "stage_comparison.csv").is_file()
+    # the packaged recipe pairs every real sample with a synthetic twin: paired gap intervals, and how the gap moved
+    assert (gap["design"] == "paired").all() and (gap["n_pairs"] > 0).all()
+    change = pd.read_csv(out / "gap_change.csv").set_index("metric")
+    assert set(change.index) == {"chamfer_l2", "fscore@0.05"} and (change["design"] == "paired").all()
+    ch = change.loc["chamfer_l2"]
+    stage_gap = gap[gap["metric"] == "chamfer_l2"].set_index(["stage", "phase"])["estimate"]
+    assert ch.estimate_a == pytest.approx(stage_gap[(1, "synthetic")]) and ch.estimate_b == pytest.approx(stage_gap[(2, "real100")])
+    assert "the gap, stage 1 -> stage 2 (paired bootstrap" in captured.out
     # compare: the table (terminal and file) and its HTML report; the phase-boundary runs were reused, not rescored
     table = (out / "compare.txt").read_text()
     assert "stage 1" in table and "stage 2 (final)" in table and "delta B-A" in table

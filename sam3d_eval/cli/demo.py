@@ -2,8 +2,8 @@
 
 Composes the other commands' entry points (their `run` functions, with arguments parsed by their own parsers,
 so defaults and checks keep one home): `train` on the demo recipe (generates the built-in benchmark, trains
-stage 1 and stage 2 with the curriculum, scores every phase boundary, writes gap.csv and
-stage_comparison.csv), then `compare` of the stage-1 and stage-2 final checkpoints (reusing the stored
+stage 1 and stage 2 with the curriculum, scores every phase boundary, writes gap.csv, stage_comparison.csv
+and gap_change.csv), then `compare` of the stage-1 and stage-2 final checkpoints (reusing the stored
 phase-boundary evaluations of those exact weights), then `report` (verdict, tables, the gap across curriculum
 phases). Everything stays in OUT (default reports/demo).
 
@@ -40,10 +40,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "With no data of your own: generate the built-in procedural benchmark (synthetic renders and shifted "
             "'real' photos), train a small stage-1 checkpoint on synthetic data and a stage-2 checkpoint with the "
             "curriculum (80/20 -> 50/50 -> 20/80 -> 100% real), score every phase boundary on the test split "
-            "(synthetic-vs-real gap with bootstrap intervals), compare the stage-1 and final checkpoints (paired "
-            "deltas, Wilcoxon, Holm) and write the HTML report. About 10-15 minutes on 2 CPU cores. Writes OUT/: "
+            "(synthetic-vs-real gap with bootstrap intervals over twin pairs), compare the stage-1 and final checkpoints (paired "
+            "deltas, Wilcoxon, Holm) and write the HTML report. About 5 minutes on 2 idle CPU cores. Writes OUT/: "
             "benchmark/, stage1/ and stage2/ (*.safetensors checkpoints, log.jsonl, eval/ runs), gap.csv, "
-            "stage_comparison.csv, compare.txt, compare.html, report.html. Run again, it continues where it "
+            "stage_comparison.csv, gap_change.csv, compare.txt, compare.html, report.html. Run again, it continues where it "
             "stopped (--fresh starts over). --quick runs the earlier seconds-long evaluation of procedural shapes."
         ),
         epilog="example: sam3d-eval demo --out reports/demo   (then open reports/demo/report.html)",
@@ -136,7 +136,7 @@ def run_full(args: argparse.Namespace) -> int:
     if code:
         return code
 
-    files = ["stage1/final.safetensors", "stage2/final.safetensors", "gap.csv", "stage_comparison.csv",
+    files = ["stage1/final.safetensors", "stage2/final.safetensors", "gap.csv", "stage_comparison.csv", "gap_change.csv",
              "compare.txt", "compare.html", "report.html"]
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; in {out}:", file=sys.stderr)
     for f in files:
