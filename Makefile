@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` (the main job: built-in data, both training stages, the gap at
-# every curriculum phase, compare and the HTML report in reports/demo/, ~15 min on 2 CPU cores) and `make test`.
+# every curriculum phase, compare and the HTML report in reports/demo/, ~5 min on 2 CPU cores) and `make test`.
 # Both create the virtualenv in $(VENV) on first use.
 VENV ?= .venv
 PYTHON ?= python3
