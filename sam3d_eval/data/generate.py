@@ -35,6 +35,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..atomic import atomic_path, write_bytes_atomic
 from ..io.mesh_io import save_mesh
 from ..seeding import numpy_generator
 from .appearance import sample_material, sample_pattern, vertex_colors
@@ -330,12 +331,6 @@ def generate_sample(seed: int, sample_id: str, domain: str, config: GenerationCo
 
 
 # ---- files ------------------------------------------------------------------------------------------
-def _atomic_bytes(path: pathlib.Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _png(arr: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -345,9 +340,8 @@ def _png(arr: np.ndarray) -> bytes:
 
 
 def _atomic_mesh(path: pathlib.Path, verts: np.ndarray, faces: np.ndarray, colors: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    save_mesh(tmp, (verts.astype(np.float32), faces), colors=colors)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # keeps the suffix: save_mesh picks the format by it
+        save_mesh(tmp, (verts.astype(np.float32), faces), colors=colors)
 
 
 def _json_bytes(obj) -> bytes:
@@ -363,15 +357,15 @@ def write_sample(sample: Sample, out: str | os.PathLike) -> dict:
              "gt_mesh": f"meshes/{sid}.ply", "camera_file": f"cameras/{sid}.json"}
     for rel in paths.values():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
-    _atomic_bytes(out / paths["image"], _png(sample.image))
-    _atomic_bytes(out / paths["mask"], _png(sample.mask.astype(np.uint8) * 255))
-    _atomic_bytes(out / paths["amodal_mask"], _png(sample.amodal.astype(np.uint8) * 255))
+    write_bytes_atomic(out / paths["image"], _png(sample.image))
+    write_bytes_atomic(out / paths["mask"], _png(sample.mask.astype(np.uint8) * 255))
+    write_bytes_atomic(out / paths["amodal_mask"], _png(sample.amodal.astype(np.uint8) * 255))
     _atomic_mesh(out / paths["gt_mesh"], sample.verts, sample.faces, sample.colors)
-    _atomic_bytes(out / paths["camera_file"], _json_bytes(sample.camera))
+    write_bytes_atomic(out / paths["camera_file"], _json_bytes(sample.camera))
     record = {**sample.record, **paths, "camera": json.dumps(sample.camera, sort_keys=True)}
     (out / "records").mkdir(parents=True, exist_ok=True)
     data = _json_bytes(record)
-    _atomic_bytes(out / "records" / f"{sid}.json", data)
+    write_bytes_atomic(out / "records" / f"{sid}.json", data)
     return json.loads(data)  # as a resume reads it back
 
 
@@ -460,7 +454,7 @@ def make_benchmark(
             raise ValueError(f"{out} holds a benchmark made with another seed or configuration "
                              f"({meta_path}); choose another --out or remove it")
     else:
-        _atomic_bytes(meta_path, _json_bytes(meta))
+        write_bytes_atomic(meta_path, _json_bytes(meta))
 
     jobs = [(sid, d) for d, n in (("synthetic", num_synthetic), ("real", num_real)) for sid in sample_ids(d, n)]
     records: dict[str, dict] = {}
@@ -508,8 +502,8 @@ def _write_manifest(frame, out: pathlib.Path) -> None:
 
     buf = io.StringIO()
     frame.to_csv(buf, index=False, lineterminator="\n")
-    _atomic_bytes(out / "manifest.csv", buf.getvalue().encode())
+    write_bytes_atomic(out / "manifest.csv", buf.getvalue().encode())
     table = pa.Table.from_pandas(frame, preserve_index=False)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    _atomic_bytes(out / "manifest.parquet", sink.getvalue().to_pybytes())
+    write_bytes_atomic(out / "manifest.parquet", sink.getvalue().to_pybytes())

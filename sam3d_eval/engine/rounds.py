@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..atomic import atomic_path, write_text_atomic
 from ..evaluate.protocols import get_protocol
 from ..evaluate.scoring import score_batch
 from ..io.judgements import read_ratings
@@ -102,21 +103,12 @@ def _train_config(s: TrainSettings, out_dir: Path, seed: int, model: ReferenceCo
 # --------------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------------
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _atomic_frame(path: Path, frame: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".parquet":
-        frame.to_parquet(tmp, index=False)
-    else:
-        frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
 
 
 def _mesh_parts(meshes: Meshes, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -186,7 +178,7 @@ def run_engine(cfg: EngineConfig, *, device: str = "cpu", log: Callable[[str], N
             raise ValueError(f"{out} holds a data-engine run of another configuration (fingerprint "
                              f"{old.get('fingerprint')} != {fp}); choose another --out")
     else:
-        _atomic_text(meta_path, json.dumps({"format": ENGINE_FORMAT, "fingerprint": fp, "config": cfg.to_dict()},
+        write_text_atomic(meta_path, json.dumps({"format": ENGINE_FORMAT, "fingerprint": fp, "config": cfg.to_dict()},
                                            indent=2, sort_keys=True))
 
     manifest = _prepare_data(cfg, out, log)
@@ -261,7 +253,7 @@ def run_engine(cfg: EngineConfig, *, device: str = "cpu", log: Callable[[str], N
     if not r0.exists():
         m0 = load_checkpoint(main_path, device)
         m0.name = "engine/main/round0"
-        _atomic_text(r0, json.dumps({"round": 0, "gap": evaluate(m0, r0.parent / "eval"), "checkpoint": str(main_path)},
+        write_text_atomic(r0, json.dumps({"round": 0, "gap": evaluate(m0, r0.parent / "eval"), "checkpoint": str(main_path)},
                                     indent=2, sort_keys=True))
 
     current = main_path
@@ -335,8 +327,8 @@ def run_engine(cfg: EngineConfig, *, device: str = "cpu", log: Callable[[str], N
         ft_seed = stream_seed(cfg.seed, "engine_finetune", k) % (2**31)
         tc = _train_config(cfg.finetune, rd / "train", ft_seed, main_model.config, str(current), device)
         res = train(tc, PoolData(synthetic, pool, cfg.finetune.synthetic_fraction, items.manifest_hash))
-        shutil.copyfile(res.checkpoint, rd / "model.safetensors.tmp")
-        os.replace(rd / "model.safetensors.tmp", rd / "model.safetensors")
+        with atomic_path(rd / "model.safetensors") as tmp:
+            shutil.copyfile(res.checkpoint, tmp)
         current = rd / "model.safetensors"
         tuned = load_checkpoint(current, device)
         tuned.name = f"engine/main/round{k}"
@@ -347,7 +339,7 @@ def run_engine(cfg: EngineConfig, *, device: str = "cpu", log: Callable[[str], N
         _atomic_frame(rd / "ratings.csv", ratings)
         summary = _round_summary(k, cand, ratings, cfg, gap, added, len(pool), res.steps, verifier)
         summary["seconds"] = time.perf_counter() - t0
-        _atomic_text(done, json.dumps(to_jsonable(summary), indent=2, sort_keys=True))
+        write_text_atomic(done, json.dumps(to_jsonable(summary), indent=2, sort_keys=True))
         log(f"round {k}: accept {summary['accept_rate']:.0%} [{summary['accept_low']:.0%}, {summary['accept_high']:.0%}], "
             f"${summary['cost_per_accepted'] if summary['cost_per_accepted'] is not None else float('nan'):.2f} per accepted "
             f"sample, pool {len(pool)}, {summary['seconds']:.1f} s")
@@ -409,7 +401,7 @@ def _write_tables(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if len(rounds):
         _atomic_frame(out / "engine_rounds.csv", rounds)
         _atomic_frame(out / "engine_rounds.parquet", rounds)
-        _atomic_text(out / "engine_rounds.json", json.dumps(to_jsonable(rounds.to_dict("records")), indent=2))
+        write_text_atomic(out / "engine_rounds.json", json.dumps(to_jsonable(rounds.to_dict("records")), indent=2))
     if len(gap):
         _atomic_frame(out / "rounds.csv", gap)
     ratings = [pd.read_csv(p, dtype={"item_id": str, "rater_id": str}) for p in sorted((out / "rounds").glob("*/ratings.csv"))]

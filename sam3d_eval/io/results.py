@@ -44,6 +44,8 @@ import time
 import uuid
 from typing import Any, Iterable
 
+from ..atomic import atomic_path, write_text_atomic
+
 __all__ = [
     "RESULT_COLUMNS",
     "STRATA_COLUMNS",
@@ -119,15 +121,6 @@ def _git_state() -> tuple[str | None, bool | None]:
         return None, None
 
 
-def _atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def ensure_writable_dir(folder: str | os.PathLike) -> pathlib.Path:
     """Create `folder` if needed and check that a file can be written in it (raises `OSError`), so an output
     problem is found before any work is done."""
@@ -143,7 +136,7 @@ def write_run_json(run_dir: str | os.PathLike, record: dict[str, Any]) -> pathli
     """Write ``RUN_DIR/run.json`` atomically (JSON, NaN-free); returns its path."""
     path = pathlib.Path(run_dir) / RUN_JSON
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(path, (json.dumps(record, indent=2, allow_nan=False) + "\n").encode("utf-8"))
+    write_text_atomic(path, json.dumps(record, indent=2, allow_nan=False) + "\n", durable=True)
     return path
 
 
@@ -186,12 +179,8 @@ def write_results_part(
     table = table.replace_schema_metadata(meta)
     name = f"part-r{rank:04d}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
     path = folder / name
-    tmp = folder / f".{name}.tmp"
-    with open(tmp, "wb") as fh:
-        pq.write_table(table, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path, durable=True) as tmp:
+        pq.write_table(table, tmp)
     return path
 
 

@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 import torch
 
+from ..atomic import atomic_path
 from .reference import ARCHITECTURE, ARCHITECTURE_VERSION, ReferenceConfig, ReferenceModel
 
 __all__ = [
@@ -101,10 +102,8 @@ def save_checkpoint(
             raise ValueError(f"save_checkpoint: extra tensor {k!r} may not use the {_MODEL_PREFIX!r} prefix")
         tensors[k] = v.detach().to("cpu").contiguous()
     text = json.dumps(config, sort_keys=True, allow_nan=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata={_META_KEY: text})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={_META_KEY: text})
     return path
 
 

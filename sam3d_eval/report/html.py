@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import os
 import pathlib
-import uuid
 from typing import Any, TypedDict
+
+from ..atomic import write_text_atomic
 
 __all__ = ["ReportDocument", "render_html", "write_html"]
 
@@ -199,10 +200,4 @@ def render_html(doc: ReportDocument) -> str:
 
 def write_html(path: str | os.PathLike, doc: ReportDocument) -> pathlib.Path:
     """Render `doc` and write it to `path` atomically (temporary file renamed); returns the path."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = render_html(doc)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, render_html(doc))

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..atomic import atomic_path
 from ..evaluate.protocols import get_protocol
 from ..evaluate.runner import run_evaluation
 from ..evaluate.sources import PredictorSource
@@ -90,13 +91,11 @@ class PhaseEvaluator:
     def _append(self, rows: list[dict[str, Any]]) -> None:
         import pandas as pd
 
-        self.gap_table.parent.mkdir(parents=True, exist_ok=True)
         new = pd.DataFrame(rows)
         if self.gap_table.exists():
             new = pd.concat([pd.read_csv(self.gap_table), new], ignore_index=True)
-        tmp = self.gap_table.with_name(self.gap_table.name + ".tmp")
-        new.to_csv(tmp, index=False)
-        os.replace(tmp, self.gap_table)
+        with atomic_path(self.gap_table) as tmp:
+            new.to_csv(tmp, index=False)
 
 
 def compare_stage_runs(run_a: Path, run_b: Path, out_csv: Path, metrics: Sequence[str] = ("chamfer_l2", "fscore@0.05"),
