@@ -1,7 +1,7 @@
 """JSON-ready copies of nested results, shared by every layer that writes JSON (imports no layer).
 
-numpy scalars become Python numbers, NaN and inf become null (JSON has neither), tuples become lists, dict
-keys become strings and pandas frames become lists of records.
+numpy scalars become Python numbers, NaN and inf become null (JSON has neither), tuples and numpy arrays
+become lists, dict keys become strings and pandas frames become lists of records.
 """
 
 from __future__ import annotations
@@ -23,10 +23,14 @@ def to_jsonable(x: Any) -> Any:
         return [to_jsonable(v) for v in x]
     if isinstance(x, pd.DataFrame):
         return to_jsonable(x.to_dict("records"))
+    if isinstance(x, np.ndarray):
+        return to_jsonable(x.tolist())
     if isinstance(x, (bool, np.bool_)):
         return bool(x)
     if isinstance(x, np.integer):
         return int(x)
+    if isinstance(x, np.str_):
+        return str(x)
     if isinstance(x, (float, np.floating)):
         return float(x) if math.isfinite(float(x)) else None
     return x

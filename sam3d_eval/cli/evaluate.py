@@ -136,7 +136,8 @@ def report(frame, args: argparse.Namespace, protocol) -> int:
     """Print the summaries of a stored run and write RUN_DIR/summary.json; the exit code."""
     from ..evaluate.summary import domain_gap, occlusion_accuracy, summarize
     from ..io.results import metric_columns, run_metadata
-    from .table import _json_safe, format_accuracy, format_gap, format_summary
+    from ..jsonable import to_jsonable
+    from .table import format_accuracy, format_gap, format_summary
 
     frame = frame[frame["fingerprint"] == protocol.fingerprint()] if len(frame) else frame
     metrics = metric_columns(frame)
@@ -155,7 +156,7 @@ def report(frame, args: argparse.Namespace, protocol) -> int:
         "occlusion_accuracy": None if acc is None else acc.to_dict("records"),
         "domain_gap": gap.to_dict("records"),
     }
-    payload = _json_safe(payload)
+    payload = to_jsonable(payload)
     (pathlib.Path(args.out) / "summary.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(payload, indent=2))

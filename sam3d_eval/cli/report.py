@@ -113,9 +113,9 @@ def summarise_run(run_dir: pathlib.Path, label: str, *, threshold: float, n_resa
 
 
 def _clean(x):
-    from .table import _json_safe
+    from ..jsonable import to_jsonable
 
-    return _json_safe(x)
+    return to_jsonable(x)
 
 
 def worst_thumbnails(run: dict, n: int) -> list[dict]:

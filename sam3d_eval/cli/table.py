@@ -10,7 +10,7 @@ import json
 import math
 import os
 import pathlib
-from typing import Any, Sequence
+from typing import Sequence
 
 SHOWN = ("chamfer_l2", "chamfer_l1", "fscore@0.01", "fscore@0.02", "fscore@0.05", "normal_consistency")
 OUTPUT_SUFFIXES = (".csv", ".json", ".parquet")
@@ -165,22 +165,6 @@ def format_gap(gap) -> str:
                                     "failed", "nan", "note"], rows)])
 
 
-def _json_safe(x: Any) -> Any:
-    """NaN/inf become None (JSON has no NaN); numpy scalars become Python; containers are walked."""
-    if hasattr(x, "item") and not isinstance(x, (list, dict, str)):
-        try:
-            x = x.item()
-        except (ValueError, AttributeError):
-            pass
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    return x
-
-
 def frame_to_json(frame) -> list[dict]:
     """Per-sample records: ``metrics`` nested, ``transform`` and ``notes`` decoded from their JSON strings."""
     from ..io.results import metric_columns
@@ -206,13 +190,14 @@ def write_results(path: str | os.PathLike, frame, metadata: dict, settings: dict
     the results frame with ``metadata`` and ``settings`` in the file's key-value metadata (``sam3d_eval``).
     """
     from ..io.results import metric_columns, strata_columns
+    from ..jsonable import to_jsonable
 
     path = pathlib.Path(path)
     suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".json":
         payload = {"metadata": metadata, "settings": settings, "results": frame_to_json(frame)}
-        path.write_text(json.dumps(_json_safe(payload), indent=2) + "\n", encoding="utf-8")
+        path.write_text(json.dumps(to_jsonable(payload), indent=2) + "\n", encoding="utf-8")
         return path
     if suffix == ".parquet":
         import pyarrow as pa
@@ -220,7 +205,7 @@ def write_results(path: str | os.PathLike, frame, metadata: dict, settings: dict
 
         table = pa.Table.from_pandas(frame.drop(columns=["part"], errors="ignore"), preserve_index=False)
         meta = dict(table.schema.metadata or {})
-        meta[b"sam3d_eval"] = json.dumps(_json_safe({
+        meta[b"sam3d_eval"] = json.dumps(to_jsonable({
             "metadata": metadata, "settings": settings, "metrics": metric_columns(frame),
             "strata": strata_columns(frame), "schema": 1})).encode()
         pq.write_table(table.replace_schema_metadata(meta), path)
