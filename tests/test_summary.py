@@ -209,3 +209,15 @@ def test_printed_gap_table_says_it_resampled_pairs():
     assert "12/11 (10 pairs)" in paired  # 12 pairs: one real twin failed, one missing
     unpaired = format_gap(domain_gap(f, ["chamfer_l2"], n_resamples=100, pairs=None))
     assert "twin pairs" not in unpaired and "pairs)" not in unpaired
+
+
+def test_rows_without_a_pair_id_are_left_out_of_paired_figures():
+    f, syn, real = _twins(8)
+    extra = pd.DataFrame([dict(sample_id="real_x", pair_id=None, domain="real", status="ok", chamfer_l2=100.0,
+                               **{"fscore@0.05": 0.0}),
+                          dict(sample_id="real_y", pair_id=None, domain="real", status="ok", chamfer_l2=100.0,
+                               **{"fscore@0.05": 0.0})])
+    g = domain_gap(pd.concat([f, extra], ignore_index=True), ["chamfer_l2"], n_resamples=100).iloc[0]
+    assert g.design == "paired" and g.n_pairs == 6 and g.n_real == 9  # counted in the domain, not in a pair
+    keep = [0, 1, 2, 4, 5, 6]  # pair 3's real twin failed, pair 7 has none
+    assert g.estimate == pytest.approx(real[keep].mean() / syn[keep].mean())

@@ -179,9 +179,12 @@ def _pairing(frame, pairs: str | None) -> str | None:
 
 
 def _keyed(group, key: str, values: np.ndarray):
-    """`values` of `group` indexed by its `key` column; a key twice in one domain is refused."""
+    """`values` of `group` indexed by its `key` column, rows without a key left out (unpaired samples); a key
+    twice in one domain is refused."""
     import pandas as pd
 
+    has = group[key].notna().to_numpy()
+    group, values = group[has], np.asarray(values)[has]
     keys = pd.Index(group[key].astype(str).to_numpy())
     dup = keys[keys.duplicated()]
     if len(dup):
