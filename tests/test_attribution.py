@@ -82,3 +82,55 @@ def test_bad_input_is_refused_by_name():
         shift_attribution(f, "chamfer_l2", ["shift_a"], target="nowhere")
     with pytest.raises(AttributionError, match="too few"):
         shift_attribution(f.iloc[list(range(3)) + list(range(60, 100))], "chamfer_l2", ["shift_a", "shift_b"])
+
+
+def _twins(seed: int = 0, n: int = 300, noise: float = 0.05) -> pd.DataFrame:
+    """n twin pairs: a large shared object difficulty, shifts on half the real twins (shift_prob 0.5)."""
+    rng = np.random.default_rng(seed)
+    difficulty = rng.normal(0.0, 0.8, n)  # shared by both twins: cancels in each pair
+    a = np.where(rng.uniform(size=n) < 0.5, rng.uniform(0.25, 1.0, n), 0.0)
+    b = np.where(rng.uniform(size=n) < 0.5, rng.uniform(0.25, 1.0, n), 0.0)
+    occ_s, occ_r = np.zeros(n), rng.uniform(0.0, 0.8, n)
+    cat = np.where(rng.uniform(size=n) < 0.5, "A", "B")
+    log_s = BASE + difficulty + rng.normal(0, noise, n)
+    log_r = BASE + difficulty + B_A * a + B_B * b + B_OCC * occ_r + OFFSET + rng.normal(0, noise, n)
+    ids = [f"pair_{i:06d}" for i in range(n)]
+    syn = pd.DataFrame({"pair_id": ids, "domain": "synthetic", "shift_a": 0.0, "shift_b": 0.0, "occlusion": occ_s,
+                        "category": cat, "chamfer_l2": np.exp(log_s)})
+    real = pd.DataFrame({"pair_id": ids, "domain": "real", "shift_a": a, "shift_b": b, "occlusion": occ_r,
+                         "category": cat, "chamfer_l2": np.exp(log_r)})
+    return pd.concat([syn, real.sample(frac=1.0, random_state=1)], ignore_index=True)  # row order is irrelevant
+
+
+def test_paired_attribution_recovers_planted_effects_without_extrapolating():
+    f = _twins()
+    out = shift_attribution(f, "chamfer_l2", ["shift_a", "shift_b"], covariates=["occlusion"],
+                            pairs="pair_id").set_index("term")
+    a, b, occ, res, tot = (out.loc[k] for k in ("shift_a", "shift_b", "occlusion", "residual", "total"))
+    assert a.low < B_A < a.high and b.low < B_B < b.high and occ.low < B_OCC < occ.high
+    assert res.low < OFFSET < res.high  # the gap at no shift: the planted offset, not extrapolated
+    # per-pair differences, by hand: contributions are coef x mean intensity and sum to the mean difference
+    s = f[f.domain == "synthetic"].set_index("pair_id").sort_index()
+    r = f[f.domain == "real"].set_index("pair_id").sort_index()
+    d = np.log(r.chamfer_l2) - np.log(s.chamfer_l2)
+    assert tot.contribution == pytest.approx(d.mean(), rel=1e-12)
+    assert a.contribution == pytest.approx(a.coef * r.shift_a.mean(), rel=1e-12)
+    assert occ.mean_target == pytest.approx((r.occlusion - s.occlusion).mean())
+    parts = out.loc[["shift_a", "shift_b", "occlusion", "residual"], "contribution"].sum()
+    assert parts == pytest.approx(tot.contribution, rel=1e-10)
+    # The same data unpaired: the shared object difficulty stays in the noise and widens the shift's interval.
+    flat = shift_attribution(f, "chamfer_l2", ["shift_a", "shift_b"], covariates=["occlusion"]).set_index("term")
+    assert (flat.loc["shift_a", "high"] - flat.loc["shift_a", "low"]) > 5 * (a.high - a.low)
+    assert out.attrs["n_pairs"] == 300 and out.attrs["design"] == "paired"
+
+
+def test_paired_attribution_refuses_what_a_pair_cannot_separate():
+    f = _twins(n=40)
+    with pytest.raises(AttributionError, match="twins share"):
+        shift_attribution(f, "chamfer_l2", ["shift_a"], categorical=["category"], pairs="pair_id")
+    dup = f.copy()
+    dup.loc[dup.index[-1], "pair_id"] = dup.loc[dup.index[-2], "pair_id"]
+    with pytest.raises(AttributionError, match="appears twice"):
+        shift_attribution(dup, "chamfer_l2", ["shift_a"], pairs="pair_id")
+    with pytest.raises(AttributionError, match="lacks"):
+        shift_attribution(f, "chamfer_l2", ["shift_a"], pairs="twin")

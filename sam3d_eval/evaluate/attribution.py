@@ -1,4 +1,4 @@
-"""Attribute a synthetic-vs-real gap to the recorded real-side shifts (issue 18: why stage 2 does not close it).
+"""Attribute a synthetic-vs-real gap to the recorded real-side shifts: what a gap is made of, and what closed it.
 
 `shift_attribution` fits, on the target-domain rows only (the real samples, whose manifest records each
 shift's intensity in ``shift_<name>``; 0 = not applied), the OLS regression
@@ -20,6 +20,17 @@ the normal quantile; they are conditional on the observed covariate means. The r
 the sampling variance of mean_r(y); the total's is the Welch normal interval of the difference in means.
 A shift's intensity is identified only by its variation *within* the target domain, so its contribution
 extrapolates the fitted line to the reference value (say so when reporting it).
+
+On a paired benchmark (`pairs="pair_id"`: each real sample the twin of a synthetic one, same object and
+camera) the response is the per-pair difference d = y(target twin) - y(reference twin), regressed on the
+target twin's shift intensities and the twins' covariate differences:
+
+    d = b0 + sum_k b_k x_k + e,        mean(d) = b0 + sum_k b_k mean(x_k)   (exactly).
+
+The object's own difficulty cancels inside each pair, so category and other shared properties need no term
+(categorical columns are refused), contribution_k = b_k mean(x_k), and the residual is b0: the gap left at
+no shift and no covariate difference. With `shift_prob` < 1 every shift has twins where it is off, and
+nothing is extrapolated.
 """
 
 from __future__ import annotations
@@ -54,6 +65,16 @@ def _design(frame: pd.DataFrame, numeric: list[str], categorical: Sequence[str],
     return x
 
 
+def _fit(y: np.ndarray, x: pd.DataFrame, what: str):
+    """OLS of `y` on the design `x` with HC3 covariance; refuses too few rows and collinear regressors."""
+    if len(y) <= x.shape[1]:
+        raise AttributionError(f"{len(y)} {what} for {x.shape[1]} parameters: too few to fit")
+    if np.linalg.matrix_rank(x.to_numpy()) < x.shape[1]:
+        raise AttributionError(f"the regressors are collinear over the {what} (a constant shift column? every "
+                               "shift at the same intensity?): drop or merge columns")
+    return sm.OLS(y, x).fit(cov_type="HC3")
+
+
 def shift_attribution(
     frame: pd.DataFrame,
     metric: str,
@@ -66,6 +87,7 @@ def shift_attribution(
     reference: str = "synthetic",
     log: bool = True,
     confidence: float = 0.95,
+    pairs: str | None = None,
 ) -> pd.DataFrame:
     """Regress `metric` of the `target` rows on `shift_columns` + `covariates` + `categorical` and split the
     target-vs-reference gap in mean (log) metric into one contribution per term (module docstring).
@@ -76,9 +98,14 @@ def shift_attribution(
     total), ``coef, low, high, pvalue`` (a categorical's coef is NaN and its p the joint Wald test of its
     dummies), ``mean_target, mean_reference`` of the regressor, ``contribution`` (to the gap in mean y;
     with log=True exp(total) is the geometric-mean gap ratio) with its interval, and ``share`` (of total).
+    `pairs`: the column matching target and reference twins (module docstring); then ``mean_target`` of a
+    covariate is the mean twin difference and ``mean_reference`` is 0.
     """
     if not 0.0 < confidence < 1.0:
         raise AttributionError(f"confidence must lie in (0, 1), got {confidence}")
+    if pairs is not None:
+        return _paired_attribution(frame, metric, list(shift_columns), list(covariates), list(categorical),
+                                   domain_column, target, reference, log, confidence, pairs)
     numeric = list(shift_columns) + list(covariates)
     needed = [metric, domain_column, *numeric, *categorical]
     missing = [c for c in needed if c not in frame.columns]
@@ -105,12 +132,7 @@ def shift_attribution(
     levels = {c: sorted(rows[c].unique().tolist()) for c in categorical}
     x_t = _design(tgt, numeric, categorical, levels)
     x_r = _design(ref, numeric, categorical, levels)
-    if len(tgt) <= x_t.shape[1]:
-        raise AttributionError(f"{len(tgt)} {target} rows for {x_t.shape[1]} parameters: too few to fit")
-    if np.linalg.matrix_rank(x_t.to_numpy()) < x_t.shape[1]:
-        raise AttributionError("the regressors are collinear on the target rows (a constant shift column? "
-                               "every shift at the same intensity?): drop or merge columns")
-    fit = sm.OLS(y_t, x_t).fit(cov_type="HC3")
+    fit = _fit(y_t, x_t, f"{target} rows")
     beta = fit.params.to_numpy()
     cov = fit.cov_params().to_numpy()
     z = float(ndtri(0.5 + confidence / 2.0))
@@ -162,4 +184,68 @@ def shift_attribution(
     result = pd.DataFrame(out, columns=_COLUMNS)
     result.attrs.update(n_target=len(tgt), n_reference=len(ref), metric=metric, log=log,
                         r_squared=float(fit.rsquared), cov_type="HC3", confidence=confidence)
+    return result
+
+
+def _paired_attribution(frame: pd.DataFrame, metric: str, shifts: list[str], covariates: list[str],
+                        categorical: list[str], domain_column: str, target: str, reference: str, log: bool,
+                        confidence: float, pairs: str) -> pd.DataFrame:
+    """`shift_attribution` on twin pairs: per-pair differences regressed on the target twin's shifts."""
+    if categorical:
+        raise AttributionError(f"with pairs, twins share {categorical}: their effect cancels in each pair; "
+                               "leave categorical empty")
+    numeric = shifts + covariates
+    needed = [pairs, metric, domain_column, *numeric]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise AttributionError(f"frame lacks the column(s) {missing}")
+    if len(set(numeric)) != len(numeric):
+        raise AttributionError("a column is named twice among shift_columns and covariates")
+    sides = []
+    for name in (target, reference):
+        part = frame[frame[domain_column] == name].dropna(subset=[pairs])
+        if part[pairs].duplicated().any():
+            raise AttributionError(f"a {pairs} appears twice among the {name!r} rows; a pair is one sample per domain")
+        sides.append(part.set_index(pairs))
+    tgt, ref = sides
+    keys = tgt.index.intersection(ref.index).sort_values()
+    tgt, ref = tgt.loc[keys], ref.loc[keys]
+    if tgt[[metric, *numeric]].isna().any().any() or ref[[metric, *covariates]].isna().any().any():
+        raise AttributionError(f"missing values among {[metric, *numeric]} (drop failed or NaN rows first)")
+    y_t, y_r = tgt[metric].to_numpy(np.float64), ref[metric].to_numpy(np.float64)
+    if log:
+        if np.any(y_t <= 0) or np.any(y_r <= 0):
+            raise AttributionError(f"log=True needs a positive {metric!r}; found values <= 0")
+        y_t, y_r = np.log(y_t), np.log(y_r)
+    d = y_t - y_r
+    x = pd.concat([tgt[shifts].astype(np.float64),
+                   tgt[covariates].astype(np.float64) - ref[covariates].astype(np.float64)], axis=1)
+    x.insert(0, "intercept", 1.0)
+    fit = _fit(d, x, "pairs")
+    beta, cov = fit.params.to_numpy(), fit.cov_params().to_numpy()
+    ci = fit.conf_int(alpha=1.0 - confidence).to_numpy()
+    z = float(ndtri(0.5 + confidence / 2.0))
+    means = x.mean().to_numpy()
+    total = float(d.mean())
+    out = []
+
+    def add(term, kind, i, m_t, contrib, se):
+        coef, lo, hi, p = (beta[i], ci[i, 0], ci[i, 1], float(fit.pvalues.iloc[i])) if i is not None else (np.nan,) * 4
+        out.append(dict(term=term, kind=kind, coef=coef, low=lo, high=hi, pvalue=p, mean_target=m_t,
+                        mean_reference=0.0 if m_t == m_t else np.nan, contribution=contrib,
+                        contribution_low=contrib - z * se, contribution_high=contrib + z * se,
+                        share=contrib / total if total != 0 else np.nan))
+
+    for i, name in enumerate(x.columns):
+        if name == "intercept":
+            continue
+        w = np.zeros(len(beta))
+        w[i] = means[i]
+        add(name, "shift" if name in shifts else "covariate", i, means[i], float(w @ beta),
+            float(np.sqrt(max(w @ cov @ w, 0.0))))
+    add("residual", "residual", 0, np.nan, float(beta[0]), float(np.sqrt(cov[0, 0])))
+    add("total", "total", None, np.nan, total, float(d.std(ddof=1) / np.sqrt(len(d))))
+    result = pd.DataFrame(out, columns=_COLUMNS)
+    result.attrs.update(n_target=len(d), n_reference=len(d), n_pairs=len(d), metric=metric, log=log,
+                        r_squared=float(fit.rsquared), cov_type="HC3", confidence=confidence, design="paired")
     return result
