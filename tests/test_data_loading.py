@@ -133,3 +133,19 @@ def test_cli_data_make_paired(tmp_path, capsys):
     for k in ("000000", "000001"):  # twins: same object and camera
         assert frame.loc[f"syn_{k}", ["category", "azimuth_deg"]].tolist() == frame.loc[f"real_{k}", ["category", "azimuth_deg"]].tolist()
     assert json.loads((out / "generation.json").read_text())["config"]["paired"] is True
+
+
+def test_cli_data_make_reads_its_config_from_a_pipe(tmp_path, capsys):
+    import os
+
+    r, w = os.pipe()  # what `--config <(echo '{...}')` hands over: /dev/fd/N, not a regular file
+    os.write(w, json.dumps({"shifts": {"all": 0}}).encode())
+    os.close(w)
+    try:
+        assert main(["data", "make", "--out", str(tmp_path / "p"), "--real", "1", "--size", "24", "--quiet",
+                     "--config", f"/dev/fd/{r}"]) == 0
+    finally:
+        os.close(r)
+    assert (pd.read_parquet(tmp_path / "p" / "manifest.parquet")["shift_jpeg"] == 0).all()
+    assert main(["data", "make", "--out", str(tmp_path / "q"), "--real", "1", "--config", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err

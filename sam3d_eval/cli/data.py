@@ -63,8 +63,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _load_config(path: pathlib.Path) -> dict:
-    if not path.is_file():
+    # exists(), not is_file(): a shell's process substitution (--config <(echo '{...}')) is a pipe
+    if not path.exists():
         raise FileNotFoundError(f"{path}: config file does not exist")
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; --config takes a JSON or TOML file")
     text = path.read_text()
     if path.suffix.lower() == ".toml":
         import tomllib
