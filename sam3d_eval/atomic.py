@@ -1,6 +1,8 @@
-"""Atomic file writes: every file the suite writes is written to a hidden temporary sibling and renamed over
-its target (`os.replace`, atomic on POSIX and Windows), so a reader, a resumed run or another rank never sees
-half a file, and an interrupted write leaves the old file (or none) and no temporary behind.
+"""Atomic file writes: a file written through these is first written to a hidden temporary sibling and then
+renamed over its target (`os.replace`, atomic on POSIX and Windows), so a reader, a resumed run or another
+rank never sees half a file, and a write that raises leaves the old file (or none) and no temporary behind.
+A process killed outright (SIGKILL, out of memory) can leave a ``.<stem>.<random>.tmp<suffix>`` file; readers
+that list folders skip dot-files. `durable` fsyncs the file, not the folder entry.
 
 Shared by every layer (it imports nothing of the package): data, results, checkpoints, reports and tables.
 """

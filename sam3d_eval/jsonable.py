@@ -25,6 +25,8 @@ def to_jsonable(x: Any) -> Any:
         return to_jsonable(x.to_dict("records"))
     if isinstance(x, np.ndarray):
         return to_jsonable(x.tolist())
+    if getattr(x, "ndim", None) == 0 and hasattr(x, "item"):  # 0-d tensors of other array libraries (torch)
+        return to_jsonable(x.item())
     if isinstance(x, (bool, np.bool_)):
         return bool(x)
     if isinstance(x, np.integer):

@@ -149,3 +149,9 @@ def test_cli_data_make_reads_its_config_from_a_pipe(tmp_path, capsys):
     assert (pd.read_parquet(tmp_path / "p" / "manifest.parquet")["shift_jpeg"] == 0).all()
     assert main(["data", "make", "--out", str(tmp_path / "q"), "--real", "1", "--config", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_cli_data_make_paired_with_unequal_counts_says_what_has_no_twin(tmp_path, capsys):
+    assert main(["data", "make", "--out", str(tmp_path / "u"), "--synthetic", "2", "--real", "1", "--size", "24",
+                 "--paired", "--quiet"]) == 0
+    assert "the 1 beyond the first 1 of each domain have no twin" in capsys.readouterr().err

@@ -18,3 +18,9 @@ def test_numpy_pandas_and_non_finite_values_become_plain_json():
     assert json.loads(text) == {"1": [0.5, 3, True, "a"], "nan": None, "inf": None, "arr": [[1.0, None], [2.0, 3.0]],
                                 "zero_d": 2.5, "frame": [{"a": 1, "b": 0.5}, {"a": 2, "b": None}]}
     assert type(out["1"][1]) is int and type(out["1"][0]) is float and type(out["1"][3]) is str
+
+
+def test_zero_dimensional_tensors_become_numbers():
+    import torch
+
+    assert to_jsonable({"loss": torch.tensor(0.25), "nan": torch.tensor(float("nan"))}) == {"loss": 0.25, "nan": None}

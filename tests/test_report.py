@@ -121,8 +121,9 @@ def test_report_cli_on_a_run_and_a_training_folder(scored, tmp_path, capsys):
             for m, f in (("chamfer_l2", "gap_ratio"), ("fscore@0.05", "relative_drop"))]
     pd.DataFrame(rows).to_csv(train / "gap.csv", index=False)
     pd.DataFrame([dict(metric="chamfer_l2", figure="gap_ratio", design="paired", n_units_synthetic=9, n_units_real=9,
-                       estimate_a=2.5, estimate_b=1.2, change=-1.3, change_low=-1.9, change_high=-0.7, closed=0.8667,
-                       closed_low=0.5, closed_high=1.1, note=None)]).to_csv(train / "gap_change.csv", index=False)
+                       estimate_a=2.5, estimate_a_low=2.0, estimate_a_high=3.0, estimate_b=1.2, change=-1.3,
+                       change_low=-1.9, change_high=-0.7, closed=0.8667, closed_low=0.5, closed_high=1.1,
+                       closed_by_real=0.6, closed_by_real_low=0.3, closed_by_real_high=0.9, note=None)]).to_csv(train / "gap_change.csv", index=False)
     out2 = tmp_path / "t.html"
     assert main(["report", str(train), "--out", str(out2), "--resamples", "200", "--thumbnails", "0"]) == 0
     html2 = out2.read_text()
@@ -130,7 +131,7 @@ def test_report_cli_on_a_run_and_a_training_folder(scored, tmp_path, capsys):
     assert "2.500 (s1 synthetic) -&gt; 1.200 (s2 final)" in html2  # the verdict says how the gap moved
     assert "stage2-final" in html2  # the last phase's evaluation is the one reported
     assert "How the gap moved from stage 1 to stage 2" in html2 and "-1.300 [-1.900, -0.700]" in html2
-    assert "0.87 [0.50, 1.10]" in html2  # the share of the stage-1 gap closed
+    assert "0.87 [0.50, 1.10]" in html2 and "0.60 [0.30, 0.90]" in html2  # share closed, and by the real split
     # not a run: a clear error
     assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.html")]) == 2
     (tmp_path / "empty").mkdir()
@@ -203,6 +204,6 @@ def test_occlusion_figure_takes_wilson_ends_a_rounding_error_inside_the_estimate
 
     lo, hi = wilson_interval(0, 3)  # 0/3 accurate: the low end is 0 up to rounding
     recs = [dict(occlusion_bin="[0,0.1)", n=3, accuracy=0.0, low=lo + 1e-17, high=hi),
-            dict(occlusion_bin="[0.1,0.3)", n=2, accuracy=1.0, low=0.3, high=1.0 - 1e-17)]
+            dict(occlusion_bin="[0.1,0.3)", n=2, accuracy=0.5, low=0.3, high=0.5 - 1e-12)]  # an upper end inside
     fig = occlusion_figure({"all": recs}, title="t")
     assert "all [0,0.1): 0.00 (n=3)" in fig.alt

@@ -185,7 +185,15 @@ def test_gap_change_interval_matches_a_hand_bootstrap_both_designs():
     u = gap_change(a.drop(columns="pair_id"), b.drop(columns="pair_id"), ["chamfer_l2"], n_resamples=1000,
                    seed=3).set_index("metric").loc["chamfer_l2"]
     assert u.design == "two-sample" and (u.n_units_synthetic, u.n_units_real) == (30, 28)
-    assert u.change == pytest.approx(c.change, rel=0.2) and (u.change_high - u.change_low) > (c.change_high - c.change_low)
+    key2 = lambda f, d: f[(f.domain == d) & (f.status == "ok")].set_index("sample_id")["chamfer_l2"]
+    s = pd.concat([key2(a, "synthetic"), key2(b, "synthetic")], axis=1, join="inner").to_numpy()
+    r = pd.concat([key2(a, "real"), key2(b, "real")], axis=1, join="inner").to_numpy()
+    rng = np.random.default_rng(3)  # one (synthetic, real) index draw per chunk, as scipy draws two samples
+    i_s, i_r = rng.integers(0, len(s), (1000, len(s))), rng.integers(0, len(r), (1000, len(r)))
+    ms, mr = s[i_s].mean(1), r[i_r].mean(1)  # each sample keeps its A and B values: one index for both
+    reps = mr[:, 1] / ms[:, 1] - mr[:, 0] / ms[:, 0]
+    assert (u.change_low, u.change_high) == pytest.approx(tuple(np.quantile(reps, [0.025, 0.975])), rel=1e-12)
+    assert (u.change_high - u.change_low) > (c.change_high - c.change_low)
 
 
 def test_gap_change_without_a_gap_at_a_has_no_share_closed():
@@ -197,7 +205,7 @@ def test_gap_change_without_a_gap_at_a_has_no_share_closed():
         return pd.DataFrame(rows)
     c = gap_change(run(1.0), run(1.2), ["chamfer_l2"], n_resamples=100).iloc[0]
     assert c.change == pytest.approx(0.2) and (c.change_low, c.change_high) == pytest.approx((0.2, 0.2))
-    assert math.isnan(c.closed) and math.isnan(c.closed_low) and "no closed interval" in c.note
+    assert math.isnan(c.closed) and math.isnan(c.closed_low) and "includes no gap" in c.note
 
 
 def test_printed_gap_table_says_it_resampled_pairs():
@@ -221,3 +229,52 @@ def test_rows_without_a_pair_id_are_left_out_of_paired_figures():
     assert g.design == "paired" and g.n_pairs == 6 and g.n_real == 9  # counted in the domain, not in a pair
     keep = [0, 1, 2, 4, 5, 6]  # pair 3's real twin failed, pair 7 has none
     assert g.estimate == pytest.approx(real[keep].mean() / syn[keep].mean())
+
+
+def _runs(syn_a, real_a, syn_b, real_b):
+    """Two checkpoints' results on the same n twin pairs."""
+    def run(syn, real):
+        n = len(syn)
+        rows = [dict(sample_id=f"syn_{i}", pair_id=f"p{i}", domain="synthetic", status="ok", chamfer_l2=syn[i])
+                for i in range(n)]
+        rows += [dict(sample_id=f"real_{i}", pair_id=f"p{i}", domain="real", status="ok", chamfer_l2=real[i])
+                 for i in range(n)]
+        return pd.DataFrame(rows)
+    return run(syn_a, real_a), run(syn_b, real_b)
+
+
+def test_share_closed_tells_a_better_real_split_from_a_worse_synthetic_one():
+    x = np.linspace(1.0, 3.0, 20)
+    # B leaves the real split as it was and makes the synthetic one 1.3x worse: ratio 1.3 -> 1.0
+    a, b = _runs(x, 1.3 * x, 1.3 * x, 1.3 * x)
+    c = gap_change(a, b, ["chamfer_l2"], n_resamples=200).iloc[0]
+    assert c.closed == pytest.approx(1.0) and c.closed_by_real == pytest.approx(0.0, abs=1e-12)
+    # B improves the real split instead: both say the whole gap closed
+    a, b = _runs(x, 1.3 * x, x, x)
+    c = gap_change(a, b, ["chamfer_l2"], n_resamples=200).iloc[0]
+    assert c.closed == pytest.approx(1.0) and c.closed_by_real == pytest.approx(1.0)
+    # A reversed gap (ratio 0.9) that moves further from 1 (0.8) widened: a negative share, not "narrower"
+    a, b = _runs(x, 0.9 * x, x, 0.8 * x)
+    c = gap_change(a, b, ["chamfer_l2"], n_resamples=200).iloc[0]
+    assert c.change == pytest.approx(-0.1) and c.closed == pytest.approx(-1.0)
+
+
+def test_no_share_closed_when_the_first_gap_may_not_exist():
+    rng = np.random.default_rng(5)
+    syn = np.exp(rng.normal(0, 0.5, 60))
+    real = syn * np.exp(rng.normal(0.0, 0.3, 60))  # no systematic gap at A
+    a, b = _runs(syn, real, syn, syn * 0.9)
+    c = gap_change(a, b, ["chamfer_l2"], n_resamples=500).iloc[0]
+    assert c.estimate_a_low < 1.0 < c.estimate_a_high
+    assert math.isnan(c.closed) and math.isnan(c.closed_by_real) and "includes no gap" in c.note
+    assert c.change_low < c.change < c.change_high  # the change itself still has its interval
+
+
+def test_auto_pairs_fall_back_when_the_ids_never_meet_and_say_what_was_left_out():
+    f, _, _ = _twins(10)
+    g = domain_gap(f, ["chamfer_l2"], n_resamples=100).iloc[0]
+    assert g.n_pairs == 8 and "2 value(s) without a usable twin left out" in g.note  # syn 3 and syn 9
+    one_side = f.copy()
+    one_side.loc[one_side.domain == "real", "pair_id"] = None  # paired synthetic beside unpaired real data
+    h = domain_gap(one_side, ["chamfer_l2"], n_resamples=100).iloc[0]
+    assert h.design == "two-sample" and math.isfinite(h.estimate) and pd.isna(h.note)

@@ -198,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
             if rows:
                 phases, phase_label = rows, what
             notes.append(f"{folder}: reporting the last phase-boundary evaluation {run_dir.name} of {len(found)}.")
-            for ck in sorted(folder.glob("*/final.safetensors")) or sorted(folder.glob("*/*.safetensors"))[-1:]:
+            checkpoints = [c for c in sorted(folder.glob("*/*.safetensors")) if not c.name.startswith(".")]  # no temporaries
+            for ck in sorted(folder.glob("*/final.safetensors")) or checkpoints[-1:]:
                 try:
                     from ..models.checkpoint import read_checkpoint_config
 

@@ -248,7 +248,8 @@ def domain_gap(
     accurate). Empty when the frame lacks either domain.
 
     pairs: a column matching each real row to its synthetic twin (a paired benchmark's ``pair_id``; "auto"
-    uses it when present, None never). With it (design "paired") the figures are over the n_pairs pairs whose
+    uses it when both domains carry ids that meet, None never). Values without a usable twin are left out of a
+    paired figure and counted in its note. With it (design "paired") the figures are over the n_pairs pairs whose
     two values are usable and the interval resamples pairs, which removes the object-to-object spread both
     domains share; without it (design "two-sample") each domain is resampled on its own.
     """
@@ -261,6 +262,9 @@ def domain_gap(
     if not len(syn) or not len(real):
         return pd.DataFrame(columns=_GAP_COLUMNS)
     pair_col = _pairing(frame, pairs)
+    if pairs == "auto" and pair_col is not None and not (
+            set(syn[pair_col].dropna().astype(str)) & set(real[pair_col].dropna().astype(str))):
+        pair_col = None  # pair ids on one side only (e.g. unpaired real data beside paired synthetic): no pairs
     design = "two-sample" if pair_col is None else "paired"
 
     def figure_row(name, fig, dirn, xs, xr, counts_s, counts_r, transform):
@@ -293,23 +297,33 @@ def domain_gap(
                     n_real=counts_r[0], n_failed_real=counts_r[1], n_nan_real=counts_r[2], design=design,
                     n_pairs=int(xs.size) if pair_col is not None else None, note=note)
 
+    def unmatched(row: dict, used: int) -> dict:
+        """Say how many usable values had no usable twin (left out of a paired figure)."""
+        left = used - 2 * int(row["n_pairs"] or 0)
+        if pair_col is not None and left > 0:
+            row["note"] = "; ".join(filter(None, [row["note"], f"{left} value(s) without a usable twin left out"]))
+        return row
+
     rows = []
     for m in metrics:
         ns, fs, nans, xs = _counts(syn, m)
         nr, fr, nanr, xr = _counts(real, m)
+        used = xs.size + xr.size
         if pair_col is not None:
             xs, xr = _matched(syn, real, pair_col, _usable(syn, m), _usable(real, m))
         fig, tf, _ = _figure(m)
-        rows.append(figure_row(m, fig, direction(m), xs, xr, (ns, fs, nans), (nr, fr, nanr), tf))
+        rows.append(unmatched(figure_row(m, fig, direction(m), xs, xr, (ns, fs, nans), (nr, fr, nanr), tf), used))
     if accuracy_metric in frame.columns:
         def accurate(g):
             return ((g["status"] == "ok").to_numpy() & (g[accuracy_metric].to_numpy(dtype=np.float64) >= threshold)).astype(np.float64)
 
         cs, cr = _counts(syn, accuracy_metric)[:3], _counts(real, accuracy_metric)[:3]
         a_s, a_r = accurate(syn), accurate(real)
+        used = a_s.size + a_r.size
         if pair_col is not None:  # failed rows count as not accurate, so every pair present in both enters
             a_s, a_r = _matched(syn, real, pair_col, a_s, a_r)
-        rows.append(figure_row("accuracy", "relative_drop", "higher", a_s, a_r, cs, cr, lambda v: 1.0 - v))
+        rows.append(unmatched(figure_row("accuracy", "relative_drop", "higher", a_s, a_r, cs, cr, lambda v: 1.0 - v),
+                              used))
     out = pd.DataFrame(rows, columns=_GAP_COLUMNS)
     out.attrs.update(confidence=confidence, accuracy_metric=accuracy_metric, threshold=threshold, design=design)
     return out
@@ -328,43 +342,46 @@ def gap_change(
     """How the synthetic-vs-real gap moved from checkpoint A to checkpoint B scored on the same test samples
     (e.g. the final stage-1 and stage-2 checkpoints), with bootstrap intervals.
 
-    Per metric: the gap figure of `domain_gap` for A and for B over the same usable units, ``change`` =
-    figure(B) - figure(A) (negative: B's gap is narrower, for gap_ratio and relative_drop alike) and
-    ``closed`` = -change / (figure(A) - no gap), the share of A's gap that B closed ((R_a - R_b) / (R_a - 1)
-    for a gap ratio). Units: with a pair column (design "paired"; `pairs` as in `domain_gap`) the pairs whose four values
+    Per metric, over the same usable units: the gap figure of `domain_gap` for A and for B, ``change`` =
+    figure(B) - figure(A), and ``closed`` = (|figure(A) - no gap| - |figure(B) - no gap|) / |figure(A) -
+    no gap|, the share of A's gap that B closed ((R_a - R_b) / (R_a - 1) for a gap ratio above 1; negative
+    when the gap widened). A figure can move because the real split got better or because the synthetic
+    split got worse, so ``closed_by_real`` holds the share closed with the synthetic mean kept at A's: what
+    the real split's change alone did. ``closed`` and ``closed_by_real`` are NaN, with a note, when A's own
+    interval includes no gap (a share of a gap that may not exist means nothing).
+
+    Units: with a pair column (design "paired"; `pairs` as in `domain_gap`) the pairs whose four values
     (two domains x two checkpoints) are usable, resampled whole; otherwise (design "two-sample") the samples
     usable in both checkpoints, synthetic and real resampled on their own, each sample keeping its A and B
-    values together. The intervals of change and closed come from the same resamples.
+    values together. Every interval comes from the same resamples.
 
-    Columns: metric, figure, design, n_units_synthetic, n_units_real, estimate_a, estimate_b, change,
-    change_low, change_high, closed, closed_low, closed_high, note.
+    Columns: metric, figure, design, n_units_synthetic, n_units_real, estimate_a, estimate_a_low,
+    estimate_a_high, estimate_b, change, change_low, change_high, closed, closed_low, closed_high,
+    closed_by_real, closed_by_real_low, closed_by_real_high, note.
     """
     import pandas as pd
 
-    cols = ["metric", "figure", "design", "n_units_synthetic", "n_units_real", "estimate_a", "estimate_b", "change",
-            "change_low", "change_high", "closed", "closed_low", "closed_high", "note"]
+    cols = ["metric", "figure", "design", "n_units_synthetic", "n_units_real", "estimate_a", "estimate_a_low",
+            "estimate_a_high", "estimate_b", "change", "change_low", "change_high", "closed", "closed_low",
+            "closed_high", "closed_by_real", "closed_by_real_low", "closed_by_real_high", "note"]
     found = [_pairing(f, pairs) for f in (frame_a, frame_b)]
     pair_col = found[0] if found[0] == found[1] else None  # "auto" pairs only when both runs carry the pairs
     design = "two-sample" if pair_col is None else "paired"
     rows = []
     for m in metrics:
         fig, tf, none = _figure(m)
-        row = dict(metric=m, figure=fig, design=design, n_units_synthetic=0, n_units_real=0, estimate_a=math.nan,
-                   estimate_b=math.nan, change=math.nan, change_low=math.nan, change_high=math.nan, closed=math.nan,
-                   closed_low=math.nan, closed_high=math.nan, note=None)
+        row = dict.fromkeys(cols, math.nan)
+        row.update(metric=m, figure=fig, design=design, n_units_synthetic=0, n_units_real=0, note=None)
         rows.append(row)
         if m not in frame_a.columns or m not in frame_b.columns:
             row["note"] = "metric missing from a run"
             continue
-        parts = {}
-        for label, f in (("a", frame_a), ("b", frame_b)):
-            if "domain" not in f.columns:
-                row["note"] = "no domain column"
-                break
-            key = pair_col or "sample_id"
-            parts[label] = [_keyed(g, key, _usable(g, m)) for g in (f[f["domain"] == d] for d in ("synthetic", "real"))]
-        if row["note"]:
+        if "domain" not in frame_a.columns or "domain" not in frame_b.columns:
+            row["note"] = "no domain column"
             continue
+        key = pair_col or "sample_id"
+        parts = {label: [_keyed(g, key, _usable(g, m)) for g in (f[f["domain"] == d] for d in ("synthetic", "real"))]
+                 for label, f in (("a", frame_a), ("b", frame_b))}
         if pair_col is not None:
             t = pd.concat([parts["a"][0], parts["a"][1], parts["b"][0], parts["b"][1]], axis=1, join="inner").dropna()
             sa, ra, sb, rb = (t[c].to_numpy(np.float64) for c in t.columns)
@@ -381,18 +398,29 @@ def gap_change(
             row["note"] = "fewer than 2 usable units in a domain, or a synthetic mean of 0"
             continue
 
+        def figure_a(sa, ra, sb, rb, axis=-1):
+            return tf(_ratio(sa, ra, axis))
+
         def change(sa, ra, sb, rb, axis=-1):
             return tf(_ratio(sb, rb, axis)) - tf(_ratio(sa, ra, axis))
 
-        def closed(sa, ra, sb, rb, axis=-1):
+        def share(gap_a, gap_b):
             with np.errstate(divide="ignore", invalid="ignore"):
-                share = -change(sa, ra, sb, rb, axis) / (tf(_ratio(sa, ra, axis)) - none)
-            return np.where(np.isfinite(share), share, np.nan)  # no gap at A: nothing to close
+                v = (np.abs(gap_a - none) - np.abs(gap_b - none)) / np.abs(gap_a - none)
+            return np.where(np.isfinite(v), v, np.nan)  # no gap at A: nothing to close
 
-        row["estimate_a"], row["estimate_b"] = float(tf(_ratio(sa, ra))), float(tf(_ratio(sb, rb)))
-        row["change"] = float(change(sa, ra, sb, rb))
-        row["closed"] = float(closed(sa, ra, sb, rb))
-        for name, stat in (("change", change), ("closed", closed)):
+        def closed(sa, ra, sb, rb, axis=-1):
+            return share(tf(_ratio(sa, ra, axis)), tf(_ratio(sb, rb, axis)))
+
+        def closed_by_real(sa, ra, sb, rb, axis=-1):  # B's real split against A's synthetic one
+            return share(tf(_ratio(sa, ra, axis)), tf(_ratio(sa, rb, axis)))
+
+        stats = {"estimate_a": figure_a, "change": change, "closed": closed, "closed_by_real": closed_by_real}
+        for name, stat in stats.items():
+            row[name] = float(stat(sa, ra, sb, rb))
+        row["estimate_b"] = float(tf(_ratio(sb, rb)))
+        problems = []
+        for name, stat in stats.items():
             try:
                 if pair_col is not None:
                     res = bootstrap_ci(units[0], _over_units(stat, sa, ra, sb, rb), confidence=confidence,
@@ -403,10 +431,16 @@ def gap_change(
                         return stat(sa[i_s], ra[i_r], sb[i_s], rb[i_r], axis=axis)
                     res = two_sample_bootstrap(units[0], units[1], look, confidence=confidence,
                                                n_resamples=n_resamples, seed=seed, vectorized=True)
-            except StatsInputError as err:  # e.g. resamples with no gap at A, where "closed" is undefined
-                row["note"] = f"no {name} interval: {err}"
+            except StatsInputError as err:  # e.g. resamples with no gap at A, where a share is undefined
+                problems.append(f"no {name} interval: {err}")
                 continue
             row[f"{name}_low"], row[f"{name}_high"] = float(res.low), float(res.high)
+        if row["estimate_a_low"] <= none <= row["estimate_a_high"]:
+            for name in ("closed", "closed_by_real"):
+                row[name] = row[f"{name}_low"] = row[f"{name}_high"] = math.nan
+            problems = [f"A's gap interval [{row['estimate_a_low']:.3g}, {row['estimate_a_high']:.3g}] includes no "
+                        f"gap ({none:g}): no share of it to close"]
+        row["note"] = "; ".join(problems) or None
     out = pd.DataFrame(rows, columns=cols)
     out.attrs.update(confidence=confidence, design=design)
     return out

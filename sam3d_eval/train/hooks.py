@@ -109,8 +109,8 @@ def compare_stage_runs(run_a: Path, run_b: Path, out_csv: Path, metrics: Sequenc
     cmp = compare_frames(read_results(run_a), read_results(run_b), labels=labels, metrics=list(metrics),
                          n_resamples=n_resamples)
     table = cmp.table
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out_csv, index=False)
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
     return table[table["stratum"].isin(["all", "domain"])]
 
 
@@ -122,6 +122,6 @@ def stage_gap_change(run_a: Path, run_b: Path, out_csv: Path, metrics: Sequence[
     from ..io.results import read_results
 
     table = gap_change(read_results(run_a), read_results(run_b), list(metrics), n_resamples=n_resamples)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out_csv, index=False)
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
     return table
