@@ -210,13 +210,11 @@ def run(args: argparse.Namespace) -> int:
             rows, what = phase_rows(folder)
             if rows:
                 phases, phase_label = rows, what
-        if (folder / "engine_rounds.csv").is_file():
-            import pandas as pd
+        import pandas as pd
 
+        if (folder / "engine_rounds.csv").is_file():
             engine = pd.read_csv(folder / "engine_rounds.csv").to_dict("records")
         if (folder / "gap_change.csv").is_file():  # a training run: how the gap moved from stage 1 to stage 2
-            import pandas as pd
-
             change = pd.read_csv(folder / "gap_change.csv").to_dict("records")
         label = args.labels[i] if args.labels else (folder.name or str(folder))
         runs.append(summarise_run(run_dir, label, threshold=args.accuracy_threshold, n_resamples=args.resamples))

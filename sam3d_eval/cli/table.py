@@ -151,11 +151,13 @@ def format_accuracy(acc) -> str:
 
 def format_gap(gap) -> str:
     """Synthetic-vs-real gap figures with bootstrap intervals."""
+    from ..report.tables import gap_counts
+
     rows = []
     for r in gap.to_dict("records"):
         rows.append([r["metric"], r["figure"], _fmt(r["mean_synthetic"]), _fmt(r["mean_real"]),
                      _with_interval(r["estimate"], r["low"], r["high"]),
-                     f"{r['n_synthetic']}/{r['n_real']}" + (f" ({r['n_pairs']} pairs)" if r.get("design") == "paired" else ""),
+                     gap_counts(r),
                      f"{r['n_failed_synthetic']}/{r['n_failed_real']}",
                      f"{r['n_nan_synthetic']}/{r['n_nan_real']}", r["note"] if isinstance(r.get("note"), str) else ""])
     head = "synthetic-vs-real gap (gap_ratio = real/synthetic; relative_drop = 1 - real/synthetic; texture_degradation = LPIPS ratio - 1)"

@@ -135,7 +135,6 @@ def ensure_writable_dir(folder: str | os.PathLike) -> pathlib.Path:
 def write_run_json(run_dir: str | os.PathLike, record: dict[str, Any]) -> pathlib.Path:
     """Write ``RUN_DIR/run.json`` atomically (JSON, NaN-free); returns its path."""
     path = pathlib.Path(run_dir) / RUN_JSON
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(record, indent=2, allow_nan=False) + "\n", durable=True)
     return path
 

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 
 from .figures import interval_figure, occlusion_figure, phase_gap_figure, stacked_bar_figure
 from .html import ReportDocument
-from .tables import cell, definition, fmt, fmt_ci, fmt_p, fmt_rate
+from .tables import cell, definition, fmt, fmt_ci, fmt_p, fmt_rate, gap_counts
 
 __all__ = ["comparison_document", "judgement_sections", "methods_section", "preference_document", "runs_document",
            "thumbs_block"]
@@ -198,8 +198,7 @@ def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapp
             rb = by_b.get(r["metric"], {})
             rows.append([r["metric"], r["figure"], cell(fmt_ci(r["estimate"], r["low"], r["high"]), "num"),
                          cell(fmt_ci(rb.get("estimate"), rb.get("low"), rb.get("high")), "num"),
-                         cell(f"{r['n_synthetic']}/{r['n_real']}" + (f" ({r['n_pairs']} pairs)" if r.get("design") == "paired"
-                                                                      else ""), "num"), r.get("note") or ""])
+                         cell(gap_counts(r), "num"), r.get("note") or ""])
         paired = any(r.get("design") == "paired" for r in gap_a + gap_b)
         sections.append({"id": "gap", "title": "Synthetic-vs-real gap", "blocks": [{
             "type": "table", "header": ["metric", "figure", f"{a} [95% CI]", f"{b} [95% CI]", "n syn/real", "note"],
@@ -378,8 +377,7 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
                                                                                   "estimate [95% CI]", "n syn/real", "note"],
                             "rows": [[g["metric"], g["figure"], cell(fmt(g["mean_synthetic"]), "num"), cell(fmt(g["mean_real"]), "num"),
                                       cell(fmt_ci(g["estimate"], g["low"], g["high"], 3), "num"),
-                                      cell(f"{g['n_synthetic']}/{g['n_real']}" + (f" ({g['n_pairs']} pairs)" if g.get("design") == "paired"
-                                                                                  else ""), "num"), g.get("note") or ""]
+                                      cell(gap_counts(g), "num"), g.get("note") or ""]
                                      for g in r["domain_gap"] if g["metric"] in metrics or g["metric"] == "accuracy"]})
     if phases:
         gblocks.append(_fig_block(phase_gap_figure(phases, metrics=[m for m in metrics if m.startswith(("chamfer_l2", "fscore@0.05"))]

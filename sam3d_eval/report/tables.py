@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["METRIC_DEFINITIONS", "cell", "definition", "fmt", "fmt_ci", "fmt_p", "fmt_rate"]
+__all__ = ["METRIC_DEFINITIONS", "cell", "definition", "fmt", "fmt_ci", "fmt_p", "fmt_rate", "gap_counts"]
 
 # DESIGN.md section 5, in words; keyed by column-name prefix (the longest matching prefix wins).
 METRIC_DEFINITIONS = {
@@ -77,6 +77,12 @@ def fmt_rate(rate: Any, low: Any = None, high: Any = None) -> str:
         return f"{v:.3f}" if _finite(v) else "-"
 
     return one(rate) + (f" [{one(low)}, {one(high)}]" if _finite(low) and _finite(high) else "")
+
+
+def gap_counts(row: Any) -> str:
+    """The samples behind a `domain_gap` row: ``synthetic/real``, plus ``(k pairs)`` when it was paired."""
+    text = f"{row['n_synthetic']}/{row['n_real']}"
+    return text + (f" ({row['n_pairs']} pairs)" if row.get("design") == "paired" else "")
 
 
 def cell(text: str, cls: str = "", title: str = "") -> dict[str, str]:
