@@ -14,6 +14,11 @@ other jobs and make the loop peer's many small fits 5-8x slower; run without it 
   items: our `bradley_terry(cluster="item_id")` (sparse item table, batched Newton) beside the loop a user
   would write: per resample draw items, gather their votes, count wins, fit with scipy L-BFGS.
 
+- Two-level bootstrap, 3 runs per side on 150 twin pairs (300 samples) x 2,000 resamples, the mean
+  difference, the median difference and the probability of improvement from one set of draws (what
+  `compare` computes per stratum and metric with several runs per side): our `two_level_bootstrap` beside
+  the loop a user would write, one resample per iteration (draw runs, draw pairs, gather, compute).
+
 Every peer must land on our interval (bootstrap noise aside), checked in the benchmark itself.
 """
 
@@ -26,7 +31,8 @@ import scipy.stats as st
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
-from sam3d_eval.stats import bradley_terry, paired_bootstrap
+from sam3d_eval.stats import bradley_terry, paired_bootstrap, two_level_bootstrap
+from sam3d_eval.stats.two_level import run_means, run_medians, run_probability_of_improvement
 from sizes import sizes_for
 
 S = sizes_for("stats")  # benchmarks/sizes.py
@@ -37,6 +43,8 @@ N_VOTES, N_MODELS, N_ITEMS, BT_RESAMPLES = S.N_VOTES, S.N_MODELS, S.N_ITEMS, S.B
 # sizes (5% and 15% of the interval's width) and widen with fewer resamples in quick mode.
 PAIRED_TOL = 0.05 * max(1.0, (10_000 / N_RESAMPLES) ** 0.5)
 BT_TOL = 0.15 * max(1.0, (1_000 / BT_RESAMPLES) ** 0.5)
+TL_RUNS, TL_PAIRS, TL_RESAMPLES = S.TL_RUNS, S.TL_PAIRS, S.TL_RESAMPLES
+TL_TOL = 0.1 * max(1.0, (2_000 / TL_RESAMPLES) ** 0.5)
 
 
 def run(benchmark, fn, rounds=2):
@@ -202,3 +210,63 @@ def check_bt(loop_bounds, ref) -> None:
     width = (ref["log_strength_high"] - ref["log_strength_low"]).to_numpy()
     assert np.all(np.abs(lo - ref["log_strength_low"].to_numpy()) < BT_TOL * width)
     assert np.all(np.abs(hi - ref["log_strength_high"].to_numpy()) < BT_TOL * width)
+
+
+# ---------------------------------------------------------------------------------------------- two-level
+
+
+@pytest.fixture(scope="module")
+def seeds():
+    """TL_RUNS runs per side on TL_PAIRS twin pairs: per-pair difficulty, a per-run offset, B 3% lower."""
+    rng = np.random.default_rng(5)
+    difficulty = np.repeat(rng.lognormal(-6, 0.6, TL_PAIRS), 2) * np.tile([1.0, 1.3], TL_PAIRS)
+    a = difficulty * rng.lognormal(0, 0.1, (TL_RUNS, 1)) * rng.lognormal(0, 0.2, (TL_RUNS, difficulty.size))
+    b = 0.97 * difficulty * rng.lognormal(0, 0.1, (TL_RUNS, 1)) * rng.lognormal(0, 0.2, (TL_RUNS, difficulty.size))
+    return a, b, np.repeat(np.arange(TL_PAIRS), 2)
+
+
+def ours_two_level(a, b, pairs):
+    stats = {"delta": lambda ra, rb, w: run_means(b, w, rb) - run_means(a, w, ra),
+             "median_delta": lambda ra, rb, w: run_medians(b, w, rb) - run_medians(a, w, ra),
+             "poi": lambda ra, rb, w: run_probability_of_improvement(-b, -a, w, rb, ra)}
+    res = two_level_bootstrap(stats, (a.shape[0], b.shape[0]), a.shape[1], clusters=pairs,
+                              n_resamples=TL_RESAMPLES, seed=1)
+    return {k: res.interval(k) for k in stats}
+
+
+def loop_two_level(a, b, pairs, seed=2):
+    """One resample per iteration: runs of each side, pairs shared by both, then the three figures."""
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(pairs == p) for p in range(TL_PAIRS)]
+    reps = {"delta": [], "median_delta": [], "poi": []}
+    for _ in range(TL_RESAMPLES):
+        ra, rb = rng.integers(0, a.shape[0], a.shape[0]), rng.integers(0, b.shape[0], b.shape[0])
+        take = np.concatenate([members[p] for p in rng.integers(0, TL_PAIRS, TL_PAIRS)])
+        xa, xb = a[ra][:, take], b[rb][:, take]
+        reps["delta"].append(xb.mean(axis=1).mean() - xa.mean(axis=1).mean())
+        reps["median_delta"].append(np.median(xb, axis=1).mean() - np.median(xa, axis=1).mean())
+        better = (xb[:, None, :] < xa[None, :, :]) + 0.5 * (xb[:, None, :] == xa[None, :, :])
+        reps["poi"].append(better.mean())
+    return {k: tuple(np.quantile(v, [0.025, 0.975])) for k, v in reps.items()}
+
+
+def check_two_level(got, ref):
+    for k, (lo, hi) in ref.items():
+        width = hi - lo
+        assert abs(got[k][0] - lo) < TL_TOL * width and abs(got[k][1] - hi) < TL_TOL * width, (k, got[k], ref[k])
+
+
+@pytest.fixture(scope="module")
+def two_level_reference(seeds):
+    return ours_two_level(*seeds)
+
+
+@pytest.mark.benchmark(group="two-level bootstrap 3+3 runs x 300 samples x 2k")
+def test_two_level_ours(benchmark, seeds, two_level_reference):
+    check_two_level(loop_two_level(*seeds), two_level_reference)  # the loop lands on our intervals
+    run(benchmark, lambda: ours_two_level(*seeds), rounds=5)
+
+
+@pytest.mark.benchmark(group="two-level bootstrap 3+3 runs x 300 samples x 2k")
+def test_two_level_python_loop(benchmark, seeds, two_level_reference):
+    run(benchmark, lambda: loop_two_level(*seeds), rounds=2)

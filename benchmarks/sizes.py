@@ -64,10 +64,11 @@ SIZES: dict[str, dict[str, dict]] = {
         "quick": dict(SUBDIV=2, NUM_SAMPLES=1_000, BATCH=2, BATCH_SAMPLES=200, ROUNDS=1),
     },
     "stats": {  # paired bootstrap (N_PAIRS and N_SMALL pairs) x N_RESAMPLES; Bradley-Terry votes
+        # two-level: TL_RUNS runs per side on TL_PAIRS twin pairs (2 samples each) x TL_RESAMPLES
         "full": dict(N_PAIRS=20_000, N_RESAMPLES=10_000, N_SMALL=200, N_VOTES=100_000, N_MODELS=20,
-                     N_ITEMS=5_000, BT_RESAMPLES=1_000),
+                     N_ITEMS=5_000, BT_RESAMPLES=1_000, TL_RUNS=3, TL_PAIRS=150, TL_RESAMPLES=2_000),
         "quick": dict(N_PAIRS=500, N_RESAMPLES=2_000, N_SMALL=50, N_VOTES=2_000, N_MODELS=5,
-                      N_ITEMS=200, BT_RESAMPLES=100),
+                      N_ITEMS=200, BT_RESAMPLES=100, TL_RUNS=2, TL_PAIRS=20, TL_RESAMPLES=200),
     },
     "train": {  # the demo recipe: global batch BATCH of 64 px inputs, NUM_POINTS, RENDER_SIZE px texture views
         "full": dict(BATCH=16, NUM_POINTS=1000, RENDER_SIZE=32, ROUNDS=5),

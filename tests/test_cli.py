@@ -453,3 +453,127 @@ def test_evaluate_a_reference_checkpoint(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "missing.safetensors"), "--data", str(tmp_path / "m.csv"),
                  "--out", str(tmp_path / "run2")]) == 2
     assert "missing.safetensors: checkpoint does not exist" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------
+# protocol files, --alignment, failures by reason, manifests without strata
+
+
+def test_protocol_file_and_alignment_give_the_equivalent_fingerprint(tmp_path, capsys):
+    from sam3d_eval.evaluate.protocols import get_protocol
+
+    _write(tmp_path / "gt.ply")
+    _write(tmp_path / "pred.ply", shift=0.01)
+    pair = [str(tmp_path / "pred.ply"), str(tmp_path / "gt.ply"), "--samples", "500"]
+    (tmp_path / "same.toml").write_text('base = "default"\nseed = 0\ntaus = [0.01, 0.02, 0.05]\nalignment = "none"\n')
+    (tmp_path / "icp.json").write_text('{"base": "default", "alignment": "icp"}')
+    recorded = {}
+    for name, extra in (("preset", []), ("same", ["--protocol", str(tmp_path / "same.toml")]),
+                        ("icp", ["--protocol", str(tmp_path / "icp.json")]), ("flag", ["--alignment", "icp"])):
+        out = tmp_path / f"{name}.json"
+        assert main(["eval-meshes", *pair, *extra, "-o", str(out)]) == 0
+        payload = json.loads(out.read_text())
+        recorded[name] = (payload["settings"]["protocol"], payload["results"][0]["transform"]["alignment"]["method"])
+    preset = get_protocol("default").with_overrides(num_samples=500)
+    assert recorded["preset"][0]["fingerprint"] == recorded["same"][0]["fingerprint"] == preset.fingerprint()
+    assert recorded["icp"][0]["fingerprint"] == recorded["flag"][0]["fingerprint"] != preset.fingerprint()
+    assert recorded["icp"][0]["overrides"] == {"alignment": "icp", "num_samples": 500}
+    assert [recorded[k][1] for k in ("preset", "same", "icp", "flag")] == ["none", "none", "icp", "icp"]
+    assert "protocol: default v2 (overrides: alignment=icp, num_samples=500)" in capsys.readouterr().out
+
+
+def test_bad_protocol_file_is_a_one_line_error(tmp_path, capsys):
+    args = _manifest_dataset(tmp_path, n=2)
+    (tmp_path / "bad.toml").write_text('base = "default"\nsample = 5\n')
+    (tmp_path / "bad.json").write_text('{"base": "default", "num_samples": -3}')
+    gt = str(tmp_path / "gt" / "s0.ply")
+    cases = [("bad.toml", ["unknown key(s) 'sample'", "valid keys: base, alignment"]),
+             ("bad.json", ["num_samples", "must be positive"])]
+    for name, words in cases:
+        path = str(tmp_path / name)
+        for argv in (["eval-meshes", gt, gt, "--protocol", path],
+                     [*args, "--protocol", path, "--out", str(tmp_path / "run")]):
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert len(err.strip().splitlines()) == 1 and err.startswith(f"sam3d-eval: error: {path}: "), err
+            assert all(w in err for w in words) and "scoring" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_without_strata_prints_failures_by_reason_and_the_gap_note(tmp_path, capsys):
+    import re
+
+    from sam3d_eval.evaluate.protocols import get_protocol
+
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    gt.mkdir()
+    pred.mkdir()
+    ids = [f"s{i}" for i in range(6)]
+    for i, sid in enumerate(ids):
+        _write(gt / f"{sid}.ply", ("sphere", "box")[i % 2])
+    _write(pred / "s0.ply", "sphere")
+    _write(pred / "s1.ply", "box", shift=0.01)
+    for sid in ("s2", "s3", "s4"):
+        (pred / f"{sid}.ply").write_bytes(b"garbage")  # s5 has no prediction at all
+    (tmp_path / "m.csv").write_text("sample_id,gt_mesh\n" + "".join(f"{s},gt/{s}.ply\n" for s in ids))
+    out = tmp_path / "run"
+    argv = ["evaluate", str(pred), "--data", str(tmp_path / "m.csv"), "--samples", "300", "--out", str(out)]
+    assert main([*argv, "--alignment", "icp"]) == 0
+    captured = capsys.readouterr()
+    assert "note: no gap table: the manifest has no domain column" in captured.out
+    assert "gap_ratio" not in captured.out and "domain=" not in captured.out
+    assert "occlusion-stratified" not in captured.out
+    err = captured.err
+    assert "4 of 6 samples failed" in err
+    assert re.search(r"^  s2: prediction: \S*s2\.ply: could not parse", err, re.M), err
+    assert re.search(r"^  s5: no prediction for this sample$", err, re.M), err
+    assert re.search(r"^  3  prediction: <path>: could not parse the file as PLY", err, re.M), err
+    assert re.search(r"^  1  no prediction for this sample$", err, re.M), err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["domain_gap"] is None
+    assert summary["domain_gap_note"] == "no gap table: the manifest has no domain column"
+    failures = summary["failures"]
+    assert failures["count"] == 4 and list(failures["by_reason"].values()) == [3, 1]
+    assert next(iter(failures["by_reason"])).startswith("prediction: <path>: could not parse the file as PLY")
+    assert "no prediction for this sample" in failures["by_reason"]
+    assert [r["sample_id"] for r in failures["first"]] == ["s2", "s3", "s4", "s5"]
+    assert "s3.ply" in failures["first"][1]["error"]
+    # --alignment is recorded in run.json and changes the fingerprint; the stored rows were aligned by ICP
+    run = json.loads((out / "run.json").read_text())
+    with_icp = get_protocol("default").with_overrides(num_samples=300, alignment="icp")
+    assert run["protocol"]["alignment"] == "icp" and run["protocol"]["overrides"]["alignment"] == "icp"
+    without = get_protocol("default").with_overrides(num_samples=300)
+    assert run["fingerprint"] == with_icp.fingerprint() != without.fingerprint()
+    from sam3d_eval.io import read_results
+
+    frame = read_results(out)
+    assert "domain" not in frame.columns and "occlusion" not in frame.columns
+    ok = frame[frame["status"] == "ok"]
+    assert len(ok) == 2 and all(json.loads(t)["alignment"]["method"] == "icp" for t in ok["transform"])
+
+
+def test_evaluate_one_domain_under_a_protocol_file(tmp_path, capsys):
+    from sam3d_eval.evaluate.protocols import get_protocol
+
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "pred").mkdir()
+    rows = []
+    for i, name in enumerate(("sphere", "box", "torus")):
+        _write(tmp_path / "gt" / f"r{i}.ply", name)
+        _write(tmp_path / "pred" / f"r{i}.ply", name, shift=0.004 * i)
+        rows.append(f"r{i},gt/r{i}.ply,real,{(0.05, 0.2, 0.7)[i]},{name}\n")
+    (tmp_path / "m.csv").write_text("sample_id,gt_mesh,domain,occlusion,category\n" + "".join(rows))
+    (tmp_path / "p.toml").write_text('base = "default"\nnum_samples = 300\n')
+    out = tmp_path / "run"
+    assert main(["evaluate", str(tmp_path / "pred"), "--data", str(tmp_path / "m.csv"), "--protocol",
+                 str(tmp_path / "p.toml"), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "note: no gap table: the manifest has only the 'real' domain" in captured.out
+    assert "gap_ratio" not in captured.out and "domain=real" in captured.out and "occlusion-stratified" in captured.out
+    assert "samples failed" not in captured.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["domain_gap"] is None and summary["domain_gap_note"].endswith("only the 'real' domain")
+    assert summary["failures"] == {"count": 0, "by_reason": {}, "first": []}
+    fingerprint = get_protocol("default").with_overrides(num_samples=300).fingerprint()
+    assert json.loads((out / "run.json").read_text())["fingerprint"] == fingerprint
+    assert summary["metadata"]["protocol"]["fingerprint"] == fingerprint

@@ -71,6 +71,23 @@ def test_dataset_filters_and_a_user_manifest(bench, tmp_path):
         ManifestDataset(bench / "user.csv", gt="voxels")
 
 
+def test_dataset_over_a_manifest_without_strata(bench):
+    """domain, occlusion and category are optional: items carry None / nan, and what needs a domain says so."""
+    pd.read_csv(bench / "manifest.csv")[["sample_id", "image", "gt_mesh"]].to_csv(bench / "bare.csv", index=False)
+    ds = ManifestDataset(bench / "bare.csv", gt=None)
+    item = ds[0]
+    assert item["domain"] is None and item["category"] is None and math.isnan(item["occlusion"])
+    assert "domain" not in ds.frame.columns
+    with pytest.raises(ValueError, match="no domain column"):
+        ds.domains
+    with pytest.raises(ValueError, match="domain='real' asked for but the manifest has no domain column"):
+        ManifestDataset(bench / "bare.csv", domain="real")
+    from sam3d_eval.train.data import ManifestTrainData
+
+    with pytest.raises(ValueError, match="training needs a domain column"):
+        ManifestTrainData(bench / "bare.csv", split=None)
+
+
 def test_sampler_ratio_holds_within_binomial_error():
     domains = ["synthetic"] * 30 + ["real"] * 70
     n = 4000

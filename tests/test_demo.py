@@ -88,6 +88,11 @@ def test_demo_end_to_end_small(tmp_path, capsys):
     assert set(zip(gap["stage"], gap["phase"])) >= {(1, "synthetic")}
     assert gap[gap["stage"] == 2]["phase"].nunique() == 4
     assert (out / "stage_comparison.csv").is_file()
+    # the stage comparison resamples twin pairs whole in every stratum that holds both twins
+    sc = pd.read_csv(out / "stage_comparison.csv")
+    both_twins = sc[sc["stratum"].isin(["all", "category"])]
+    assert len(both_twins) and (both_twins["n_units"] < both_twins["n"]).any()
+    assert (sc[sc["stratum"] == "domain"]["n_units"] == sc[sc["stratum"] == "domain"]["n"]).all()
     # the packaged recipe pairs every real sample with a synthetic twin: paired gap intervals, and how the gap moved
     assert (gap["design"] == "paired").all() and (gap["n_pairs"] > 0).all()
     change = pd.read_csv(out / "gap_change.csv").set_index("metric")

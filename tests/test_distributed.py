@@ -47,3 +47,25 @@ def test_two_ranks_store_what_one_process_stores(tmp_path):
     assert list(two["sample_id"]) == list(one["sample_id"]) == [f"x{i}" for i in range(5)]
     cols = ["status", "error", "domain", "occlusion", "category", "transform", *one.attrs["metrics"]]
     pd.testing.assert_frame_equal(two[cols], one[cols])
+    # every rank hashed its share of the files: the content keys are the one-process run's
+    keys = ["pred_sha256", "gt_sha256", "row_sha256"]
+    assert two[keys].notna().all().all()
+    pd.testing.assert_frame_equal(two[keys], one[keys])
+    # an overwritten prediction, resumed on two ranks: that sample alone is scored again, with the new value
+    import shutil
+
+    shutil.copy(tmp_path / "pred" / "x2.ply", tmp_path / "pred" / "x1.ply")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "sam3d_eval", *args, "--out", str(tmp_path / "two"), "--resume"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = read_results(tmp_path / "two").set_index("sample_id")
+    before = two.set_index("sample_id")
+    rescored = sorted(after.index[after["written_at"] != before["written_at"]])
+    assert rescored == ["x1", "x3"]  # the overwritten one, and x3, whose failure is retried
+    assert main([*args, "--out", str(tmp_path / "fresh")]) == 0
+    fresh = read_results(tmp_path / "fresh").set_index("sample_id")
+    m = one.attrs["metrics"][0]
+    assert after.loc["x1", m] == fresh.loc["x1", m] != before.loc["x1", m]

@@ -72,8 +72,35 @@ def test_errors_name_the_row_and_the_problem(tmp_path, body, words):
 
 
 def test_missing_columns_are_listed(tmp_path):
-    with pytest.raises(ManifestError, match=r"missing column\(s\) domain, occlusion"):
-        load_manifest(_csv(tmp_path, "a,a.ply,x\n", header="sample_id,gt_mesh,category\n"))
+    with pytest.raises(ManifestError, match=r"missing column\(s\) gt_mesh .*required: sample_id, gt_mesh; optional: domain"):
+        load_manifest(_csv(tmp_path, "a,x\n", header="sample_id,category\n"))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_strata_columns_are_optional_and_stay_absent(tmp_path, suffix):
+    rows = [{"sample_id": "a", "gt_mesh": "a.ply"}, {"sample_id": "b", "gt_mesh": "b.ply"}]
+    path = tmp_path / f"m{suffix}"
+    if suffix == ".csv":
+        path.write_text("sample_id,gt_mesh\na,a.ply\nb,b.ply\n")
+    elif suffix == ".jsonl":
+        path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    else:
+        pd.DataFrame(rows).to_parquet(path)
+    m = load_manifest(path)
+    assert list(m.columns) == ["sample_id", "gt_mesh"]  # no domain / occlusion / category filled in
+    assert strata_columns(m) == [] and extra_columns(m) == []
+    assert list(m["gt_mesh"]) == [str(tmp_path / "a.ply"), str(tmp_path / "b.ply")]
+
+
+def test_an_optional_column_that_is_present_is_validated(tmp_path):
+    m = load_manifest(_csv(tmp_path, "a,a.ply, Real\nb,b.ply,real\n", header="sample_id,gt_mesh,domain\n"))
+    assert list(m["domain"]) == ["real", "real"] and "occlusion" not in m.columns and strata_columns(m) == ["domain"]
+    with pytest.raises(ManifestError, match="line 3 .*unknown domain 'cartoon'"):
+        load_manifest(_csv(tmp_path, "a,a.ply,real\nb,b.ply,cartoon\n", header="sample_id,gt_mesh,domain\n"))
+    with pytest.raises(ManifestError, match="line 2 .*occlusion must be a number in \\[0, 1\\], got nan"):
+        load_manifest(_csv(tmp_path, "a,a.ply,,x\n", header="sample_id,gt_mesh,occlusion,category\n"))
+    m = load_manifest(_csv(tmp_path, "a,a.ply,0.5,\n", header="sample_id,gt_mesh,occlusion,category\n"))
+    assert list(m["occlusion"]) == [0.5] and list(m["category"]) == [""] and "domain" not in m.columns
 
 
 def test_reserved_column_is_refused(tmp_path):

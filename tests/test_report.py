@@ -15,7 +15,8 @@ from PIL import Image
 from compare_fixtures import PROTOCOL_SAMPLES, make_pair_dataset
 from sam3d_eval.cli.main import main
 from sam3d_eval.data.manifest import load_manifest
-from sam3d_eval.evaluate.compare import compare_frames, load_side
+from sam3d_eval.evaluate.compare import compare_frames
+from sam3d_eval.evaluate.sides import load_side
 from sam3d_eval.evaluate.protocols import get_protocol
 from sam3d_eval.io.mesh_io import load_mesh
 from sam3d_eval.report import comparison_document, interval_figure, render_html, runs_document

@@ -11,7 +11,7 @@ import pytest
 from compare_fixtures import PROTOCOL_SAMPLES, make_pair_dataset
 from sam3d_eval.cli.main import main
 from sam3d_eval.data.manifest import load_manifest
-from sam3d_eval.evaluate.compare import load_side
+from sam3d_eval.evaluate.sides import load_side
 from sam3d_eval.evaluate.protocols import get_protocol
 from sam3d_eval.io.judgements import read_ratings, read_votes
 from sam3d_eval.report import judgement_sections, render_html, runs_document, stacked_bar_figure

@@ -9,6 +9,7 @@ import pytest
 
 from sam3d_eval.cli.main import main
 from sam3d_eval.io.judgements import JudgementFileError, read_ratings, validate_ratings
+from sam3d_eval.stats import krippendorff_alpha
 from sam3d_eval.stats.rubric import (
     CRITERIA, accept_rates, failure_mix, rater_bias, rating_decisions, rubric_agreement, rubric_summary,
 )
@@ -48,9 +49,10 @@ def test_decisions_compensatory_near_and_failure_modes():
 def test_identical_raters_agree_perfectly_under_every_design():
     rng = np.random.default_rng(0)
     q = rng.integers(3, 11, size=(60, 1, 4))
-    for n_raters, method in ((2, "cohen_kappa"), (4, "fleiss_kappa")):
+    for n_raters, scores, accept in ((2, "cohen_kappa (quadratic, 0-10 scale)", "cohen_kappa"),
+                                     (4, "krippendorff_alpha (interval)", "fleiss_kappa")):
         a = rubric_agreement(_ratings(np.repeat(q, n_raters, axis=1))).set_index("target")
-        assert a.loc["geometry", "method"].startswith(method)
+        assert a.loc["geometry", "method"] == scores and a.loc["accept", "method"] == accept
         assert np.allclose(a["value"], 1.0) and np.allclose(a["krippendorff_alpha"], 1.0)
     # a missing rating switches to Krippendorff's alpha
     frame = _ratings(np.repeat(q, 3, axis=1)).iloc[1:]
@@ -124,7 +126,7 @@ def test_cli_ratings_table(tmp_path, capsys):
     _ratings(rng.integers(4, 11, size=(20, 2, 4))).to_json(path, orient="records", lines=True)
     assert main(["preference", "--ratings", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "cohen_kappa (quadratic)" in out and "accept rate" in out
+    assert "cohen_kappa (quadratic, 0-10 scale)" in out and "accept rate" in out
 
 
 def test_accept_trend_detects_a_rise_and_not_a_flat_rate():
@@ -144,3 +146,50 @@ def test_accept_trend_refuses_perfect_separation():
 
     res = accept_trend([1, 2, 3], [0, 5, 5], [5, 5, 5])
     assert np.isnan(res["slope"]) and "separation" in res["note"]
+
+
+# Two raters' geometry scores on 12 items: on the 0-10 scale a 2 against an 8 is 6 points apart, not the
+# one rank step between the neighbouring values seen.
+GEOMETRY_R1 = [2, 8, 9, 10, 10, 9, 8, 2, 9, 10, 8, 9]
+GEOMETRY_R2 = [8, 8, 10, 10, 9, 9, 9, 2, 8, 10, 2, 9]
+
+
+def _geometry_frame(*raters):
+    scores = np.full((len(raters[0]), len(raters), 4), 9.0)
+    scores[:, :, 0] = np.array(raters).T
+    return _ratings(scores)
+
+
+def test_score_agreement_weighs_the_0_10_distance():
+    r1, r2 = np.array(GEOMETRY_R1), np.array(GEOMETRY_R2)
+    # quadratic weighted kappa by hand from the 11 x 11 table over the scores 0..10
+    table = np.zeros((11, 11))
+    np.add.at(table, (r1, r2), 1.0)
+    table /= table.sum()
+    i, j = np.indices((11, 11))
+    w = (i - j) ** 2.0
+    kappa = 1.0 - np.sum(w * table) / np.sum(w * np.outer(table.sum(1), table.sum(0)))
+    alpha = krippendorff_alpha(np.vstack([r1, r2]).astype(float), "interval")
+    assert (round(kappa, 3), round(alpha, 3)) == (0.567, 0.585)
+    a = rubric_agreement(_geometry_frame(GEOMETRY_R1, GEOMETRY_R2)).set_index("target")
+    assert a.loc["geometry", "method"] == "cohen_kappa (quadratic, 0-10 scale)"
+    assert a.loc["geometry", "value"] == pytest.approx(kappa, rel=1e-12)
+    assert a.loc["geometry", "krippendorff_alpha"] == pytest.approx(alpha, rel=1e-12)
+
+
+def test_three_raters_report_interval_alpha_for_scores():
+    r3 = [3, 7, 9, 10, 9, 9, 8, 2, 9, 9, 4, 10]
+    a = rubric_agreement(_geometry_frame(GEOMETRY_R1, GEOMETRY_R2, r3)).set_index("target")
+    alpha = krippendorff_alpha(np.array([GEOMETRY_R1, GEOMETRY_R2, r3], dtype=float), "interval")
+    assert a.loc["geometry", "method"] == "krippendorff_alpha (interval)"
+    assert a.loc["geometry", "value"] == pytest.approx(alpha, rel=1e-12)
+    assert a.loc["geometry", "raters"] == 3 and a.loc["geometry", "complete"]
+
+
+def test_fractional_scores_use_interval_alpha_with_two_raters():
+    r2 = np.array(GEOMETRY_R2, dtype=float)
+    r2[0] = 7.5
+    a = rubric_agreement(_geometry_frame(GEOMETRY_R1, r2)).set_index("target")
+    assert a.loc["geometry", "method"] == "krippendorff_alpha (interval)"
+    assert a.loc["geometry", "value"] == pytest.approx(
+        krippendorff_alpha(np.vstack([GEOMETRY_R1, r2]).astype(float), "interval"), rel=1e-12)

@@ -124,6 +124,9 @@ def test_resume_after_a_rank_died_with_another_rank_count(dataset, tmp_path, mon
     sent = []  # rank 0's broadcast, replayed to the later ranks as torch.distributed would deliver it
     monkeypatch.setattr(runner, "_barrier", lambda: None)
     monkeypatch.setattr(runner, "_broadcast", lambda obj: sent.append(obj) or obj if obj is not None else sent[0])
+    # every rank hashes its share and all_gather_object hands everyone every share: here, all of them at once
+    all_keys = runner.sample_keys(manifest.to_dict("records"), source)
+    monkeypatch.setattr(runner, "_all_gather", lambda obj: [all_keys])
     for rank in (0, 2):  # rank 1 dies at start; rank 2 runs after rank 0 has written (the race to avoid)
         monkeypatch.setattr(runner, "dist_info", lambda rank=rank: (rank, 3))
         part = run_evaluation(source, manifest, PROTOCOL, tmp_path / "r", batch_size=2)

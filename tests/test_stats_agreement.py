@@ -1,9 +1,12 @@
 """Agreement (golden, published worked examples) and paired tests / multiple-testing corrections."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
+from scipy.stats import wilcoxon
+from statsmodels.stats.contingency_tables import mcnemar
 
 from sam3d_eval.stats import (
     StatsInputError,
@@ -12,6 +15,7 @@ from sam3d_eval.stats import (
     fleiss_kappa,
     holm,
     krippendorff_alpha,
+    mcnemar_exact,
     wilcoxon_signed_rank,
 )
 
@@ -191,3 +195,121 @@ def test_holm_and_bh_by_hand():
         holm([0.5, 1.5])
     with pytest.raises(StatsInputError, match="empty"):
         benjamini_hochberg([])
+
+
+# Two raters' 0-10 scores on 12 items (rubric example): the quadratic weights must be the score distance.
+SCORES_R1 = np.array([2, 8, 9, 10, 10, 9, 8, 2, 9, 10, 8, 9])
+SCORES_R2 = np.array([8, 8, 10, 10, 9, 9, 9, 2, 8, 10, 2, 9])
+
+
+def quadratic_kappa_by_hand(r1, r2, k):
+    """Weighted kappa 1 - sum w O / sum w E with w = (i - j)^2 on the k x k table of categories 0..k-1."""
+    table = np.zeros((k, k))
+    np.add.at(table, (r1, r2), 1.0)
+    table /= table.sum()
+    expected = np.outer(table.sum(1), table.sum(0))
+    i, j = np.indices((k, k))
+    w = (i - j) ** 2.0
+    return 1.0 - np.sum(w * table) / np.sum(w * expected)
+
+
+def test_weighted_kappa_on_the_score_scale():
+    on_scale = quadratic_kappa_by_hand(SCORES_R1, SCORES_R2, 11)
+    assert round(on_scale, 3) == 0.567
+    assert cohens_kappa(SCORES_R1, SCORES_R2, "quadratic", categories=range(11)) == pytest.approx(on_scale, rel=1e-12)
+    # the default categories are the values seen (2, 8, 9, 10): ranks, not scores, as sklearn's default labels
+    _, rank1 = np.unique(np.r_[SCORES_R1, SCORES_R2], return_inverse=True)
+    by_rank = quadratic_kappa_by_hand(rank1[:12], rank1[12:], 4)
+    assert cohens_kappa(SCORES_R1, SCORES_R2, "quadratic") == pytest.approx(by_rank, rel=1e-12)
+    assert round(by_rank, 3) == 0.763
+
+
+def test_kappa_refuses_missing_ratings_in_object_arrays_and_a_single_category():
+    for r1 in ([1, None, 2], np.array([1, np.nan, 2], dtype=object), ["a", None, "b"]):
+        with pytest.raises(StatsInputError, match="r1 has 1 missing rating.*first at index 1.*krippendorff_alpha"):
+            cohens_kappa(r1, [1, 2, 2])
+    with pytest.raises(StatsInputError, match="r2 is all NaN"):
+        cohens_kappa(["a", "b"], [None, None])
+    with pytest.raises(StatsInputError, match="every rating is 1: chance agreement is 1"):
+        cohens_kappa([1, 1, 1], [1, 1, 1], categories=[0, 1])
+
+
+def test_fleiss_refuses_a_single_category_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(StatsInputError, match="every rating is in one category"):
+            fleiss_kappa([[3, 0], [3, 0]])
+        with pytest.raises(StatsInputError, match=r"one category \(column 1\)"):
+            fleiss_kappa([[0, 2, 0], [0, 2, 0]])
+
+
+def test_wilcoxon_one_sided_tests_b_minus_a():
+    """b - a = 1..12, all positive: W+ = 78 is the largest value, reached by 1 of the 2^12 sign patterns,
+    so P(W+ >= 78) = 2^-12 under the null ("greater": b above a) and "less" has p = 1."""
+    a, b = np.zeros(12), np.arange(1.0, 13.0)
+    assert wilcoxon_signed_rank(a, b, alternative="greater").pvalue == pytest.approx(2.0**-12, rel=1e-12)
+    assert wilcoxon_signed_rank(a, b, alternative="less").pvalue == pytest.approx(1.0, rel=1e-12)
+    assert wilcoxon_signed_rank(b, a, alternative="less").pvalue == pytest.approx(2.0**-12, rel=1e-12)
+    rng = np.random.default_rng(3)
+    x, y = rng.random(30), rng.random(30) + 0.1
+    for alt in ("two-sided", "greater", "less"):
+        assert wilcoxon_signed_rank(x, y, alternative=alt).pvalue == pytest.approx(
+            wilcoxon(y - x, alternative=alt).pvalue, rel=1e-12)
+    with pytest.raises(StatsInputError, match="alternative"):
+        wilcoxon_signed_rank(x, y, alternative="larger")
+
+
+def test_mcnemar_exact_equals_statsmodels():
+    for only_a in range(0, 31):
+        for only_b in range(0, 31):
+            res = mcnemar_exact(only_a, only_b)
+            ref = mcnemar([[0, only_a], [only_b, 0]], exact=True).pvalue
+            assert res.pvalue == pytest.approx(ref, rel=1e-12, abs=0.0)
+            assert res.n_discordant == only_a + only_b
+            assert res.min_attainable_p == pytest.approx(min(1.0, 2.0 * 0.5 ** (only_a + only_b)), rel=1e-15)
+    # by hand: 1 vs 8 discordant: 2 * P(X <= 1), X ~ Bin(9, 1/2) = 2 * 10 / 512
+    assert mcnemar_exact(1, 8).pvalue == pytest.approx(20 / 512, rel=1e-12)
+    assert mcnemar_exact(0, 0).pvalue == 1.0 and mcnemar_exact(0, 0).min_attainable_p == 1.0
+    # 4 discordant samples, all one way: the smallest p possible with 4 is 2 / 16 = 0.125
+    res = mcnemar_exact(4, 0)
+    assert res.pvalue == res.min_attainable_p == 0.125
+    assert res.as_dict() == {"only_a": 4, "only_b": 0, "n_discordant": 4, "pvalue": 0.125, "min_attainable_p": 0.125}
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, np.nan, "3", True, None])
+def test_mcnemar_counts_are_validated(bad):
+    with pytest.raises(StatsInputError, match="only_b must be a whole number >= 0"):
+        mcnemar_exact(3, bad)
+
+
+# ---------------------------------------------------------------------------------------------- sign flip
+
+
+def test_sign_flip_on_minus_one_zero_one_is_the_exact_mcnemar_test():
+    from sam3d_eval.stats import mcnemar_exact, sign_flip_test
+
+    for only_a in range(0, 9):
+        for only_b in range(0, 12 - only_a):
+            d = np.array([-1.0] * only_a + [1.0] * only_b + [0.0] * 7)
+            r = sign_flip_test(d)
+            assert r.exact and r.n_nonzero == only_a + only_b
+            assert r.pvalue == pytest.approx(mcnemar_exact(only_a, only_b).pvalue, abs=1e-12)
+
+
+def test_sign_flip_exact_p_by_hand_and_monte_carlo_agrees():
+    from itertools import product
+
+    from sam3d_eval.stats import sign_flip_test
+
+    d = np.array([0.5, 1.0, 0.25, -0.25, 0.75, 0.0])
+    t = d.sum()
+    nz = d[d != 0]
+    sums = [abs(np.dot(s, nz)) for s in product([1, -1], repeat=nz.size)]
+    want = np.mean([s >= abs(t) - 1e-12 for s in sums])
+    r = sign_flip_test(d)
+    assert r.pvalue == pytest.approx(want) and r.min_attainable_p == pytest.approx(2 * 0.5**5)
+    mc = sign_flip_test(d, max_exact=0, n_resamples=40_000, seed=1)
+    assert not mc.exact and abs(mc.pvalue - want) < 4 * np.sqrt(want * (1 - want) / 40_000) + 1e-4
+    assert sign_flip_test(np.zeros(4)).pvalue == 1.0
+    with pytest.raises(StatsInputError):
+        sign_flip_test([np.nan, 1.0])

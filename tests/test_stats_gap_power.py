@@ -154,3 +154,42 @@ def test_logistic_fit_high_dimensional_path_is_stationary():
     w, b = _fit_logistic(x, y, 0.5)
     r = 1 / (1 + np.exp(-(x @ w + b))) - y
     assert np.max(np.abs(x.T @ r / 80 + 0.5 * w)) < 1e-6 and abs(r.mean()) < 1e-6
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"n_subsets": 2.5}, "n_subsets must be an integer >= 1, got 2.5"),
+    ({"n_subsets": 0}, "n_subsets must be an integer >= 1, got 0"),
+    ({"n_subsets": True}, "n_subsets must be an integer >= 1"),
+    ({"subset_size": 10.5}, "subset_size must be an integer >= 2, got 10.5"),
+    ({"subset_size": 1}, "subset_size must be an integer >= 2, got 1"),
+])
+def test_kid_counts_must_be_integers(kw, message):
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.raises(StatsInputError, match=message):
+        kid(x, x + 1.0, **kw)
+    assert kid(x, x + 1.0, n_subsets=np.int64(2), subset_size=10).n_subsets == 2  # numpy integers are fine
+
+
+@pytest.mark.parametrize("args, message", [
+    ((100, 0.8, 1.2), r"threshold must lie in \(0, 1\), got 1.2"),
+    ((100, 0.8, 0.0), r"threshold must lie in \(0, 1\)"),
+    ((100, 1.3, 0.75), r"true_rate must lie in \[0, 1\], got 1.3"),
+    ((100, -0.1, 0.75), r"true_rate must lie in \[0, 1\]"),
+    ((-5, 0.8, 0.75), "n must be a positive whole number of votes"),
+    ((0, 0.8, 0.75), "n must be a positive whole number of votes"),
+    ((12.5, 0.8, 0.75), "n must be a positive whole number of votes"),
+    ((np.array([10, -1]), 0.8, 0.75), "n must be a positive whole number of votes"),
+    ((np.array([]), 0.8, 0.75), "n must be a positive whole number of votes"),
+])
+def test_claim_power_arguments_are_validated(args, message):
+    with pytest.raises(StatsInputError, match=message):
+        win_rate_claim_power(*args)
+
+
+def test_claim_power_edges_are_exact():
+    # true rate 1: every vote is a win, the claim holds once n is large enough for the Wilson bound
+    z = ndtri(0.975)
+    n = np.arange(1, 40)
+    k_min = np.floor(n * 0.75 + z * np.sqrt(n * 0.75 * 0.25)) + 1
+    np.testing.assert_array_equal(win_rate_claim_power(n, 1.0, 0.75), (k_min <= n).astype(float))
+    assert win_rate_claim_power(50, 0.0, 0.75) == 0.0

@@ -73,3 +73,22 @@ def test_bad_counts_are_named():
         binomial_test(2.5, 10)
     with pytest.raises(StatsInputError, match="p must"):
         binomial_test(2, 10, p=1.5)
+
+
+def test_wilson_ends_are_exactly_0_and_1_at_the_extremes():
+    """The closed form gives lo = 0 at k = 0 and hi = 1 at k = n exactly (centre = half there); rounding
+    in the library left 2.8e-17 at k = 0, n = 7, which reads as a lower end above 0."""
+    n = np.arange(1, 200)
+    for conf in (0.9, 0.95, 0.99):
+        lo, hi = wilson_interval(np.zeros(n.size), n, conf)
+        assert np.all(lo == 0.0) and np.all(hi > 0.0)
+        lo, hi = wilson_interval(n, n, conf)
+        assert np.all(hi == 1.0) and np.all(lo < 1.0)
+    assert wilson_interval(0, 7)[0] == 0.0 and wilson_interval(7, 7)[1] == 1.0
+    assert isinstance(wilson_interval(0, 7)[0], float)
+    # other counts keep the closed form (k = 1 of 7 here)
+    z = 1.959963984540054
+    p, m = 1 / 7, 7
+    centre = (p + z * z / (2 * m)) / (1 + z * z / m)
+    half = z / (1 + z * z / m) * np.sqrt(p * (1 - p) / m + z * z / (4 * m * m))
+    assert wilson_interval(1, 7) == pytest.approx((centre - half, centre + half), rel=1e-12)

@@ -83,9 +83,13 @@ def test_newton_and_lbfgs_solve_the_same_problem():
 
 
 def test_never_losing_model_and_disconnected_graph_are_named():
-    v = pd.DataFrame({"model_a": ["x", "x", "y", "z"], "model_b": ["y", "z", "z", "y"], "winner": ["a", "a", "a", "b"]})
-    with pytest.raises(StatsInputError, match=r"\['x'\] never lose"):
+    # x beats y and z, y and z beat each other: x never loses, and y, z never beat x (but do beat each other)
+    v = pd.DataFrame({"model_a": ["x", "x", "y", "z"], "model_b": ["y", "z", "z", "y"], "winner": ["a", "a", "a", "a"]})
+    with pytest.raises(StatsInputError) as err:
         bradley_terry(v, bootstrap=0)
+    msg = str(err.value)
+    assert "model 'x' never loses;" in msg and "models ['y', 'z'] never win against a model outside that group" in msg
+    assert "'x' never win" not in msg
     # the documented regularised answer: finite, x on top, shrinking towards 0 as the prior tightens
     loose = bradley_terry(v, bootstrap=0, regularization=0.01)
     tight = bradley_terry(v, bootstrap=0, regularization=1.0)
@@ -168,3 +172,32 @@ def test_bootstrap_without_finite_resamples_is_an_error_not_infinity():
         bradley_terry(v, bootstrap=200, seed=0)
     res = bradley_terry(v, bootstrap=200, seed=0, regularization=0.5)
     assert np.all(np.isfinite(res[["log_strength_low", "log_strength_high"]].to_numpy()))
+
+
+def test_never_winning_model_is_named_exactly():
+    # y and z beat each other and both beat x: x never wins; y and z do lose (to each other), never to x
+    v = pd.DataFrame({"model_a": ["y", "z", "y", "z"], "model_b": ["z", "y", "x", "x"], "winner": ["a"] * 4})
+    with pytest.raises(StatsInputError) as err:
+        bradley_terry(v, bootstrap=0)
+    msg = str(err.value)
+    assert "model 'x' never wins;" in msg
+    assert "models ['y', 'z'] never lose to a model outside that group" in msg
+    assert "'y' never" not in msg and "'z' never" not in msg
+    # a chain a > b > c: a never loses, c never wins, b is neither
+    chain = pd.DataFrame({"model_a": ["a", "b"], "model_b": ["b", "c"], "winner": ["a", "a"]})
+    with pytest.raises(StatsInputError) as err:
+        bradley_terry(chain, bootstrap=0)
+    msg = str(err.value)
+    assert "model 'c' never wins" in msg and "model 'a' never loses" in msg and "'b'" not in msg
+
+
+def test_bootstrap_on_one_cluster_is_refused():
+    v = pd.DataFrame({"model_a": ["x", "y", "x", "y"], "model_b": ["y", "x", "y", "x"], "winner": ["a", "a", "b", "a"],
+                      "item_id": [1, 1, 1, 1], "rater_id": ["r1", "r2", "r1", "r2"]})
+    with pytest.raises(StatsInputError, match="'item_id': at least 2 clusters are needed for an interval, got 1"):
+        bradley_terry(v, bootstrap=50, cluster="item_id")
+    with pytest.raises(StatsInputError, match="'item_id': at least 2 clusters"):
+        bradley_terry(v, bootstrap=50, cluster=["item_id", "rater_id"])
+    assert bradley_terry(v, bootstrap=0, cluster="item_id")["log_strength"].notna().all()  # no interval asked
+    res = bradley_terry(v, bootstrap=50, cluster="rater_id", regularization=0.5)
+    assert np.all(res["log_strength_low"] < res["log_strength_high"])

@@ -17,8 +17,12 @@ SCRIPT = Path(__file__).parent / "train_ddp_script.py"
 
 
 def test_two_process_run_equals_one_process_run(tmp_path):
+    """Two ranks all-reduce the gradients of their half-batches; one process accumulating the same two
+    half-batch gradients (grad_accumulation=2) performs the same float32 additions, so the weights agree to
+    the last bit (a+b is commutative; DDP's division by the world size and the accumulation's by the
+    micro-batch count are both exact halvings)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    train(tiny_config(tmp_path / "one"), ToyData(8, 32))  # the one-process run, in this process
+    train(tiny_config(tmp_path / "one", grad_accumulation=2), ToyData(8, 32))  # one process, same arithmetic
     two = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(SCRIPT), str(tmp_path / "two")],
         env=env, capture_output=True, text=True, timeout=120,
@@ -27,12 +31,12 @@ def test_two_process_run_equals_one_process_run(tmp_path):
     a = read_checkpoint(tmp_path / "one" / "final.safetensors")
     b = read_checkpoint(tmp_path / "two" / "final.safetensors")
     assert b.config["world_size"] == 2 and a.config["world_size"] == 1
-    diff = max(float((v - b.prefixed("model/")[k]).abs().max()) for k, v in a.prefixed("model/").items())
     cfg = tiny_config(tmp_path / "unused")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(stream_seed(cfg.seed, "model_init"))
         init = ReferenceModel(cfg.model).state_dict()
     moved = max(float((v - init[k]).abs().max()) for k, v in a.prefixed("model/").items())
-    # Float32 sums in another order (gloo's all-reduce of two half-batch gradients vs one batch) differ in
-    # the last bits; AdamW's normalised steps carry that along, so compare against how far the weights moved.
-    assert moved > 1e-3 and diff < 1e-2 * moved, (diff, moved)
+    assert moved > 1e-3  # the run trained
+    for k, v in a.prefixed("model/").items():
+        assert torch.equal(v, b.prefixed("model/")[k]), k
+

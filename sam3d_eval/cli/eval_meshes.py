@@ -39,9 +39,75 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+# The names of `ops.alignment.ALIGNMENTS` (importing it here would load torch for --help; a test keeps the
+# two equal).
+ALIGNMENT_CHOICES = ("none", "bbox", "icp", "scale_icp", "rotation_search_icp")
+
+PROTOCOL_HELP = (
+    "evaluation protocol: a preset name (list them with `sam3d-eval protocols`) or a protocol file (.toml or "
+    ".json) that names its preset with base = \"NAME\" and sets the fields to change, e.g. num_samples = 20000, "
+    "alignment = \"icp\", taus = [0.01, 0.05]; every field of a protocol but name, version, source and overrides "
+    "may be set, and the changes are recorded as overrides (same fingerprint as the preset with those overrides)"
+)
+
+
+def add_protocol_options(p: argparse.ArgumentParser, default: str | None = "default", *,
+                         default_help: str | None = None) -> None:
+    """Register ``--protocol NAME|FILE`` (default `default`; `default_help` words it in the help) and
+    ``--alignment``; `resolve_protocol` turns them (and --samples/--taus/--seed where the parser has them)
+    into the `Protocol`. Imports nothing heavy."""
+    shown = default_help or (f"default: {default}" if default is not None else "default: none")
+    p.add_argument("--protocol", default=default, metavar="NAME|FILE", help=f"{PROTOCOL_HELP} ({shown})")
+    p.add_argument(
+        "--alignment", choices=ALIGNMENT_CHOICES, default=None,
+        help="how the prediction is aligned to the ground truth before scoring, overriding the protocol's: none; "
+             "bbox (boxes centred, longest sides matched); icp (rigid ICP); scale_icp (ICP with a uniform scale); "
+             "rotation_search_icp (ICP from each rotation of the protocol's grid, 24 cube rotations by default; "
+             "the best fit wins)",
+    )
+
+
+def protocol_asked(args: argparse.Namespace) -> bool:
+    """Whether the command line asks for a protocol: --protocol, --alignment, --samples, --taus or --seed
+    given (those the parser has)."""
+    return any(getattr(args, k, None) is not None for k in ("protocol", "alignment", "samples", "taus", "seed"))
+
+
+def resolve_protocol(args: argparse.Namespace, default=None):
+    """The `Protocol` of the command line: ``--protocol`` (a preset name or a protocol file, read by
+    `evaluate.protocols.load_protocol`), else `default` (a name, a file or a `Protocol`), with ``--alignment``
+    and, where the parser has them, ``--samples``, ``--taus`` and ``--seed`` applied by
+    `Protocol.with_overrides` (so they are recorded and change the fingerprint).
+
+    Returns None when there is neither --protocol nor `default` and no override was given. Raises
+    `ValueError` (one line) for bad values or an override without a protocol, `FileNotFoundError` for a
+    missing protocol file.
+    """
+    from ..evaluate.protocols import load_protocol
+
+    samples, taus, seed = (getattr(args, k, None) for k in ("samples", "taus", "seed"))
+    alignment = getattr(args, "alignment", None)
+    if samples is not None and samples < 1:
+        raise ValueError(f"--samples must be positive, got {samples}")
+    if taus is not None and any(not t > 0 for t in taus):
+        raise ValueError(f"--taus must be positive, got {taus}")
+    spec = getattr(args, "protocol", None)
+    spec = default if spec is None else spec
+    if spec is None:
+        given = [f"--{k}" for k, v in (("alignment", alignment), ("samples", samples), ("taus", taus), ("seed", seed))
+                 if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: no protocol to override; give --protocol NAME|FILE")
+        return None
+    protocol = load_protocol(spec)
+    if taus is not None and "fscore" not in protocol.metrics:
+        raise ValueError(f"--taus: protocol {protocol.name!r} reports no F-score")
+    return protocol.with_overrides(alignment=alignment, num_samples=samples,
+                                   taus=tuple(taus) if taus is not None else None, seed=seed)
+
+
 def add_metric_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--protocol", default="default",
-                   help="evaluation protocol preset (default: default; list them with `sam3d-eval protocols`)")
+    add_protocol_options(p)
     p.add_argument("--samples", type=int, default=None,
                    help="points sampled per surface, overriding the protocol's (default 100000)")
     p.add_argument(
@@ -72,17 +138,12 @@ def add_appearance_options(p: argparse.ArgumentParser, default: bool) -> None:
 
 
 def check_metric_options(args: argparse.Namespace):
-    """Validate the options; return the protocol with the command-line overrides applied and recorded."""
-    import torch
-
-    from ..evaluate.protocols import get_protocol
-
-    if args.samples is not None and args.samples < 1:
-        raise ValueError(f"--samples must be positive, got {args.samples}")
-    if args.taus is not None and any(not t > 0 for t in args.taus):
-        raise ValueError(f"--taus must be positive, got {args.taus}")
+    """Validate the options; return the protocol (`resolve_protocol`) with the appearance overrides applied
+    when --appearance is on, everything recorded."""
     if getattr(args, "batch_size", 1) < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    import torch
+
     try:
         device = torch.device(args.device)
     except RuntimeError as err:
@@ -94,14 +155,10 @@ def check_metric_options(args: argparse.Namespace):
     view_size = getattr(args, "view_size", None)
     if view_size is not None and view_size < 32:
         raise ValueError(f"--view-size must be at least 32 (LPIPS needs it), got {view_size}")
-    protocol = get_protocol(args.protocol)
-    taus = tuple(args.taus) if args.taus is not None else None
-    if taus is not None and "fscore" not in protocol.metrics:
-        raise ValueError(f"--taus: protocol {protocol.name!r} reports no F-score")
-    overrides: dict[str, Any] = dict(num_samples=args.samples, taus=taus, seed=args.seed)
+    protocol = resolve_protocol(args, default="default")
     if getattr(args, "appearance", False):
-        overrides.update(appearance_image_size=view_size, lpips_net=getattr(args, "lpips_net", None))
-    return protocol.with_overrides(**overrides)
+        protocol = protocol.with_overrides(appearance_image_size=view_size, lpips_net=getattr(args, "lpips_net", None))
+    return protocol
 
 
 def appearance_scorer(args: argparse.Namespace, protocol):

@@ -2,8 +2,9 @@
 
 Runs `evaluate.runner.run_evaluation` on a predictions folder and a manifest, stores one Parquet row per
 sample under RUN_DIR/results/, then prints the summaries (strata means with bootstrap intervals,
-occlusion-stratified accuracy, synthetic-vs-real gap) and writes them to RUN_DIR/summary.json with the run
-metadata. Under ``torchrun --nproc-per-node N -m sam3d_eval evaluate ...`` each rank scores its shard
+occlusion-stratified accuracy, synthetic-vs-real gap: each where the manifest has the columns it needs) and
+the failed samples grouped by reason (`evaluate.failures`), and writes them to RUN_DIR/summary.json with the
+run metadata. Under ``torchrun --nproc-per-node N -m sam3d_eval evaluate ...`` each rank scores its shard
 (gloo on CPU, nccl on CUDA) and rank 0 prints the summary of everyone's rows.
 """
 
@@ -28,12 +29,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Score the predictions in PREDICTIONS (files <sample_id>.<ext>: meshes, point clouds, splats; or a "
             "reference-model checkpoint .safetensors, run on each row's image, mask and camera) "
-            "against the ground truth of the manifest (CSV, JSONL or Parquet: sample_id, gt_mesh, domain, "
-            "occlusion, category, optional image, mask, camera, split and any extra columns) under a protocol. "
+            "against the ground truth of the manifest (CSV, JSONL or Parquet: sample_id, gt_mesh; optional "
+            "domain, occlusion, category, image, mask, camera, split and any extra columns) under a protocol "
+            "(a preset or a protocol file, see --protocol). "
             "Results go to RUN_DIR/results/*.parquet (one row per sample, written batch by batch) with "
             "RUN_DIR/run.json; --resume continues an interrupted run. Prints per-stratum means with bootstrap "
-            "intervals, occlusion-stratified accuracy and the synthetic-vs-real gap, also written to "
-            "RUN_DIR/summary.json. Under torchrun the samples are sharded over the ranks."
+            "intervals, occlusion-stratified accuracy (with an occlusion column) and the synthetic-vs-real gap "
+            "(with both domains; otherwise a note says why it is left out), also written to "
+            "RUN_DIR/summary.json; the failed samples (the first 10 with their error, then a count per reason) "
+            "go to stderr and summary.json. Under torchrun the samples are sharded over the ranks."
         ),
         epilog="example: sam3d-eval evaluate preds/ --data data/manifest.csv --out runs/ckpt42 --protocol default",
     )
@@ -129,15 +133,20 @@ def run(args: argparse.Namespace) -> int:
             dist.destroy_process_group()
     if result.rank != 0:
         return 0
+    if args.resume:
+        changed = f" ({result.stale} of them because their prediction, ground truth or manifest row changed)" if result.stale else ""
+        print(f"resume: {result.skipped} stored rows reused, {result.total - result.skipped} scored{changed}",
+              file=sys.stderr)
     return report(result.frame, args, protocol)
 
 
 def report(frame, args: argparse.Namespace, protocol) -> int:
     """Print the summaries of a stored run and write RUN_DIR/summary.json; the exit code."""
-    from ..evaluate.summary import domain_gap, occlusion_accuracy, summarize
+    from ..evaluate.failures import failure_summary
+    from ..evaluate.summary import domain_gap, gap_unavailable, occlusion_accuracy, summarize
     from ..io.results import metric_columns, run_metadata
     from ..jsonable import to_jsonable
-    from .table import format_accuracy, format_gap, format_summary
+    from .table import format_accuracy, format_failures, format_gap, format_summary
 
     frame = frame[frame["fingerprint"] == protocol.fingerprint()] if len(frame) else frame
     metrics = metric_columns(frame)
@@ -146,7 +155,10 @@ def report(frame, args: argparse.Namespace, protocol) -> int:
     acc_metric = "fscore@0.05"
     acc = (occlusion_accuracy(frame, metric=acc_metric, threshold=args.accuracy_threshold)
            if acc_metric in frame.columns and "occlusion" in frame.columns else None)
-    gap = domain_gap(frame, metrics, accuracy_metric=acc_metric, threshold=args.accuracy_threshold)
+    note = gap_unavailable(frame)
+    gap = (domain_gap(frame, metrics, accuracy_metric=acc_metric, threshold=args.accuracy_threshold)
+           if note is None else None)
+    failures = failure_summary(frame)
     n, n_failed = len(frame), int((frame["status"] != "ok").sum()) if len(frame) else 0
     payload = {
         "metadata": run_metadata(protocol={**protocol.to_dict(), "fingerprint": protocol.fingerprint()}),
@@ -154,7 +166,9 @@ def report(frame, args: argparse.Namespace, protocol) -> int:
         "counts": {"samples": n, "failed": n_failed, "duplicates_dropped": frame.attrs.get("duplicates", 0)},
         "summary": summary.to_dict("records"),
         "occlusion_accuracy": None if acc is None else acc.to_dict("records"),
-        "domain_gap": gap.to_dict("records"),
+        "domain_gap": None if gap is None else gap.to_dict("records"),
+        "domain_gap_note": note,
+        "failures": failures,
     }
     payload = to_jsonable(payload)
     (pathlib.Path(args.out) / "summary.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
@@ -165,10 +179,12 @@ def report(frame, args: argparse.Namespace, protocol) -> int:
         if acc is not None:
             print()
             print(format_accuracy(acc))
-        if len(gap):
+        if gap is not None and len(gap):
             print()
             print(format_gap(gap[gap["metric"].isin(shown + ["accuracy"])]))
+        elif note is not None:
+            print(f"\nnote: {note}")
         print(f"\nresults: {pathlib.Path(args.out) / 'results'}  summary: {pathlib.Path(args.out) / 'summary.json'}")
     if n_failed:
-        print(f"{n_failed} of {n} samples failed (see the error column of the results)", file=sys.stderr)
+        print(format_failures(failures, n), file=sys.stderr)
     return 1 if n_failed and args.strict else 0

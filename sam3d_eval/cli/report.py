@@ -86,7 +86,7 @@ def phase_rows(folder: pathlib.Path) -> tuple[list[dict], str]:
 
 def summarise_run(run_dir: pathlib.Path, label: str, *, threshold: float, n_resamples: int) -> dict:
     """The record `report.runs_document` takes, from a run folder's stored results (read, not recomputed)."""
-    from ..evaluate.compare import run_protocol
+    from ..evaluate.sides import run_protocol
     from ..evaluate.summary import domain_gap, occlusion_accuracy, summarize
     from ..io.results import metric_columns, read_results
 
@@ -121,7 +121,7 @@ def _clean(x):
 def worst_thumbnails(run: dict, n: int) -> list[dict]:
     """Render the run's n worst samples on its first headline metric (failed ones first)."""
     from ..data.manifest import load_manifest
-    from ..evaluate.compare import Side, prediction_source, run_protocol, sample_meshes
+    from ..evaluate.sides import Side, prediction_source, run_protocol, sample_meshes
     from ..evaluate.sources import load_ground_truth
     from ..evaluate.summary import direction
     from ..report.tables import fmt

@@ -167,6 +167,20 @@ def format_gap(gap) -> str:
                                     "failed", "nan", "note"], rows)])
 
 
+def format_failures(failures: dict, n: int) -> str:
+    """The failed samples of `evaluate.failures.failure_summary` for the terminal: the first ones with their
+    error, then the count of each reason (paths and sample ids replaced; see `evaluate.failures`)."""
+    count = failures["count"]
+    lines = [f"{count} of {n} samples failed (the error column of the results holds every reason):"]
+    lines += [f"  {r['sample_id']}: {r['error']}" for r in failures["first"]]
+    if count > len(failures["first"]):
+        lines.append(f"  ... and {count - len(failures['first'])} more")
+    width = max(len(str(k)) for k in failures["by_reason"].values()) if failures["by_reason"] else 1
+    lines.append("failures by reason (paths shown as <path>, the sample id as <sample>):")
+    lines += [f"  {k:>{width}}  {reason}" for reason, k in failures["by_reason"].items()]
+    return "\n".join(lines)
+
+
 def frame_to_json(frame) -> list[dict]:
     """Per-sample records: ``metrics`` nested, ``transform`` and ``notes`` decoded from their JSON strings."""
     from ..io.results import metric_columns

@@ -2,7 +2,8 @@
 
 Each item is a dict: `sample_id` (str), `image` `(3, H, W)` float32 in [0, 1], `mask` `(1, H, W)` bool (the
 visible-object mask; all True when the manifest has none), `camera` (the manifest's camera JSON as a dict,
-or None), `domain`, `category`, `occlusion`, `split`, and the ground truth as `gt_mesh` (a `Meshes` of one)
+or None), `domain`, `category`, `occlusion`, `split` (None, occlusion nan, where the manifest has no such
+column), and the ground truth as `gt_mesh` (a `Meshes` of one)
 or, with `gt="points"`, `gt_points` `(num_points, 3)` float32 sampled by area from the stream
 `(seed, sample_id, "gt_points")` (the same points for the same sample, whatever the order or worker).
 """
@@ -10,6 +11,7 @@ or, with `gt="points"`, `gt_points` `(num_points, 3)` float32 sampled by area fr
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any, Sequence
 
@@ -52,7 +54,7 @@ class ManifestDataset(torch.utils.data.Dataset):
     Args:
         manifest: a manifest file (CSV, JSONL, Parquet) or an already validated frame.
         split: keep only rows of this split (needs a `split` column).
-        domain: keep only rows of this domain.
+        domain: keep only rows of this domain (needs a `domain` column).
         gt: "mesh" (default), "points" or None (no ground truth loaded).
         num_points: points per sample with `gt="points"`.
         seed: base seed of the point sampling.
@@ -80,6 +82,8 @@ class ManifestDataset(torch.utils.data.Dataset):
                 raise ValueError(f"split={split!r} asked for but the manifest has no split column")
             frame = frame[frame["split"] == split]
         if domain is not None:
+            if "domain" not in frame.columns:
+                raise ValueError(f"domain={domain!r} asked for but the manifest has no domain column")
             frame = frame[frame["domain"] == domain]
         if "image" not in frame.columns or frame["image"].isna().any():
             raise ValueError("every row needs an image path to build a dataset of images")
@@ -91,7 +95,9 @@ class ManifestDataset(torch.utils.data.Dataset):
 
     @property
     def domains(self) -> list[str]:
-        """The domain of every item, in order (for `MixingSampler`)."""
+        """The domain of every item, in order (for `MixingSampler`); needs a `domain` column."""
+        if "domain" not in self.frame.columns:
+            raise ValueError("the manifest has no domain column: the items have no domains")
         return self.frame["domain"].tolist()
 
     def __getitem__(self, index: int) -> dict:
@@ -109,9 +115,10 @@ class ManifestDataset(torch.utils.data.Dataset):
             "image": image,
             "mask": mask,
             "camera": json.loads(cam) if isinstance(cam, str) else None,
-            "domain": row["domain"],
-            "category": row["category"],
-            "occlusion": float(row["occlusion"]),
+            # the manifest's optional strata: None (occlusion: nan) where the manifest has no such column
+            "domain": row["domain"] if "domain" in self.frame.columns else None,
+            "category": row["category"] if "category" in self.frame.columns else None,
+            "occlusion": float(row["occlusion"]) if "occlusion" in self.frame.columns else math.nan,
             "split": row["split"] if "split" in self.frame.columns else None,
         }
         if self.gt is not None:

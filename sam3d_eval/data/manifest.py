@@ -1,15 +1,20 @@
-"""The evaluation manifest (DESIGN.md section 4): one row per sample, as CSV, JSONL or Parquet.
+"""The evaluation manifest: one row per sample, as CSV, JSONL or Parquet.
 
-Columns:
+Columns (only the first two are required):
 
-- ``sample_id`` (str, unique, non-empty): the key of predictions and results;
-- ``gt_mesh`` (path): the ground-truth mesh;
-- ``domain``: ``synthetic`` or ``real``;
-- ``occlusion`` (float in [0, 1]): fraction of the object hidden;
-- ``category`` (str);
-- ``image``, ``mask`` (paths): the input image and the visible-object mask; optional here, required by
+- ``sample_id`` (str, unique, non-empty; required): the key of predictions and results;
+- ``gt_mesh`` (path; required): the ground-truth mesh;
+- ``domain`` (optional): ``synthetic`` or ``real``; the synthetic-vs-real gap needs both;
+- ``occlusion`` (optional, float in [0, 1]): fraction of the object hidden; occlusion-stratified accuracy
+  needs it;
+- ``category`` (optional, str);
+- ``image``, ``mask`` (optional paths): the input image and the visible-object mask; required by
   sources that run a model (`Predictor`);
 - ``camera`` (optional, a JSON object of intrinsics/extrinsics), ``split`` (optional, str).
+
+An optional column, when present, is validated on every row (a blank ``domain`` or ``occlusion`` is an
+error; a blank ``category`` is the empty string); when absent it stays absent (no placeholder values), and
+the summaries that need it are left out.
 
 Paths are relative to the manifest's folder (absolute paths are accepted when they lie inside it); a path
 that leaves the folder (``../x.ply``, ``/etc/passwd``) is refused, so a manifest cannot make the suite read
@@ -36,6 +41,7 @@ __all__ = [
     "KNOWN_COLUMNS",
     "PATH_COLUMNS",
     "REQUIRED_COLUMNS",
+    "STRATA_COLUMNS",
     "ManifestError",
     "extra_columns",
     "load_manifest",
@@ -43,9 +49,11 @@ __all__ = [
     "validate_manifest",
 ]
 
-REQUIRED_COLUMNS = ("sample_id", "gt_mesh", "domain", "occlusion", "category")
+REQUIRED_COLUMNS = ("sample_id", "gt_mesh")
+# Optional, validated when present: the strata the summaries break results down by.
+STRATA_COLUMNS = ("domain", "occlusion", "category")
 PATH_COLUMNS = ("gt_mesh", "image", "mask")
-KNOWN_COLUMNS = REQUIRED_COLUMNS + ("image", "mask", "camera", "split")
+KNOWN_COLUMNS = REQUIRED_COLUMNS + STRATA_COLUMNS + ("image", "mask", "camera", "split")
 DOMAINS = ("synthetic", "real")
 # Names of the results table (io.results.RESULT_COLUMNS) a manifest column may not shadow.
 _RESERVED = ("run_id", "status", "error", "source", "fingerprint", "protocol", "pred_kind", "transform", "notes",
@@ -152,8 +160,8 @@ def load_manifest(path: str | os.PathLike):
     """Read and validate a manifest (by suffix: .csv, .jsonl/.ndjson, .parquet); returns a pandas frame.
 
     Path columns come back as absolute paths (object columns of str; None where a row has no image or
-    mask); ``occlusion``
-    as float64; the other known columns as str; unknown columns as read. ``frame.attrs`` holds
+    mask); ``occlusion`` as float64; the other known columns as str; unknown columns as read; absent
+    optional columns stay absent. ``frame.attrs`` holds
     ``manifest`` (its path) and ``root`` (its folder). Raises `ManifestError` (see the module docstring),
     `FileNotFoundError` for a missing file.
     """
@@ -190,9 +198,10 @@ def validate_manifest(frame, root: str | os.PathLike):
     """Check a manifest frame and normalise its columns; returns a new frame (see `load_manifest`).
 
     root: the folder that relative paths are resolved against and that no path may leave.
-    Raises `ManifestError` for missing columns, reserved column names, empty or duplicate sample ids,
-    blank ground-truth paths, paths outside `root`, occlusion that is not a number in [0, 1], unknown
-    domains and a camera that is not a JSON object.
+    Raises `ManifestError` for missing required columns (sample_id, gt_mesh), reserved column names, empty
+    or duplicate sample ids, blank ground-truth paths, paths outside `root`, occlusion that is not a number
+    in [0, 1], unknown domains and a camera that is not a JSON object (the optional columns are checked
+    only when present).
     """
     import pandas as pd
 
@@ -200,7 +209,8 @@ def validate_manifest(frame, root: str | os.PathLike):
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise ManifestError(f"{name}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, frame.columns))}); "
-                            f"required: {', '.join(REQUIRED_COLUMNS)}")
+                            f"required: {', '.join(REQUIRED_COLUMNS)}; optional: {', '.join(STRATA_COLUMNS)}, image, "
+                            "mask, camera, split")
     reserved = [c for c in frame.columns if c in _RESERVED]
     if reserved:
         raise ManifestError(f"{name}: column name(s) {', '.join(reserved)} are used by the results table; rename them")
@@ -244,27 +254,30 @@ def validate_manifest(frame, root: str | os.PathLike):
             resolved.append(str(p))
         out[col] = pd.Series(resolved, index=out.index, dtype=object)
 
-    occ = []
-    for i, v in enumerate(out["occlusion"].tolist()):
-        try:
-            x = float(v)
-        except (TypeError, ValueError):
-            x = math.nan
-        if not (0.0 <= x <= 1.0):
-            raise ManifestError(f"{name}: {_where(out, i)}: occlusion must be a number in [0, 1], got {v!r}",
-                                sample_id=ids[i], line=_line(out, i))
-        occ.append(x)
-    out["occlusion"] = pd.Series(occ, index=out.index, dtype="float64")
+    if "occlusion" in out.columns:
+        occ = []
+        for i, v in enumerate(out["occlusion"].tolist()):
+            try:
+                x = float(v)
+            except (TypeError, ValueError):
+                x = math.nan
+            if not (0.0 <= x <= 1.0):
+                raise ManifestError(f"{name}: {_where(out, i)}: occlusion must be a number in [0, 1], got {v!r}",
+                                    sample_id=ids[i], line=_line(out, i))
+            occ.append(x)
+        out["occlusion"] = pd.Series(occ, index=out.index, dtype="float64")
 
-    domains = []
-    for i, v in enumerate(out["domain"].tolist()):
-        d = v.strip().lower() if isinstance(v, str) else v
-        if d not in DOMAINS:
-            raise ManifestError(f"{name}: {_where(out, i)}: unknown domain {v!r}; expected one of {', '.join(DOMAINS)}",
-                                sample_id=ids[i], line=_line(out, i))
-        domains.append(d)
-    out["domain"] = domains
-    out["category"] = ["" if _is_blank(v) else str(v).strip() for v in out["category"].tolist()]
+    if "domain" in out.columns:
+        domains = []
+        for i, v in enumerate(out["domain"].tolist()):
+            d = v.strip().lower() if isinstance(v, str) else v
+            if d not in DOMAINS:
+                raise ManifestError(f"{name}: {_where(out, i)}: unknown domain {v!r}; expected one of "
+                                    f"{', '.join(DOMAINS)}", sample_id=ids[i], line=_line(out, i))
+            domains.append(d)
+        out["domain"] = domains
+    if "category" in out.columns:
+        out["category"] = ["" if _is_blank(v) else str(v).strip() for v in out["category"].tolist()]
 
     if "camera" in out.columns:
         cams = []
@@ -296,6 +309,6 @@ def extra_columns(frame) -> list[str]:
 
 
 def strata_columns(frame) -> list[str]:
-    """Columns carried to each result row: domain, occlusion, category, split (if present) and the extras."""
-    base = [c for c in ("domain", "occlusion", "category", "split") if c in frame.columns]
+    """Columns carried to each result row: domain, occlusion, category, split (those present) and the extras."""
+    base = [c for c in STRATA_COLUMNS + ("split",) if c in frame.columns]
     return base + extra_columns(frame)

@@ -193,7 +193,8 @@ def run_engine(cfg: EngineConfig, *, device: str = "cpu", log: Callable[[str], N
         raise ValueError(f"{manifest}: split {train_split!r} has {len(unlabelled)} real (unlabelled) and "
                          f"{len(synthetic)} synthetic rows; {cfg.rounds} rounds x {cfg.images_per_round} images need "
                          f"{need} real rows and at least one synthetic")
-    occlusion = dict(zip(frame["sample_id"].astype(str), frame["occlusion"].astype(float)))
+    occlusion = (dict(zip(frame["sample_id"].astype(str), frame["occlusion"].astype(float)))
+                 if "occlusion" in frame.columns else {})  # optional in a manifest: nan below
     order = numpy_generator(cfg.seed, "engine_image_order").permutation(len(unlabelled))
 
     # ---- verifier ----

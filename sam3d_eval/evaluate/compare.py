@@ -1,310 +1,98 @@
-"""Paired comparison of two prediction sources on the same samples (DESIGN.md sections 2 and 5, issue 19).
+"""The comparison of side B against side A on the same samples, under one protocol.
 
-Two steps, so the analysis can be tested (and reused) on stored frames alone:
+`compare_frames` takes each side's results as one frame (one run) or a list of frames (several runs of
+one recipe, e.g. training seeds; `evaluate.sides` loads them) and analyses the samples every run of both
+sides holds:
 
-1. `load_side` turns what the user named into a results frame under one protocol:
-
-   - a **run folder** (holds ``run.json``): its stored rows are read (`io.results.read_results`), never
-     recomputed;
-   - a **predictions folder** (``<sample_id>.<ext>``): scored through a `FolderSource`;
-   - a **checkpoint** (``.safetensors``): rebuilt from its own config (`models.load_checkpoint`); a run
-     of the same weights (its identity) already stored beside it (``eval/``, the training loop's phase-boundary
-     evaluation) or in ``runs_dir`` that covers the samples is reused, else it is scored through a
-     `PredictorSource`.
-
-   Scored sides are stored under ``runs_dir`` (one run folder per source identity and protocol
-   fingerprint) and continued with ``resume``, so a second comparison reuses every row already stored.
-
-2. `compare_frames` runs the paired analysis on the samples both sides scored ``ok`` under one protocol
-   fingerprint (two fingerprints are refused with `ProtocolMismatchError`):
-
-   - per stratum (all; domain; occlusion bin; category) and metric: each side's mean with a bootstrap
-     interval (`stats.bootstrap_ci`), the paired delta B - A with a paired bootstrap interval
-     (`stats.paired_bootstrap`), the Wilcoxon signed-rank p (`stats.wilcoxon_signed_rank`: exact without
-     tied differences, the tie-corrected normal approximation with them; 1.0 when every difference is 0),
-     and Holm-adjusted p-values (`stats.holm`) with one family per stratification (the metrics of "all";
-     every level x metric of "domain"; ...);
-   - each side's synthetic-vs-real gap and occlusion-stratified accuracy (`evaluate.summary`);
-   - the per-sample proxy preference on one metric: B is preferred on a sample when it is better there,
-     ties (equal values) are kept and reported, win rate with a Wilson interval (`stats.win_rate`);
-   - real human votes when given (``item_id, model_a, model_b, winner, rater_id``);
-   - samples that one side failed or lacks are counted and listed, never dropped silently;
-   - a *regression*: a metric of the regression list whose Holm-adjusted p is below ``alpha`` in the "all"
-     stratum, whose delta points the worse way, and whose relative change exceeds ``min_effect``.
+- **Failures are part of the verdict.** The failure rate of each side with a Wilson interval (with several
+  runs, of the mean count per run) and a test of the difference: the exact
+  McNemar test on the units that failed on one side only (one run per side; a unit is a sample, or a
+  cluster of samples, which then counts as failed when any of its samples failed), or the two-level
+  bootstrap of the difference of the failure rates (several runs). A significant rise is a regression.
+  ``failed_as="worst"`` scores a failed sample at the worst value of that metric seen on its side, so that
+  failures also weigh in the metric table; ``"exclude"`` (default) leaves them out of it.
+- **Units stay units.** Samples that belong together (twin pairs, ``pair_id``, found automatically; or any
+  ``cluster`` column) are resampled as one unit in every stratum and every interval, and the Wilcoxon test
+  runs on per-unit mean differences.
+- **Several figures.** Per stratum (all; domain; occlusion bin; category) and metric: each side's mean
+  and median, the paired mean difference B - A, the median difference and, for lower-is-better distances,
+  the geometric-mean ratio (exp of the mean of log B - log A, as a change in %), each with an interval;
+  the probability of improvement (per sample, the share of run pairs in which B is better, ties half,
+  averaged over samples; Agarwal et al. 2021); and the spread of the per-run means. Samples more than
+  `OUTLIER_FACTOR` times their side's median are listed, never dropped.
+- **Intervals.** One run per side: the mean difference's interval is `stats.paired_bootstrap` (clustered,
+  studentized below 50 units); the other figures come from the two-level bootstrap with one run per side
+  (units resampled). Several runs: every interval is the two-level bootstrap (`stats.two_level_bootstrap`):
+  runs resampled within each side, units resampled and shared by both sides.
+- **The verdict names its figure** (``figure``): with one run per side the paired Wilcoxon signed-rank
+  test by default (its direction is that of the signed ranks, not of the mean); with several runs, the
+  geometric-mean ratio of distances and the mean difference of the other metrics, tested by the two-level
+  bootstrap (p = the smallest level at which the percentile interval excludes no change). p-values are
+  Holm-adjusted per stratification; a *regression* is a metric of the regression list significantly worse
+  for B in the "all" stratum by more than ``min_effect``, or a significant rise in failures.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
-import pathlib
-import re
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
-from ..io.results import metric_columns, read_results, read_run_json
+from ..io.results import metric_columns
 from ..jsonable import to_jsonable
-from ..stats import holm, paired_bootstrap, wilcoxon_signed_rank, win_rate
-from .protocols import APPEARANCE_METRICS, Protocol, get_protocol
-from .summary import _interval, direction, domain_gap, occlusion_accuracy, occlusion_bin
+from ..stats import (
+    StatsInputError,
+    bootstrap_pvalue,
+    holm,
+    mcnemar_exact,
+    paired_bootstrap,
+    sign_flip_test,
+    two_level_bootstrap,
+    wilcoxon_signed_rank,
+    wilson_interval,
+    win_rate,
+)
+from ..stats.two_level import run_means, run_medians, run_probability_of_improvement
+from .protocols import APPEARANCE_METRICS, Protocol
+from .sides import CompareInputError, ProtocolMismatchError, Side
+from .summary import PAIR_COLUMN, direction, domain_gap_runs, gap_unavailable, occlusion_accuracy, occlusion_bin
 
 __all__ = [
-    "CompareInputError",
     "Comparison",
-    "ProtocolMismatchError",
-    "Side",
+    "FAILED_AS",
+    "FIGURES",
+    "OUTLIER_FACTOR",
+    "check_same_protocol",
     "compare_frames",
-    "checkpoint_run",
-    "load_side",
+    "comparison_json",
     "load_votes",
-    "manifest_from_checkpoint",
-    "side_kind",
 ]
 
 STRATA = ("domain", "occlusion_bin", "category")
-
-
-class CompareInputError(ValueError):
-    """A side, a manifest or a vote file that cannot be compared as given; the message says why."""
-
-
-class ProtocolMismatchError(CompareInputError):
-    """The two sides were scored under different protocol fingerprints."""
-
-
-# ----------------------------------------------------------------------------------------------------------
-# sides
-
-
-@dataclass
-class Side:
-    """One side of a comparison: what the user named and its results under one protocol.
-
-    label: short display name; spec: the path given; kind: "run" | "predictions" | "checkpoint";
-    identity: the source identity stored in the results; frame: the results rows (`io.read_results` schema);
-    run_dir: where they are stored; protocol: the `Protocol` they were scored under; info: the checkpoint
-    config or the run record; reused / scored: rows read from the store / scored by this call.
-    """
-
-    label: str
-    spec: pathlib.Path
-    kind: str
-    identity: str | None
-    frame: Any
-    run_dir: pathlib.Path | None
-    protocol: Protocol
-    info: dict = field(default_factory=dict)
-    reused: int = 0
-    scored: int = 0
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-ready summary of the side (no frame)."""
-        d = {"label": self.label, "path": str(self.spec), "kind": self.kind, "identity": self.identity,
-             "run_dir": str(self.run_dir) if self.run_dir else None, "protocol": self.protocol.label(),
-             "fingerprint": self.protocol.fingerprint(), "rows_reused": self.reused, "rows_scored": self.scored}
-        if self.kind == "checkpoint":
-            d["checkpoint"] = {k: self.info.get(k) for k in ("stage", "phase", "epoch", "step", "data_manifest_hash",
-                                                             "substitutes", "package_version") if k in self.info}
-        return d
-
-
-def side_kind(path: str | os.PathLike) -> str:
-    """"run" (a folder with run.json), "predictions" (another folder) or "checkpoint" (a file).
-
-    Raises `FileNotFoundError` for a missing path.
-    """
-    path = pathlib.Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such checkpoint, predictions folder or run folder")
-    if path.is_dir():
-        return "run" if read_run_json(path) is not None else "predictions"
-    return "checkpoint"
-
-
-def run_protocol(run_dir: str | os.PathLike) -> Protocol:
-    """The protocol recorded in a run folder's run.json."""
-    record = read_run_json(run_dir)
-    if record is None or "protocol" not in record:
-        raise CompareInputError(f"{run_dir}: run.json records no protocol")
-    return Protocol.from_dict(record["protocol"])
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:40] or "side"
-
-
-def manifest_from_checkpoint(config: Mapping[str, Any], checkpoint: str | os.PathLike,
-                             work_dir: str | os.PathLike | None = None) -> pathlib.Path:
-    """The manifest a checkpoint was trained on, found from what its config records.
-
-    In order: a recorded path (``data_manifest``) that exists; a ``manifest.csv`` / ``.parquet`` /
-    ``.jsonl`` in the checkpoint's folder, its parents (up to three levels) or their ``benchmark/`` folders
-    whose SHA-256 (first 16 hex digits) equals the recorded ``data_manifest_hash``; the built-in benchmark
-    regenerated under `work_dir` from a recorded ``data_generate`` record (``synthetic``, ``real``, ``seed``,
-    ``config``). Raises `CompareInputError` saying what is recorded and that ``--data`` is needed.
-    """
-    checkpoint = pathlib.Path(checkpoint)
-    recorded = config.get("data_manifest")
-    if recorded and pathlib.Path(recorded).is_file():
-        return pathlib.Path(recorded)
-    want = config.get("data_manifest_hash")
-    if want:
-        folders = [checkpoint.parent, *list(checkpoint.parent.parents)[:3]]
-        for folder in folders:
-            for sub in (folder, folder / "benchmark"):
-                for name in ("manifest.csv", "manifest.parquet", "manifest.jsonl"):
-                    cand = sub / name
-                    if cand.is_file() and hashlib.sha256(cand.read_bytes()).hexdigest()[:16] == want:
-                        return cand
-    gen = config.get("data_generate")
-    if isinstance(gen, Mapping) and work_dir is not None:
-        from ..data.generate import GenerationConfig, make_benchmark
-
-        out = pathlib.Path(work_dir) / f"benchmark-seed{int(gen.get('seed', 0))}"
-        make_benchmark(out, int(gen["synthetic"]), int(gen["real"]), int(gen.get("seed", 0)),
-                       GenerationConfig.from_dict(dict(gen.get("config") or {})))
-        return out / "manifest.csv"
-    raise CompareInputError(
-        f"{checkpoint}: the checkpoint records data hash {want!r} but no manifest on disk matches it "
-        f"(looked beside the checkpoint and up to three folders above, and in their benchmark/ folders) and no "
-        "generation record to rebuild it from; pass --data MANIFEST")
-
-
-def stored_runs_of(identity: str, folders: Sequence[str | os.PathLike]) -> list[pathlib.Path]:
-    """Run folders directly under `folders` (e.g. a checkpoint's ``eval/`` written at its phase boundary, and
-    the comparison's runs folder) whose source identity is `identity`, newest first."""
-    found = []
-    for folder in folders:
-        folder = pathlib.Path(folder)
-        if not folder.is_dir():
-            continue
-        for rec_path in folder.glob("*/run.json"):
-            try:
-                rec = read_run_json(rec_path.parent) or {}
-            except ValueError:
-                continue
-            if (rec.get("source") or {}).get("identity") == identity:
-                found.append(rec_path.parent)
-    return sorted(found, key=lambda p: (p / "run.json").stat().st_mtime, reverse=True)
-
-
-def checkpoint_run(spec: str | os.PathLike, runs_dir: str | os.PathLike, protocol: Protocol | str | None = None,
-                   manifest=None) -> pathlib.Path | None:
-    """A stored run of this checkpoint's exact weights (its identity) to reuse: under the checkpoint's
-    ``eval/`` folder (the training loop's phase-boundary evaluation) or `runs_dir`, under `protocol` when
-    given (any protocol otherwise), holding an ok row for every manifest sample when a manifest is given."""
-    from ..models.checkpoint import load_checkpoint
-
-    spec = pathlib.Path(spec)
-    identity = load_checkpoint(spec).identity
-    want = get_protocol(protocol).fingerprint() if protocol is not None else None
-    for run_dir in stored_runs_of(identity, [spec.parent / "eval", runs_dir]):
-        try:
-            own = run_protocol(run_dir)
-        except ValueError:
-            continue
-        if want is not None and own.fingerprint() != want:
-            continue
-        if manifest is not None:
-            frame = read_results(run_dir)
-            ok = set(frame.loc[frame["status"] == "ok", "sample_id"]) if len(frame) else set()
-            if not set(manifest["sample_id"].astype(str)) <= ok:
-                continue
-        return run_dir
-    return None
-
-
-def load_side(
-    spec: str | os.PathLike,
-    *,
-    label: str,
-    manifest=None,
-    protocol: Protocol | str | None = None,
-    runs_dir: str | os.PathLike = "runs/compare",
-    device: str = "cpu",
-    batch_size: int = 8,
-    progress=None,
-) -> Side:
-    """Results of one side under one protocol (module docstring, step 1).
-
-    manifest: a manifest frame (`data.manifest.load_manifest`); needed to score predictions or a
-    checkpoint, optional for a run folder (then only its rows for those sample ids are kept). protocol:
-    what to score under; None takes the run's own (a run folder) or the default preset. A run folder
-    scored under another fingerprint than `protocol` raises `ProtocolMismatchError`.
-    """
-    spec = pathlib.Path(spec)
-    kind = side_kind(spec)
-    if kind == "checkpoint":
-        stored = checkpoint_run(spec, runs_dir, protocol, manifest)
-        if stored is not None:  # the same weights already scored on these samples: reuse, never recompute
-            side = load_side(stored, label=label, manifest=manifest, protocol=protocol)
-            from ..models.checkpoint import read_checkpoint_config
-
-            side.spec, side.kind, side.info = spec, "checkpoint", dict(read_checkpoint_config(spec))
-            return side
-    if kind == "run":
-        own = run_protocol(spec)
-        if protocol is not None and get_protocol(protocol).fingerprint() != own.fingerprint():
-            asked = get_protocol(protocol)
-            raise ProtocolMismatchError(
-                f"{spec}: this run was scored under {own.label()} (fingerprint {own.fingerprint()}), not "
-                f"{asked.label()} (fingerprint {asked.fingerprint()}); stored results are never rescored under "
-                "another protocol: compare under the run's protocol, or score its predictions again")
-        frame = read_results(spec)
-        fps = sorted(set(frame["fingerprint"])) if len(frame) else []
-        if len(fps) > 1:
-            raise ProtocolMismatchError(f"{spec}: holds rows under several protocol fingerprints {fps}")
-        if fps and fps[0] != own.fingerprint():
-            raise ProtocolMismatchError(f"{spec}: rows are under fingerprint {fps[0]} but run.json says "
-                                        f"{own.fingerprint()}")
-        if manifest is not None and len(frame):
-            frame = frame[frame["sample_id"].isin(set(manifest["sample_id"].astype(str)))].reset_index(drop=True)
-        record = frame.attrs.get("run") or read_run_json(spec) or {}
-        frame.attrs["run"] = record
-        ident = (record.get("source") or {}).get("identity")
-        return Side(label, spec, kind, ident, frame, spec, own, dict(record), reused=len(frame))
-
-    from .runner import run_evaluation
-    from .sources import FolderSource, PredictorSource
-
-    if manifest is None:
-        raise CompareInputError(f"{spec}: scoring {'a checkpoint' if kind == 'checkpoint' else 'predictions'} "
-                                "needs a manifest (--data)")
-    protocol = get_protocol(protocol or "default")
-    info: dict = {}
-    if kind == "checkpoint":
-        from ..models.checkpoint import load_checkpoint
-
-        model = load_checkpoint(spec, device=device)
-        info = dict(model.checkpoint_config)
-        source = PredictorSource(model)
-    else:
-        source = FolderSource(spec)
-    fp = protocol.fingerprint()
-    run_dir = pathlib.Path(runs_dir) / f"{_slug(source.name)}-{hashlib.sha256(source.identity.encode()).hexdigest()[:8]}-{fp}"
-    resume = read_run_json(run_dir) is not None
-    result = run_evaluation(source, manifest, protocol, run_dir, batch_size=batch_size, device=device,
-                            resume=resume, progress=progress, command=["compare", str(spec)])
-    frame = result.frame
-    frame = frame[(frame["source"] == source.identity) & (frame["fingerprint"] == fp)]
-    frame = frame[frame["sample_id"].isin(set(manifest["sample_id"].astype(str)))].reset_index(drop=True)
-    frame.attrs["run"] = read_run_json(run_dir)
-    return Side(label, spec, kind, source.identity, frame, run_dir, protocol, info,
-                reused=result.skipped, scored=result.scored)
+FAILED_AS = ("exclude", "worst")
+FIGURES = ("auto", "wilcoxon", "mean", "median", "geomean")
+OUTLIER_FACTOR = 10.0
+FIGURE_NAMES = {
+    "wilcoxon": "paired Wilcoxon signed-rank test",
+    "mean": "mean difference B - A",
+    "median": "difference of the medians B - A",
+    "geomean": "geometric-mean ratio B / A",
+}
 
 
 # ----------------------------------------------------------------------------------------------------------
 # votes
 
 
-def load_votes(path: str | os.PathLike):
-    """Preference votes (DESIGN.md section 4: ``item_id, model_a, model_b, winner (a|b|tie), rater_id``) from
-    CSV or JSONL, validated by `io.judgements.read_votes` (missing columns, empty cells, bad winners, a model
-    against itself, duplicated votes, each named by its line). Raises `CompareInputError` with that message."""
+def load_votes(path):
+    """Preference votes (``item_id, model_a, model_b, winner (a|b|tie), rater_id``) from CSV or JSONL,
+    validated by `io.judgements.read_votes` (missing columns, empty cells, bad winners, a model against
+    itself, duplicated votes, each named by its line). Raises `CompareInputError` with that message."""
+    import pathlib
+
     from ..io.judgements import JudgementFileError, read_votes
 
     path = pathlib.Path(path)
@@ -337,21 +125,38 @@ def _vote_counts(votes, names_a: Sequence[str], names_b: Sequence[str]) -> dict[
 
 
 # ----------------------------------------------------------------------------------------------------------
-# the paired analysis
+# the result
+
+
+TABLE_COLUMNS = [
+    "stratum", "level", "metric", "direction", "n", "n_units", "n_failed_a", "n_failed_b",
+    "mean_a", "low_a", "high_a", "mean_b", "low_b", "high_b", "delta", "delta_low", "delta_high", "rel_delta",
+    "median_a", "median_b", "median_delta", "median_delta_low", "median_delta_high",
+    "geo_change", "geo_change_low", "geo_change_high",
+    "prob_improvement", "prob_improvement_low", "prob_improvement_high",
+    "run_min_a", "run_max_a", "run_min_b", "run_max_b",
+    "figure", "figure_note", "effect", "pvalue", "p_holm", "significant", "better", "interval_method",
+]
 
 
 @dataclass
 class Comparison:
-    """The paired analysis of B against A (module docstring, step 2).
+    """The analysis of B against A (module docstring).
 
-    table: one row per (stratum, level, metric): n (pairs used), n_failed_a, n_failed_b, mean_a, low_a,
-    high_a, mean_b, low_b, high_b, delta (mean of B - A), delta_low, delta_high, rel_delta (delta / |mean_a|),
-    pvalue (Wilcoxon), p_holm, significant (p_holm < alpha), direction ("lower" | "higher" is better),
-    better ("A" | "B" | "=" by the delta's sign and the direction).
-    gap_a, gap_b: `summary.domain_gap` frames; accuracy_a, accuracy_b: `summary.occlusion_accuracy` frames
-    (None without occlusion or F-score@0.05). preference: per-sample proxy preference on one metric; votes:
-    the human votes' win rate of B (None when not given); samples: counts and lists of ids; regressions:
-    the metrics that regressed; settings: alpha, confidence, n_resamples, seed, regression metrics.
+    table: one row per (stratum, level, metric) with the columns `TABLE_COLUMNS`: n (samples used), n_units
+    (resampled units), n_failed_a / n_failed_b (failed entries over all runs), each side's mean [low, high]
+    and median, delta (mean of B - A) [delta_low, delta_high], rel_delta (delta / |mean_a|), median_delta
+    [...], geo_change (geometric-mean ratio B / A minus 1; lower-is-better distances) [...],
+    prob_improvement (P(B better) per sample over runs, averaged) [...], run_min / run_max (the spread of
+    the per-run means of each side), figure (what the verdict of this row rests on), pvalue (its test),
+    p_holm, significant (p_holm < alpha), better ("A" | "B" | "=" by that figure's direction),
+    interval_method (of the mean difference's interval).
+    failures: the failure-rate comparison (counts, rates with intervals, test, p, significant, worse).
+    gap_a, gap_b: `summary.domain_gap_runs` frames; accuracy_a, accuracy_b: `summary.occlusion_accuracy`
+    frames (one run per side only; None otherwise or without occlusion and F-score@0.05). preference:
+    per-sample proxy preference on one metric; votes: the human votes' win rate of B (None when not given);
+    samples: counts and lists of ids; outliers: samples above `OUTLIER_FACTOR` x their side's median;
+    regressions: what regressed; settings: alpha, confidence, resamples, seed, figures, runs, units.
     """
 
     labels: tuple[str, str]
@@ -368,26 +173,57 @@ class Comparison:
     regressions: list[dict]
     settings: dict
     per_sample: Any = None
+    failures: dict | None = None
+    outliers: list[dict] | None = None
 
     @property
     def regressed(self) -> bool:
         return bool(self.regressions)
 
     def verdict(self) -> str:
-        """One sentence: regression, improvement or no significant change (overall stratum)."""
+        """One sentence: regression, improvement, mixed or no significant change, naming what it rests on."""
         a, b = self.labels
+        alpha = self.settings["alpha"]
+        rests = self.settings.get("verdict_figures") or {}
+        on = "; ".join(f"{FIGURE_NAMES.get(f, f)} for {', '.join(ms)}" for f, ms in rests.items()) or "the table"
+        fail = self.failures or {}
+        unit = "pairs" if fail.get("unit") == "cluster" else "samples"
+        fail_note = ""
+        if fail.get("significant"):
+            who, other = (b, a) if fail["worse"] == "B" else (a, b)
+            rate_who, rate_other = (fail["rate_b"], fail["rate_a"]) if fail["worse"] == "B" else (fail["rate_a"], fail["rate_b"])
+            fail_note = (f"{who} fails on more {unit} than {other} ({fmt_rate_pct(rate_who)} vs {fmt_rate_pct(rate_other)}, "
+                         f"{fail['test']} p {fail['pvalue']:.2g})")
+        overall = self.table[self.table["stratum"] == "all"]
+        untestable = overall[overall["pvalue"].isna() & overall["metric"].isin(self.settings["regression_metrics"])]
+        caveat = ""
+        if len(untestable):
+            caveat += f"; not testable: {', '.join(untestable['metric'])}"
+        if fail and fail.get("pvalue") != fail.get("pvalue"):
+            caveat += "; failures not tested"
+        tail = f" (verdict on {on}{caveat})"
+        metric_regs = [r["metric"] for r in self.regressions if r["metric"] != "failure rate"]
         if self.regressions:
-            names = ", ".join(r["metric"] for r in self.regressions)
-            return f"REGRESSION: {b} is significantly worse than {a} on {names} (Holm-adjusted p < {self.settings['alpha']:g})"
-        overall = self.table[(self.table["stratum"] == "all") & self.table["significant"]]
-        better = overall[overall["better"] == "B"]["metric"].tolist()
-        worse = overall[overall["better"] == "A"]["metric"].tolist()
+            parts = []
+            if metric_regs:
+                parts.append(f"{b} is significantly worse than {a} on {', '.join(metric_regs)}")
+            if any(r["metric"] == "failure rate" for r in self.regressions):
+                parts.append(fail_note)
+            return f"REGRESSION: {'; and '.join(parts)} (Holm-adjusted p < {alpha:g}; verdict on {on}{caveat})"
+        significant = overall[overall["significant"]]
+        better = significant[significant["better"] == "B"]["metric"].tolist()
+        worse = significant[significant["better"] == "A"]["metric"].tolist()
+        if fail.get("worse") == "A":
+            better = better + ["failures"]
+        elif fail.get("worse") == "B":  # a rise in failures that min_effect or the list kept out of the regressions
+            worse = worse + ["failures"]
         if better and not worse:
-            return f"IMPROVEMENT: {b} is significantly better than {a} on {', '.join(better)}"
+            return f"IMPROVEMENT: {b} is significantly better than {a} on {', '.join(better)}{tail}"
         if better or worse:
             return (f"MIXED: {b} is significantly better on {', '.join(better) or 'nothing'} and worse on "
-                    f"{', '.join(worse)} (none in the regression list beyond its threshold)")
-        return f"NO SIGNIFICANT DIFFERENCE between {a} and {b} (Holm-adjusted p >= {self.settings['alpha']:g} for every metric)"
+                    f"{', '.join(worse)} (none in the regression list beyond its threshold){tail}")
+        return (f"NO SIGNIFICANT DIFFERENCE between {a} and {b} (Holm-adjusted p >= {alpha:g} for every metric "
+                f"and for failures){tail}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record (NaN as None)."""
@@ -397,62 +233,323 @@ class Comparison:
         return to_jsonable({
             "labels": list(self.labels), "protocol": self.protocol, "fingerprint": self.fingerprint,
             "verdict": self.verdict(), "regressed": self.regressed, "regressions": self.regressions,
-            "samples": self.samples, "table": rec(self.table), "gap": {"A": rec(self.gap_a), "B": rec(self.gap_b)},
+            "failures": self.failures, "samples": self.samples, "table": rec(self.table),
+            "gap": {"A": rec(self.gap_a), "B": rec(self.gap_b)},
             "occlusion_accuracy": {"A": rec(self.accuracy_a), "B": rec(self.accuracy_b)},
-            "preference": self.preference, "votes": self.votes, "settings": self.settings,
+            "preference": self.preference, "votes": self.votes, "outliers": self.outliers or [],
+            "settings": self.settings,
         })
 
 
-def check_same_protocol(frame_a, frame_b, labels: tuple[str, str] = ("A", "B")) -> str:
-    """The one protocol fingerprint both frames were scored under; `ProtocolMismatchError` otherwise."""
-    fps = []
-    for f, lab in zip((frame_a, frame_b), labels):
-        got = sorted(set(f["fingerprint"].dropna())) if len(f) else []
-        if len(got) != 1:
-            raise ProtocolMismatchError(f"{lab}: expected rows under one protocol fingerprint, found {got or 'none'}")
-        fps.append((got[0], sorted(set(f["protocol"].dropna())) if "protocol" in f.columns else []))
-    if fps[0][0] != fps[1][0]:
-        raise ProtocolMismatchError(
-            f"{labels[0]} was scored under protocol {fps[0][1]} (fingerprint {fps[0][0]}) and {labels[1]} under "
-            f"{fps[1][1]} (fingerprint {fps[1][0]}): numbers under different protocols are not comparable; "
-            "score both under one protocol (--protocol) first")
-    return fps[0][0]
+def fmt_rate_pct(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{100 * x:.1f}%"
 
 
-def _mean_ci(x: np.ndarray, confidence: float, n_resamples: int, seed: int) -> tuple[float, float, float]:
-    mean = float(x.mean()) if x.size else math.nan
-    return (mean, *_interval(x, confidence, n_resamples, seed))
+def check_same_protocol(frames_a, frames_b, labels: tuple[str, str] = ("A", "B")) -> str:
+    """The one protocol fingerprint every frame was scored under; `ProtocolMismatchError` otherwise.
+    frames_a, frames_b: a frame or a list of frames (runs) per side."""
+    seen = []
+    for frames, lab in ((_as_runs(frames_a), labels[0]), (_as_runs(frames_b), labels[1])):
+        for i, f in enumerate(frames):
+            got = sorted(set(f["fingerprint"].dropna())) if len(f) else []
+            name = lab if len(frames) == 1 else f"{lab} run {i + 1}"
+            if len(got) != 1:
+                raise ProtocolMismatchError(f"{name}: expected rows under one protocol fingerprint, found {got or 'none'}")
+            protos = sorted(set(f["protocol"].dropna())) if "protocol" in f.columns else []
+            seen.append((name, got[0], protos))
+    first = seen[0]
+    for other in seen[1:]:
+        if other[1] != first[1]:
+            raise ProtocolMismatchError(
+                f"{first[0]} was scored under protocol {first[2]} (fingerprint {first[1]}) and {other[0]} under "
+                f"{other[2]} (fingerprint {other[1]}): numbers under different protocols are not comparable; "
+                "score both under one protocol (--protocol) first")
+    return first[1]
 
 
-def _paired(x: np.ndarray, y: np.ndarray, confidence: float, n_resamples: int, seed: int) -> dict[str, float]:
-    d = y - x
-    out = dict(delta=math.nan, delta_low=math.nan, delta_high=math.nan, pvalue=math.nan)
-    if d.size == 0:
+def _as_runs(x) -> list:
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# per-sample matrices
+
+
+@dataclass
+class _Sides:
+    """Both sides on the common samples: `ok_*` `(R, N)` bool, `values_*[metric]` `(R, N)` float (NaN where
+    failed or unavailable), `info` the strata of each sample, `units` `(N,)` int cluster codes."""
+
+    ids: list[str]
+    ok_a: np.ndarray
+    ok_b: np.ndarray
+    values_a: dict[str, np.ndarray]
+    values_b: dict[str, np.ndarray]
+    info: Any
+    units: np.ndarray
+    cluster: str | None
+
+
+def _indexed(frame):
+    f = frame.drop_duplicates("sample_id", keep="last").set_index("sample_id")
+    f.index = f.index.astype(str)
+    return f
+
+
+def _cluster_column(info, cluster: str | None) -> str | None:
+    if cluster == "auto":
+        return PAIR_COLUMN if PAIR_COLUMN in info.columns and info[PAIR_COLUMN].notna().any() else None
+    if cluster is not None and cluster not in info.columns:
+        raise CompareInputError(f"cluster column {cluster!r} is not in the results (columns: {sorted(info.columns)})")
+    return cluster
+
+
+def _sides(runs_a, runs_b, metrics, cluster, labels) -> tuple[_Sides, dict[str, Any]]:
+    import pandas as pd
+
+    ia, ib = [_indexed(f) for f in runs_a], [_indexed(f) for f in runs_b]
+    all_a = set().union(*(set(f.index) for f in ia))
+    all_b = set().union(*(set(f.index) for f in ib))
+    common = sorted(set.intersection(*(set(f.index) for f in ia + ib)))
+    samples: dict[str, Any] = {
+        "A": len(all_a), "B": len(all_b), "common": len(common),
+        "only_in_A": sorted(all_a - all_b), "only_in_B": sorted(all_b - all_a),
+        "not_in_every_run": sorted((all_a & all_b) - set(common)),
+    }
+    if not common:
+        raise CompareInputError(f"the sides share no sample id (e.g. {sorted(all_a)[:3]} vs {sorted(all_b)[:3]})")
+    first = ia[0].loc[common]
+    info = pd.DataFrame({"sample_id": common})
+    for col in ("domain", "category", "occlusion", PAIR_COLUMN, *(([cluster] if cluster not in (None, "auto") else []))):
+        src = first if col in first.columns else (ib[0].loc[common] if col in ib[0].columns else None)
+        if src is not None and col not in info.columns:
+            info[col] = src[col].to_numpy()
+    if "occlusion" in info.columns:
+        info["occlusion"] = info["occlusion"].astype("float64")
+        info["occlusion_bin"] = occlusion_bin(info["occlusion"])
+    col = _cluster_column(info, cluster)
+    if col is None:
+        units = np.arange(len(common), dtype=np.int64)
+    else:  # samples without a cluster label are units of their own
+        unit_labels = [f"c:{v}" if v is not None and v == v else f"s:{sid}" for v, sid in zip(info[col], common)]
+        units = pd.factorize(pd.Series(unit_labels), sort=True)[0].astype(np.int64)
+    ok_a = np.stack([(f.loc[common, "status"] == "ok").to_numpy() for f in ia])
+    ok_b = np.stack([(f.loc[common, "status"] == "ok").to_numpy() for f in ib])
+
+    def values(frames, ok):
+        out = {}
+        for m in metrics:
+            v = np.stack([f.loc[common, m].to_numpy(dtype=np.float64) for f in frames])
+            out[m] = np.where(ok & np.isfinite(v), v, np.nan)
         return out
-    out["delta"] = float(d.mean())
-    if d.size >= 2 and not np.all(d == d[0]):
-        r = paired_bootstrap(x, y, confidence=confidence, n_resamples=n_resamples, seed=seed)
-        out["delta_low"], out["delta_high"] = float(r.low), float(r.high)
-    elif d.size >= 2:
-        out["delta_low"] = out["delta_high"] = float(d[0])
-    nz = np.abs(d[d != 0])
-    if nz.size:
-        # Exact null distribution without ties (n <= 50); with tied |differences| the normal approximation
-        # with tie correction (as R's wilcox.test): scipy's exact alternative there is a 2^n permutation test.
-        exact = nz.size <= 50 and np.unique(nz).size == nz.size and nz.size == d.size
-        out["pvalue"] = wilcoxon_signed_rank(x, y, method="exact" if exact else "approx").pvalue
+
+    errors = {}
+    for lab, frames, ok in ((labels[0], ia, ok_a), (labels[1], ib, ok_b)):
+        errs = {}
+        for r, f in enumerate(frames):
+            if "error" in f.columns:
+                for sid in np.asarray(common)[~ok[r]]:
+                    errs.setdefault(sid, str(f.loc[sid, "error"]))
+        errors[lab] = errs
+    samples["errors"] = errors
+    return _Sides(common, ok_a, ok_b, values(ia, ok_a), values(ib, ok_b), info, units, col), samples
+
+
+def _impute_worst(v: np.ndarray, ok: np.ndarray, dirn: str) -> np.ndarray:
+    """Failed entries set to the worst finite value of the side (every run, every sample)."""
+    finite = v[np.isfinite(v)]
+    if not finite.size:
+        return v
+    worst = finite.max() if dirn == "lower" else finite.min()
+    return np.where(~ok, worst, v)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# failures
+
+
+def failure_comparison(ok_a: np.ndarray, ok_b: np.ndarray, units: np.ndarray, *, confidence: float) -> dict[str, Any]:
+    """Failure rates of both sides and the test of their difference (module docstring).
+
+    ok_a `(R_a, N)`, ok_b `(R_b, N)` bool (scored ok); units `(N,)` int codes of the resampled units (a unit
+    fails in a run when any of its samples failed there). Rates are shares of units (of samples when every
+    unit is one sample), averaged over runs, with a Wilson interval of one run's rate. The test: with one
+    run per side the exact McNemar test on the units failed on one side only; with several, the exact
+    sign-flip test of each unit's failure share over B's runs minus over A's runs (which adds no evidence
+    when a run is repeated). The caller Holm-adjusts ``pvalue`` with the metrics. Returns a JSON-ready dict.
+    """
+    ra, rb, n = ok_a.shape[0], ok_b.shape[0], ok_a.shape[1]
+    k = int(units.max()) + 1 if n else 0
+
+    def unit_failed(ok: np.ndarray) -> np.ndarray:  # (R, K) bool
+        return np.stack([np.bincount(units, weights=(~row).astype(np.float64), minlength=k) > 0 for row in ok])
+
+    ua, ub = unit_failed(ok_a), unit_failed(ok_b)
+    share_a, share_b = ua.mean(axis=0), ub.mean(axis=0)
+    out: dict[str, Any] = {
+        "samples": n, "units": k, "unit": "cluster" if k < n else "sample", "runs": [ra, rb],
+        "failed_a": float((~ok_a).sum(axis=1).mean()), "failed_b": float((~ok_b).sum(axis=1).mean()),
+        "failed_units_a": float(ua.sum(axis=1).mean()), "failed_units_b": float(ub.sum(axis=1).mean()),
+        "rate_a": float(share_a.mean()) if k else math.nan, "rate_b": float(share_b.mean()) if k else math.nan,
+    }
+    for side in ("a", "b"):
+        lo, hi = wilson_interval(out[f"failed_units_{side}"], k, confidence) if k else (math.nan, math.nan)
+        out[f"rate_{side}_low"], out[f"rate_{side}_high"] = lo, hi
+    if ra == 1 and rb == 1:
+        res = mcnemar_exact(int((ua[0] & ~ub[0]).sum()), int((ub[0] & ~ua[0]).sum()))
+        out.update(test="exact McNemar", only_a=res.only_a, only_b=res.only_b, pvalue=res.pvalue,
+                   min_attainable_p=res.min_attainable_p)
+        direction_of_change = res.only_b - res.only_a
     else:
-        out["pvalue"] = 1.0  # identical on every sample: no evidence of any difference
+        d = share_b - share_a
+        res = sign_flip_test(d)
+        out.update(test="exact sign-flip" if res.exact else "sign-flip (Monte Carlo)",
+                   only_a=int((d < 0).sum()), only_b=int((d > 0).sum()), pvalue=res.pvalue,
+                   min_attainable_p=res.min_attainable_p)
+        direction_of_change = float(d.sum())
+    out["delta"] = out["rate_b"] - out["rate_a"]
+    out["more_failures"] = None if direction_of_change == 0 else ("B" if direction_of_change > 0 else "A")
     return out
 
 
-def _groups(paired, strata: Sequence[str]):
-    yield "all", "all", paired
+# ----------------------------------------------------------------------------------------------------------
+# one (stratum level, metric) cell
+
+
+def _wilcoxon_units(x: np.ndarray, y: np.ndarray, units: np.ndarray) -> tuple[float, float, float]:
+    """(p, direction, Hodges-Lehmann estimate) of the Wilcoxon signed-rank test of y - x on per-unit mean
+    differences: direction is +1 when the positive ranks outweigh the negative ones; the estimate is the
+    median of the Walsh averages (d_i + d_j) / 2, i <= j, the location shift that goes with the test
+    (Hollander, Wolfe & Chicken 2014, section 3.2)."""
+    from scipy.stats import rankdata
+
+    d = y - x
+    _, inv = np.unique(units, return_inverse=True)
+    du = np.bincount(inv, weights=d) / np.bincount(inv)
+    i, j = np.triu_indices(du.size)
+    hl = float(np.median((du[i] + du[j]) / 2.0))
+    nz = du[du != 0]
+    if not nz.size:
+        return 1.0, 0.0, hl  # identical on every unit: no evidence of any difference
+    ranks = rankdata(np.abs(nz))
+    sign = float(np.sign(ranks[nz > 0].sum() - ranks[nz < 0].sum()))
+    # exact null distribution without ties or zeros (n <= 50); else the tie-corrected normal approximation
+    exact = nz.size <= 50 and np.unique(np.abs(nz)).size == nz.size and nz.size == du.size
+    try:
+        p = wilcoxon_signed_rank(np.zeros_like(du), du, method="exact" if exact else "approx").pvalue
+    except StatsInputError:
+        p = math.nan
+    return p, sign, hl
+
+
+def _cell(x: np.ndarray, y: np.ndarray, units: np.ndarray, dirn: str, figure: str, *, confidence: float,
+          n_resamples: int, seed: int) -> dict[str, Any]:
+    """Every figure of one (level, metric): x `(R_a, n)`, y `(R_b, n)` finite values on the samples used."""
+    ra, rb, n = x.shape[0], y.shape[0], x.shape[1]
+    row: dict[str, Any] = dict.fromkeys(TABLE_COLUMNS[8:], math.nan)
+    row.update(n=int(n), n_units=int(np.unique(units).size) if n else 0, figure=figure, figure_note=None,
+               interval_method=None, better="=")
+    if n == 0:
+        return row
+    lower = dirn == "lower"
+    ma, mb = x.mean(axis=1), y.mean(axis=1)
+    row.update(mean_a=float(ma.mean()), mean_b=float(mb.mean()), delta=float(mb.mean() - ma.mean()),
+               median_a=float(np.median(x, axis=1).mean()), median_b=float(np.median(y, axis=1).mean()),
+               run_min_a=float(ma.min()), run_max_a=float(ma.max()), run_min_b=float(mb.min()), run_max_b=float(mb.max()))
+    row["median_delta"] = row["median_b"] - row["median_a"]
+    row["rel_delta"] = row["delta"] / abs(row["mean_a"]) if row["mean_a"] else math.nan
+    positive = lower and bool(np.all(x > 0) and np.all(y > 0))
+    lx, ly = (np.log(x), np.log(y)) if positive else (None, None)
+    if positive:
+        row["geo_change"] = float(np.expm1(ly.mean(axis=1).mean() - lx.mean(axis=1).mean()))
+    elif figure == "geomean":
+        figure = "mean"  # a ratio with a zero in it is undefined: fall back, and say so
+        row.update(figure=figure, figure_note="geometric mean undefined (a value <= 0): verdict on the mean")
+    sx, sy = (-x, -y) if lower else (x, y)  # oriented: higher is better for the probability of improvement
+    stats = {
+        "mean_a": lambda xa, xb, w: run_means(x, w, xa), "mean_b": lambda xa, xb, w: run_means(y, w, xb),
+        "delta": lambda xa, xb, w: run_means(y, w, xb) - run_means(x, w, xa),
+        "median_delta": lambda xa, xb, w: run_medians(y, w, xb) - run_medians(x, w, xa),
+        "poi": lambda xa, xb, w: run_probability_of_improvement(sy, sx, w, xb, xa),
+    }
+    if positive:
+        stats["log_ratio"] = lambda xa, xb, w: run_means(ly, w, xb) - run_means(lx, w, xa)
+    res = None
+    try:
+        res = two_level_bootstrap(stats, (ra, rb), n, clusters=units, confidence=confidence,
+                                  n_resamples=n_resamples, seed=seed)
+    except StatsInputError:  # fewer than 2 units: no interval
+        pass
+    row["prob_improvement"] = float(run_probability_of_improvement(sy, sx, np.ones((1, n)), np.arange(rb)[None],
+                                                                   np.arange(ra)[None])[0])
+    if res is not None:
+        row["low_a"], row["high_a"] = res.interval("mean_a")
+        row["low_b"], row["high_b"] = res.interval("mean_b")
+        row["median_delta_low"], row["median_delta_high"] = res.interval("median_delta")
+        row["prob_improvement_low"], row["prob_improvement_high"] = res.interval("poi")
+        row["delta_low"], row["delta_high"] = res.interval("delta")
+        row["interval_method"] = "two-level percentile" if ra > 1 or rb > 1 else "percentile"
+        if positive:
+            lo, hi = res.interval("log_ratio")
+            with np.errstate(over="ignore"):
+                row["geo_change_low"], row["geo_change_high"] = float(np.expm1(lo)), float(np.expm1(hi))
+        if ra == 1 and rb == 1 and figure == "wilcoxon":
+            # the mean is not what the verdict tests here, so its interval can be the best one for a mean: the
+            # paired bootstrap, clustered, studentized below 50 units (a bootstrap figure that the verdict
+            # tests keeps the percentile interval its p-value inverts)
+            d_units = units if np.unique(units).size < n else None
+            for name, (a, b) in (("delta", (x[0], y[0])), ("log_ratio", (lx[0], ly[0]) if positive else (None, None))):
+                if a is None:
+                    continue
+                try:
+                    r = paired_bootstrap(a, b, clusters=d_units, confidence=confidence, n_resamples=n_resamples,
+                                         seed=seed)
+                except StatsInputError:
+                    continue
+                if name == "delta":
+                    row["delta_low"], row["delta_high"], row["interval_method"] = r.low, r.high, r.method
+                else:
+                    with np.errstate(over="ignore"):
+                        row["geo_change_low"], row["geo_change_high"] = float(np.expm1(r.low)), float(np.expm1(r.high))
+
+    # the verdict's figure: its p-value, its direction and its relative size (+ = B larger)
+    if figure == "wilcoxon":
+        p, direction_of_change, hl = _wilcoxon_units(x[0], y[0], units)
+        row["effect"] = hl / abs(row["median_a"]) if row["median_a"] else math.nan
+    else:
+        name = {"mean": "delta", "median": "median_delta", "geomean": "log_ratio"}[figure]
+        p = res.pvalue(name) if res is not None and name in res.intervals else math.nan
+        direction_of_change = {"delta": row["delta"], "median_delta": row["median_delta"],
+                               "log_ratio": row["geo_change"]}[name]
+        row["effect"] = {"delta": row["rel_delta"], "geo_change": row["geo_change"],
+                         "median_delta": row["median_delta"] / abs(row["median_a"]) if row["median_a"] else math.nan,
+                         "log_ratio": row["geo_change"]}[name]
+    row["pvalue"] = float(p) if p == p else math.nan
+    if direction_of_change == direction_of_change and direction_of_change != 0:
+        row["better"] = ("B" if direction_of_change < 0 else "A") if lower else ("B" if direction_of_change > 0 else "A")
+    return row
+
+
+def _groups(info, strata: Sequence[str]):
+    yield "all", "all", np.arange(len(info))
     for col in strata:
-        if col not in paired.columns or paired[col].isna().all():
+        if col not in info.columns or info[col].isna().all():
             continue
-        for level, g in paired.groupby(paired[col].astype(object).where(paired[col].notna(), "(none)"), sort=True):
-            yield col, str(level), g
+        keys = info[col].astype(object).where(info[col].notna(), "(none)")
+        for level in sorted(set(keys), key=str):
+            yield col, str(level), np.flatnonzero((keys == level).to_numpy())
+
+
+def _figure_for(metric: str, figure: str, several_runs: bool) -> str:
+    if figure != "auto":
+        return figure
+    if not several_runs:
+        return "wilcoxon"
+    return "geomean" if direction(metric) == "lower" else "mean"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the analysis
 
 
 def compare_frames(
@@ -472,24 +569,57 @@ def compare_frames(
     vote_names: tuple[Sequence[str], Sequence[str]] | None = None,
     protocol: Protocol | None = None,
     accuracy_threshold: float = 0.5,
+    failed_as: str = "exclude",
+    figure: str = "auto",
+    cluster: str | None = "auto",
 ) -> Comparison:
-    """The paired analysis of B against A on two results frames (module docstring, step 2).
+    """The analysis of B against A (module docstring).
 
-    metrics: default the protocol's headline columns and appearance metrics both frames have (without a
-    protocol: every metric column both have, in A's order); regression_metrics: those a
-    significant worsening of fails the comparison (default: the protocol's headline columns, else every
-    metric); preference_metric: the per-sample proxy preference metric (default the first regression
-    metric); min_effect: a regression also needs |delta| / |mean_a| above this; votes: a votes frame
-    (`load_votes`) with `vote_names` = (names of A, names of B) as the file spells them.
-    Raises `ProtocolMismatchError` when the frames were scored under different fingerprints and
-    `CompareInputError` when they share no sample or no metric.
+    Args:
+        frame_a, frame_b: each side's results (`io.read_results` schema): one frame, or a list of frames,
+            one per run of that side.
+        metrics: compared metrics (default: the protocol's headline columns and appearance metrics every
+            frame has; without a protocol every metric column they share, in A's order).
+        regression_metrics: the metrics a significant worsening of fails the comparison (default: the
+            protocol's headline columns, else every metric).
+        preference_metric: the per-sample proxy preference metric (default the first regression metric).
+        alpha: family-wise error rate of each Holm family and the level of the failure test; min_effect:
+            a regression also needs the verdict figure's relative change above this.
+        confidence, n_resamples, seed: the intervals.
+        votes, vote_names: a votes frame (`load_votes`) and (names of A, names of B) as the file spells them.
+        protocol: the protocol scored under (labels the result, picks the default metrics).
+        accuracy_threshold: F-score@0.05 at or above which a sample is accurate.
+        failed_as: "exclude" (failed samples left out of the metric table; their rate is tested apart) or
+            "worst" (scored at the worst value of the metric seen on their side).
+        figure: what the verdict rests on: "auto" (Wilcoxon with one run per side; with several, "geomean"
+            for lower-is-better metrics and "mean" otherwise), "wilcoxon" (one run per side only), "mean",
+            "median" or "geomean" (lower-is-better metrics; others fall back to "mean").
+        cluster: the column of units resampled together: "auto" (``pair_id`` when present), None (every
+            sample its own unit) or a column name.
+
+    Returns a `Comparison`. Raises `ProtocolMismatchError` when the frames were scored under different
+    fingerprints and `CompareInputError` for bad arguments or sides that share no sample or metric.
     """
     import pandas as pd
 
+    runs_a, runs_b = _as_runs(frame_a), _as_runs(frame_b)
+    if not runs_a or not runs_b:
+        raise CompareInputError("each side needs at least one run")
     if not 0.0 < alpha < 1.0:
         raise CompareInputError(f"alpha must lie in (0, 1), got {alpha}")
-    fingerprint = check_same_protocol(frame_a, frame_b, labels)
-    have = [m for m in metric_columns(frame_a) if m in set(metric_columns(frame_b))]
+    if failed_as not in FAILED_AS:
+        raise CompareInputError(f"failed_as must be one of {FAILED_AS}, got {failed_as!r}")
+    if figure not in FIGURES:
+        raise CompareInputError(f"figure must be one of {FIGURES}, got {figure!r}")
+    several = len(runs_a) > 1 or len(runs_b) > 1
+    if figure == "wilcoxon" and several:
+        raise CompareInputError("the Wilcoxon verdict pairs one run of each side; with several runs per side use "
+                                "figure 'mean', 'median' or 'geomean' (two-level bootstrap)")
+    fingerprint = check_same_protocol(runs_a, runs_b, labels)
+    have = metric_columns(runs_a[0])
+    for f in runs_a[1:] + runs_b:
+        theirs = set(metric_columns(f))
+        have = [m for m in have if m in theirs]
     if metrics is None:
         # the protocol's headline columns (+ appearance): precision/recall only restate the F-score and
         # would widen the Holm family
@@ -518,57 +648,37 @@ def compare_frames(
         names = vote_names or ((labels[0],), (labels[1],))
         vote_res = _vote_counts(votes, names[0], names[1])
 
-    # attrs hold the run record, which pandas deep-copies on every operation: keep only the column lists
-    frame_a, frame_b = frame_a.copy(), frame_b.copy()
-    for f, src in ((frame_a, frame_a.attrs), (frame_b, frame_b.attrs)):
-        f.attrs = {k: list(src[k]) for k in ("metrics", "strata") if src.get(k)}
-    a = frame_a.drop_duplicates("sample_id", keep="last").set_index("sample_id")
-    b = frame_b.drop_duplicates("sample_id", keep="last").set_index("sample_id")
-    ids_a, ids_b = set(a.index), set(b.index)
-    common = sorted(ids_a & ids_b)
-    if not common:
-        raise CompareInputError(f"{labels[0]} and {labels[1]} share no sample id (e.g. {sorted(ids_a)[:3]} vs "
-                                f"{sorted(ids_b)[:3]})")
-    a, b = a.loc[common], b.loc[common]
-    ok_a, ok_b = (a["status"] == "ok").to_numpy(), (b["status"] == "ok").to_numpy()
-    strata_src = a.copy()
-    for col in ("domain", "occlusion", "category"):
-        if col not in strata_src.columns and col in b.columns:
-            strata_src[col] = b[col]
-    paired = pd.DataFrame({"sample_id": common})
-    for col in ("domain", "category"):
-        if col in strata_src.columns:
-            paired[col] = strata_src[col].to_numpy()
-    if "occlusion" in strata_src.columns:
-        paired["occlusion"] = strata_src["occlusion"].astype("float64").to_numpy()
-        paired["occlusion_bin"] = occlusion_bin(paired["occlusion"])
-    paired["ok_a"], paired["ok_b"] = ok_a, ok_b
+    sides, samples = _sides(runs_a, runs_b, metrics, cluster, labels)
+    info, units = sides.info, sides.units
+    failures = failure_comparison(sides.ok_a, sides.ok_b, units, confidence=confidence)
+    values = {}
     for m in metrics:
-        paired[f"{m}__a"] = a[m].to_numpy(dtype=np.float64)
-        paired[f"{m}__b"] = b[m].to_numpy(dtype=np.float64)
-    strata = [s for s in STRATA if s in paired.columns]
+        va, vb = sides.values_a[m], sides.values_b[m]
+        if failed_as == "worst":
+            va, vb = _impute_worst(va, sides.ok_a, direction(m)), _impute_worst(vb, sides.ok_b, direction(m))
+        values[m] = (va, vb)
+    figures = {m: _figure_for(m, figure, several) for m in metrics}
+    for m in metrics:
+        if figures[m] == "geomean" and direction(m) != "lower":
+            figures[m] = "mean"  # a ratio of scores where higher is better (and may be 0) is not a distance
 
+    strata = [s for s in STRATA if s in info.columns]
     rows = []
-    for stratum, level, g in _groups(paired, strata):
+    for stratum, level, idx in _groups(info, strata):
         for m in metrics:
-            x, y = g[f"{m}__a"].to_numpy(), g[f"{m}__b"].to_numpy()
-            use = g["ok_a"].to_numpy() & g["ok_b"].to_numpy() & np.isfinite(x) & np.isfinite(y)
-            x, y = x[use], y[use]
-            ma, la, ha = _mean_ci(x, confidence, n_resamples, seed)
-            mb, lb, hb = _mean_ci(y, confidence, n_resamples, seed)
-            p = _paired(x, y, confidence, n_resamples, seed)
-            dirn = direction(m)
-            rel = p["delta"] / abs(ma) if x.size and ma != 0 else math.nan
-            better = "=" if not (p["delta"] == p["delta"]) or p["delta"] == 0 else (
-                ("B" if p["delta"] < 0 else "A") if dirn == "lower" else ("B" if p["delta"] > 0 else "A"))
-            rows.append(dict(stratum=stratum, level=level, metric=m, n=int(x.size),
-                              n_failed_a=int((~g["ok_a"]).sum()), n_failed_b=int((~g["ok_b"]).sum()),
-                              mean_a=ma, low_a=la, high_a=ha, mean_b=mb, low_b=lb, high_b=hb, **p,
-                              rel_delta=rel, direction=dirn, better=better))
-    # Holm across one family: every (level, metric) test of one stratification ("all" is its own family).
+            va, vb = values[m][0][:, idx], values[m][1][:, idx]
+            use = np.all(np.isfinite(va), axis=0) & np.all(np.isfinite(vb), axis=0)
+            cell = _cell(va[:, use], vb[:, use], units[idx][use], direction(m), figures[m], confidence=confidence,
+                         n_resamples=n_resamples, seed=seed)
+            cell.update(stratum=stratum, level=level, metric=m, direction=direction(m),
+                        n_failed_a=int((~sides.ok_a[:, idx]).sum()), n_failed_b=int((~sides.ok_b[:, idx]).sum()))
+            rows.append(cell)
+    # Holm across one family: every (level, metric) test of one stratification; the "all" family also holds
+    # the failure test, so that the regression gate (any of them) keeps its family-wise error rate at alpha.
     for stratum in dict.fromkeys(r["stratum"] for r in rows):
         block = [r for r in rows if r["stratum"] == stratum]
-        ps = np.array([r["pvalue"] for r in block], dtype=np.float64)
+        ps = [r["pvalue"] for r in block] + ([failures["pvalue"]] if stratum == "all" else [])
+        ps = np.array(ps, dtype=np.float64)
         fin = np.isfinite(ps)
         adj = np.full(ps.shape, np.nan)
         if fin.any():
@@ -576,61 +686,118 @@ def compare_frames(
         for r, q in zip(block, adj):
             r["p_holm"] = float(q)
             r["significant"] = bool(q < alpha) if q == q else False
-    table = pd.DataFrame(rows, columns=["stratum", "level", "metric", "n", "n_failed_a", "n_failed_b", "mean_a", "low_a",
-                                        "high_a", "mean_b", "low_b", "high_b", "delta", "delta_low", "delta_high",
-                                        "pvalue", "p_holm", "significant", "rel_delta", "direction", "better"])
+        if stratum == "all":
+            failures["p_holm"] = float(adj[-1])
+    failures["alpha"] = alpha
+    q = failures.get("p_holm", math.nan)
+    failures["significant"] = bool(q == q and q < alpha and failures["more_failures"] is not None)
+    failures["worse"] = failures["more_failures"] if failures["significant"] else None
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
     regressions = []
     for r in table[(table["stratum"] == "all") & table["metric"].isin(regression_metrics)].to_dict("records"):
-        if r["significant"] and r["better"] == "A" and (not min_effect or abs(r["rel_delta"]) > min_effect):
-            regressions.append({k: r[k] for k in ("metric", "mean_a", "mean_b", "delta", "delta_low", "delta_high",
-                                                  "rel_delta", "pvalue", "p_holm")})
+        # the verdict figure's relative change, signed so that positive means worse for B
+        worse_by = r["effect"] if r["direction"] == "lower" else -r["effect"]
+        if r["significant"] and r["better"] == "A" and (not min_effect or (worse_by == worse_by and worse_by > min_effect)):
+            regressions.append({k: r[k] for k in ("metric", "figure", "mean_a", "mean_b", "delta", "delta_low",
+                                                  "delta_high", "rel_delta", "geo_change", "effect", "pvalue",
+                                                  "p_holm")})
+    if failures["worse"] == "B":
+        regressions.append({"metric": "failure rate", "figure": failures["test"], "mean_a": failures["rate_a"],
+                            "mean_b": failures["rate_b"], "delta": failures["delta"], "delta_low": None,
+                            "delta_high": None, "rel_delta": None, "geo_change": None, "effect": None,
+                            "pvalue": failures["pvalue"], "p_holm": failures["p_holm"]})
 
-    # per-sample proxy preference: which side is better on each sample both scored (ties kept)
-    x, y = paired[f"{preference_metric}__a"].to_numpy(), paired[f"{preference_metric}__b"].to_numpy()
-    use = paired["ok_a"].to_numpy() & paired["ok_b"].to_numpy() & np.isfinite(x) & np.isfinite(y)
-    lower = direction(preference_metric) == "lower"
-    b_better = use & ((y < x) if lower else (y > x))
-    a_better = use & ((x < y) if lower else (x > y))
-    ties = use & (x == y)
-    preference: dict[str, Any] = {"metric": preference_metric, "direction": direction(preference_metric),
-                                  "samples": int(use.sum())}
-    if use.any():
-        preference.update(win_rate(int(b_better.sum()), int(a_better.sum()), int(ties.sum()),
-                                   confidence=confidence).as_dict())
-    per_sample = paired[["sample_id"] + [c for c in ("domain", "category", "occlusion") if c in paired.columns]].copy()
-    per_sample["a"], per_sample["b"] = x, y
-    per_sample["ok_a"], per_sample["ok_b"] = paired["ok_a"], paired["ok_b"]
-    per_sample["preferred"] = np.where(b_better, "B", np.where(a_better, "A", np.where(ties, "tie", "")))
-
-    fa = [s for s, o in zip(common, ok_a) if not o]
-    fb = [s for s, o in zip(common, ok_b) if not o]
-    samples = {
-        "A": len(ids_a), "B": len(ids_b), "common": len(common), "both_ok": int((ok_a & ok_b).sum()),
-        "failed_only_A": sorted(set(fa) - set(fb)), "failed_only_B": sorted(set(fb) - set(fa)),
-        "failed_both": sorted(set(fa) & set(fb)),
-        "only_in_A": sorted(ids_a - ids_b), "only_in_B": sorted(ids_b - ids_a),
-    }
-    err_col = "error"
-    samples["errors"] = {
-        lab: {s: str(f.loc[s, err_col]) for s in ids if err_col in f.columns}
-        for lab, f, ids in ((labels[0], a, fa), (labels[1], b, fb))
-    }
-
-    frames = [frame_a[frame_a["sample_id"].isin(common)], frame_b[frame_b["sample_id"].isin(common)]]
-    gaps = [domain_gap(f, metrics, n_resamples=n_resamples, seed=seed, threshold=accuracy_threshold) for f in frames]
-    accs = [occlusion_accuracy(f, threshold=accuracy_threshold)
-            if ("occlusion" in f.columns and "fscore@0.05" in f.columns) else None for f in frames]
-    proto = protocol.to_dict() if protocol is not None else {"name": sorted(set(frame_a["protocol"]))[0]}
+    preference, per_sample = _preference(sides, values, preference_metric, confidence)
+    outliers = _outliers(sides, values, metrics, labels)
+    groups_a = [f[f["sample_id"].astype(str).isin(set(sides.ids))] for f in runs_a]
+    groups_b = [f[f["sample_id"].astype(str).isin(set(sides.ids))] for f in runs_b]
+    gaps = [domain_gap_runs(g, metrics, n_resamples=n_resamples, seed=seed, threshold=accuracy_threshold)
+            for g in (groups_a, groups_b)]
+    accs = [occlusion_accuracy(g[0], threshold=accuracy_threshold)
+            if (len(g) == 1 and "occlusion" in g[0].columns and "fscore@0.05" in g[0].columns) else None
+            for g in (groups_a, groups_b)]
+    samples["failed_only_A"] = [s for s, a, b in zip(sides.ids, sides.ok_a.all(0), sides.ok_b.all(0)) if not a and b]
+    samples["failed_only_B"] = [s for s, a, b in zip(sides.ids, sides.ok_a.all(0), sides.ok_b.all(0)) if a and not b]
+    samples["failed_both"] = [s for s, a, b in zip(sides.ids, sides.ok_a.all(0), sides.ok_b.all(0)) if not a and not b]
+    samples["both_ok"] = int((sides.ok_a.all(0) & sides.ok_b.all(0)).sum())
+    proto = protocol.to_dict() if protocol is not None else {"name": sorted(set(runs_a[0]["protocol"]))[0]}
+    by_figure: dict[str, list[str]] = {}
+    for m in regression_metrics:
+        by_figure.setdefault(figures[m], []).append(m)
     return Comparison(
         labels=tuple(labels), protocol=proto, fingerprint=fingerprint, table=table, gap_a=gaps[0], gap_b=gaps[1],
         accuracy_a=accs[0], accuracy_b=accs[1], preference=preference, votes=vote_res, samples=samples,
-        regressions=regressions, per_sample=per_sample,
+        regressions=regressions, per_sample=per_sample, failures=failures, outliers=outliers,
         settings={"alpha": alpha, "min_effect": min_effect, "confidence": confidence, "n_resamples": n_resamples,
                   "seed": seed, "regression_metrics": list(regression_metrics), "metrics": list(metrics),
-                  "accuracy_threshold": accuracy_threshold,
+                  "accuracy_threshold": accuracy_threshold, "failed_as": failed_as, "figure": figure,
+                  "figures": figures, "verdict_figures": by_figure, "runs": [len(runs_a), len(runs_b)],
+                  "cluster": sides.cluster, "units": int(units.max()) + 1, "outlier_factor": OUTLIER_FACTOR,
+                  "gap_note": gap_unavailable(groups_a[0]),
                   "holm_family": "every (level, metric) test of one stratification; the 'all' stratum decides the verdict"},
     )
+
+
+def _preference(sides: _Sides, values, metric: str, confidence: float):
+    """Per-sample proxy preference on `metric` (run-averaged values; ties kept) and the per-sample frame."""
+    x, y = (v.mean(axis=0) for v in values[metric])
+    use = np.isfinite(x) & np.isfinite(y)
+    lower = direction(metric) == "lower"
+    b_better = use & ((y < x) if lower else (y > x))
+    a_better = use & ((x < y) if lower else (x > y))
+    ties = use & (x == y)
+    preference: dict[str, Any] = {"metric": metric, "direction": direction(metric), "samples": int(use.sum())}
+    if use.any():
+        preference.update(win_rate(int(b_better.sum()), int(a_better.sum()), int(ties.sum()),
+                                   confidence=confidence).as_dict())
+        preference.update(interval="Wilson", test="exact binomial")
+        units = sides.units[use]
+        if np.unique(units).size < units.size and (b_better | a_better).any():
+            # twins are not independent: the rate's interval resamples units, and the test is the exact sign-flip
+            # test of each unit's wins minus losses (the binomial test when every unit is one sample)
+            import pandas as pd
+
+            from ..stats import clustered_bootstrap
+
+            w, lo_ = b_better[use].astype(np.float64), a_better[use].astype(np.float64)
+            d = np.bincount(units, weights=w - lo_)
+            preference["pvalue"] = sign_flip_test(d[np.unique(units)]).pvalue
+            decisive = (w + lo_) > 0
+            frame = pd.DataFrame({"w": w[decisive], "u": units[decisive]})
+            try:
+                r = clustered_bootstrap(frame, "w", "u", confidence=confidence)
+                preference["low"], preference["high"] = float(r.low), float(r.high)
+            except StatsInputError:
+                preference["low"] = preference["high"] = math.nan
+            preference.update(interval="bootstrap over units", test="exact sign-flip over units")
+    per_sample = sides.info[[c for c in ("sample_id", "domain", "category", "occlusion") if c in sides.info.columns]].copy()
+    per_sample["a"], per_sample["b"] = x, y
+    per_sample["ok_a"], per_sample["ok_b"] = sides.ok_a.all(axis=0), sides.ok_b.all(axis=0)
+    per_sample["preferred"] = np.where(b_better, "B", np.where(a_better, "A", np.where(ties, "tie", "")))
+    return preference, per_sample
+
+
+def _outliers(sides: _Sides, values, metrics: Sequence[str], labels) -> list[dict[str, Any]]:
+    """Samples whose value (in any run) exceeds `OUTLIER_FACTOR` x the median of their side, for
+    lower-is-better metrics (flagged, never dropped)."""
+    out = []
+    for m in metrics:
+        if direction(m) != "lower":
+            continue
+        for side, v, ok in (("A", sides.values_a[m], sides.ok_a), ("B", sides.values_b[m], sides.ok_b)):
+            finite = v[np.isfinite(v)]
+            if not finite.size:
+                continue
+            med = float(np.median(finite))
+            if med <= 0:
+                continue
+            worst = np.nanmax(np.where(np.isfinite(v), v, -np.inf), axis=0)
+            for j in np.flatnonzero(worst > OUTLIER_FACTOR * med):
+                out.append({"metric": m, "side": side, "label": labels[0 if side == "A" else 1],
+                            "sample_id": sides.ids[j], "value": float(worst[j]), "median": med,
+                            "ratio": float(worst[j] / med)})
+    return sorted(out, key=lambda r: -r["ratio"])
 
 
 def comparison_json(comparison: Comparison, sides: Sequence[Side] = ()) -> str:
@@ -638,35 +805,3 @@ def comparison_json(comparison: Comparison, sides: Sequence[Side] = ()) -> str:
     payload = comparison.to_dict()
     payload["sides"] = [s.describe() for s in sides]
     return json.dumps(payload, indent=2, allow_nan=False)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# meshes of a few samples (report thumbnails)
-
-
-def prediction_source(side: Side):
-    """A source that can produce `side`'s predictions again: its folder or checkpoint, or the folder a run
-    recorded (``folder:<path>`` identities); None when the run's source cannot be rebuilt."""
-    from .sources import FolderSource, PredictorSource
-
-    if side.kind == "predictions":
-        return FolderSource(side.spec)
-    if side.kind == "checkpoint":
-        from ..models.checkpoint import load_checkpoint
-
-        return PredictorSource(load_checkpoint(side.spec))
-    ident = side.identity or ""
-    if ident.startswith("folder:") and pathlib.Path(ident[len("folder:"):]).is_dir():
-        return FolderSource(ident[len("folder:"):], identity=ident)
-    return None
-
-
-def sample_meshes(source, rows: Sequence[Mapping[str, Any]], protocol: Protocol) -> dict[str, Any]:
-    """``{sample_id: Meshes | Pointclouds | None}``: `source`'s prediction of each manifest row (None when it
-    has none, fails, or `source` is None), on the CPU."""
-    if source is None:
-        return {str(r["sample_id"]): None for r in rows}
-    items = [source.load(r, protocol) for r in rows]
-    done = source.finish(items, "cpu")
-    return {str(r["sample_id"]): (p if p is not None and not isinstance(p, BaseException) else None)
-            for r, (p, _) in zip(rows, done)}

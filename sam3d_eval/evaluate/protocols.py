@@ -4,6 +4,8 @@ Published single-image-to-3D numbers differ in normalisation, alignment, sample 
 F-score thresholds. A `Protocol` pins all of them, and the appearance settings (views, elevations, image
 size, LPIPS network), under a name and a version; it is stored with every result (`Protocol.to_dict()`,
 `Protocol.fingerprint()`) and printed above every report. `evaluate.scoring.score_batch` runs one.
+`load_protocol` gives a preset by name or reads a protocol file (TOML or JSON: a preset and the fields it
+changes, recorded as overrides; see `load_protocol`).
 
 Chamfer variants (`CHAMFER_VARIANTS`; d = Euclidean distance to the nearest point of the other sample):
 
@@ -21,6 +23,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import pathlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +38,10 @@ __all__ = [
     "PROTOCOLS",
     "Protocol",
     "ROLES",
+    "PROTOCOL_FILE_KEYS",
     "get_protocol",
+    "load_protocol",
+    "protocol_from_settings",
 ]
 
 NORMALIZATIONS = {
@@ -151,6 +158,10 @@ class Protocol:
         unknown = sorted(set(changes) - set(_OVERRIDABLE))
         if unknown:
             raise ValueError(f"cannot override {unknown}; overridable: {', '.join(_OVERRIDABLE)}")
+        return self._changed(changes)
+
+    def _changed(self, changes: dict[str, Any]) -> Protocol:
+        """`with_overrides` without the check of which fields may change (`load_protocol` checks its own)."""
         if "taus" in changes:
             changes["taus"] = tuple(float(t) for t in changes["taus"])
         changes = {k: v for k, v in changes.items() if v != getattr(self, k)}
@@ -304,3 +315,165 @@ def get_protocol(name: str | Protocol) -> Protocol:
     except KeyError:
         raise ValueError(f"unknown protocol {name!r}; available: {', '.join(PROTOCOLS)}") from None
 
+
+# ---------------------------------------------------------------------------------------------------------
+# Protocol files
+
+PROTOCOL_FILE_SUFFIXES = (".toml", ".json")
+# A file cannot set these: the name and version are its base preset's, the changed fields are recorded as
+# overrides by the loader, and `source` describes a preset (it is not part of the fingerprint).
+_NOT_IN_FILES = ("name", "version", "source", "overrides")
+_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Protocol)}
+# The keys a protocol file may hold: ``base`` (required) and every field of `Protocol` but `_NOT_IN_FILES`.
+PROTOCOL_FILE_KEYS = ("base",) + tuple(n for n in _FIELD_TYPES if n not in _NOT_IN_FILES)
+
+
+def load_protocol(spec: str | os.PathLike | Protocol) -> Protocol:
+    """The protocol `spec` names: a preset name (`PROTOCOLS`), a protocol file, or a `Protocol` (as is).
+
+    A protocol file (``.toml`` or ``.json``, one table / object) names a preset with ``base = "NAME"`` and
+    may set any other field of `Protocol` except ``name``, ``version``, ``source`` and ``overrides``
+    (`PROTOCOL_FILE_KEYS`); the fields it sets are applied to the preset and recorded in ``overrides``, as
+    `Protocol.with_overrides` does, so the result keeps the preset's name and version and has the same
+    fingerprint as the preset with those overrides (a file that only restates the preset's values gives the
+    preset itself). See `protocol_from_settings` for the checks.
+
+    Raises `FileNotFoundError` for a missing file and `ValueError` (one line naming the file and the
+    problem) for an unknown name, a file that is not valid TOML/JSON, and any key or value
+    `protocol_from_settings` refuses. TOML needs Python 3.11 (`tomllib`) or the ``tomli`` package.
+    """
+    if isinstance(spec, Protocol):
+        return spec
+    text = os.fspath(spec)
+    if text in PROTOCOLS:
+        return PROTOCOLS[text]
+    path = pathlib.Path(text)
+    if path.suffix.lower() not in PROTOCOL_FILE_SUFFIXES:
+        if path.is_file():
+            raise ValueError(f"{path}: a protocol file must be {' or '.join(PROTOCOL_FILE_SUFFIXES)}, "
+                             f"not {path.suffix or 'a file without suffix'!r}")
+        raise ValueError(f"unknown protocol {text!r}; available: {', '.join(PROTOCOLS)}, or a protocol file "
+                         f"({', '.join(PROTOCOL_FILE_SUFFIXES)})")
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a protocol file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: protocol file does not exist")
+    return protocol_from_settings(_read_protocol_file(path), where=str(path))
+
+
+def protocol_from_settings(settings: dict[str, Any], *, where: str = "protocol settings") -> Protocol:
+    """The protocol a file's settings describe: preset ``settings["base"]`` with the other keys applied and
+    recorded as overrides (see `load_protocol`).
+
+    Checks, each a `ValueError` of one line starting with `where`: ``base`` present and a preset name;
+    no unknown key (the message lists `PROTOCOL_FILE_KEYS`); each value of its field's type (str, integer,
+    number, or a list of those; integers are accepted for numbers, never booleans; numbers finite); then
+    every check of `Protocol` itself (alignment, normalisation, metrics, positive counts, ...).
+    """
+    if not isinstance(settings, dict):
+        raise ValueError(f"{where}: protocol settings must be a table of fields, got {_kind(settings)}")
+    fixed = [k for k in settings if k in _NOT_IN_FILES]
+    if fixed:
+        raise ValueError(f"{where}: {', '.join(map(repr, fixed))} cannot be set in a protocol file (the name and "
+                         "version are the base preset's; the fields set are recorded as overrides); valid keys: "
+                         f"{', '.join(PROTOCOL_FILE_KEYS)}")
+    unknown = [k for k in settings if k not in PROTOCOL_FILE_KEYS]
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: "
+                         f"{', '.join(PROTOCOL_FILE_KEYS)}")
+    base = settings.get("base")
+    if base is None:
+        raise ValueError(f'{where}: a protocol file names the preset it starts from with base = "NAME" (one of '
+                         f"{', '.join(PROTOCOLS)}); its other keys change that preset's fields")
+    if not isinstance(base, str) or base not in PROTOCOLS:
+        raise ValueError(f"{where}: base must be a preset name, one of {', '.join(PROTOCOLS)}; got {_shown(base)}")
+    changes = {k: _typed(k, v, where) for k, v in settings.items() if k != "base"}
+    try:
+        return PROTOCOLS[base]._changed(changes)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    return {str: "a string", list: "a list", dict: "a table", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def _shown(v: Any) -> str:
+    text = repr(v)
+    return f"{_kind(v)} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def _typed(name: str, value: Any, where: str) -> Any:
+    """`value` checked against the type of field `name` (tuples from lists, numbers as float)."""
+    annotation = str(_FIELD_TYPES[name])
+
+    def scalar(v: Any, kind: str) -> Any:
+        if kind == "str" and isinstance(v, str):
+            return v
+        if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
+            return v
+        if kind == "float" and isinstance(v, (int, float)) and not isinstance(v, bool):
+            if not math.isfinite(v):
+                raise ValueError(f"{where}: {name} must be finite, got {v!r}")
+            return float(v)
+        return None
+
+    words = {"str": "a string", "int": "an integer", "float": "a number"}
+    if annotation in words:
+        out = scalar(value, annotation)
+        if out is None:
+            raise ValueError(f"{where}: {name} must be {words[annotation]}, got {_shown(value)}")
+        return out
+    kind = annotation.removeprefix("tuple[").removesuffix(", ...]")
+    if kind not in words or not annotation.startswith("tuple["):
+        raise TypeError(f"protocol field {name} has type {annotation}, which protocol files do not support")
+    items = [scalar(v, kind) for v in value] if isinstance(value, list) else None
+    if items is None or any(v is None for v in items):
+        plural = {"str": "strings", "int": "integers", "float": "numbers"}[kind]
+        raise ValueError(f"{where}: {name} must be a list of {plural}, got {_shown(value)}")
+    return tuple(items)
+
+
+def _read_protocol_file(path: pathlib.Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read the protocol file ({err.strerror or err})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    if path.suffix.lower() == ".json":
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: a protocol file holds one JSON object of fields, got {_kind(record)}")
+        return record
+    toml = _toml_module(path)
+    try:
+        return toml.loads(text)
+    except toml.TOMLDecodeError as err:
+        raise ValueError(f"{path}: not valid TOML ({str(err).splitlines()[0]})") from None
+
+
+def _toml_module(path: pathlib.Path):
+    """`tomllib` (Python >= 3.11), else `tomli` when installed; neither is a ValueError naming the file."""
+    try:
+        import tomllib
+
+        return tomllib
+    except ModuleNotFoundError:
+        pass
+    try:
+        import tomli
+
+        return tomli
+    except ModuleNotFoundError:
+        raise ValueError(f"{path}: reading a TOML protocol file needs Python 3.11 or the tomli package; "
+                         "install tomli or write the file as .json") from None

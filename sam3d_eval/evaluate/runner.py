@@ -5,8 +5,12 @@
 1. the run folder is prepared on rank 0 (``run.json``: run id, source, protocol and its fingerprint, run
    metadata, one entry per invocation); a folder that already holds a run is only continued with
    ``resume=True``, and then only for the same source identity and protocol fingerprint;
-2. with ``resume``, samples already stored ``ok`` for this source and fingerprint are skipped (failed ones are
-   retried; `io.results.read_results` keeps the latest row of a sample);
+2. every manifest row gets its content keys (`evaluate.content`: SHA-256 of the prediction's bytes or the
+   model's identity and inputs, of the ground truth's bytes, and of the manifest row without its paths),
+   stored with its result; with ``resume``, a sample is skipped only when a row is stored ``ok`` for this
+   source and fingerprint with the same three keys (failed ones are retried; a *stale* ok row, whose
+   prediction, ground truth or manifest row changed since, is scored again; `io.results.read_results` keeps
+   the latest row of a sample). ``run.json`` gains an invocation only when something is scored;
 3. the remaining sample ids, sorted, are sharded over the ranks of `torch.distributed` when a process group
    is initialised (``torchrun``): rank 0 reads the store and broadcasts the list before any rank writes,
    and rank r takes ids r, r + W, r + 2W, ... of it;
@@ -21,7 +25,8 @@ one; the same path runs on the CPU when `num_workers` > 0 is asked for.
 The whole loop runs inside one `runtime.runtime_policy(device)`.
 
 A sample's numbers do not depend on the batch size, the order, the rank count or a resume: every random
-draw comes from its own seed streams (`score_batch`).
+draw comes from its own seed streams (`score_batch`). The frame a run returns covers the manifest it was
+given (its sample ids, under this source and fingerprint), not every row the folder holds.
 """
 
 from __future__ import annotations
@@ -48,11 +53,13 @@ from ..io.results import (
     write_run_json,
 )
 from ..runtime import runtime_policy
+from .content import CONTENT_COLUMNS, SampleKey, sample_keys, split_stored
 from .protocols import Protocol, get_protocol
 from .scoring import BatchScores, score_batch
 from .sources import LoadedPrediction, PredictionSource, load_ground_truth
 
-__all__ = ["RunDirError", "RunResult", "Progress", "run_evaluation", "check_run_dir", "dist_info", "results_frame"]
+__all__ = ["RunDirError", "RunResult", "Progress", "run_evaluation", "check_run_dir", "dist_info", "manifest_rows",
+           "results_frame"]
 
 STAGES = ("load", "predict", "score", "write")
 
@@ -79,8 +86,10 @@ class RunResult:
     """What a run did on this rank.
 
     run_dir (None for an in-memory run), run_id, rank, world_size; total: samples in the manifest; skipped:
-    already stored (resume); scored / failed: by this rank; frame: the results (every rank's, deduplicated,
-    from the store on rank 0 or in memory; None on other ranks); timings: seconds per stage on this rank.
+    already stored and fresh (resume: reused); stale: of the samples scored, those whose stored ok row no
+    longer matched its prediction, ground truth or manifest row (scored again); scored / failed: by this
+    rank; frame: the results of the manifest's samples (every rank's, deduplicated, from the store on rank 0
+    or in memory; None on other ranks); timings: seconds per stage on this rank.
     """
 
     run_dir: pathlib.Path | None
@@ -93,6 +102,7 @@ class RunResult:
     failed: int
     frame: Any = None
     timings: dict[str, float] = field(default_factory=dict)
+    stale: int = 0
 
 
 def dist_info() -> tuple[int, int]:
@@ -114,6 +124,15 @@ def _broadcast(obj: Any) -> Any:
     box = [obj]
     torch.distributed.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def _all_gather(obj: Any) -> list[Any]:
+    """Every rank's `obj`, in rank order, on every rank."""
+    if dist_info()[1] == 1:
+        return [obj]
+    out: list[Any] = [None] * dist_info()[1]
+    torch.distributed.all_gather_object(out, obj)
+    return out
 
 
 def check_run_dir(run_dir: str | os.PathLike, *, resume: bool) -> dict | None:
@@ -138,31 +157,34 @@ def check_run_dir(run_dir: str | os.PathLike, *, resume: bool) -> dict | None:
     return record
 
 
-def _start_run(run_dir: pathlib.Path, source: PredictionSource, protocol: Protocol, fingerprint: str,
-               resume: bool, command: Sequence[str] | None, manifest_path: str | None, world: int) -> dict:
+def _prepare_run(run_dir: pathlib.Path, source: PredictionSource, protocol: Protocol, fingerprint: str,
+                 resume: bool, command: Sequence[str] | None, manifest_path: str | None, world: int) -> tuple[dict, bool]:
+    """(the run record with this invocation appended, whether the folder already held it)."""
     record = check_run_dir(run_dir, resume=resume)
     meta = run_metadata(command, protocol={**protocol.to_dict(), "fingerprint": fingerprint})
     invocation = {"time": meta["time"], "command": meta["command"], "world_size": world, "resume": resume}
     if record is None:
+        src = {"name": source.name, "identity": source.identity}
+        if getattr(source, "path", None):
+            src["path"] = str(source.path)
         record = {
             "run_id": time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6],
-            "source": {"name": source.name, "identity": source.identity},
+            "source": src,
             "protocol": protocol.to_dict(),
             "fingerprint": fingerprint,
             "manifest": manifest_path,
             "metadata": meta,
             "invocations": [invocation],
         }
-    else:
-        theirs = (record.get("source", {}).get("identity"), record.get("fingerprint"))
-        if theirs != (source.identity, fingerprint):
-            raise RunDirError(
-                f"{run_dir}: cannot resume: it holds source {theirs[0]!r} under protocol fingerprint {theirs[1]}, "
-                f"this run is source {source.identity!r} under {fingerprint} (protocol {protocol.label()}); "
-                "use the same predictions and protocol, or another folder")
-        record.setdefault("invocations", []).append(invocation)
-    write_run_json(run_dir, record)
-    return record
+        return record, False
+    theirs = (record.get("source", {}).get("identity"), record.get("fingerprint"))
+    if theirs != (source.identity, fingerprint):
+        raise RunDirError(
+            f"{run_dir}: cannot resume: it holds source {theirs[0]!r} under protocol fingerprint {theirs[1]}, "
+            f"this run is source {source.identity!r} under {fingerprint} (protocol {protocol.label()}); "
+            "use the same predictions and protocol, or another folder")
+    record.setdefault("invocations", []).append(invocation)
+    return record, True
 
 
 def _load_item(row: Mapping[str, Any], source: PredictionSource, protocol: Protocol):
@@ -199,8 +221,10 @@ def _batches(rows, source, protocol, batch_size: int, num_workers: int):
 
 
 def results_frame(scores: BatchScores, rows: Sequence[Mapping[str, Any]], strata: Sequence[str], *,
-                  run_id: str, source: str, protocol: Protocol, fingerprint: str, rank: int = 0):
-    """A batch's `BatchScores` as rows of the results schema (`io.results`), strata copied from `rows`."""
+                  run_id: str, source: str, protocol: Protocol, fingerprint: str, rank: int = 0,
+                  keys: Mapping[str, SampleKey] | None = None):
+    """A batch's `BatchScores` as rows of the results schema (`io.results`), strata copied from `rows` and
+    the content keys from `keys` (None where a sample has none)."""
     import pandas as pd
 
     n = len(scores)
@@ -218,6 +242,9 @@ def results_frame(scores: BatchScores, rows: Sequence[Mapping[str, Any]], strata
         "rank": [rank] * n,
         "written_at": [time.time_ns()] * n,
     }
+    for i, col in enumerate(CONTENT_COLUMNS):
+        data[col] = pd.Series([keys[sid].as_tuple()[i] if keys and sid in keys else None
+                               for sid in scores.sample_ids], dtype=object)
     for s in strata:
         data[s] = pd.Series([r.get(s) for r in rows], dtype=object if s != "occlusion" else "float64")
     clash = sorted(set(scores.metrics) & set(data))
@@ -228,13 +255,13 @@ def results_frame(scores: BatchScores, rows: Sequence[Mapping[str, Any]], strata
     return pd.DataFrame(data)
 
 
-def _stored_ok(run_dir: pathlib.Path, identity: str, fingerprint: str) -> set[str]:
-    """Sample ids stored with status ok for this source identity and protocol fingerprint."""
-    stored = read_results(run_dir)
-    if not len(stored):
-        return set()
-    mine = stored[(stored["source"] == identity) & (stored["fingerprint"] == fingerprint) & (stored["status"] == "ok")]
-    return set(mine["sample_id"])
+def manifest_rows(stored, sample_ids, identity: str, fingerprint: str):
+    """The rows of a stored results frame for `sample_ids` under `identity` and `fingerprint` (what a run on
+    a manifest covers; the store may hold more samples, from earlier runs on a larger manifest)."""
+    keep = stored["sample_id"].isin(set(sample_ids)) & (stored["source"] == identity) & (stored["fingerprint"] == fingerprint)
+    out = stored[keep].reset_index(drop=True)
+    out.attrs = dict(stored.attrs)
+    return out
 
 
 def _arrow_ready(manifest, strata: Sequence[str]):
@@ -300,6 +327,11 @@ def run_evaluation(
     progress = progress or Progress()
 
     by_id = {str(r["sample_id"]): r for r in _arrow_ready(manifest, strata).to_dict("records")}
+    # every rank hashes its share of the files (the keys are what a stored row is reused by)
+    ids = sorted(by_id)
+    keys: dict[str, Any] = {}
+    for part in _all_gather(sample_keys((by_id[sid] for sid in ids[rank::world]), source)):
+        keys.update(part)
     if run_dir is not None:
         # Rank 0 prepares the folder and decides what is left to do, BEFORE any rank writes, and tells the
         # others: a rank reading the store on its own could already see rows that another rank has just
@@ -308,18 +340,24 @@ def run_evaluation(
         plan: Any = None
         if rank == 0:
             try:
-                run_id = _start_run(run_dir, source, protocol, fingerprint, resume, command,
-                                    manifest.attrs.get("manifest"), world)["run_id"]
-                done = _stored_ok(run_dir, source.identity, fingerprint) if resume else set()
-                plan = (run_id, sorted(sid for sid in by_id if sid not in done))
+                record, existed = _prepare_run(run_dir, source, protocol, fingerprint, resume, command,
+                                               manifest.attrs.get("manifest"), world)
+                done: set[str] = set()
+                stale: set[str] = set()
+                if existed:
+                    done, stale = split_stored(read_results(run_dir), keys, source.identity, fingerprint)
+                todo = sorted(sid for sid in by_id if sid not in done)
+                if todo or not existed:  # a call that scores nothing leaves run.json as it was
+                    write_run_json(run_dir, record)
+                plan = (record["run_id"], todo, len(stale))
             except (RunDirError, OSError, ValueError) as err:
                 plan = err
         plan = _broadcast(plan)
         if isinstance(plan, BaseException):
             raise plan
-        run_id, todo = plan
+        run_id, todo, n_stale = plan
     else:
-        run_id, todo = "memory-" + uuid.uuid4().hex[:6], sorted(by_id)
+        run_id, todo, n_stale = "memory-" + uuid.uuid4().hex[:6], ids, 0
     rows = [by_id[sid] for sid in todo[rank::world]]
     skipped = len(by_id) - len(todo)
 
@@ -346,7 +384,7 @@ def run_evaluation(
                 t3 = time.perf_counter()
                 timings["score"] += t3 - t2
                 frame = results_frame(scores, batch_rows, strata, run_id=run_id, source=source.identity,
-                                      protocol=protocol, fingerprint=fingerprint, rank=rank)
+                                      protocol=protocol, fingerprint=fingerprint, rank=rank, keys=keys)
                 if run_dir is not None:
                     write_results_part(run_dir, frame, metrics=list(scores.metrics), strata=strata, rank=rank)
                 else:
@@ -362,10 +400,11 @@ def run_evaluation(
         progress.close()
 
     _barrier()
-    result = RunResult(run_dir, run_id, rank, world, len(by_id), skipped, scored, failed, timings=timings)
+    result = RunResult(run_dir, run_id, rank, world, len(by_id), skipped, scored, failed, timings=timings,
+                       stale=n_stale)
     if run_dir is not None:
         if rank == 0:
-            result.frame = read_results(run_dir)
+            result.frame = manifest_rows(read_results(run_dir), by_id, source.identity, fingerprint)
     else:
         import pandas as pd
 

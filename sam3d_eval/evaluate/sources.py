@@ -8,7 +8,11 @@ runs in the main process:
   never raises: a problem is returned as the item's ``error`` (an exception whose message says it;
   `score_batch` prefixes it with "prediction: ").
 - ``finish(items, device) -> list[(prediction | exception | None, kind)]``: turn a batch of loaded items
-  into single-element `Meshes` / `Pointclouds` on `device` (a `Predictor` runs here, on the whole batch).
+  into single-element `Meshes` / `Pointclouds` on `device` (a `Predictor` runs here, on the whole batch);
+- ``content_hash(row) -> str``: what the prediction of a row is made from, by content (stored with every
+  result row, so a stored result is reused only while it is unchanged): the prediction file's SHA-256 for a
+  folder (`io.hashing.mesh_sha256`: with the materials, textures and buffers a mesh file references), the model's identity (a hash of its config and weights) with the SHA-256 of the row's image and
+  mask for a `Predictor`.
 
 Two kinds:
 
@@ -34,6 +38,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..io.errors import MeshLoadError
+from ..io.hashing import file_sha256, json_sha256, mesh_sha256
 from ..io.mesh_io import load_mesh
 from ..io.pointcloud_io import load_pointcloud
 from ..io.sniff import MESH_SUFFIXES, PRED_SUFFIXES, prediction_kind
@@ -50,11 +55,15 @@ __all__ = [
     "PredictorSource",
     "find_pairs",
     "files_by_id",
+    "gt_content_hash",
     "load_ground_truth",
     "load_prediction",
 ]
 
 NO_PREDICTION = "no prediction for this sample"
+# `content_hash` of a row without a prediction file, or whose file cannot be read (such rows fail and are
+# retried on every resume; the key only has to differ from every real hash).
+NO_FILE = "none"
 Prediction = Meshes | Pointclouds
 
 
@@ -77,9 +86,16 @@ class PredictionSource:
 
     name: str = "source"
     identity: str = "source"
+    # where the source can be rebuilt from (a predictions folder, a checkpoint file), recorded in run.json
+    path: str | None = None
 
     def load(self, row: Mapping[str, Any], protocol) -> LoadedPrediction:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def content_hash(self, row: Mapping[str, Any]) -> str:
+        """What this row's prediction is made from (see the module docstring). The base class knows only its
+        identity, so a custom source without file inputs is keyed by it."""
+        return json_sha256([self.identity])
 
     def finish(self, items: Sequence[LoadedPrediction], device: torch.device | str = "cpu"
                ) -> list[tuple[Prediction | BaseException | None, str | None]]:
@@ -125,6 +141,23 @@ def load_ground_truth(path: str | os.PathLike | None, device: torch.device | str
         return SampleError(_with_path(err, path))
 
 
+def _sha_or(path, missing: str) -> str:
+    """`io.hashing.mesh_sha256` of `path` for a mesh (its materials, textures and buffers included), else
+    `file_sha256`; `missing` when there is no path or it cannot be read."""
+    if not path:
+        return missing
+    try:
+        return mesh_sha256(path) if pathlib.Path(path).suffix.lower() in MESH_SUFFIXES else file_sha256(path)
+    except OSError:
+        return missing
+
+
+def gt_content_hash(path: str | os.PathLike | None) -> str:
+    """SHA-256 of the ground-truth mesh (with the files it references; `NO_FILE` when there is none or it
+    cannot be read)."""
+    return _sha_or(path, NO_FILE)
+
+
 def _with_path(err: BaseException, path) -> str:
     msg = str(err) or type(err).__name__
     return msg if str(path) in msg else f"{path}: {msg}"
@@ -162,6 +195,7 @@ class FolderSource(PredictionSource):
 
     def _setup(self, files: Mapping[str, pathlib.Path], identity: str, name: str, folder: pathlib.Path | None) -> None:
         self.folder, self.files, self.identity, self.name = folder, dict(files), identity, name
+        self.path = str(folder.resolve()) if folder is not None else None
 
     @classmethod
     def from_files(cls, files: Mapping[str, str | os.PathLike | None], *, identity: str, name: str = "files") -> FolderSource:
@@ -169,6 +203,11 @@ class FolderSource(PredictionSource):
         self = cls.__new__(cls)
         self._setup({k: pathlib.Path(v) for k, v in files.items() if v is not None}, identity, name, None)
         return self
+
+    def content_hash(self, row: Mapping[str, Any]) -> str:
+        """SHA-256 of the prediction file's bytes (`NO_FILE` when there is none or it cannot be read)."""
+        path = self.files.get(row["sample_id"])
+        return _sha_or(path, NO_FILE)
 
     def load(self, row: Mapping[str, Any], protocol) -> LoadedPrediction:
         sid = row["sample_id"]
@@ -208,6 +247,12 @@ class PredictorSource(PredictionSource):
         self.predictor = predictor
         self.name = str(predictor.name)
         self.identity = str(predictor.identity)
+        self.path = getattr(predictor, "checkpoint_path", None)
+
+    def content_hash(self, row: Mapping[str, Any]) -> str:
+        """The model's identity with the SHA-256 of the row's image and mask files (the camera is part of the
+        manifest row's own hash)."""
+        return json_sha256([self.identity, _sha_or(row.get("image"), NO_FILE), _sha_or(row.get("mask"), NO_FILE)])
 
     def load(self, row: Mapping[str, Any], protocol) -> LoadedPrediction:
         sid = row["sample_id"]

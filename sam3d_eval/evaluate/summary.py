@@ -7,7 +7,9 @@ dropping it silently:
   ``n_nan``: ok rows whose value of this metric is NaN (unavailable for that input, e.g. normal consistency
   of a point cloud without normals; left out of means); ``n_used`` = n - n_failed - n_nan.
 - `summarize`: per stratum (all, domain, occlusion bin, category, and any other column asked for) the mean of
-  each metric with a bootstrap percentile interval (`stats.bootstrap_ci`, seeded).
+  each metric with a bootstrap percentile interval (`stats.bootstrap_ci`, seeded); on a paired benchmark
+  (``pair_id``) the twins of a pair are resampled as one unit (`stats.clustered_bootstrap`), since they
+  share their object.
 - `occlusion_accuracy`: the share of *accurate* samples (F-score@0.05 >= 0.5 by default) per occlusion bin
   [0, .1), [.1, .3), [.3, .6), [.6, 1], overall and per domain, with Wilson intervals. A failed sample counts
   as not accurate (the model gave nothing usable); so does an ok sample whose F-score is NaN; both are
@@ -16,6 +18,8 @@ dropping it silently:
   for lower-is-better metrics, ``relative_drop`` = 1 - m(real) / m(synthetic) for higher-is-better ones (and
   the occlusion accuracy), and ``texture_degradation`` = LPIPS(real) / LPIPS(synthetic) - 1. Intervals resample
   whole twin pairs on a paired benchmark (``pair_id``), else each domain on its own (two-sample).
+- `domain_gap_runs`: the same figures for several runs of one model (training seeds): each run's figure,
+  their mean, and a two-level interval (runs resampled, and the same pairs or samples for every run).
 - `gap_change`: how those figures moved between two checkpoints scored on the same samples, and the share of
   the first one's gap the second closed.
 
@@ -30,14 +34,16 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..io.results import metric_columns
-from ..stats import StatsInputError, bootstrap_ci, two_sample_bootstrap, wilson_interval
+from ..stats import StatsInputError, bootstrap_ci, clustered_bootstrap, two_level_bootstrap, two_sample_bootstrap, wilson_interval
 
 __all__ = [
     "OCCLUSION_BINS",
     "direction",
     "PAIR_COLUMN",
     "domain_gap",
+    "domain_gap_runs",
     "gap_change",
+    "gap_unavailable",
     "occlusion_accuracy",
     "occlusion_bin",
     "summarize",
@@ -86,6 +92,29 @@ def _counts(group, metric: str) -> tuple[int, int, int, np.ndarray]:
     return len(group), int((~ok).sum()), int((ok & np.isnan(vals)).sum()), vals[finite]
 
 
+def _clustered_interval(values: np.ndarray, clusters: np.ndarray, confidence: float, n_resamples: int,
+                        seed: int) -> tuple[float, float]:
+    """Percentile interval of the mean resampling whole clusters (NaN below two clusters)."""
+    import pandas as pd
+
+    if np.unique(clusters).size < 2:
+        return math.nan, math.nan
+    if np.all(values == values[0]):
+        return float(values[0]), float(values[0])
+    res = clustered_bootstrap(pd.DataFrame({"v": values, "c": clusters}), "v", "c", confidence=confidence,
+                              n_resamples=n_resamples, seed=seed)
+    return float(res.low), float(res.high)
+
+
+def _units_of(group) -> np.ndarray | None:
+    """Cluster labels of a group's rows (its pair ids; rows without one are their own unit), or None when
+    the rows carry no pair ids."""
+    if PAIR_COLUMN not in group.columns or not group[PAIR_COLUMN].notna().any():
+        return None
+    return np.array([f"p:{p}" if p is not None and p == p else f"s:{sid}"
+                     for p, sid in zip(group[PAIR_COLUMN], group["sample_id"])], dtype=object)
+
+
 def summarize(
     frame,
     metrics: Sequence[str] | None = None,
@@ -100,7 +129,8 @@ def summarize(
     frame: a results frame (`io.read_results`); metrics: default every metric column; by: strata columns
     (``occlusion_bin`` is derived from ``occlusion``); absent or all-empty columns are skipped. The
     ``stratum`` "all" (level "all") covers every row. Columns: stratum, level, metric, n, n_failed, n_nan,
-    n_used, mean, low, high (NaN when nothing is left; the interval is NaN below two values).
+    n_used, n_units, mean, low, high (NaN when nothing is left; the interval is NaN below two units). With
+    ``pair_id`` in the frame, the interval resamples pairs (n_units of them), not rows.
     """
     import pandas as pd
 
@@ -114,13 +144,23 @@ def summarize(
             groups.append((col, str(level), g))
     rows = []
     for stratum, level, g in groups:
+        units = _units_of(g)
         for m in metrics:
             n, n_failed, n_nan, vals = _counts(g, m)
             mean = float(vals.mean()) if vals.size else math.nan
-            low, high = _interval(vals, confidence, n_resamples, seed)
+            if units is None:
+                low, high = _interval(vals, confidence, n_resamples, seed)
+                n_units = int(vals.size)
+            else:
+                ok = (g["status"] == "ok").to_numpy()
+                raw = g[m].to_numpy(dtype=np.float64) if m in g.columns else np.full(len(g), np.nan)
+                used = units[ok & ~np.isnan(raw)]
+                n_units = int(np.unique(used).size)
+                low, high = _clustered_interval(vals, used, confidence, n_resamples, seed) if vals.size else (math.nan, math.nan)
             rows.append(dict(stratum=stratum, level=level, metric=m, n=n, n_failed=n_failed, n_nan=n_nan,
-                             n_used=int(vals.size), mean=mean, low=low, high=high))
-    out = pd.DataFrame(rows, columns=["stratum", "level", "metric", "n", "n_failed", "n_nan", "n_used", "mean", "low", "high"])
+                             n_used=int(vals.size), n_units=n_units, mean=mean, low=low, high=high))
+    out = pd.DataFrame(rows, columns=["stratum", "level", "metric", "n", "n_failed", "n_nan", "n_used", "n_units",
+                                      "mean", "low", "high"])
     out.attrs["confidence"] = confidence
     return out
 
@@ -156,6 +196,18 @@ def occlusion_accuracy(frame, *, metric: str = "fscore@0.05", threshold: float =
     out = pd.DataFrame(rows)
     out.attrs.update(metric=metric, threshold=threshold, confidence=confidence)
     return out
+
+
+def gap_unavailable(frame) -> str | None:
+    """Why a results frame has no synthetic-vs-real gap table (one line), or None when it holds both domains."""
+    if not len(frame):
+        return "no gap table: no results"
+    if "domain" not in frame.columns or not frame["domain"].notna().any():
+        return "no gap table: the manifest has no domain column"
+    present = sorted(set(frame["domain"].dropna().astype(str)))
+    if {"synthetic", "real"} <= set(present):
+        return None
+    return f"no gap table: the manifest has only the {' and '.join(map(repr, present))} domain"
 
 
 def _ratio(s, r, axis=-1):
@@ -327,6 +379,128 @@ def domain_gap(
     out = pd.DataFrame(rows, columns=_GAP_COLUMNS)
     out.attrs.update(confidence=confidence, accuracy_metric=accuracy_metric, threshold=threshold, design=design)
     return out
+
+
+def domain_gap_runs(
+    frames,
+    metrics: Sequence[str] | None = None,
+    *,
+    accuracy_metric: str = "fscore@0.05",
+    threshold: float = 0.5,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    pairs: str | None = "auto",
+):
+    """`domain_gap` of one model scored in several runs (e.g. training seeds) on the same samples.
+
+    frames: one results frame per run (a single frame, or a list of one, gives `domain_gap` itself). The
+    figure of each run is computed as in `domain_gap`, on the units usable in every run (pairs on a paired
+    benchmark, else the samples of each domain); ``estimate`` is their mean over runs, ``run_min`` and
+    ``run_max`` their spread, and the interval is the two-level bootstrap (`stats.two_level_bootstrap`): runs
+    resampled, and units resampled together for every run (within each domain when unpaired). Columns: those
+    of `domain_gap` plus n_runs, run_min, run_max; n_synthetic / n_real are the rows of one run (every run
+    holds the same samples), n_failed_* and n_nan_* add up over the runs.
+    """
+    import pandas as pd
+
+    frames = list(frames) if isinstance(frames, (list, tuple)) else [frames]
+    if len(frames) == 1:
+        out = domain_gap(frames[0], metrics, accuracy_metric=accuracy_metric, threshold=threshold,
+                         confidence=confidence, n_resamples=n_resamples, seed=seed, pairs=pairs)
+        out["n_runs"], out["run_min"], out["run_max"] = 1, out["estimate"], out["estimate"]
+        return out
+    metrics = list(metrics) if metrics is not None else metric_columns(frames[0])
+    columns = _GAP_COLUMNS + ["n_runs", "run_min", "run_max"]
+    if any("domain" not in f.columns for f in frames):
+        return pd.DataFrame(columns=columns)
+    found = [_pairing(f, pairs) for f in frames]
+    pair_col = found[0] if len(set(found)) == 1 else None
+    split = [(f[f["domain"] == "synthetic"], f[f["domain"] == "real"]) for f in frames]
+    if any(not len(s) or not len(r) for s, r in split):
+        return pd.DataFrame(columns=columns)
+    if pairs == "auto" and pair_col is not None and not all(
+            set(s[pair_col].dropna().astype(str)) & set(r[pair_col].dropna().astype(str)) for s, r in split):
+        pair_col = None
+    design = "two-sample" if pair_col is None else "paired"
+    n_runs = len(frames)
+
+    def table(values_of) -> tuple[np.ndarray, np.ndarray]:
+        """(synthetic, real) values `(R, units)` usable in every run (pairs in key order, or samples)."""
+        key = pair_col or "sample_id"
+        syn = pd.concat([_keyed(s, key, values_of(s)) for s, _ in split], axis=1, join="inner")
+        real = pd.concat([_keyed(r, key, values_of(r)) for _, r in split], axis=1, join="inner")
+        if pair_col is not None:
+            both = pd.concat([syn, real], axis=1, join="inner").dropna().sort_index()
+            return both.iloc[:, :n_runs].to_numpy(np.float64).T, both.iloc[:, n_runs:].to_numpy(np.float64).T
+        return syn.dropna().sort_index().to_numpy(np.float64).T, real.dropna().sort_index().to_numpy(np.float64).T
+
+    def row_for(name, fig, dirn, tf, xs, xr, counts):
+        row = dict.fromkeys(columns, math.nan)
+        row.update(metric=name, figure=fig, direction=dirn, design=design, n_runs=n_runs, note=None,
+                   n_pairs=int(xs.shape[1]) if pair_col is not None else None, **counts)
+        if not (xs.shape[1] and xr.shape[1]):
+            row["note"] = "no unit usable in every run"
+            return row
+        ms, mr = xs.mean(axis=1), xr.mean(axis=1)
+        if np.any(ms == 0):
+            row["note"] = "a run's synthetic mean is 0: the ratio is undefined"
+            return row
+        per_run = tf(mr / ms)
+        row.update(mean_synthetic=float(ms.mean()), mean_real=float(mr.mean()), estimate=float(per_run.mean()),
+                   run_min=float(per_run.min()), run_max=float(per_run.max()))
+        ns = xs.shape[1]
+        if pair_col is not None:
+            def stat(ra, rb, w):
+                return _pick(tf((w @ xr.T) / (w @ xs.T)), ra)
+            units, strata = xs.shape[1], None
+        else:
+            both = np.concatenate([xs, xr], axis=1)
+
+            def stat(ra, rb, w):
+                ws, wr = w[:, :ns], w[:, ns:]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    r = ((wr @ both[:, ns:].T) / wr.sum(1, keepdims=True)) / ((ws @ both[:, :ns].T) / ws.sum(1, keepdims=True))
+                return _pick(tf(r), ra)
+            units, strata = both.shape[1], ["synthetic"] * ns + ["real"] * xr.shape[1]
+        try:
+            res = two_level_bootstrap({"gap": stat}, (n_runs, 1), units, strata=strata, confidence=confidence,
+                                      n_resamples=n_resamples, seed=seed)
+            if "gap" in res.intervals:
+                row["low"], row["high"] = res.interval("gap")
+            else:
+                row["note"] = f"no interval: {res.undefined['gap']}"
+        except StatsInputError as err:
+            row["note"] = f"no interval: {err}"
+        return row
+
+    def counts_of(metric):
+        cs = [_counts(s, metric)[:3] for s, _ in split]
+        cr = [_counts(r, metric)[:3] for _, r in split]
+        return dict(n_synthetic=cs[0][0], n_failed_synthetic=sum(c[1] for c in cs), n_nan_synthetic=sum(c[2] for c in cs),
+                    n_real=cr[0][0], n_failed_real=sum(c[1] for c in cr), n_nan_real=sum(c[2] for c in cr))
+
+    rows = []
+    for m in metrics:
+        fig, tf, _ = _figure(m)
+        xs, xr = table(lambda g, m=m: _usable(g, m))
+        rows.append(row_for(m, fig, direction(m), tf, xs, xr, counts_of(m)))
+    if all(accuracy_metric in f.columns for f in frames):
+        def accurate(g):
+            return ((g["status"] == "ok").to_numpy()
+                    & (g[accuracy_metric].to_numpy(dtype=np.float64) >= threshold)).astype(np.float64)
+
+        xs, xr = table(accurate)
+        rows.append(row_for("accuracy", "relative_drop", "higher", lambda v: 1.0 - v, xs, xr, counts_of(accuracy_metric)))
+    out = pd.DataFrame(rows, columns=columns)
+    out.attrs.update(confidence=confidence, accuracy_metric=accuracy_metric, threshold=threshold, design=design,
+                     n_runs=n_runs)
+    return out
+
+
+def _pick(per_run: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """Mean over the drawn runs of per-run figures `(c, R)` -> `(c,)`."""
+    return np.take_along_axis(per_run, runs, axis=1).mean(axis=1)
 
 
 def gap_change(

@@ -225,6 +225,48 @@ def _combine_textures(
     return TexturesVertex([torch.from_numpy(np.concatenate(colours, 0)).to(device)])
 
 
+# ---- the files a mesh is read from ------------------------------------------------------------------
+_MTL_MAPS = ("map_ka", "map_kd", "map_ks", "map_ns", "map_d", "map_bump", "bump", "disp", "decal", "norm",
+             "map_pr", "map_pm", "map_ke", "refl")
+
+
+def referenced_files(path: PathLike) -> list[pathlib.Path]:
+    """The other files that loading `path` reads, beside it: an OBJ's ``mtllib`` files and the texture
+    images they name, a ``.gltf``'s external buffers and images (``data:`` URIs are inside the file). Paths
+    are resolved against the file's folder, sorted, and listed whether they exist or not (a missing one is
+    part of what the mesh is made from too). Other formats are self-contained: []."""
+    path = pathlib.Path(path)
+    ext = path.suffix.lower()
+    folder = path.parent
+    names: list[str] = []
+    try:
+        if ext == ".obj":
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                if line.lstrip().lower().startswith("mtllib"):
+                    names += line.split()[1:]
+            for mtl in list(names):
+                mtl_path = folder / mtl
+                if mtl_path.is_file():
+                    for line in mtl_path.read_text(encoding="utf-8", errors="replace").splitlines():
+                        parts = line.split()
+                        if parts and parts[0].lower() in _MTL_MAPS and len(parts) > 1:
+                            names.append(parts[-1])  # options (-s 1 1 1, ...) come before the file name
+        elif ext == ".gltf":
+            import json
+
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            for key in ("buffers", "images"):
+                for item in doc.get(key) or []:
+                    uri = item.get("uri") if isinstance(item, dict) else None
+                    if isinstance(uri, str) and not uri.startswith("data:"):
+                        from urllib.parse import unquote
+
+                        names.append(unquote(uri))
+    except (OSError, ValueError):
+        return []  # an unreadable file fails when loaded; its own bytes are its key
+    return sorted({folder / n for n in names})
+
+
 # ---- loading ----------------------------------------------------------------------------------------
 def _merge_coincident(verts: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     unique, inverse = np.unique(verts, axis=0, return_inverse=True)

@@ -13,6 +13,10 @@ One row per (run, sample), columns (`RESULT_COLUMNS`, then the strata and metric
   (name), ``pred_kind`` ("mesh" | "pointcloud" | "splat" | None),
 - ``transform`` (JSON string of the normalisation and alignment, or None), ``notes`` (JSON list of strings),
 - ``rank`` (int, the process that wrote it), ``written_at`` (int, ns since the epoch),
+- ``pred_sha256``, ``gt_sha256``, ``row_sha256`` (hex str): what the row was computed from, by content (the
+  prediction's bytes or the model's identity and inputs, the ground truth's bytes, the manifest row without
+  its paths); `evaluate.content` reuses a row only while all three still match. Parts written before these
+  keys existed read as None there, and their rows are scored again when a run is resumed.
 - strata: ``domain``, ``occlusion``, ``category`` and every extra manifest column (names in the part's
   key-value metadata ``sam3d_eval.strata``),
 - one float64 column per metric (NaN where failed or unavailable; names in ``sam3d_eval.metrics``).
@@ -47,6 +51,7 @@ from typing import Any, Iterable
 from ..atomic import atomic_path, write_text_atomic
 
 __all__ = [
+    "CONTENT_COLUMNS",
     "RESULT_COLUMNS",
     "STRATA_COLUMNS",
     "RUN_JSON",
@@ -61,8 +66,10 @@ __all__ = [
     "write_run_json",
 ]
 
+# What a row was computed from, by content (`evaluate.content`): a row is reused only while all three match.
+CONTENT_COLUMNS = ("pred_sha256", "gt_sha256", "row_sha256")
 RESULT_COLUMNS = ("run_id", "sample_id", "status", "error", "source", "fingerprint", "protocol", "pred_kind",
-                  "transform", "notes", "rank", "written_at")
+                  "transform", "notes", "rank", "written_at") + CONTENT_COLUMNS
 STRATA_COLUMNS = ("domain", "occlusion", "category")
 RUN_JSON = "run.json"
 RESULTS_DIR = "results"

@@ -189,7 +189,8 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> ReferenceModel:
     """Rebuild the model a checkpoint describes, with its weights, in eval mode on `device`.
 
-    The returned model carries the checkpoint's JSON config as `model.checkpoint_config` and implements
+    The returned model carries the checkpoint's JSON config as `model.checkpoint_config`, the file's absolute
+    path as `model.checkpoint_path`, and implements
     `Predictor` (`name` is "reference/stage<k>" when the checkpoint records a stage). Raises
     `CheckpointError` for pickles, truncated or malformed files, configs of another architecture or
     version, and weights that do not fit the config.
@@ -224,6 +225,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
             )
     model.load_state_dict(state)
     model.checkpoint_config = config
+    model.checkpoint_path = str(Path(path).resolve())
     if "stage" in config:
         model.name = f"reference/stage{config['stage']}"
     return model.to(device).eval()

@@ -103,20 +103,70 @@ def _better_cls(r: Mapping[str, Any]) -> str:
     return "num better" if r.get("better") == "B" else "num worse" if r.get("better") == "A" else "num"
 
 
+def _pct(v: Any, lo: Any = None, hi: Any = None) -> str:
+    if v is None or v != v:
+        return "-"
+    if lo is None or hi is None or lo != lo or hi != hi:
+        return f"{100 * v:+.1f}%"
+    return f"{100 * v:+.1f}% [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
 def _delta_rows(rows, with_level: bool) -> list[list]:
     out = []
     for r in rows:
         cls = _better_cls(r)
         base = [r["level"]] if with_level else []
         out.append(base + [
-            r["metric"], cell("lower" if r["direction"] == "lower" else "higher", "muted"), cell(str(r["n"]), "num"),
+            r["metric"], cell("lower" if r["direction"] == "lower" else "higher", "muted"),
+            cell(f"{r['n']} ({r['n_units']})" if r.get("n_units") not in (None, r["n"]) else str(r["n"]), "num"),
             cell(fmt_ci(r["mean_a"], r["low_a"], r["high_a"]), "num"),
             cell(fmt_ci(r["mean_b"], r["low_b"], r["high_b"]), "num"),
             cell(fmt_ci(r["delta"], r["delta_low"], r["delta_high"]), cls),
-            cell("-" if r.get("rel_delta") is None else f"{100 * r['rel_delta']:+.1f}%", cls),
+            cell(_pct(r.get("rel_delta")), cls),
             cell(fmt_p(r["pvalue"]), "num"), cell(fmt_p(r["p_holm"]), cls),
         ])
     return out
+
+
+def _robust_rows(rows, several: bool) -> list[list]:
+    out = []
+    for r in rows:
+        row = [r["metric"], cell(r.get("figure") or "", "muted"),
+               cell(fmt_ci(r.get("median_delta"), r.get("median_delta_low"), r.get("median_delta_high")), "num"),
+               cell(_pct(r.get("geo_change"), r.get("geo_change_low"), r.get("geo_change_high")), "num"),
+               cell(fmt_ci(r.get("prob_improvement"), r.get("prob_improvement_low"), r.get("prob_improvement_high"), 2),
+                    "num")]
+        if several:
+            row += [cell(f"{fmt(r.get('run_min_a'))} - {fmt(r.get('run_max_a'))}", "num"),
+                    cell(f"{fmt(r.get('run_min_b'))} - {fmt(r.get('run_max_b'))}", "num")]
+        out.append(row)
+    return out
+
+
+def _failure_points(f: Mapping[str, Any], a: str, b: str) -> list[str]:
+    """The verdict's lines about failed samples (`Comparison.failures`)."""
+    if not f:
+        return []
+    unit = "pairs" if f.get("unit") == "cluster" else "samples"
+
+    def rate(k: str) -> str:
+        lo, hi = f.get(f"rate_{k}_low"), f.get(f"rate_{k}_high")
+        ci = f" [{100 * lo:.1f}%, {100 * hi:.1f}%]" if lo is not None and hi is not None else ""
+        return f"{100 * f[f'rate_{k}']:.1f}%{ci}"
+
+    text = f"Failures ({unit} with a failed sample{' per run' if max(f['runs']) > 1 else ''}): {a} {rate('a')}, {b} {rate('b')} of {f['units']}"
+    if f["test"] == "exact McNemar":
+        text += (f"; exact McNemar test on the {unit} that failed on one side only ({f['only_a']} only in {a}, "
+                 f"{f['only_b']} only in {b}): p {fmt_p(f['pvalue'])}, Holm {fmt_p(f.get('p_holm'))}")
+    else:
+        text += (f"; {f['test']} test of each unit's failure share over the runs: p {fmt_p(f['pvalue'])}, Holm "
+                 f"{fmt_p(f.get('p_holm'))}")
+    if f["only_a"] + f["only_b"] and f["min_attainable_p"] >= f["alpha"]:
+        text += (f" (with {f['only_a'] + f['only_b']} discordant {unit} no outcome of the exact test reaches "
+                 f"p < {f['alpha']:g})")
+    if f.get("significant"):
+        text += f". {b if f['worse'] == 'B' else a} fails significantly more."
+    return [text + ("" if text.endswith(".") else ".")]
 
 
 def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapping[str, Any]] = (),
@@ -131,11 +181,18 @@ def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapp
     pref = payload.get("preference") or {}
     level = "regression" if payload["regressed"] else (
         "improvement" if payload["verdict"].startswith("IMPROVEMENT") else "neutral")
+    runs = settings.get("runs") or [1, 1]
+    several = max(runs) > 1
     points = [f"{samples['both_ok']} samples scored by both sides under protocol "
-              f"{payload['protocol'].get('name')} v{payload['protocol'].get('version')} (fingerprint {payload['fingerprint']})."]
+              f"{payload['protocol'].get('name')} v{payload['protocol'].get('version')} (fingerprint {payload['fingerprint']})"
+              + (f"; {runs[0]} runs of {a} and {runs[1]} of {b} (training seeds), intervals over runs and samples."
+                 if several else ".")]
+    points += _failure_points(payload.get("failures") or {}, a, b)
     for r in payload["regressions"]:
+        if r["metric"] == "failure rate":
+            continue
         points.append(f"{r['metric']}: {fmt(r['mean_a'])} -> {fmt(r['mean_b'])} (delta {fmt_ci(r['delta'], r['delta_low'], r['delta_high'])}, "
-                      f"{100 * (r['rel_delta'] or 0):+.1f}%, Holm p {fmt_p(r['p_holm'])}).")
+                      f"{100 * (r['rel_delta'] or 0):+.1f}%; verdict on the {r.get('figure')} figure, Holm p {fmt_p(r['p_holm'])}).")
     if pref.get("samples"):
         points.append(f"Per-sample preference on {pref['metric']}: {b} better on {pref['wins']}, {a} on {pref['losses']}, "
                       f"ties {pref['ties']}; win rate of {b} {fmt_rate(pref['rate'], pref['low'], pref['high'])}.")
@@ -147,21 +204,41 @@ def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapp
                       f"{b} {fmt_ci(gb['estimate'], gb['low'], gb['high'], 3)}.")
     failed = len(samples["failed_only_A"]) + len(samples["failed_only_B"]) + len(samples["failed_both"])
     if failed or samples["only_in_A"] or samples["only_in_B"]:
-        points.append(f"Not in the paired analysis: {len(samples['failed_only_A'])} failed only in {a}, "
+        excluded = settings.get("failed_as", "exclude") == "exclude"
+        points.append(f"{'Not in the metric tables' if excluded else 'Scored at their side worst value'}: "
+                      f"{len(samples['failed_only_A'])} failed only in {a}, "
                       f"{len(samples['failed_only_B'])} only in {b}, {len(samples['failed_both'])} in both; "
                       f"{len(samples['only_in_A'])} scored only by {a}, {len(samples['only_in_B'])} only by {b}.")
+    outliers = payload.get("outliers") or []
+    if outliers:
+        points.append(f"{len(outliers)} value(s) above {settings.get('outlier_factor', 10):g}x their side's median "
+                      f"(kept in every figure; listed under Samples).")
     verdict = {"level": level, "headline": payload["verdict"], "points": points}
 
     sections: list[dict[str, Any]] = []
-    header = ["metric", "better", "n", f"{a} mean [95% CI]", f"{b} mean [95% CI]", f"delta {b} - {a} [95% CI]",
-              "relative", "Wilcoxon p", "Holm p"]
+    header = ["metric", "better", "n (units)", f"{a} mean [95% CI]", f"{b} mean [95% CI]", f"delta {b} - {a} [95% CI]",
+              "relative", "test p", "Holm p"]
     overall = [r for r in table if r["stratum"] == "all"]
+    unit_note = (f"twin pairs ({settings.get('cluster')}) are resampled as one unit" if settings.get("cluster")
+                 else "samples are the resampled units")
     blocks: list[dict[str, Any]] = [{
         "type": "table", "caption": "All samples both sides scored", "header": header,
         "rows": _delta_rows(overall, False),
-        "note": (f"Means with percentile bootstrap intervals ({settings['n_resamples']} resamples, seed {settings['seed']}); "
-                 "the delta's interval resamples the pairs together; Wilcoxon signed-rank p; Holm-adjusted across the "
-                 f"metrics of this table. Red: significantly worse for {b}; green: significantly better (alpha {alpha:g})."),
+        "note": ((f"Two-level bootstrap intervals ({settings['n_resamples']} resamples, seed {settings['seed']}): runs "
+                  "resampled within each side, units shared by both sides; " if several else
+                  f"Bootstrap intervals ({settings['n_resamples']} resamples, seed {settings['seed']}); the delta's "
+                  "interval resamples both sides together (studentized below 50 units); ")
+                 + f"{unit_note}. test p: the test of the figure the verdict rests on (next table); Holm-adjusted across "
+                 f"the metrics of this table. Red: significantly worse for {b}; green: significantly better (alpha {alpha:g})."),
+    }, {
+        "type": "table", "caption": "Robust figures: what the verdict rests on, medians, geometric means, probability of improvement",
+        "header": ["metric", "verdict on", f"median {b} - {a} [95% CI]", f"geo-mean ratio {b}/{a} [95% CI]",
+                   f"P({b} better) [95% CI]"] + ([f"{a} runs min - max", f"{b} runs min - max"] if several else []),
+        "rows": _robust_rows(overall, several),
+        "note": ("wilcoxon: paired signed-rank test (on per-unit mean differences); mean / median / geomean: the two-level "
+                 "bootstrap of that figure, p from its percentile interval. The geometric-mean ratio is exp(mean of log B - "
+                 "log A) - 1 (distances only); P(B better) is the share of run pairs in which B is better, per sample, "
+                 "averaged over samples (ties half)."),
     }]
     rel = []
     for r in overall:
@@ -206,6 +283,10 @@ def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapp
                                   "1 - m(real)/m(synthetic); " + (
                                       "over the synthetic/real twin pairs, bootstrap intervals resampling whole pairs."
                                       if paired else "two-sample bootstrap intervals, each domain resampled on its own.")}]})
+
+    if not (gap_a or gap_b) and settings.get("gap_note"):
+        sections.append({"id": "gap", "title": "Synthetic-vs-real gap",
+                         "blocks": [{"type": "text", "text": settings["gap_note"]}]})
 
     acc = payload.get("occlusion_accuracy") or {}
     series = {lab: [r for r in (acc.get(k) or []) if r["domain"] == "all"] for k, lab in (("A", a), ("B", b))}
@@ -253,6 +334,12 @@ def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapp
         sblocks.append({"type": "table", "header": ["sample", "what", "error"], "rows": rows})
     else:
         sblocks.append({"type": "text", "text": "Every sample was scored by both sides."})
+    if outliers:
+        sblocks.append({"type": "table", "caption": f"Outliers (above {settings.get('outlier_factor', 10):g}x their side's median)",
+                        "header": ["sample", "metric", "side", "value", "side median", "ratio"],
+                        "rows": [[o["sample_id"], o["metric"], o["label"], cell(fmt(o["value"]), "num"),
+                                  cell(fmt(o["median"]), "num"), cell(f"{o['ratio']:.0f}x", "num")] for o in outliers[:50]],
+                        "note": "Flagged, not dropped: every figure includes them."})
     sections.append({"id": "samples", "title": "Samples left out", "blocks": sblocks})
 
     if thumbnails:
@@ -267,12 +354,22 @@ def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapp
         for k, v in ((s.get("checkpoint") or {}).get("substitutes") or {}).items():
             subs[f"{s['label']}: {k}"] = v
     stats_text = [
-        f"Paired delta: mean of {b} - {a} over the samples both scored ok; percentile bootstrap interval "
-        f"({settings['n_resamples']} resamples, seed {settings['seed']}, confidence {settings['confidence']}).",
-        "Wilcoxon signed-rank test (exact without tied differences, tie-corrected normal approximation with them); "
+        f"Paired delta: mean of {b} - {a} over the samples both scored ok"
+        + ("; two-level percentile bootstrap: each side's runs resampled with replacement, and the units resampled "
+           "with replacement once for both sides" if several else
+           "; paired bootstrap interval, studentized (bootstrap-t) below 50 units, else percentile")
+        + f" ({settings['n_resamples']} resamples, seed {settings['seed']}, confidence {settings['confidence']}); units: "
+        + (f"the groups of {settings.get('cluster')} (twins resampled together)" if settings.get("cluster") else "samples") + ".",
+        "Verdict figure per metric: " + "; ".join(f"{k} for {', '.join(v)}" for k, v in (settings.get("verdict_figures") or {}).items())
+        + ". Wilcoxon signed-rank test on per-unit differences (exact without ties, tie-corrected normal approximation with "
+        "them); bootstrap figures tested by inverting their percentile interval. "
         f"Holm correction per stratification; alpha {alpha:g}.",
+        f"Failures: failed samples are {'left out of the metric tables' if settings.get('failed_as', 'exclude') == 'exclude' else 'scored at their side worst value'}; "
+        "their rates are compared by the exact McNemar test (one run per side; a pair fails when a twin fails) or the "
+        "two-level bootstrap (several runs).",
         f"Regression: a metric in {', '.join(settings['regression_metrics'])} significantly worse for {b} "
-        f"(Holm p < {alpha:g}) by more than {100 * settings.get('min_effect', 0):g}% of {a}'s mean.",
+        f"(Holm p < {alpha:g}) by more than {100 * settings.get('min_effect', 0):g}% (the verdict figure's relative "
+        f"change), or a significant rise in failed samples (p < {alpha:g}).",
     ]
     sections.append(methods_section(protocol=payload["protocol"], fingerprint=payload["fingerprint"],
                                     metrics=settings["metrics"], metadata=metadata,
@@ -552,9 +649,11 @@ def _rubric_section(rub: Mapping[str, Any]) -> dict[str, Any]:
              _int(r.get("units")), _int(r.get("raters")), r.get("note") or ""] for r in rub["agreement"]]
     blocks.append({"type": "table", "caption": "Agreement per criterion and on the accept decision",
                    "header": ["target", "method", "value", "Krippendorff alpha", "units", "raters", "note"], "rows": rows,
-                   "note": "Method by design: two raters on every unit -> Cohen's kappa (quadratic weights for scores); three "
-                           "or more, complete -> Fleiss' kappa; missing ratings -> Krippendorff's alpha (interval for scores, "
-                           "nominal for accept). Krippendorff's alpha is given for every case. Unit: (round, item)."})
+                   "note": "Method by design. Scores (weighted by the squared difference on the 0-10 scale): two raters on "
+                           "every unit -> Cohen's kappa with quadratic weights over 0..10; three or more raters or missing "
+                           "ratings -> Krippendorff's interval alpha. Accept: two raters -> Cohen's kappa; three or more, "
+                           "complete -> Fleiss' kappa; missing ratings -> Krippendorff's nominal alpha. Krippendorff's alpha "
+                           "is given for every case. Unit: (round, item)."})
     by_round = [r for r in rub.get("agreement_by_round") or [] if r["target"] == "accept"]
     if len(by_round) > 1:
         blocks.append({"type": "table", "caption": "Agreement on the accept decision per round",

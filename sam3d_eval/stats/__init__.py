@@ -9,14 +9,18 @@ from .bootstrap import (
     bootstrap_interval,
     clustered_bootstrap,
     paired_bootstrap,
+    studentized_interval,
     two_sample_bootstrap,
 )
 from .intervals import WinRate, binomial_test, wilson_interval, win_rate
 from .paired import Adjusted, WilcoxonResult, benjamini_hochberg, holm, wilcoxon_signed_rank
+from .paired import McNemarResult, SignFlipResult, mcnemar_exact, sign_flip_test
 from .agreement import cohens_kappa, fleiss_kappa, krippendorff_alpha
 from .preference import bradley_terry
 from .gap import KIDResult, MMDResult, PADResult, kid, mmd2_unbiased, proxy_a_distance
 from .power import StudySize, votes_needed, win_rate_claim_power
+from .runs import iqm, probability_of_improvement, stratified_bootstrap_ci
+from .two_level import TwoLevelResult, bootstrap_pvalue, two_level_bootstrap
 
 __all__ = [
     "StatsInputError",
@@ -25,6 +29,7 @@ __all__ = [
     "bootstrap_interval",
     "clustered_bootstrap",
     "paired_bootstrap",
+    "studentized_interval",
     "two_sample_bootstrap",
     "WinRate",
     "binomial_test",
@@ -35,6 +40,10 @@ __all__ = [
     "benjamini_hochberg",
     "holm",
     "wilcoxon_signed_rank",
+    "McNemarResult",
+    "mcnemar_exact",
+    "SignFlipResult",
+    "sign_flip_test",
     "cohens_kappa",
     "fleiss_kappa",
     "krippendorff_alpha",
@@ -48,4 +57,10 @@ __all__ = [
     "StudySize",
     "votes_needed",
     "win_rate_claim_power",
+    "iqm",
+    "probability_of_improvement",
+    "stratified_bootstrap_ci",
+    "TwoLevelResult",
+    "bootstrap_pvalue",
+    "two_level_bootstrap",
 ]

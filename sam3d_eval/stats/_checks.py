@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["StatsInputError", "as_sample", "as_generator", "check_confidence", "check_frame"]
+__all__ = ["StatsInputError", "as_sample", "as_generator", "check_confidence", "check_frame", "check_units"]
 
 
 class StatsInputError(ValueError):
@@ -61,3 +61,10 @@ def check_frame(frame: Any, columns: Sequence[str], what: str) -> None:
         raise StatsInputError(f"{what} lacks column(s) {missing} (needs {', '.join(columns)})")
     if len(frame) == 0:
         raise StatsInputError(f"{what} is empty")
+
+
+def check_units(count: int, name: str, unit: str = "values") -> None:
+    """StatsInputError unless `count` resampling units (values, pairs, clusters...) can give an interval: a
+    bootstrap of fewer than 2 units redraws the same data every time and returns a zero-width interval."""
+    if count < 2:
+        raise StatsInputError(f"{name}: at least 2 {unit} are needed for an interval, got {count}")

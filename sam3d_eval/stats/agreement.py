@@ -1,7 +1,8 @@
 """Inter-rater agreement: Cohen's kappa (two raters), Fleiss' kappa (many), Krippendorff's alpha (missing data).
 
-- Cohen (1960) kappa and its weighted form (Cohen 1968; linear or quadratic disagreement weights by category
-  rank): computed by `statsmodels.stats.inter_rater.cohens_kappa` on the contingency table built here.
+- Cohen (1960) kappa and its weighted form (Cohen 1968; linear or quadratic disagreement weights on the
+  categories' positions in `categories`, as sklearn's `labels`): computed by
+  `statsmodels.stats.inter_rater.cohens_kappa` on the contingency table built here.
 - Fleiss (1971) kappa on a subjects x categories count table: `statsmodels.stats.inter_rater.fleiss_kappa`.
 - Krippendorff's alpha (Krippendorff 2011, "Computing Krippendorff's alpha-reliability", Univ. of
   Pennsylvania, sections A-E): written here from the coincidence matrix, since statsmodels lacks it.
@@ -16,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 from statsmodels.stats.inter_rater import cohens_kappa as _sm_cohens_kappa
 from statsmodels.stats.inter_rater import fleiss_kappa as _sm_fleiss_kappa
 
@@ -32,14 +34,27 @@ def _ratings(r: Any, name: str) -> np.ndarray:
         raise StatsInputError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.size == 0:
         raise StatsInputError(f"{name} is empty")
-    if arr.dtype.kind == "f" and np.isnan(arr).any():
-        if np.isnan(arr).all():
+    # None / NaN / pd.NA in float or object arrays (a plain list with None becomes an object array)
+    missing = pd.isna(arr) if arr.dtype.kind in "fcOmM" else np.zeros(arr.size, dtype=bool)
+    if missing.any():
+        if missing.all():
             raise StatsInputError(f"{name} is all NaN (no ratings)")
         raise StatsInputError(
-            f"{name} has {int(np.isnan(arr).sum())} missing rating(s); Cohen's kappa needs complete pairs "
+            f"{name} has {int(missing.sum())} missing rating(s) (None or NaN, first at index "
+            f"{int(np.flatnonzero(missing)[0])}); Cohen's kappa needs complete pairs "
             "(use krippendorff_alpha for missing ratings)"
         )
     return arr
+
+
+def _sorted_unique(values: np.ndarray, what: str) -> np.ndarray:
+    try:
+        return np.unique(values)
+    except TypeError:  # e.g. numbers and strings mixed in an object array
+        kinds = sorted({type(v).__name__ for v in values})
+        raise StatsInputError(
+            f"{what} mix rating types that cannot be ordered ({', '.join(kinds)}); use one type for every rating"
+        ) from None
 
 
 def cohens_kappa(
@@ -51,9 +66,13 @@ def cohens_kappa(
 ) -> float:
     """Cohen's kappa between two raters' ratings `r1`, `r2` `(n,)` of the same n subjects.
 
-    weights: None (unweighted), "linear" or "quadratic" disagreement weights by the categories' rank in
-    `categories` (default: the sorted values seen). Ratings outside `categories` are an error.
-    (Cohen 1960, 1968; computed by statsmodels `cohens_kappa`.)
+    weights: None (unweighted), "linear" or "quadratic" disagreement weights |i - j| or (i - j)^2 on the
+    categories' positions i, j in `categories` (default: the sorted values seen), as sklearn's
+    `cohen_kappa_score(labels=categories)`. For scores on a scale pass the whole scale, e.g.
+    `categories=range(11)` for 0-10 scores: the weights are then the score distance, while the default
+    (values seen) weights by rank and a score that nobody gave shrinks the distances around it. Ratings
+    outside `categories` and missing ratings (None, NaN) are errors. (Cohen 1960, 1968; computed by
+    statsmodels `cohens_kappa` on the k x k table over `categories`.)
     """
     a = _ratings(r1, "r1")
     b = _ratings(r2, "r2")
@@ -61,8 +80,13 @@ def cohens_kappa(
         raise StatsInputError(f"r1 and r2 must rate the same subjects (same length), got {a.size} and {b.size}")
     if weights not in (None, "linear", "quadratic"):
         raise StatsInputError(f"weights must be None, 'linear' or 'quadratic', got {weights!r}")
-    cats = np.unique(np.concatenate([a, b])) if categories is None else np.asarray(list(categories))
-    if cats.size != np.unique(cats).size:
+    if categories is None:
+        cats = _sorted_unique(np.concatenate([a, b]), "r1 and r2")
+    else:
+        cats = np.asarray(list(categories))
+        if cats.ndim != 1 or np.any(pd.isna(cats)):
+            raise StatsInputError("categories must be a flat sequence of rating values without missing values")
+    if cats.size != _sorted_unique(cats, "categories").size:
         raise StatsInputError("categories has duplicates")
     lookup = {v.item() if hasattr(v, "item") else v: i for i, v in enumerate(cats)}
     for name, arr in (("r1", a), ("r2", b)):
@@ -75,10 +99,13 @@ def cohens_kappa(
     if k < 2:
         raise StatsInputError("kappa is undefined with a single category (no disagreement is possible)")
     table = np.bincount(ia * k + ib, minlength=k * k).reshape(k, k).astype(np.float64)
-    if weights is None:
-        res = _sm_cohens_kappa(table)
-    else:
-        res = _sm_cohens_kappa(table, wt=weights)
+    used = np.flatnonzero(table.sum(axis=0) + table.sum(axis=1) > 0)
+    if used.size < 2:
+        only = cats[used[0]].item() if hasattr(cats[used[0]], "item") else cats[used[0]]
+        raise StatsInputError(f"every rating is {only!r}: chance agreement is 1 and kappa is undefined (0 / 0)")
+    # statsmodels also computes a z statistic, whose variance is 0 at perfect agreement (a harmless 0/0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        res = _sm_cohens_kappa(table) if weights is None else _sm_cohens_kappa(table, wt=weights)
     return float(res.kappa)
 
 
@@ -98,6 +125,12 @@ def fleiss_kappa(counts: Any) -> float:
         )
     if n[0] < 2:
         raise StatsInputError("Fleiss' kappa needs at least 2 raters per subject")
+    used = np.flatnonzero(t.sum(axis=0) > 0)
+    if used.size < 2:
+        raise StatsInputError(
+            f"every rating is in one category (column {int(used[0])}): chance agreement is 1 and Fleiss' kappa "
+            "is undefined (0 / 0)"
+        )
     return float(_sm_fleiss_kappa(t, method="fleiss"))
 
 

@@ -182,10 +182,12 @@ def kid(
     seed: int | np.random.Generator = 0,
 ) -> KIDResult:
     """KID between `x` `(n, d)` and `y` `(m, d)` (Binkowski et al. 2018): unbiased MMD^2 with kernel
-    (a . b / d + 1)^3 on `n_subsets` subsets of min(subset_size, n, m) rows drawn without replacement."""
+    (a . b / d + 1)^3 on `n_subsets` subsets of min(subset_size, n, m) rows drawn without replacement.
+    n_subsets: an integer >= 1; subset_size: an integer >= 2."""
     xs, ys = _pair(x, y, 2)
-    if n_subsets < 1 or subset_size < 2:
-        raise StatsInputError(f"need n_subsets >= 1 and subset_size >= 2, got {n_subsets}, {subset_size}")
+    for name, value, least in (("n_subsets", n_subsets, 1), ("subset_size", subset_size, 2)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise StatsInputError(f"{name} must be an integer >= {least}, got {value!r}")
     size = int(min(subset_size, xs.shape[0], ys.shape[0]))
     rng = as_generator(seed)
     vals = np.empty(int(n_subsets))

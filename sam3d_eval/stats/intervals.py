@@ -34,7 +34,8 @@ def wilson_interval(successes: Any, n: Any, confidence: float = 0.95) -> tuple[A
     """Wilson score interval `(lo, hi)` for `successes` out of `n` (scalars or broadcastable arrays).
 
     successes may be fractional (ties counted as half). Computed by statsmodels `proportion_confint`
-    (method="wilson"); Wilson, JASA 22 (1927).
+    (method="wilson"); Wilson, JASA 22 (1927). The lower end is exactly 0 at successes = 0 and the upper
+    end exactly 1 at successes = n (the closed form's values).
     """
     confidence = check_confidence(confidence)
     k = _count(successes, "successes", integer=False)
@@ -44,6 +45,10 @@ def wilson_interval(successes: Any, n: Any, confidence: float = 0.95) -> tuple[A
     if np.any(k > nn):
         raise StatsInputError(f"successes ({successes!r}) exceed n ({n!r})")
     lo, hi = proportion_confint(k, nn, alpha=1.0 - confidence, method="wilson")
+    # The closed form's ends at k = 0 and k = n are exactly 0 and 1; statsmodels' rounding leaves
+    # 1e-17-sized residues there (2.8e-17 at k=0, n=7), which would read as "above 0".
+    lo = np.where(k == 0, 0.0, lo)
+    hi = np.where(k == nn, 1.0, hi)
     if np.ndim(lo) == 0:
         return float(lo), float(hi)
     return np.asarray(lo), np.asarray(hi)

@@ -41,8 +41,19 @@ class StudySize:
 
 def win_rate_claim_power(n: int | np.ndarray, true_rate: float, threshold: float, confidence: float = 0.95) -> np.ndarray:
     """Exact probability that the Wilson lower bound of n independent votes exceeds `threshold` when the
-    true win rate is `true_rate` (module docstring). Vectorised over n."""
-    nn = np.asarray(n, dtype=np.float64)
+    true win rate is `true_rate` (module docstring). Vectorised over n: a positive whole number or an array
+    of them; true_rate in [0, 1], threshold in (0, 1)."""
+    try:
+        nn = np.asarray(n, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise StatsInputError(f"n must be a positive whole number of votes (or an array of them), got {n!r}") from None
+    if np.asarray(n).dtype == bool or nn.size == 0 or not np.all(np.isfinite(nn)) or np.any(nn < 1) \
+            or np.any(nn != np.floor(nn)):
+        raise StatsInputError(f"n must be a positive whole number of votes (or an array of them), got {n!r}")
+    if not (0.0 <= float(true_rate) <= 1.0):
+        raise StatsInputError(f"true_rate must lie in [0, 1], got {true_rate}")
+    if not (0.0 < float(threshold) < 1.0):
+        raise StatsInputError(f"threshold must lie in (0, 1), got {threshold}")
     z = ndtri(0.5 + check_confidence(confidence) / 2.0)
     k_min = np.floor(nn * threshold + z * np.sqrt(nn * threshold * (1.0 - threshold))) + 1.0
     return binom.sf(k_min - 1.0, nn, true_rate)

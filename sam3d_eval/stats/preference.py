@@ -6,9 +6,10 @@ both w_ij and w_ji (Davidson-style half wins), with ties="drop" ties are discard
 logs centred to mean 0; `elo` = 400 / ln(10) * t + 1000 (the Elo display scale: 400 points = 10:1 odds).
 
 The MLE is finite iff the directed "beat" graph is strongly connected (Zermelo 1929; Ford 1957): a model that
-never loses to the rest, or a comparison graph in pieces, has no finite MLE. Both are a `StatsInputError`
-naming the models, unless `regularization` > 0, which adds the penalty regularization / 2 * sum t^2 (a
-Gaussian prior with variance 1 / regularization on the log-strengths, the documented small regularisation).
+never wins or never loses against the rest, or a comparison graph in pieces, has no finite MLE. Each is a
+`StatsInputError` naming exactly those models (or groups of models), unless `regularization` > 0, which
+adds the penalty regularization / 2 * sum t^2 (a Gaussian prior with variance 1 / regularization on the
+log-strengths, the documented small regularisation).
 A graph in pieces is refused even then: strengths in different pieces are not on one scale.
 
 Written here (no library fits Bradley-Terry with ties, clusters and batched bootstraps): the point estimate
@@ -27,7 +28,7 @@ from scipy.optimize import minimize
 from scipy.sparse.csgraph import connected_components
 from scipy.special import expit, log_expit
 
-from ._checks import StatsInputError, as_generator, check_confidence, check_frame
+from ._checks import StatsInputError, as_generator, check_confidence, check_frame, check_units
 from .bootstrap import bootstrap_interval, resample_counts
 
 __all__ = ["bradley_terry", "ELO_SCALE", "ELO_BASE"]
@@ -98,15 +99,30 @@ def _existence_problem(w: np.ndarray, models: Sequence[Any], regularization: flo
         return None
     n_strong, strong = connected_components(sparse.csr_matrix(w > 0), directed=True, connection="strong")
     if n_strong > 1:
-        # a component nobody outside it ever beat: its members never lose to the rest
-        beaten_from_outside = np.zeros(n_strong, dtype=bool)
+        # Groups of the condensed beat graph: a group nobody outside it ever beat never loses to the rest
+        # (a source), a group that never beat anyone outside it never wins against the rest (a sink).
         i, j = np.nonzero(w > 0)  # i beat j
         cross = strong[i] != strong[j]
-        beaten_from_outside[strong[j[cross]]] = True
-        top = [models[k] for k in np.flatnonzero(~beaten_from_outside[strong])]
+        beaten = np.zeros(n_strong, dtype=bool)
+        beats = np.zeros(n_strong, dtype=bool)
+        beaten[strong[j[cross]]] = True
+        beats[strong[i[cross]]] = True
+
+        def describe(groups: np.ndarray, verb: str, against: str) -> list[str]:
+            out = []
+            for g in groups[:8]:
+                members = [models[k] for k in np.flatnonzero(strong == g)]
+                if len(members) == 1:
+                    out.append(f"model {members[0]!r} never {verb}s")
+                else:
+                    out.append(f"models {members[:8]} never {verb} {against} a model outside that group")
+            return out
+
+        parts = describe(np.flatnonzero(~beats), "win", "against") + describe(np.flatnonzero(~beaten), "lose", "to")
         return (
-            f"no finite maximum-likelihood strengths: model(s) {top[:8]} never lose to the other models "
-            "(the win graph is not strongly connected); collect more votes or pass regularization > 0"
+            "no finite maximum-likelihood strengths (the win graph is not strongly connected): "
+            + "; ".join(parts)
+            + "; collect more votes or pass regularization > 0"
         )
     return None
 
@@ -329,6 +345,11 @@ def bradley_terry(
         return out
     if bootstrap < 2:
         raise StatsInputError("bootstrap needs at least 2 resamples (or 0 for none)")
+    if cluster_cols:
+        for col in cluster_cols:
+            check_units(int(votes[col].nunique()), f"cluster column {col!r}", "clusters")
+    else:
+        check_units(len(votes), "votes", "votes")
     rng = as_generator(seed)
     wb = _resampled_wins(rng, votes, cells, cluster_cols, int(bootstrap), m)
     if regularization == 0:
@@ -336,7 +357,7 @@ def bradley_terry(
         if not ok.all():
             raise StatsInputError(
                 f"{int((~ok).sum())} of {bootstrap} bootstrap resamples have no finite strengths (some model "
-                "never loses, or is absent, in them); pass regularization > 0 for a penalised estimate"
+                "never wins or never loses, or is absent, in them); pass regularization > 0 for a penalised estimate"
             )
     reps = np.empty((int(bootstrap), m))
     per = max(1, _NEWTON_ELEMENTS // (m * m))

@@ -22,11 +22,15 @@ used throughout (module constants, overridable):
   "texture", multiview -> "multi-view", completeness -> "occlusion" when the item's `occlusion` (hidden
   fraction) is >= 0.3 (`OCCLUSION_FAILURE`, the lower edge of the occlusion bin [.3, .6)) and
   "incompleteness" otherwise.
-- agreement per criterion and on the accept decision, chosen by design: two raters who rated every unit ->
-  Cohen's kappa (quadratic weights for scores, unweighted for accept); three or more, complete -> Fleiss'
-  kappa; any missing rating -> Krippendorff's alpha (interval for scores, nominal for accept). Krippendorff's
-  alpha is reported for every case as well, so rounds with different designs stay comparable. A unit is
-  (round, item_id).
+- agreement per criterion and on the accept decision, chosen by design. Scores: the disagreement weight is
+  the squared score difference on the 0-10 scale itself (`SCORE_SCALE`), not the rank among the scores seen:
+  two raters who rated every unit -> Cohen's kappa with quadratic weights over the 11 categories 0..10
+  (sklearn's `cohen_kappa_score(weights="quadratic", labels=range(11))`); three or more raters, or any
+  missing rating, or scores off the whole-number scale -> Krippendorff's interval alpha (the same
+  squared-difference weighting for any number of raters). Accept: two raters, complete -> Cohen's kappa;
+  three or more, complete -> Fleiss' kappa; missing ratings -> Krippendorff's nominal alpha. Krippendorff's
+  alpha is reported for every case as well, so rounds with different designs stay comparable; the
+  `method` column says which statistic `value` is. A unit is (round, item_id).
 
 Inputs are frames validated by `sam3d_eval.io.judgements` (this layer imports numpy/scipy/pandas only).
 """
@@ -53,6 +57,7 @@ __all__ = [
     "FAIL_BELOW",
     "NEAR_MARGIN",
     "OCCLUSION_FAILURE",
+    "SCORE_SCALE",
     "PreferenceSummary",
     "RubricSummary",
     "accept_rates",
@@ -74,6 +79,7 @@ ACCEPT_THRESHOLD = 32.0
 FAIL_BELOW = 6.0
 NEAR_MARGIN = 2.0
 OCCLUSION_FAILURE = 0.3
+SCORE_SCALE = tuple(range(11))  # every criterion is scored 0..10; weighted agreement weighs these distances
 FAILURE_MODES = ("geometry", "texture", "incompleteness", "occlusion", "multi-view")
 
 
@@ -337,10 +343,16 @@ def _agreement_one(matrix: np.ndarray, target: str, scores: bool) -> dict[str, A
     except StatsInputError as err:
         notes.append(f"alpha: {err}")
     try:
-        if complete and n_raters == 2:
-            row["method"] = "cohen_kappa (quadratic)" if scores else "cohen_kappa"
-            with np.errstate(divide="ignore", invalid="ignore"):  # statsmodels' z-value divides by 0 at kappa 1
-                row["value"] = cohens_kappa(m[0], m[1], "quadratic" if scores else None)
+        on_scale = bool(np.isin(m[~np.isnan(m)], SCORE_SCALE).all())
+        if scores and complete and n_raters == 2 and on_scale:
+            row["method"] = "cohen_kappa (quadratic, 0-10 scale)"
+            row["value"] = cohens_kappa(m[0], m[1], "quadratic", categories=SCORE_SCALE)
+        elif scores:
+            row["method"] = "krippendorff_alpha (interval)"
+            row["value"] = row["krippendorff_alpha"]
+        elif complete and n_raters == 2:
+            row["method"] = "cohen_kappa"
+            row["value"] = cohens_kappa(m[0], m[1])
         elif complete:
             row["method"] = "fleiss_kappa"
             cats, inv = np.unique(m, return_inverse=True)

@@ -45,6 +45,8 @@ class ManifestTrainData:
 
     def __init__(self, manifest: str | os.PathLike, split: str | None = "train", image_size: int = 64):
         ds = ManifestDataset(manifest, split=split, gt="mesh", image_size=(image_size, image_size))
+        if "domain" not in ds.frame.columns:
+            raise ValueError(f"{manifest}: training needs a domain column (synthetic / real) in the manifest")
         if not len(ds):
             raise ValueError(f"{manifest}: no rows in split {split!r}")
         self.manifest_hash = hashlib.sha256(Path(manifest).read_bytes()).hexdigest()[:16]

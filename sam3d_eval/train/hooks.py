@@ -49,7 +49,7 @@ class PhaseEvaluator:
         frame = load_manifest(manifest)
         if "split" in frame.columns:
             frame = frame[frame["split"] == split]
-        if not len(frame) or set(frame["domain"]) != {"synthetic", "real"}:
+        if not len(frame) or "domain" not in frame.columns or set(frame["domain"]) != {"synthetic", "real"}:
             raise ValueError(f"{manifest}: the {split!r} split needs samples of both domains to measure the gap")
         self.frame = frame
         self.gap_table = Path(gap_table)

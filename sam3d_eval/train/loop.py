@@ -50,7 +50,11 @@ class TrainConfig:
     """One training stage. `batch_size` is the GLOBAL batch (split over ranks); `epoch_size` samples are
     drawn per epoch by the data's mixing sampler; lr warms up linearly for `warmup_steps` then decays by a
     cosine to `min_lr_ratio * lr`; `max_steps` stops early (the run resumes from `last.safetensors`);
-    `init_from` starts stage 2 from a stage-1 checkpoint's weights."""
+    `init_from` starts stage 2 from a stage-1 checkpoint's weights. `grad_accumulation` splits each rank's
+    share of the global batch into that many equal micro-batches whose gradients (of the micro-batch mean
+    loss, divided by their count) add up before the step: the same update in less memory, and, with W ranks
+    and accumulation k, the same arithmetic as W * k ranks (one process with k = 2 sums the two half-batch
+    gradients exactly as two ranks all-reduce them)."""
 
     stage: int = 1
     epochs: int = 10
@@ -73,6 +77,7 @@ class TrainConfig:
     max_steps: int | None = None
     log_every: int = 10
     curriculum: str | None = None  # "stage1" | "stage2"; default by stage
+    grad_accumulation: int = 1
 
     def schedule(self) -> tuple[tuple[str, float, float], ...]:
         name = self.curriculum or f"stage{self.stage}"
@@ -196,6 +201,10 @@ def _train(cfg, data, ctx: DistContext, resume, on_phase_end, log, progress) -> 
         out.mkdir(parents=True, exist_ok=True)
     if cfg.batch_size % ctx.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} does not split over {ctx.world_size} ranks")
+    accum = cfg.grad_accumulation
+    if isinstance(accum, bool) or not isinstance(accum, int) or accum < 1 or (cfg.batch_size // ctx.world_size) % accum:
+        raise ValueError(f"grad_accumulation must be a positive integer dividing each rank's share of the batch "
+                         f"({cfg.batch_size // ctx.world_size}), got {accum!r}")
     steps_per_epoch = cfg.epoch_size // cfg.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"epoch_size {cfg.epoch_size} is smaller than one batch of {cfg.batch_size}")
@@ -296,27 +305,40 @@ def _train(cfg, data, ctx: DistContext, resume, on_phase_end, log, progress) -> 
             if cfg.max_steps is not None and step >= cfg.max_steps:
                 stopped = True
                 break
-            # -- data: this rank's share of the global batch --
+            # -- data: this rank's share of the global batch, in `accum` micro-batches --
             global_idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            batch = collate([data[i] for i in shard(global_idx, ctx)]).to(device)
-            keys = [f"{step}/{sid}" for sid in batch.sample_ids]
+            mine = shard(global_idx, ctx)
+            micro = len(mine) // accum
 
             # -- learning rate for this step --
             lr = lr_at(step, total_steps, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
             for g in optimizer.param_groups:
                 g["lr"] = lr
 
-            # -- forward and loss terms --
-            with autocast():
-                verts, colours = train_model(batch.images, batch.masks, *camera_frames(batch.cameras, len(batch.sample_ids), device))
-            pred = model.to_meshes(verts.float(), colours.float())
-            real_rows = torch.tensor([d == "real" for d in batch.domains], device=device)
-            terms = loss_mix(pred, batch.gt, keys, images=batch.images, masks=batch.masks, cameras=batch.cameras,
-                             discriminator=disc, real_rows=real_rows, gt_ids=batch.sample_ids)
-
-            # -- backward, clip, step --
+            # -- forward, loss terms and backward per micro-batch; gradients add up (DDP syncs the last) --
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(terms["total"]).backward()
+            logged: list[dict[str, float]] = []
+            gan_pairs = []
+            for m in range(accum):
+                batch = collate([data[i] for i in mine[m * micro:(m + 1) * micro]]).to(device)
+                keys = [f"{step}/{sid}" for sid in batch.sample_ids]
+                sync = train_model.no_sync() if ctx.distributed and m < accum - 1 else contextlib.nullcontext()
+                with sync:
+                    with autocast():
+                        verts, colours = train_model(batch.images, batch.masks,
+                                                     *camera_frames(batch.cameras, len(batch.sample_ids), device))
+                    pred = model.to_meshes(verts.float(), colours.float())
+                    real_rows = torch.tensor([d == "real" for d in batch.domains], device=device)
+                    terms = loss_mix(pred, batch.gt, keys, images=batch.images, masks=batch.masks,
+                                     cameras=batch.cameras, discriminator=disc, real_rows=real_rows,
+                                     gt_ids=batch.sample_ids)
+                    total = terms["total"] if accum == 1 else terms["total"] / accum
+                    scaler.scale(total).backward()
+                logged.append(weighted_terms(terms))
+                if disc is not None:
+                    gan_pairs.append((terms["gan_real"], terms["gan_fake"]))
+
+            # -- clip, step --
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             scaler.step(optimizer)
@@ -325,14 +347,18 @@ def _train(cfg, data, ctx: DistContext, resume, on_phase_end, log, progress) -> 
             # -- discriminator (stage 2): real masked photos vs renders of the predictions --
             if disc is not None:
                 d_opt.zero_grad(set_to_none=True)
-                d_loss = discriminator_loss(disc, terms["gan_real"], terms["gan_fake"])
-                d_loss.backward()
+                d_total = 0.0
+                for real_img, fake_img in gan_pairs:
+                    d_loss = discriminator_loss(disc, real_img, fake_img)
+                    (d_loss if accum == 1 else d_loss / accum).backward()
+                    d_total += float(d_loss.detach()) / accum
                 average_gradients(disc.parameters(), ctx)
                 d_opt.step()
-                terms["gan_d"] = d_loss.detach()
+                for t in logged:
+                    t["gan_d"] = d_total
 
             step += 1
-            terms_f = weighted_terms(terms)
+            terms_f = {k: sum(t[k] for t in logged) / accum for k in logged[0]} if accum > 1 else logged[0]
             if ctx.distributed:  # log the global-batch mean of every term
                 vals = all_reduce_sum(torch.tensor(list(terms_f.values()), dtype=torch.float64), ctx) / ctx.world_size
                 terms_f = dict(zip(terms_f, vals.tolist()))

@@ -1,0 +1,90 @@
+"""Content keys of a sample: when a stored result may be reused.
+
+Every stored result row records three SHA-256 keys (columns `CONTENT_COLUMNS`):
+
+- ``pred_sha256``: what the prediction is made from (`PredictionSource.content_hash`: the prediction
+  file's bytes, or a model's identity with its image and mask bytes);
+- ``gt_sha256``: the ground-truth file's bytes (`io.hashing.mesh_sha256`: with an OBJ's materials and
+  textures, a glTF's buffers and images);
+- ``row_sha256``: the manifest row without its path columns (`manifest_row_sha256`): the sample id, its
+  strata (domain, occlusion, category, pair id, ...) and its camera. Paths are left out on purpose: moving
+  a data set changes no number, and the files' own hashes cover their content.
+
+A stored row is *fresh* for a manifest row when its source identity and protocol fingerprint are the ones
+asked for, its status is ok, and all three keys equal the ones computed now (`sample_keys`); only fresh rows
+are reused (`split_stored`). Anything else (an overwritten prediction, a swapped ground truth, an edited
+manifest row, a row stored before keys were recorded) is scored again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from ..data.manifest import PATH_COLUMNS
+from ..io.hashing import json_sha256
+from ..io.results import CONTENT_COLUMNS
+from .sources import PredictionSource, gt_content_hash
+
+__all__ = ["CONTENT_COLUMNS", "SampleKey", "changed_ids", "manifest_row_sha256", "sample_keys", "split_stored"]
+
+
+@dataclass(frozen=True)
+class SampleKey:
+    """The three content keys of one sample (module docstring), hex SHA-256 strings."""
+
+    pred_sha256: str
+    gt_sha256: str
+    row_sha256: str
+
+    def as_tuple(self) -> tuple[str, str, str]:
+        return (self.pred_sha256, self.gt_sha256, self.row_sha256)
+
+
+def manifest_row_sha256(row: Mapping[str, Any]) -> str:
+    """SHA-256 of a manifest row's canonical JSON without its path columns (``gt_mesh``, ``image``,
+    ``mask``), so the same row read from CSV, JSONL or Parquet at any location hashes the same when its
+    values are the same."""
+    return json_sha256({str(k): v for k, v in row.items() if k not in PATH_COLUMNS})
+
+
+def sample_keys(rows: Iterable[Mapping[str, Any]], source: PredictionSource) -> dict[str, SampleKey]:
+    """``{sample_id: SampleKey}`` of manifest rows for `source`: reads (hashes) every prediction and
+    ground-truth file once."""
+    return {str(r["sample_id"]): SampleKey(source.content_hash(r), gt_content_hash(r.get("gt_mesh")),
+                                           manifest_row_sha256(r))
+            for r in rows}
+
+
+def split_stored(stored, keys: Mapping[str, SampleKey], identity: str, fingerprint: str) -> tuple[set[str], set[str]]:
+    """(fresh, stale) sample ids of a stored results frame (`io.read_results`, deduplicated) for the samples
+    of `keys`: fresh rows are ok and keyed as now under `identity` and `fingerprint`; stale ones are ok rows
+    whose keys differ (or were never recorded). Failed rows are neither: they are retried (a failure may not
+    come from the inputs: memory, a device)."""
+    if stored is None or not len(stored):
+        return set(), set()
+    mine = stored[(stored["source"] == identity) & (stored["fingerprint"] == fingerprint)
+                  & (stored["status"] == "ok") & stored["sample_id"].isin(set(keys))]
+    cols = [c for c in CONTENT_COLUMNS if c in mine.columns]
+    fresh, stale = set(), set()
+    for rec in mine[["sample_id", *cols]].itertuples(index=False):
+        sid = rec[0]
+        got = tuple(rec[1:]) if len(cols) == len(CONTENT_COLUMNS) else None
+        (fresh if got == keys[sid].as_tuple() else stale).add(sid)
+    return fresh, stale
+
+
+def changed_ids(stored, keys: Mapping[str, SampleKey], identity: str, fingerprint: str) -> set[str]:
+    """Sample ids of `keys` whose stored row (any status) under `identity` and `fingerprint` is keyed otherwise
+    than now, or was stored without keys, or is missing."""
+    if stored is None or not len(stored):
+        return set(keys)
+    mine = stored[(stored["source"] == identity) & (stored["fingerprint"] == fingerprint)
+                  & stored["sample_id"].isin(set(keys))]
+    cols = [c for c in CONTENT_COLUMNS if c in mine.columns]
+    same = set()
+    if len(cols) == len(CONTENT_COLUMNS):
+        for rec in mine[["sample_id", *cols]].itertuples(index=False):
+            if tuple(rec[1:]) == keys[rec[0]].as_tuple():
+                same.add(rec[0])
+    return set(keys) - same
