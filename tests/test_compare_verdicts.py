@@ -392,3 +392,22 @@ def test_one_run_bootstrap_figure_p_agrees_with_its_interval():
     excludes = r["delta_low"] > 0 or r["delta_high"] < 0
     assert (r["pvalue"] < 0.05) == excludes or abs(r["pvalue"] - 0.05) < 4 / 2000
     assert r["interval_method"] == "percentile"
+
+
+def test_min_effect_uses_the_verdict_figure_signed_shift():
+    """With the Wilcoxon verdict, --min-effect compares the Hodges-Lehmann shift of the per-unit differences
+    (signed, relative to A's median), not the mean's change, which one outlier can flip."""
+    rng = np.random.default_rng(1)
+    a = rng.uniform(1e-3, 2e-3, 15)
+    b = a * 1.2
+    a[2], b[2] = 0.2, 0.02  # one outlier makes B's mean far lower
+    ids = [f"s{i:02d}" for i in range(15)]
+    fa, fb = frame_of(dict(zip(ids, a))), frame_of(dict(zip(ids, b)))
+    d = b - a
+    walsh = [(d[i] + d[j]) / 2 for i in range(15) for j in range(i, 15)]
+    shift = np.median(walsh) / np.median(a)
+    c = compare_frames(fa, fb, n_resamples=300, metrics=["chamfer_l2"], min_effect=0.5 * shift)
+    r = c.table.iloc[0]
+    assert r["effect"] == pytest.approx(shift, rel=1e-12) and r["rel_delta"] < 0 < shift
+    assert c.regressed  # B is worse by the signed shift, although its mean is lower
+    assert not compare_frames(fa, fb, n_resamples=300, metrics=["chamfer_l2"], min_effect=2 * shift).regressed
