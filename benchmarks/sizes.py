@@ -47,6 +47,10 @@ SIZES: dict[str, dict[str, dict]] = {
         "full": dict(N_SAMPLES=200, POINTS=10_000, SHAPE_DETAIL=1.0, CHUNKS=10),
         "quick": dict(N_SAMPLES=6, POINTS=2_000, SHAPE_DETAIL=0.25, CHUNKS=2),
     },
+    "load": {  # N_SAMPLES tiny mesh pairs through `sam3d-eval evaluate` in a child process, and N_SAMPLES / 10
+        "full": dict(N_SAMPLES=20_000),
+        "quick": dict(N_SAMPLES=40),
+    },
     "lpips": {  # PAIRS image pairs of SIDE px
         "full": dict(PAIRS=16, SIDE=256, ROUNDS={"alex": (6, 1), "vgg": (1, 0)}, INTERLEAVED=6),
         "quick": dict(PAIRS=2, SIDE=64, ROUNDS={"alex": (1, 0), "vgg": (1, 0)}, INTERLEAVED=1),
@@ -54,6 +58,10 @@ SIZES: dict[str, dict[str, dict]] = {
     "point_mesh": {  # eval case: N points near an icosphere of level SUBDIV; train case: TRAIN_B meshes
         "full": dict(SUBDIV=5, N=100_000, SUBSAMPLE=1000, TRAIN_B=8, TRAIN_SUBDIV=4, TRAIN_N=5000),
         "quick": dict(SUBDIV=2, N=2_000, SUBSAMPLE=100, TRAIN_B=2, TRAIN_SUBDIV=1, TRAIN_N=200),
+    },
+    "preference": {  # the preference analysis of N_VOTES votes; Bradley-Terry with RESAMPLES resamples
+        "full": dict(N_VOTES=150_000, N_MODELS=20, N_ITEMS=30_000, N_RATERS=50, TIE_P=0.1, RESAMPLES=1_000),
+        "quick": dict(N_VOTES=2_000, N_MODELS=5, N_ITEMS=400, N_RATERS=5, TIE_P=0.1, RESAMPLES=50),
     },
     "rasterize": {  # 8 views of SIDE px of an icosphere of level SUBDIV; dense reference at DENSE_SIDE
         "full": dict(SUBDIV=5, SIDE=256, DENSE_SUBDIV=3, DENSE_SIDE=64, ROUNDS=5),
@@ -89,8 +97,10 @@ PEERS: dict[str, list[str]] = {
     "engine": ["run_engine"],
     "eval_pair": ["ours", "trimesh_ckdtree"],
     "evaluate": ["ours", "trimesh_ckdtree"],
+    "load": ["evaluate"],
     "lpips": ["package_math", "ours", "ours_nchw"],
     "point_mesh": ["auto", "brute", "numpy_float64"],
+    "preference": ["ours", "python_loop"],
     "rasterize": ["ours", "dense_torch"],
     "sampling": ["ours", "trimesh", "pytorch3d_multinomial"],
     "stats": ["ours", "python_loop", "scipy"],

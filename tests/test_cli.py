@@ -577,3 +577,162 @@ def test_evaluate_one_domain_under_a_protocol_file(tmp_path, capsys):
     fingerprint = get_protocol("default").with_overrides(num_samples=300).fingerprint()
     assert json.loads((out / "run.json").read_text())["fingerprint"] == fingerprint
     assert summary["metadata"]["protocol"]["fingerprint"] == fingerprint
+
+
+# ---------------------------------------------------------------------------------------------------
+# evaluate: bad samples, the run folder's lock, its run.json and manifest schema
+
+
+def _one_line_error(capsys, *needles):
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "internal error" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+def test_evaluate_stores_good_samples_beside_fuzzed_ones(tmp_path, capsys):
+    """A splat with scale_* = 100, a NaN-vertex mesh and a string-typed npz in the batch of good samples: exit
+    0 (1 with --strict), each bad one a failed row with its reason, the good rows as in a run without them."""
+    from fuzz_fixtures import BAD, GOOD, make_fuzz_dataset
+
+    from sam3d_eval.io import read_results
+
+    runs = {}
+    for with_bad in (False, True):
+        root = tmp_path / ("bad" if with_bad else "good")
+        manifest = make_fuzz_dataset(root, with_bad=with_bad)
+        argv = ["evaluate", str(root / "pred"), "--data", str(manifest), "--samples", "400", "--batch-size", "16",
+                "--out", str(root / "run")]
+        assert main(argv) == 0
+        capsys.readouterr()
+        runs[with_bad] = read_results(root / "run").set_index("sample_id")
+    bad = runs[True]
+    for sid, reason in BAD.items():
+        assert bad.loc[sid, "status"] == "failed" and reason in bad.loc[sid, "error"], (sid, bad.loc[sid, "error"])
+    metrics = [c for c in bad.attrs["metrics"]]
+    pd_good, pd_bad = runs[False].loc[list(GOOD), metrics], bad.loc[list(GOOD), metrics]
+    assert (bad.loc[list(GOOD), "status"] == "ok").all() and pd_good.equals(pd_bad)
+    summary = json.loads((tmp_path / "bad" / "run" / "summary.json").read_text())
+    assert summary["counts"]["failed"] == len(BAD)
+    # --strict: the same failures make exit status 1 (the failed rows are retried, and fail again)
+    assert main(["evaluate", str(tmp_path / "bad" / "pred"), "--data", str(tmp_path / "bad" / "m.csv"),
+                 "--samples", "400", "--out", str(tmp_path / "bad" / "run"), "--resume", "--strict"]) == 1
+
+
+def test_evaluate_refuses_a_second_writer_naming_its_pid(tmp_path, capsys):
+    import subprocess
+
+    args = _manifest_dataset(tmp_path)
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = ("import sys\nfrom sam3d_eval.evaluate.runner import RunLock\n"
+              "with RunLock(sys.argv[1]):\n    print('held', flush=True)\n    sys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", holder, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        assert main([*args, "--out", str(out), "--resume"]) == 2
+        _one_line_error(capsys, f"(pid {proc.pid})", "another evaluation")
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    assert main([*args, "--out", str(out), "--resume"]) == 0
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("[1, 2]", "expected a JSON object, got a list"),
+    ('"a run"', "expected a JSON object, got a string"),
+    ('{"run_id": "r", "fingerprint": "f", "source": "preds"}', "'source' is a string, expected an object"),
+    ('{"run_id": "r", "fingerprint": "f", "source": {"identity": "x"}, "invocations": "many"}',
+     "'invocations' is a string, expected a list"),
+])
+def test_evaluate_run_json_that_is_not_a_run_record(tmp_path, capsys, text, needle):
+    args = _manifest_dataset(tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text(text)
+    for resume in ([], ["--resume"]):
+        assert main([*args, "--out", str(tmp_path / "run"), *resume]) == 2
+        _one_line_error(capsys, "run.json", needle)
+
+
+def test_evaluate_results_that_is_a_file_is_refused_before_scoring(tmp_path, capsys):
+    args = _manifest_dataset(tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results").write_text("not a folder")
+    assert main([*args, "--out", str(tmp_path / "run")]) == 2
+    _one_line_error(capsys, "results: must be the folder of result parts")  # one line: nothing was scored
+    assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_evaluate_metric_named_column_leaves_nothing_to_resume(tmp_path, capsys):
+    import pandas as pd
+
+    args = _manifest_dataset(tmp_path)
+    manifest = pd.read_csv(tmp_path / "m.csv")
+    manifest.assign(chamfer_l2=0.5).to_csv(tmp_path / "m.csv", index=False)
+    out = tmp_path / "run"
+    assert main([*args, "--out", str(out)]) == 2
+    _one_line_error(capsys, "'chamfer_l2' have the names of result columns")
+    assert not out.exists()  # the folder this call would have created is not left behind
+    manifest.to_csv(tmp_path / "m.csv", index=False)  # renamed: the same folder, no --resume needed
+    assert main([*args, "--out", str(out)]) == 0
+
+
+def test_evaluate_resume_with_a_manifest_of_another_schema(tmp_path, capsys):
+    """Started on a CSV whose ``code`` reads as int64, resumed on its Parquet twin holding "001": refused,
+    naming the column; the run stays readable."""
+    import pandas as pd
+
+    args = _manifest_dataset(tmp_path)
+    frame = pd.read_csv(tmp_path / "m.csv")
+    frame["code"] = [f"{i:03d}" for i in range(1, len(frame) + 1)]
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    frame.to_parquet(tmp_path / "m.parquet", index=False)
+    out = tmp_path / "run"
+    assert main([*args, "--out", str(out)]) == 0
+    capsys.readouterr()
+    argv = [*args, "--out", str(out), "--resume"]
+    argv[argv.index("--data") + 1] = str(tmp_path / "m.parquet")
+    assert main(argv) == 2
+    _one_line_error(capsys, "manifest column 'code' holds string values that cannot be stored as int64")
+    from sam3d_eval.io import read_results
+
+    frame = read_results(out)
+    assert len(frame) == 6 and frame.attrs["skipped_parts"] == {} and frame["code"].tolist() == list(range(1, 7))
+
+
+def test_summary_json_is_replaced_atomically(tmp_path, capsys, monkeypatch):
+    """A summary write that dies half way leaves the previous summary.json whole."""
+    import pathlib
+
+    args = _manifest_dataset(tmp_path, n=2)
+    out = tmp_path / "run"
+    assert main([*args, "--out", str(out)]) == 0
+    before = (out / "summary.json").read_text()
+    real = pathlib.Path.write_text
+
+    def dies_half_way(self, data, *a, **k):
+        if "summary" in self.name:
+            real(self, data[: len(data) // 2], *a, **k)
+            raise OSError(28, "No space left on device")
+        return real(self, data, *a, **k)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", dies_half_way)
+    assert main([*args, "--out", str(out), "--resume"]) != 0
+    assert (out / "summary.json").read_text() == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".summary")]
+
+
+def test_a_result_part_left_out_is_one_warning_line_on_stderr(tmp_path, capsys):
+    """A part that cannot be read is skipped by the reader; the command says so on one line, every time."""
+    args = _manifest_dataset(tmp_path)
+    out = tmp_path / "run"
+    assert main([*args, "--out", str(out), "--json"]) == 0
+    (out / "results" / "part-r0000-00000000000000000001-deadbeef.parquet").write_bytes(b"not parquet")
+    capsys.readouterr()
+    for _ in range(2):
+        assert main([*args, "--out", str(out), "--resume", "--json"]) == 0
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if "left out of the results" in line]
+        assert len(lines) >= 1 and all(line.startswith("sam3d-eval: warning: ") for line in lines)

@@ -172,3 +172,13 @@ def test_cli_data_make_paired_with_unequal_counts_says_what_has_no_twin(tmp_path
     assert main(["data", "make", "--out", str(tmp_path / "u"), "--synthetic", "2", "--real", "1", "--size", "24",
                  "--paired", "--quiet"]) == 0
     assert "the 1 beyond the first 1 of each domain have no twin" in capsys.readouterr().err
+
+
+def test_cli_data_make_out_naming_a_file_is_a_one_line_error(tmp_path, capsys):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("keep me")
+    for out in (taken, taken / "bench"):  # the file itself, or a file where a parent folder would go
+        assert main(["data", "make", "--out", str(out), "--synthetic", "1", "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and f"--out {out}: names an existing file" in err and "internal error" not in err
+    assert taken.read_text() == "keep me"

@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import re
 
 import pandas as pd
 import pytest
@@ -138,3 +139,76 @@ def test_absolute_path_inside_the_folder_is_fine(tmp_path):
     inside = pathlib.Path(tmp_path, "gt", "a.ply")
     m = load_manifest(_csv(tmp_path, f"a,i.png,m.png,{inside},synthetic,0,x,1\n"))
     assert m["gt_mesh"][0] == str(inside)
+
+
+@pytest.mark.parametrize("value, shown", [("true", "True"), ("false", "False")])
+def test_boolean_occlusion_is_not_a_number(tmp_path, value, shown):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"sample_id": "a", "gt_mesh": "a.ply", "occlusion": 0.5}\n'
+                    f'{{"sample_id": "b", "gt_mesh": "b.ply", "occlusion": {value}}}\n')
+    with pytest.raises(ManifestError, match=f"line 2 \\(sample 'b'\\): occlusion must be a number in \\[0, 1\\], got {shown}"):
+        load_manifest(path)
+    # a CSV column of True/False is parsed as booleans by pandas: refused as well
+    with pytest.raises(ManifestError, match=f"occlusion must be a number in \\[0, 1\\], got {shown}"):
+        load_manifest(_csv(tmp_path, f"a,a.ply,{shown}\n", header="sample_id,gt_mesh,occlusion\n"))
+
+
+@pytest.mark.parametrize("sid, code", [("a\x00b", "U+0000"), ("evil\u202etxt.ply", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+                                       ("tab\there", "U+0009"), ("zero\u200bwidth", "U+200B ZERO WIDTH SPACE"),
+                                       ("iso\u2066late", "U+2066 LEFT-TO-RIGHT ISOLATE"), ("c1\x85x", "U+0085")])
+def test_sample_ids_with_control_or_bidi_characters_are_refused(tmp_path, sid, code):
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps({"sample_id": "ok", "gt_mesh": "a.ply"}) + "\n"
+                    + json.dumps({"sample_id": sid, "gt_mesh": "b.ply"}) + "\n")
+    with pytest.raises(ManifestError, match="control or invisible") as exc:
+        load_manifest(path)
+    msg = str(exc.value)
+    assert "m.jsonl: line 2: sample_id" in msg and code in msg and "\n" not in msg
+    assert exc.value.line == 2 and exc.value.sample_id == sid
+    # printable text of any script stays fine (spaces too, as before)
+    path.write_text(json.dumps({"sample_id": "chaise longue é 椅子", "gt_mesh": "a.ply"}) + "\n")
+    assert list(load_manifest(path)["sample_id"]) == ["chaise longue é 椅子"]
+
+
+@pytest.mark.parametrize("camera, where", [('{"K": [1.0, NaN, 0.5]}', "camera.K[1]"), ('{"f": Infinity}', "camera.f"),
+                                           ('{"pose": {"t": [0, -Infinity]}}', "camera.pose.t[1]"),
+                                           ('{"f": 1e999}', "camera.f")])
+def test_camera_with_non_finite_numbers_is_refused(tmp_path, camera, where):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"sample_id": "a", "gt_mesh": "a.ply", "camera": {"f": 1.5}}\n'
+                    f'{{"sample_id": "b", "gt_mesh": "b.ply", "camera": {camera}}}\n')
+    with pytest.raises(ManifestError, match=r"line 2 \(sample 'b'\): " + re.escape(where) + " is not a finite number"):
+        load_manifest(path)
+    csv = _csv(tmp_path, "a,a.ply,\"{\"\"f\"\": NaN}\"\n", header="sample_id,gt_mesh,camera\n")
+    with pytest.raises(ManifestError, match="camera.f is not a finite number"):
+        load_manifest(csv)
+
+
+def test_a_symlink_cannot_lead_outside_the_folder(tmp_path):
+    data, outside = tmp_path / "data", tmp_path / "secret"
+    data.mkdir(), outside.mkdir()
+    (outside / "key.ply").write_text("x")
+    (data / "gt").mkdir()
+    (data / "gt" / "real.ply").write_text("x")
+    (data / "escape").symlink_to(outside, target_is_directory=True)  # a folder link pointing out
+    (data / "key.ply").symlink_to(outside / "key.ply")  # a file link pointing out
+    (data / "inner").symlink_to(data / "gt", target_is_directory=True)  # a link that stays inside
+    for value in ("escape/key.ply", "key.ply", "escape/missing.ply"):
+        with pytest.raises(ManifestError, match="symbolic link") as exc:
+            load_manifest(_csv(data, f"a,{value}\n", header="sample_id,gt_mesh\n"))
+        assert f"gt_mesh path '{value}' resolves through a symbolic link to" in str(exc.value)
+        assert str(outside) in str(exc.value) and "outside the manifest's folder" in str(exc.value)
+    m = load_manifest(_csv(data, "a,inner/real.ply\n", header="sample_id,gt_mesh\n"))
+    assert m["gt_mesh"][0] == str(data / "inner" / "real.ply")  # kept as written, the link inside is fine
+
+
+def test_ids_may_hold_the_joiners_that_some_scripts_need(tmp_path):
+    """Zero-width non-joiner and joiner (U+200C, U+200D) spell Persian, Indic and emoji names; the other
+    invisible formatting characters stay refused."""
+    (tmp_path / "a.ply").write_text("ply\n")
+    ok = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
+    (tmp_path / "m.jsonl").write_text(json.dumps({"sample_id": ok, "gt_mesh": "a.ply"}) + "\n", encoding="utf-8")
+    assert load_manifest(tmp_path / "m.jsonl")["sample_id"].tolist() == [ok]
+    (tmp_path / "m.jsonl").write_text(json.dumps({"sample_id": "a\u200bb", "gt_mesh": "a.ply"}) + "\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match="U\\+200B"):
+        load_manifest(tmp_path / "m.jsonl")

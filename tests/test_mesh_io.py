@@ -452,3 +452,21 @@ def test_texture_maps_stay_uint8_until_sampled(tmp_path):
     torch.testing.assert_close(uv.grad, uv_f.grad, rtol=0, atol=1e-10)
     with pytest.raises(ValueError, match="uint8 or float"):
         TexturesUV([torch.zeros(2, 2, 3, dtype=torch.int32)], [torch.zeros(1, 3, dtype=torch.int64)], [torch.zeros(3, 2)])
+
+
+@pytest.mark.parametrize("big, message", [
+    (1e20, r"vertex coordinates too large \(largest \|coordinate\| 1e\+20\): the squared area of 3 of 4 faces overflows float32"),
+    (1e39, r"vertex coordinates too large for float32 \(largest \|coordinate\| 1e\+39"),
+])
+def test_coordinates_whose_area_overflows_float32_are_named(tmp_path, big, message):
+    """Not "zero surface area" later in scoring: the loader names the cause (float32 squared areas overflow)."""
+    path = tmp_path / "big.obj"
+    path.write_text(f"v 0 0 0\nv {big:g} 0 0\nv 0 1 0\nv 0 0 1\nf 1 2 3\nf 1 3 4\nf 1 2 4\nf 2 3 4\n")
+    with pytest.raises(MeshLoadError, match=message) as info:
+        load_mesh(path)
+    assert str(path) in str(info.value)
+    path.write_text("v 0 0 0\nv 1e9 0 0\nv 0 1 0\nv 0 0 1\nf 1 2 3\nf 1 3 4\nf 1 2 4\nf 2 3 4\n")
+    mesh = load_mesh(path)  # large but measurable: the areas stay finite in float32
+    from sam3d_eval.transforms import face_areas_normals
+
+    assert torch.isfinite(face_areas_normals(mesh.verts_packed(), mesh.faces_packed())[0]).all()

@@ -199,3 +199,50 @@ def test_non_finite_splat_means_raise_naming_the_file(tmp_path, bad):
     write_ply(tmp_path / "s.ply", props)
     with pytest.raises(PointCloudReadError, match=r"s\.ply.*NaN or inf"):
         load_splats(tmp_path / "s.ply")
+
+
+@pytest.mark.parametrize("log_scale", [100.0, math.nan])
+def test_splat_scales_that_overflow_are_refused_when_the_gaussian_is_kept(tmp_path, log_scale):
+    """A kept Gaussian whose log scale overflows exp (or is NaN) is refused with the reason; the same scale on a
+    transparent floater, which the opacity threshold drops, changes nothing."""
+    ls = np.zeros((3, 3))
+    ls[1] = log_scale
+    opacity = np.full(3, 5.0)  # logit 5: kept
+    write_ply(tmp_path / "s.ply", _splat_props(np.zeros((3, 3)), ls, np.tile([1.0, 0, 0, 0], (3, 1)), opacity,
+                                               np.zeros((3, 3))))
+    with pytest.raises(ValueError, match=r"1 of 3 kept Gaussians have log scales \(scale_\*\) that are NaN or above 88"):
+        splats_to_points(load_splats(tmp_path / "s.ply"), 100, seed=0)
+    opacity[1] = -5.0  # the same Gaussian as a floater
+    write_ply(tmp_path / "f.ply", _splat_props(np.zeros((3, 3)), ls, np.tile([1.0, 0, 0, 0], (3, 1)), opacity,
+                                               np.zeros((3, 3))))
+    write_ply(tmp_path / "g.ply", _splat_props(np.zeros((3, 3)), np.zeros((3, 3)), np.tile([1.0, 0, 0, 0], (3, 1)),
+                                               opacity, np.zeros((3, 3))))
+    a = splats_to_points(load_splats(tmp_path / "f.ply"), 100, seed=0).points_packed()
+    b = splats_to_points(load_splats(tmp_path / "g.ply"), 100, seed=0).points_packed()
+    assert torch.equal(a, b)
+
+
+def test_splat_weights_that_overflow_are_a_clear_error(tmp_path):
+    """exp(45) is a finite float32, the product of two such scales is not: torch.multinomial would refuse the
+    weights with no reason given."""
+    ls = np.zeros((4, 3))
+    ls[1] = 45.0
+    write_ply(tmp_path / "s.ply", _splat_props(np.zeros((4, 3)), ls, np.tile([1.0, 0, 0, 0], (4, 1)),
+                                               np.full(4, 5.0), np.zeros((4, 3))))
+    with pytest.raises(ValueError, match=r"sampling weights overflow float32.*log scale 45"):
+        splats_to_points(load_splats(tmp_path / "s.ply"), 100, seed=0)
+    ls[1] = 20.0  # large but representable: sampled as before
+    write_ply(tmp_path / "s.ply", _splat_props(np.zeros((4, 3)), ls, np.tile([1.0, 0, 0, 0], (4, 1)),
+                                               np.full(4, 5.0), np.zeros((4, 3))))
+    assert splats_to_points(load_splats(tmp_path / "s.ply"), 100, seed=0).points_packed().isfinite().all()
+
+
+@pytest.mark.parametrize("arrays, name", [
+    ({"points": np.array([["a", "b", "c"]] * 4)}, "points"),
+    ({"points": np.ones((4, 3)), "normals": np.full((4, 3), "x")}, "normals"),
+    ({"points": np.ones((4, 3), dtype=complex)}, "points"),
+])
+def test_npz_arrays_that_are_not_numbers_are_refused_naming_the_file(tmp_path, arrays, name):
+    np.savez(tmp_path / "c.npz", **arrays)
+    with pytest.raises(PointCloudReadError, match=f"c.npz: {name} must be integers or floats, got dtype"):
+        load_pointcloud(tmp_path / "c.npz")

@@ -115,3 +115,81 @@ def test_cli_json_and_bad_file(tmp_path, capsys):
     assert {r["model"] for r in doc["preference"]["leaderboard"]} == {"m0", "m1", "m2"}
     assert main(["preference", str(path), "--models", "m0", "m1"]) == 2
     assert "unknown model(s) ['m2']" in capsys.readouterr().err
+
+
+def test_empty_and_non_utf8_files_are_one_line_errors_naming_them(tmp_path, capsys):
+    empty = tmp_path / "votes.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(JudgementFileError, match="votes.csv: the file is empty"):
+        read_votes(empty)
+    assert main(["preference", str(empty)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(empty) in err and "\n" not in err
+    good = b'{"item_id": "i", "model_a": "x", "model_b": "y", "winner": "a"}\n'
+    for name in ("votes.jsonl", "votes2.csv"):
+        path = tmp_path / name
+        body = good if name.endswith(".jsonl") else b"item_id,model_a,model_b,winner\ni,x,y,a\n"
+        path.write_bytes(body + b'{"item_id": "caf\xe9"}\n' if name.endswith(".jsonl") else body + b"caf\xe9,x,y,b\n")
+        with pytest.raises(JudgementFileError, match=rf"{name} line {2 if name.endswith('.jsonl') else 3}: not UTF-8"):
+            read_votes(path)
+        assert main(["preference", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert str(path) in err and "not UTF-8" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("column, value, code", [
+    ("item_id", "i\x00", "U+0000"), ("model_a", "x\u202ey", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+    ("rater_id", "r\x1f1", "U+001F"),  # the separator rubric's unit keys use: ids may not forge one
+    ("model_b", "y\u2067", "U+2067 RIGHT-TO-LEFT ISOLATE"),
+])
+def test_ids_and_names_with_control_or_bidi_characters_are_refused(tmp_path, column, value, code):
+    rows = [{"item_id": "i0", "model_a": "x", "model_b": "y", "winner": "a", "rater_id": "r"},
+            {"item_id": "i1", "model_a": "x", "model_b": "y", "winner": "b", "rater_id": "r"}]
+    rows[1][column] = value
+    path = tmp_path / "votes.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(JudgementFileError) as err:
+        read_votes(path)
+    msg = str(err.value)
+    assert "votes.jsonl line 2" in msg and f"{column} {value!r} holds control or invisible character(s) {code}" in msg
+    assert "\n" not in msg
+
+
+def test_out_is_written_atomically(tmp_path, monkeypatch):
+    """A write that fails halfway leaves the previous analysis whole (and no temporary file behind)."""
+    import pathlib
+
+    votes = tmp_path / "votes.csv"
+    _simulated_votes(items=4).to_csv(votes, index=False)
+    out = tmp_path / "pref.json"
+    out.write_text('{"previous": true}\n')
+    real = pathlib.Path.write_text
+
+    def half_then_fail(self, data, *args, **kwargs):
+        real(self, data[: len(data) // 2], *args, **kwargs)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", half_then_fail)
+    assert main(["preference", str(votes), "--resamples", "20", "--out", str(out)]) != 0
+    monkeypatch.undo()
+    assert out.read_text() == '{"previous": true}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pref.json", "votes.csv"]
+
+
+def test_large_vote_files_are_validated_and_summarised_per_rater_in_array_code(tmp_path):
+    """50k votes through the reader and the per-rater agreement: every vote is counted once. (Their speed is
+    measured in benchmarks/bench_preference.py: a timing bound here would depend on the machine's load.)"""
+    from sam3d_eval.stats.rubric import rater_agreement
+
+    rng = np.random.default_rng(5)
+    n = 50_000
+    a = rng.integers(0, 10, n)
+    b = (a + rng.integers(1, 10, n)) % 10
+    votes = pd.DataFrame({"item_id": [f"i{k}" for k in rng.integers(0, 10_000, n)], "model_a": [f"m{k}" for k in a],
+                          "model_b": [f"m{k}" for k in b], "winner": rng.choice(["a", "b", "tie"], n),
+                          "rater_id": [f"r{k}" for k in rng.integers(0, 20, n)]})
+    key = pd.DataFrame({"i": votes["item_id"], "r": votes["rater_id"], "lo": np.minimum(a, b), "hi": np.maximum(a, b)})
+    path = tmp_path / "votes.csv"
+    votes[~key.duplicated()].to_csv(path, index=False)
+    table = rater_agreement(read_votes(path))
+    assert len(table) == 20 and table["votes"].sum() == (~key.duplicated()).sum()

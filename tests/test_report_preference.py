@@ -168,3 +168,61 @@ def test_bad_votes_file_exits_2_naming_the_line(tmp_path, capsys):
     assert main(["preference", str(bad), "--html", str(out)]) == 2
     assert "line 4" in capsys.readouterr().err and not out.exists()
     assert main(["report", "--out", str(out)]) == 2  # neither runs nor judgements
+
+
+MATH_NAMES = ("$\\frac{$", "$5 vs $10")  # one breaks matplotlib's math parser, one would be typeset as math
+
+
+@pytest.fixture()
+def text_svgs(monkeypatch):
+    """The SVG of every figure drawn, with text kept as text (svg.fonttype none) to read what was drawn."""
+    import matplotlib
+
+    from sam3d_eval.report import figures
+
+    drawn: list[str] = []
+    real = figures.figure_uri
+
+    def keep_text(fig, fmt="svg"):
+        with matplotlib.rc_context({"svg.fonttype": "none"}):
+            uri = real(fig, fmt)
+        drawn.append(base64.b64decode(uri.split(",", 1)[1]).decode("utf-8"))
+        return uri
+
+    monkeypatch.setattr(figures, "figure_uri", keep_text)
+    return drawn
+
+
+def test_names_with_dollar_signs_are_drawn_as_written(text_svgs):
+    from sam3d_eval.report.figures import interval_figure, occlusion_figure, phase_gap_figure
+
+    a, b = MATH_NAMES
+    interval_figure([{"m": a, "v": 1.0, "lo": 0.5, "hi": 1.5}, {"m": b, "v": 2.0, "lo": 1.0, "hi": 3.0}],
+                    value="v", low="lo", high="hi", label="m", title=f"{a} vs {b}", xlabel=b)
+    occlusion_figure({a: [{"occlusion_bin": b, "n": 3, "accuracy": 0.5, "low": 0.2, "high": 0.8}],
+                      b: [{"occlusion_bin": b, "n": 3, "accuracy": 0.6, "low": 0.3, "high": 0.9}]}, title=a)
+    phase_gap_figure([{"metric": a, "figure": "gap", "estimate": 0.1, "low": 0.0, "high": 0.2, "label": b}],
+                     metrics=[a], title=b)
+    stacked_bar_figure([{"round": a, "mode": b, "share": 0.5}], x="round", stack="mode", value="share",
+                       title=a, ylabel=b, totals={a: b})
+    assert len(text_svgs) == 4
+    for svg in text_svgs:  # titles, tick labels, legends and annotations: each name literally, $ and all
+        for name in MATH_NAMES:
+            assert name in svg, (name, svg[:200])
+    # the stacked bars draw the name as an x tick, a legend entry, the total above the bar and the title
+    assert text_svgs[3].count(a) >= 2 and text_svgs[3].count(b) >= 3
+
+
+def test_report_votes_with_math_like_model_names(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    names = [*MATH_NAMES, "plain"]
+    rows = [{"item_id": f"i{k}", "model_a": names[i], "model_b": names[j],
+             "winner": ["a", "b", "tie"][int(rng.integers(0, 3))], "rater_id": f"r{k % 2}"}
+            for k in range(12) for i in range(3) for j in range(i + 1, 3)]
+    votes = tmp_path / "votes.csv"
+    pd.DataFrame(rows).to_csv(votes, index=False)
+    out = tmp_path / "r.html"
+    assert main(["report", "--votes", str(votes), "--out", str(out), "--resamples", str(RESAMPLES)]) == 0, \
+        capsys.readouterr().err
+    board = _table(out.read_text(), "Bradley-Terry leaderboard")
+    assert {r[1] for r in board} == {"$\\frac{$", "$5 vs $10", "plain"}

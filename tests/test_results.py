@@ -53,14 +53,65 @@ def test_latest_row_of_a_sample_wins(tmp_path):
 
 
 def test_empty_missing_and_corrupt_stores(tmp_path):
+    from sam3d_eval.io.results import ResultsStoreWarning
+
     frame = read_results(tmp_path)
-    assert len(frame) == 0 and "sample_id" in frame.columns
+    assert len(frame) == 0 and "sample_id" in frame.columns and frame.attrs["skipped_parts"] == {}
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_results(tmp_path / "nope")
-    (tmp_path / "results").mkdir(exist_ok=True)
+    write_results_part(tmp_path, _rows(["a"]), metrics=["chamfer_l2"])
     (tmp_path / "results" / "part-bad.parquet").write_bytes(b"not parquet")
-    with pytest.raises(ResultsStoreError, match="part-bad.parquet"):
+    with pytest.warns(ResultsStoreWarning, match="part-bad.parquet.*not a readable Parquet part"):
+        frame = read_results(tmp_path)  # the readable part is still read
+    assert list(frame["sample_id"]) == ["a"] and list(frame.attrs["skipped_parts"]) == ["part-bad.parquet"]
+    (tmp_path / "run.json").write_text("[1, 2]")
+    with pytest.raises(ResultsStoreError, match="expected a JSON object, got a list"):
         read_results(tmp_path)
+
+
+def _coded(ids, codes, written_at):
+    frame = _rows(ids, written_at=written_at)
+    frame["code"] = pd.Series(codes, dtype=object)
+    return frame
+
+
+def test_a_part_of_another_schema_is_cast_or_skipped_never_locks_out(tmp_path):
+    """A stratum stored as int64 in one part and as text in another (a resume with another manifest format):
+    cast to the run's recorded type when nothing is lost, else that part is skipped, named and counted."""
+    from sam3d_eval.io.results import ResultsStoreWarning
+
+    write_run_json(tmp_path, {"run_id": "r", "strata_types": {"code": "string"}})
+    write_results_part(tmp_path, _coded(["a"], ["001"], 1), metrics=["chamfer_l2"], strata=["code"])
+    write_results_part(tmp_path, _coded(["b"], [2], 2), metrics=["chamfer_l2"], strata=["code"])  # int64
+    frame = read_results(tmp_path)
+    assert frame.set_index("sample_id")["code"].to_dict() == {"a": "001", "b": "2"}
+    assert frame.attrs["skipped_parts"] == {}
+
+    write_run_json(tmp_path, {"run_id": "r", "strata_types": {"code": "int64"}})
+    with pytest.warns(ResultsStoreWarning, match=r"part-r0000-.*code.*cannot be read as int64"):
+        frame = read_results(tmp_path)
+    assert list(frame["sample_id"]) == ["b"] and frame["code"].tolist() == [2]  # "001" would lose its zeros
+    assert len(frame.attrs["skipped_parts"]) == 1
+
+
+def test_parts_of_two_schemas_without_recorded_types(tmp_path):
+    """A run stored before the types were recorded: the first part written sets the type."""
+    write_results_part(tmp_path, _coded(["a"], ["x1"], 1), strata=["code"])
+    write_results_part(tmp_path, _coded(["b"], [7], 2), strata=["code"])  # int64 -> "7": nothing lost
+    write_results_part(tmp_path, _coded(["c"], [None], 3), strata=["code"])  # all null: fits any type
+    codes = read_results(tmp_path).set_index("sample_id")["code"]
+    assert codes[["a", "b"]].tolist() == ["x1", "7"] and pd.isna(codes["c"])
+
+
+def test_parts_are_stored_under_the_given_types(tmp_path):
+    import pyarrow.parquet as pq
+
+    part = write_results_part(tmp_path, _coded(["a", "b"], [1, None], 1), strata=["code"], types={"code": "string"})
+    assert str(pq.read_schema(part).field("code").type) == "string"
+    codes = read_results(tmp_path)["code"]
+    assert codes[0] == "1" and pd.isna(codes[1])
+    with pytest.raises(ResultsStoreError, match="'code' holds string values that cannot be stored as int64"):
+        write_results_part(tmp_path, _coded(["c"], ["001"], 2), strata=["code"], types={"code": "int64"})
 
 
 def test_write_needs_the_key_columns(tmp_path):

@@ -193,3 +193,54 @@ def test_fractional_scores_use_interval_alpha_with_two_raters():
     assert a.loc["geometry", "method"] == "krippendorff_alpha (interval)"
     assert a.loc["geometry", "value"] == pytest.approx(
         krippendorff_alpha(np.vstack([GEOMETRY_R1, r2]).astype(float), "interval"), rel=1e-12)
+
+
+def _jsonl(path, rows):
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+GOOD_RATING = {"item_id": "a", "rater_id": "r1", "geometry": 8, "texture": 8, "completeness": 8, "multiview": 8,
+               "round": 1}
+
+
+@pytest.mark.parametrize("column", ["geometry", "multiview"])
+def test_boolean_scores_are_not_numbers(tmp_path, column):
+    path = _jsonl(tmp_path / "r.jsonl", [GOOD_RATING, {**GOOD_RATING, "item_id": "b", column: True}])
+    with pytest.raises(JudgementFileError, match=rf"r.jsonl line 2 \(item_id 'b', rater_id 'r1'\): {column} True is not a number"):
+        read_ratings(path)
+    path = _jsonl(tmp_path / "r.jsonl", [GOOD_RATING, {**GOOD_RATING, "item_id": "b", "occlusion": False}])
+    with pytest.raises(JudgementFileError, match="line 2 .*occlusion False is not a fraction"):
+        read_ratings(path)
+    path = _jsonl(tmp_path / "r.jsonl", [GOOD_RATING, {**GOOD_RATING, "item_id": "b", "round": True}])
+    with pytest.raises(JudgementFileError, match="line 2 .*round True is not a whole number"):
+        read_ratings(path)
+
+
+def test_infinite_round_is_a_one_line_error_naming_the_line(tmp_path, capsys):
+    csv = tmp_path / "r.csv"
+    pd.DataFrame([GOOD_RATING, {**GOOD_RATING, "item_id": "b", "round": "inf"}]).to_csv(csv, index=False)
+    jl = tmp_path / "r.jsonl"
+    jl.write_text('{"item_id": "a", "rater_id": "r1", "geometry": 8, "texture": 8, "completeness": 8, "multiview": 8,'
+                  ' "round": 1}\n'
+                  '{"item_id": "b", "rater_id": "r1", "geometry": 8, "texture": 8, "completeness": 8, "multiview": 8,'
+                  ' "round": Infinity}\n')
+    for path, shown in ((csv, "'inf'"), (jl, "inf")):
+        line = 3 if path.suffix == ".csv" else 2  # the CSV header is line 1
+        with pytest.raises(JudgementFileError, match=rf"{path.name} line {line} \(item_id 'b', rater_id 'r1'\): round {shown} is not"):
+            read_ratings(path)
+        assert main(["preference", "--ratings", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"{path} line" in err and "round" in err and "\n" not in err
+
+
+def test_non_utf8_ratings_and_control_characters_in_ids(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b'{"item_id": "a"}\n{"item_id": "\xff"}\n')
+    with pytest.raises(JudgementFileError, match=r"r.jsonl line 2: not UTF-8"):
+        read_ratings(path)
+    path = _jsonl(path, [GOOD_RATING, {**GOOD_RATING, "rater_id": "r\u202e2"}])
+    with pytest.raises(JudgementFileError, match=r"line 2 .*rater_id 'r\\u202e2' holds control or invisible character\(s\) U\+202E"):
+        read_ratings(path)

@@ -1,6 +1,7 @@
 """The runner: batch and resume invariance, run-folder rules, prediction sources (folders, splats, Predictor)."""
 
 import json
+import pathlib
 
 import numpy as np
 import pandas as pd
@@ -267,3 +268,315 @@ def test_failing_predictor_fails_its_samples_only(tmp_path):
                        category="c")]).to_csv(tmp_path / "m.csv", index=False)
     res = run_evaluation(PredictorSource(Broken()), load_manifest(tmp_path / "m.csv"), PROTOCOL)
     assert res.frame.loc[0, "status"] == "failed" and "simulated" in res.frame.loc[0, "error"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# one bad sample never stops a run
+
+
+def _fuzz(tmp_path, with_bad):
+    from fuzz_fixtures import make_fuzz_dataset
+
+    path = make_fuzz_dataset(tmp_path / ("bad" if with_bad else "good"), with_bad=with_bad)
+    return load_manifest(path), FolderSource(path.parent / "pred")
+
+
+def _by_id(frame, ids):
+    cols = list(frame.attrs["metrics"]) + ["transform"]
+    return frame.set_index("sample_id").loc[list(ids), cols]
+
+
+def test_fuzzed_files_fail_their_own_rows_only(tmp_path, monkeypatch):
+    """Bad splats (scale_* = 100 and 45), a NaN-vertex mesh, a string-typed npz and a ground truth whose loader
+    raises an unexpected type, all in one batch with good samples: the good rows are stored exactly as
+    without the bad ones, each bad one is a failed row with its reason."""
+    from fuzz_fixtures import BAD, GOOD
+
+    from sam3d_eval.evaluate import sources
+
+    good_manifest, good_source = _fuzz(tmp_path, with_bad=False)
+    manifest, source = _fuzz(tmp_path, with_bad=True)
+    # "bad_gt": a good prediction whose ground truth (a copy of g0's) makes the loader raise a KeyError, as a
+    # parser that fails in an unforeseen way does
+    bad_gt = tmp_path / "bad" / "gt" / "bad_gt.ply"
+    bad_gt.write_bytes((tmp_path / "bad" / "gt" / "g0.ply").read_bytes())
+    (tmp_path / "bad" / "pred" / "bad_gt.ply").write_bytes((tmp_path / "bad" / "pred" / "g0.ply").read_bytes())
+    manifest = pd.concat([manifest, manifest.iloc[[0]].assign(sample_id="bad_gt", gt_mesh=str(bad_gt))],
+                         ignore_index=True)
+    source = FolderSource(tmp_path / "bad" / "pred")
+    real_load_mesh = sources.load_mesh
+
+    def load_mesh(path, device="cpu"):
+        if pathlib.Path(path) == bad_gt:
+            raise KeyError("trimesh went looking for a key")
+        return real_load_mesh(path, device=device)
+
+    monkeypatch.setattr(sources, "load_mesh", load_mesh)
+
+    alone = run_evaluation(good_source, good_manifest, PROTOCOL, tmp_path / "alone", batch_size=16).frame
+    mixed = run_evaluation(source, manifest, PROTOCOL, tmp_path / "mixed", batch_size=16)
+    assert (mixed.scored, mixed.failed) == (len(GOOD) + len(BAD) + 1, len(BAD) + 1)
+    stored = read_results(tmp_path / "mixed").set_index("sample_id")
+    for sid, reason in {**BAD, "bad_gt": "KeyError: 'trimesh went looking for a key'"}.items():
+        assert stored.loc[sid, "status"] == "failed", sid
+        assert reason in stored.loc[sid, "error"], (sid, stored.loc[sid, "error"])
+        assert np.isnan(stored.loc[sid, "chamfer_l2"])
+    assert (stored.loc[list(GOOD), "status"] == "ok").all()
+    pd.testing.assert_frame_equal(_by_id(mixed.frame, GOOD), _by_id(alone, GOOD))  # bitwise the same numbers
+
+
+class _FinishBreaksOn(FolderSource):
+    """A source whose batched `finish` raises whenever its batch holds `bad` (a model that dies on one input)."""
+
+    bad = "g1"
+
+    def finish(self, items, device="cpu"):
+        if any(it.sample_id == self.bad for it in items):
+            raise RuntimeError(f"kernel died on {self.bad}")
+        return super().finish(items, device)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_batched_step_that_raises_is_retried_sample_by_sample(tmp_path, workers):
+    from fuzz_fixtures import GOOD
+
+    manifest, plain = _fuzz(tmp_path, with_bad=False)
+    source = _FinishBreaksOn(plain.folder)
+    ref = run_evaluation(plain, manifest, PROTOCOL, tmp_path / "ref", batch_size=8).frame
+    res = run_evaluation(source, manifest, PROTOCOL, tmp_path / "r", batch_size=8, num_workers=workers)
+    f = res.frame.set_index("sample_id")
+    assert f.loc["g1", "status"] == "failed" and f.loc["g1", "error"] == "RuntimeError: kernel died on g1"
+    rest = [s for s in GOOD if s != "g1"]
+    assert (f.loc[rest, "status"] == "ok").all() and res.failed == 1
+    pd.testing.assert_frame_equal(_by_id(res.frame, rest), _by_id(ref, rest))
+
+
+def test_a_source_that_raises_in_load_fails_that_row(dataset):
+    manifest, source = dataset
+
+    class Raising(FolderSource):
+        def load(self, row, protocol):
+            if row["sample_id"] == "s2":
+                raise IndexError("list index out of range")
+            return super().load(row, protocol)
+
+    res = run_evaluation(Raising(source.folder), manifest, PROTOCOL, batch_size=8)
+    f = res.frame.set_index("sample_id")
+    assert f.loc["s2", "status"] == "failed" and "IndexError: list index out of range" in f.loc["s2", "error"]
+    assert (f.loc[["s0", "s1", "s3", "s4", "s5"], "status"] == "ok").all()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the run folder's lock
+
+_HOLDER = (
+    "import sys\n"
+    "from sam3d_eval.evaluate.runner import RunLock\n"
+    "with RunLock(sys.argv[1]):\n"
+    "    print('held', flush=True)\n"
+    "    sys.stdin.read()\n"
+)
+
+
+def _hold_lock(folder):
+    """A second process holding `folder`'s lock until its stdin is closed."""
+    import subprocess
+    import sys
+
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid(dataset, tmp_path):
+    manifest, source = dataset
+    proc = _hold_lock(tmp_path / "r")
+    try:
+        with pytest.raises(RunDirError, match=rf"another evaluation .*\(pid {proc.pid}\)"):
+            run_evaluation(source, manifest, PROTOCOL, tmp_path / "r", resume=True)
+        assert not (tmp_path / "r" / "run.json").exists() and not (tmp_path / "r" / "results").exists()
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    res = run_evaluation(source, manifest, PROTOCOL, tmp_path / "r", resume=True)  # released with its process
+    assert res.scored == 7
+
+
+def test_the_lock_is_held_while_scoring_and_released_after(dataset, tmp_path):
+    """Two resumes of one folder: the one that starts while the other scores is refused (it would score the
+    same samples and race on run.json), naming this process; the lock goes with the run, errors included."""
+    import os
+
+    manifest, source = dataset
+    refused = []
+
+    def second_writer(frame):
+        if not refused:
+            with pytest.raises(RunDirError, match=rf"\(pid {os.getpid()}\)") as err:
+                run_evaluation(source, manifest, PROTOCOL, tmp_path / "r", resume=True)
+            refused.append(str(err.value))
+
+    run_evaluation(source, manifest, PROTOCOL, tmp_path / "r", batch_size=3, on_batch=second_writer)
+    assert refused and "\n" not in refused[0]
+    assert len(json.loads((tmp_path / "r" / "run.json").read_text())["invocations"]) == 1
+
+    def interrupt(frame):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_evaluation(source, manifest, PROTOCOL, tmp_path / "r", resume=True, on_batch=interrupt)
+    again = run_evaluation(source, manifest, PROTOCOL, tmp_path / "r", resume=True)  # not locked out
+    assert again.skipped == 6
+
+
+# ---------------------------------------------------------------------------------------------------
+# the manifest schema of a resumed run
+
+
+def _code_manifests(dataset, tmp_path):
+    """The dataset's manifest with a text column ``code`` = "001", "002", ... as Parquet, and its CSV twin
+    (which reads the column as int64)."""
+    manifest, _ = dataset
+    frame = pd.read_csv(pathlib.Path(manifest.attrs["manifest"]))
+    frame["gt_mesh"] = [str(pathlib.Path(manifest.attrs["root"]) / p) for p in frame["gt_mesh"]]
+    frame["code"] = [f"{i:03d}" for i in range(1, len(frame) + 1)]
+    root = pathlib.Path(manifest.attrs["root"])
+    pq_path, csv_path = tmp_path / "m.parquet", tmp_path / "m.csv"
+    frame.to_parquet(pq_path, index=False)
+    frame.to_csv(csv_path, index=False)
+    # the manifests live outside the data folder: load them as if they were inside it
+    from sam3d_eval.data.manifest import validate_manifest
+
+    def load(path):
+        raw = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        raw.attrs["manifest"] = str(path)
+        return validate_manifest(raw, root)
+
+    return load(pq_path), load(csv_path)
+
+
+def test_resume_with_a_csv_twin_stores_the_runs_types(dataset, tmp_path):
+    _, source = dataset
+    parquet, csv = _code_manifests(dataset, tmp_path)
+    assert csv["code"].dtype == "int64"
+
+    def stop(frame):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_evaluation(source, parquet, PROTOCOL, tmp_path / "r", batch_size=2, on_batch=stop)
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["strata_types"]["code"] == "string"
+    res = run_evaluation(source, csv, PROTOCOL, tmp_path / "r", batch_size=2, resume=True)
+    frame = read_results(tmp_path / "r")  # readable: every part stores code as text
+    assert frame.attrs["skipped_parts"] == {} and len(frame) == 7
+    assert set(frame["code"]) == {str(i) for i in range(1, 8)}  # the twin's values, as the run's type
+    import pyarrow.parquet as pq
+
+    types = {str(pq.read_schema(p).field("code").type) for p in (tmp_path / "r" / "results").glob("part-*.parquet")}
+    assert types == {"string"} and res.scored == 7
+
+
+def test_resume_refuses_a_manifest_whose_columns_do_not_cast(dataset, tmp_path):
+    _, source = dataset
+    parquet, csv = _code_manifests(dataset, tmp_path)
+    run_evaluation(source, csv, PROTOCOL, tmp_path / "r", batch_size=4)
+    before = sorted(p.name for p in (tmp_path / "r" / "results").iterdir())
+    with pytest.raises(RunDirError, match=r"manifest column 'code' holds string values that cannot be stored as int64"):
+        run_evaluation(source, parquet, PROTOCOL, tmp_path / "r", resume=True)
+    with pytest.raises(RunDirError, match=r"has a column 'extra'"):
+        run_evaluation(source, csv.assign(extra="x"), PROTOCOL, tmp_path / "r", resume=True)
+    with pytest.raises(RunDirError, match=r"lacks the column 'code'"):
+        run_evaluation(source, csv.drop(columns=["code"]), PROTOCOL, tmp_path / "r", resume=True)
+    assert sorted(p.name for p in (tmp_path / "r" / "results").iterdir()) == before  # nothing written
+
+
+# ---------------------------------------------------------------------------------------------------
+# input problems found before run.json is written
+
+
+def test_a_metric_named_column_is_refused_before_anything_is_written(dataset, tmp_path):
+    manifest, source = dataset
+    for name in ("chamfer_l2", "fscore@0.05", "precision@0.01", "lpips", "pred_sha256"):
+        with pytest.raises(ValueError, match=rf"'{name}' have the names of result columns"):
+            run_evaluation(source, manifest.assign(**{name: 1.0}), PROTOCOL, tmp_path / "r")
+        assert not (tmp_path / "r").exists()
+
+
+def test_a_start_that_fails_before_any_part_leaves_no_run_behind(dataset, tmp_path):
+    manifest, source = dataset
+
+    class Dies(Progress):
+        def start(self, total, skipped):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_evaluation(source, manifest, PROTOCOL, tmp_path / "new", progress=Dies())
+    assert not (tmp_path / "new").exists()  # this call created it: nothing of it is left
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        run_evaluation(source, manifest, PROTOCOL, tmp_path / "kept", progress=Dies())
+    assert not (tmp_path / "kept" / "run.json").exists() and (tmp_path / "kept").is_dir()
+    assert run_evaluation(source, manifest, PROTOCOL, tmp_path / "kept").scored == 7  # no --resume needed
+
+
+@pytest.mark.parametrize("record, problem", [
+    ([1, 2], "expected a JSON object, got a list"),
+    ("run", "expected a JSON object, got a string"),
+    ({"run_id": "r", "fingerprint": "f", "source": "folder:x"}, "'source' is a string, expected an object"),
+    ({"run_id": "r", "fingerprint": "f", "source": {"identity": "x"}, "invocations": {}},
+     "'invocations' is an object, expected a list"),
+    ({"fingerprint": "f", "source": {"identity": "x"}}, "'run_id' is missing"),
+])
+def test_run_json_that_is_not_a_run_record(dataset, tmp_path, record, problem):
+    manifest, source = dataset
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "run.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=problem):
+        run_evaluation(source, manifest, PROTOCOL, tmp_path / "r", resume=True)
+
+
+def test_results_that_is_a_file_is_refused_up_front(dataset, tmp_path):
+    manifest, source = dataset
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "results").write_text("x")
+    scored = []
+    with pytest.raises(RunDirError, match="results: must be the folder of result parts"):
+        run_evaluation(source, manifest, PROTOCOL, tmp_path / "r", on_batch=scored.append)
+    assert not scored and not (tmp_path / "r" / "run.json").exists()
+
+
+def test_the_lock_is_released_even_when_a_forked_child_shares_it(tmp_path):
+    """A loader worker or a model's process pool forked while the run holds the lock shares the lock file's
+    descriptor: releasing must unlock it, not only close this process's copy."""
+    import os
+    import time
+
+    from sam3d_eval.evaluate.runner import RunLock
+
+    lock = RunLock(tmp_path).acquire()
+    pid = os.fork()
+    if pid == 0:  # the child sleeps holding the inherited descriptor, then leaves without cleanup
+        time.sleep(3)
+        os._exit(0)
+    try:
+        lock.release()
+        RunLock(tmp_path).acquire().release()  # raised "another evaluation is writing" before
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+
+
+def test_a_cuda_error_stops_the_run_instead_of_failing_every_sample(dataset, tmp_path):
+    """A device-side CUDA error leaves the context unusable: it is an error of the run, raised, not a
+    per-sample failure that every later sample would repeat."""
+    manifest, source = dataset
+
+    class Broken(FolderSource):
+        def finish(self, items, device="cpu"):
+            raise RuntimeError("CUDA error: device-side assert triggered")
+
+    broken = Broken(source.folder)
+    with pytest.raises(RuntimeError, match="CUDA error"):
+        run_evaluation(broken, manifest, PROTOCOL, tmp_path / "r", batch_size=4)

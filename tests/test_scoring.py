@@ -314,3 +314,49 @@ def test_padded_group_path_matches_per_element_and_isolates_a_failing_element(mo
             assert row["status"] == "ok" and row["notes"] == ref["notes"]
             for k in p.columns():
                 assert row[k] == pytest.approx(ref[k], rel=1e-3, abs=1e-6, nan_ok=True), (sid, k)
+
+
+class _FlakyAppearance:
+    """An appearance scorer whose batched renders raise whenever the batch holds the box (its GT has 8
+    vertices); otherwise 0.25 for every metric of every scored pair."""
+
+    def score_framed(self, pairs, protocol):
+        from sam3d_eval.evaluate.protocols import APPEARANCE_METRICS
+
+        if any(g is not None and g.verts_list()[0].shape[0] == 8 for _, g in pairs):
+            raise RuntimeError("rasteriser ran out of memory")
+        values = {k: torch.tensor([0.25 if p is not None else math.nan for p, _ in pairs], dtype=torch.float64)
+                  for k in APPEARANCE_METRICS}
+        return values, [[] for _ in pairs]
+
+
+def test_a_batched_appearance_step_that_raises_fails_only_its_element():
+    p = get_protocol("default").with_overrides(num_samples=400)
+    samples = [("ball", _mesh("sphere", (1.1, 1.0, 1.0)), _mesh("sphere")), ("box", _mesh("box", (1.2, 1, 1)), _mesh("box")),
+               ("ball2", _mesh("sphere", (0.9, 1.0, 1.0)), _mesh("sphere"))]
+    res = score_batch([s[0] for s in samples], [s[1] for s in samples], [s[2] for s in samples], p,
+                      appearance=_FlakyAppearance())
+    box = res.sample_ids.index("box")
+    assert res.status[box] == "failed" and res.error[box] == "appearance: RuntimeError: rasteriser ran out of memory"
+    assert res.transforms[box] is None and all(math.isnan(float(v[box])) for v in res.metrics.values())
+    for sid in ("ball", "ball2"):
+        b = res.sample_ids.index(sid)
+        geometry = _row(score_batch([sid], [samples[b][1]], [samples[b][2]], p), sid)
+        row = _row(res, sid)
+        assert row["status"] == "ok" and row["lpips"] == 0.25
+        assert all(row[k] == geometry[k] for k in p.columns())  # the geometry is what it is without appearance
+
+
+def test_failed_and_concatenated_scores_have_every_column():
+    from sam3d_eval.evaluate.protocols import APPEARANCE_METRICS
+    from sam3d_eval.evaluate.scoring import concat_scores, failed_scores, metric_names
+
+    p = get_protocol("default").with_overrides(num_samples=300)
+    ok = score_batch(["a"], [_mesh("box")], [_mesh("box")], p)
+    bad = failed_scores(["b"], ["IndexError: boom"], p, appearance=True, pred_kinds=["splat"])
+    assert list(bad.metrics) == metric_names(p) and set(APPEARANCE_METRICS) <= set(bad.metrics)
+    both = concat_scores([ok, bad])
+    assert both.sample_ids == ["a", "b"] and both.status == ["ok", "failed"] and both.pred_kind == ["mesh", "splat"]
+    assert both.error == [None, "IndexError: boom"] and set(both.metrics) == set(bad.metrics)
+    assert float(both.metrics["chamfer_l2"][0]) == float(ok.metrics["chamfer_l2"][0])
+    assert math.isnan(float(both.metrics["lpips"][0])) and math.isnan(float(both.metrics["chamfer_l2"][1]))

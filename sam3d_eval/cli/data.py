@@ -111,11 +111,24 @@ class _Progress:
         sys.stderr.flush()
 
 
+def _check_out(out: pathlib.Path) -> None:
+    """`--out` is a folder or does not exist yet: a file there, or a file in its place higher up, is a
+    one-line error here rather than an OS error from deep in the generator."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = "" if p == out else f" ({p} is a file)"
+                raise ValueError(f"--out {out}: names an existing file{where}; data make writes a folder of "
+                                 "images, meshes and a manifest: give a new or existing folder")
+            return
+
+
 def run_make(args: argparse.Namespace) -> int:
     from ..data.generate import GenerationConfig, make_benchmark
     from ..data.shifts import parse_shift_settings
     from ..runtime import runtime_policy
 
+    _check_out(args.out)
     settings = _load_config(args.config) if args.config else {}
     settings["shifts"] = parse_shift_settings(args.shift, base=parse_shift_settings(settings.get("shifts")))
     for opt, key in (("size", "image_size"), ("shift_prob", "shift_prob"),

@@ -33,7 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "domain, occlusion, category, image, mask, camera, split and any extra columns) under a protocol "
             "(a preset or a protocol file, see --protocol). "
             "Results go to RUN_DIR/results/*.parquet (one row per sample, written batch by batch) with "
-            "RUN_DIR/run.json; --resume continues an interrupted run. Prints per-stratum means with bootstrap "
+            "RUN_DIR/run.json; --resume continues an interrupted run (with a manifest of the same columns and "
+            "types). One evaluation at a time writes to RUN_DIR: a second one is refused with the first one's "
+            "pid. A sample that cannot be read or scored (any error) is a failed row with its reason; the "
+            "others are scored. Prints per-stratum means with bootstrap "
             "intervals, occlusion-stratified accuracy (with an occlusion column) and the synthetic-vs-real gap "
             "(with both domains; otherwise a note says why it is left out), also written to "
             "RUN_DIR/summary.json; the failed samples (the first 10 with their error, then a count per reason) "
@@ -142,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
 
 def report(frame, args: argparse.Namespace, protocol) -> int:
     """Print the summaries of a stored run and write RUN_DIR/summary.json; the exit code."""
+    from ..atomic import write_text_atomic
     from ..evaluate.failures import failure_summary
     from ..evaluate.summary import domain_gap, gap_unavailable, occlusion_accuracy, summarize
     from ..io.results import metric_columns, run_metadata
@@ -171,7 +175,8 @@ def report(frame, args: argparse.Namespace, protocol) -> int:
         "failures": failures,
     }
     payload = to_jsonable(payload)
-    (pathlib.Path(args.out) / "summary.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    # Atomic: a reader (or a concurrent report of the same folder) never sees half a summary.
+    write_text_atomic(pathlib.Path(args.out) / "summary.json", json.dumps(payload, indent=2) + "\n")
     if args.json:
         print(json.dumps(payload, indent=2))
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import traceback
 from typing import Sequence
@@ -90,6 +91,26 @@ def run_protocols(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _one_line_warnings():
+    """The suite's own warnings (a result part left out, ...) as one line each on stderr, every time; other
+    libraries' warnings as Python shows them."""
+    import warnings
+
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__module__.startswith("sam3d_eval"):
+            print(f"sam3d-eval: warning: {message}", file=sys.stderr)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("always", module=r"sam3d_eval\.")
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -97,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     try:
-        return int(args.run(args) or 0)
+        with _one_line_warnings():
+            return int(args.run(args) or 0)
     except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
         if args.debug:
             traceback.print_exc()

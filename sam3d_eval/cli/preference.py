@@ -129,8 +129,10 @@ def run(args: argparse.Namespace) -> int:
                   confidence=args.confidence)
     text = json.dumps(doc, indent=2, sort_keys=True)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        from ..atomic import write_text_atomic
+
+        # atomic: an interrupted or failed write leaves the previous analysis (or none), never half a file
+        write_text_atomic(args.out, text + "\n")
     if args.html is not None:
         from ..report import preference_document, write_html
 

@@ -21,9 +21,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "Run a training recipe from training/ (TOML): stage 1 (synthetic pre-training) and/or stage 2 "
             "(real-world alignment with the 80/20 -> 50/50 -> 20/80 -> 100% real curriculum). Checkpoints "
             "(safetensors + JSON config) go to OUT/stageN/; with [eval] enabled every phase boundary is scored "
-            "on the test split and the synthetic-vs-real gap appended to OUT/gap.csv. An interrupted run "
-            "continues where it stopped when started again (--fresh starts over). Under torchrun every rank "
-            "trains on its share of each global batch (DDP, gloo on CPU)."
+            "on the test split and the synthetic-vs-real gap appended to OUT/gap.csv. The resumable state "
+            "(OUT/stageN/last.safetensors) is saved every checkpoint_every steps (default 100), at every phase "
+            "boundary and on Ctrl-C / SIGTERM (exit 130 after the step in progress; a second Ctrl-C stops at "
+            "once): an interrupted or killed run continues where it stopped when started again (--fresh starts "
+            "over). Under torchrun every rank trains on its share of each global batch (DDP, gloo on CPU)."
         ),
     )
     p.add_argument("--config", required=True, type=pathlib.Path, help="recipe TOML (training/stage1.toml, ...)")
@@ -33,6 +35,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fresh", action="store_true", help="ignore a previous run's last.safetensors")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
+
+
+def check_init_from(recipe) -> None:
+    """Refuse, before any data is made or step taken, a stage whose `init_from` checkpoint is missing (and
+    not written by an earlier stage of the recipe), of another architecture, or with weights of other shapes
+    than the stage's model (`models.checkpoint.check_checkpoint`: a one-line error naming the file)."""
+    from ..models.checkpoint import CheckpointError, check_checkpoint
+
+    earlier: set[pathlib.Path] = set()
+    for cfg in recipe.stages:
+        if cfg.init_from:
+            path = pathlib.Path(cfg.init_from)
+            if path.resolve() in earlier:
+                pass  # written by an earlier stage of this run; train() checks it when the stage starts
+            elif not path.is_file():
+                raise FileNotFoundError(f"{recipe.path} [stage{cfg.stage}] init_from: checkpoint not found: {path}")
+            else:
+                try:
+                    check_checkpoint(path, cfg.model)
+                except CheckpointError as err:
+                    raise CheckpointError(f"{recipe.path} [stage{cfg.stage}] init_from {err}") from None
+        earlier.add((pathlib.Path(cfg.out_dir) / "final.safetensors").resolve())
 
 
 def prepare_data(recipe, log) -> pathlib.Path:
@@ -61,10 +85,11 @@ def run(args: argparse.Namespace) -> int:
 
     from ..train.data import ManifestTrainData
     from ..train.hooks import PhaseEvaluator
-    from ..train.loop import train
+    from ..train.loop import TrainingInterrupted, train
     from ..train.recipe import load_recipe
 
     recipe = load_recipe(args.config, out_dir=args.out, device=args.device)
+    check_init_from(recipe)
     from ..train.ddp import init_distributed
 
     ctx = init_distributed(recipe.stages[0].device)
@@ -119,12 +144,17 @@ def run(args: argparse.Namespace) -> int:
         log(f"stage {cfg.stage}: {cfg.epochs} epochs x {cfg.epoch_size // cfg.batch_size} steps of batch "
             f"{cfg.batch_size}, lr {cfg.lr:g}, model {cfg.model.to_dict()['channels']} ico{cfg.model.ico_level} -> {cfg.out_dir}")
         t0 = time.perf_counter()
-        result = train(dataclasses.replace(cfg), data, resume=not args.fresh, on_phase_end=hook, log=log,
-                       progress=progress)
-        if bar is not None:
-            bar.close()
-        if reporter is not None:
-            reporter.close()
+        try:
+            result = train(dataclasses.replace(cfg), data, resume=not args.fresh, on_phase_end=hook, log=log,
+                           progress=progress)
+        except TrainingInterrupted as err:  # the state is saved: say where, then exit 130 as any Ctrl-C
+            log(f"stage {cfg.stage}: {err}")
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            if reporter is not None:
+                reporter.close()
         log(f"stage {cfg.stage} finished: {result.steps} steps in {time.perf_counter() - t0:.0f} s -> {result.checkpoint}")
     if main and gap_table.exists():
         import pandas as pd

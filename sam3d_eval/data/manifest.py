@@ -18,8 +18,15 @@ the summaries that need it are left out.
 
 Paths are relative to the manifest's folder (absolute paths are accepted when they lie inside it); a path
 that leaves the folder (``../x.ply``, ``/etc/passwd``) is refused, so a manifest cannot make the suite read
-files outside the data set it describes. The check is lexical (``..`` segments), so symbolic links inside
-the folder are followed. Files are not opened here: a missing file becomes a failed row when it is read.
+files outside the data set it describes. Symbolic links are resolved (``os.path.realpath``) for the check: a
+link inside the folder may point anywhere inside it, a path whose real location is outside the folder is
+refused. The frame keeps the path as written (made absolute), not the link's target. Files are not opened
+here: a missing file becomes a failed row when it is read.
+
+A ``sample_id`` may not hold control characters (NUL, tab, newline, ...), invisible formatting characters
+(bidirectional overrides such as U+202E, zero-width spaces) or line separators: ids name files and appear in
+terminals and reports, where such characters hide or reorder text. A ``camera`` must hold finite numbers
+only (no NaN or Infinity). ``occlusion`` must be a number: JSON ``true`` or a CSV ``True`` is refused.
 
 Every other column is kept as it is and carried to the results as a stratum (`extra_columns`). Column
 names the results table uses itself (``status``, ``error``, ...) are refused.
@@ -35,6 +42,8 @@ import math
 import os
 import pathlib
 from typing import Any
+
+from ..io.identifiers import unsafe_characters
 
 __all__ = [
     "DOMAINS",
@@ -124,6 +133,11 @@ def _read_jsonl(path: pathlib.Path):
             raise ManifestError(f"{path}: line {n}: not valid JSON ({err.msg})", line=n) from None
         if not isinstance(row, dict):
             raise ManifestError(f"{path}: line {n}: expected a JSON object, got {type(row).__name__}", line=n)
+        try:  # JSON's \ud800 escapes decode to lone surrogates, which no text column can hold
+            json.dumps(row, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ManifestError(f"{path}: line {n}: holds an unpaired UTF-16 surrogate escape (\\ud800-\\udfff), "
+                                "which is not text", line=n) from None
         if isinstance(row.get("camera"), (dict, list)):
             row["camera"] = json.dumps(row["camera"])
         rows.append(row)
@@ -182,16 +196,37 @@ def _is_blank(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
 
 
-def _resolve(root: pathlib.Path, value: str) -> pathlib.Path | None:
-    """The path `value` (relative to `root`, or absolute) if it stays inside `root` (lexically), else None."""
+def _resolve(root: pathlib.Path, value: str) -> tuple[pathlib.Path | None, str | None]:
+    """(absolute path, None) when `value` (relative to `root`, or absolute) stays inside `root`, both
+    lexically and once symbolic links are resolved; else (None, why not)."""
     root_abs = pathlib.Path(os.path.normpath(os.path.abspath(root)))
     p = pathlib.Path(value)
     full = pathlib.Path(os.path.normpath(p if p.is_absolute() else root_abs / p))
-    try:
-        full.relative_to(root_abs)
-    except ValueError:
+    if not full.is_relative_to(root_abs):
+        return None, "leaves"
+    # A link inside the folder can point outside it: compare real locations (realpath resolves every link
+    # on the way, also those of the folder itself, and leaves a missing tail as written).
+    real = pathlib.Path(os.path.realpath(full))
+    if not real.is_relative_to(pathlib.Path(os.path.realpath(root_abs))):
+        return None, f"resolves through a symbolic link to {str(real)!r}, which is outside"
+    return full, None
+
+
+def _non_finite(value: Any, at: str) -> str | None:
+    """Where (``camera.K[0]``) the first NaN or infinite number of a parsed JSON value is, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else at
+    if isinstance(value, dict):
+        items = ((f"{at}.{k}", v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{at}[{j}]", v) for j, v in enumerate(value))
+    else:
         return None
-    return full
+    for where, v in items:
+        found = _non_finite(v, where)
+        if found:
+            return found
+    return None
 
 
 def validate_manifest(frame, root: str | os.PathLike):
@@ -199,9 +234,10 @@ def validate_manifest(frame, root: str | os.PathLike):
 
     root: the folder that relative paths are resolved against and that no path may leave.
     Raises `ManifestError` for missing required columns (sample_id, gt_mesh), reserved column names, empty
-    or duplicate sample ids, blank ground-truth paths, paths outside `root`, occlusion that is not a number
-    in [0, 1], unknown domains and a camera that is not a JSON object (the optional columns are checked
-    only when present).
+    or duplicate sample ids, ids with control or invisible characters, blank ground-truth paths, paths
+    outside `root` (also through symbolic links), occlusion that is not a number in [0, 1], unknown domains
+    and a camera that is not a JSON object of finite numbers (the optional columns are checked only when
+    present).
     """
     import pandas as pd
 
@@ -233,6 +269,11 @@ def validate_manifest(frame, root: str | os.PathLike):
         if "/" in sid or "\\" in sid or sid in (".", ".."):
             raise ManifestError(f"{name}: {_where(out, i)}: sample_id {sid!r} may not contain path separators",
                                 sample_id=sid, line=_line(out, i))
+        bad = unsafe_characters(sid)
+        if bad:
+            raise ManifestError(f"{name}: {_line_unit(out, i)}: sample_id {sid!r} holds control or invisible "
+                                f"character(s) {', '.join(bad)}; ids name files and are shown in reports",
+                                sample_id=sid, line=_line(out, i))
         seen[sid] = i
         ids.append(sid)
     out["sample_id"] = ids
@@ -247,9 +288,9 @@ def validate_manifest(frame, root: str | os.PathLike):
                     raise ManifestError(f"{name}: {_where(out, i)}: empty gt_mesh path", sample_id=ids[i], line=_line(out, i))
                 resolved.append(None)
                 continue
-            p = _resolve(root, str(v).strip())
+            p, why = _resolve(root, str(v).strip())
             if p is None:
-                raise ManifestError(f"{name}: {_where(out, i)}: {col} path {v!r} leaves the manifest's folder "
+                raise ManifestError(f"{name}: {_where(out, i)}: {col} path {v!r} {why} the manifest's folder "
                                     f"{root}; paths must stay inside it", sample_id=ids[i], line=_line(out, i))
             resolved.append(str(p))
         out[col] = pd.Series(resolved, index=out.index, dtype=object)
@@ -258,7 +299,8 @@ def validate_manifest(frame, root: str | os.PathLike):
         occ = []
         for i, v in enumerate(out["occlusion"].tolist()):
             try:
-                x = float(v)
+                # bool is an int to Python: JSON true (or a CSV True) would pass as 1.0
+                x = math.nan if isinstance(v, bool) else float(v)
             except (TypeError, ValueError):
                 x = math.nan
             if not (0.0 <= x <= 1.0):
@@ -293,9 +335,18 @@ def validate_manifest(frame, root: str | os.PathLike):
             if not isinstance(cam, dict):
                 raise ManifestError(f"{name}: {_where(out, i)}: camera must be a JSON object, got {type(cam).__name__}",
                                     sample_id=ids[i], line=_line(out, i))
+            at = _non_finite(cam, "camera")
+            if at:
+                raise ManifestError(f"{name}: {_where(out, i)}: {at} is not a finite number; camera values must be "
+                                    "finite (no NaN or Infinity)", sample_id=ids[i], line=_line(out, i))
             cams.append(json.dumps(cam, sort_keys=True))
         out["camera"] = pd.Series(cams, index=out.index, dtype=object)
     return out
+
+
+def _line_unit(frame, i: int) -> str:
+    """`_where` without the sample id (for messages about the id itself, which show it once)."""
+    return f"{frame.attrs.get('line_unit', 'row')} {_line(frame, i)}"
 
 
 def _line(frame, i: int) -> int:

@@ -3,8 +3,15 @@
 `run_evaluation` is what ``sam3d-eval evaluate`` and ``eval-meshes`` run:
 
 1. the run folder is prepared on rank 0 (``run.json``: run id, source, protocol and its fingerprint, run
-   metadata, one entry per invocation); a folder that already holds a run is only continued with
-   ``resume=True``, and then only for the same source identity and protocol fingerprint;
+   metadata, the strata columns' Arrow types, one entry per invocation); a folder that already holds a run is
+   only continued with ``resume=True``, and then only for the same source identity and protocol fingerprint
+   and a manifest whose strata columns are the run's, of types that cast to the recorded ones without change
+   (every part is stored under the recorded types). Rank 0 holds an exclusive lock on the folder
+   (`RunLock`, ``RUN_DIR/.lock`` holding its pid) from here to the end of the run, so a second writer is
+   refused; the other ranks wait for rank 0's plan, which comes only once it holds the lock. Every input
+   problem (a manifest column named like a metric, a run.json that is not a run record, a ``results`` that is
+   a file) is found before run.json is written, and a start that fails before any part is stored removes the
+   run.json it wrote (and the folder, when this call created it), so it never forces ``--resume``;
 2. every manifest row gets its content keys (`evaluate.content`: SHA-256 of the prediction's bytes or the
    model's identity and inputs, of the ground truth's bytes, and of the manifest row without its paths),
    stored with its result; with ``resume``, a sample is skipped only when a row is stored ``ok`` for this
@@ -17,6 +24,14 @@
 4. batches of `batch_size` samples are loaded (ground truth and prediction, CPU), the source finishes them
    (a `Predictor` runs here), `score_batch` scores them, and each batch is written as one Parquet part
    (atomic rename), so an interruption loses at most the batches in flight.
+
+Failures: anything a sample's loading, finishing or scoring raises (an `Exception`, `MemoryError` included:
+it comes from one absurd allocation, such as a file header declaring 10^12 vertices) becomes that sample's
+failed row with the exception's type and message; when a batched step (the source's `finish`, `score_batch`)
+raises, the batch is run again sample by sample, so only the sample that raises fails and the others get
+the numbers they get in any batch. Failed rows are retried by a resume. Only errors of the run itself stop
+it: the run folder and its store (`RunDirError`, `OSError` while writing), a process group error,
+`KeyboardInterrupt` and `SystemExit`.
 
 By default on a CPU device the loading runs in the main process, in order (the scoring kernels use the
 cores; a loader process would only compete). On CUDA, `num_workers` loader processes (torch `DataLoader`, a
@@ -31,6 +46,7 @@ given (its sample ids, under this source and fingerprint), not every row the fol
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pathlib
@@ -44,7 +60,13 @@ import torch
 
 from ..data.manifest import strata_columns as manifest_strata
 from ..io.results import (
+    RESULT_COLUMNS,
     RESULTS_DIR,
+    RUN_JSON,
+    _json_kind,
+    _part_files,
+    arrow_type,
+    cast_losslessly,
     ensure_writable_dir,
     read_results,
     read_run_json,
@@ -55,17 +77,100 @@ from ..io.results import (
 from ..runtime import runtime_policy
 from .content import CONTENT_COLUMNS, SampleKey, sample_keys, split_stored
 from .protocols import Protocol, get_protocol
-from .scoring import BatchScores, score_batch
-from .sources import LoadedPrediction, PredictionSource, load_ground_truth
+from .scoring import BatchScores, concat_scores, failed_scores, metric_names, score_batch
+from .sources import LoadedPrediction, PredictionSource, SampleError, describe_error, load_ground_truth
 
-__all__ = ["RunDirError", "RunResult", "Progress", "run_evaluation", "check_run_dir", "dist_info", "manifest_rows",
-           "results_frame"]
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: runs are not locked
+    fcntl = None
+
+__all__ = ["LOCK_FILE", "RunDirError", "RunLock", "RunResult", "Progress", "run_evaluation", "check_run_dir",
+           "dist_info", "manifest_rows", "results_frame"]
 
 STAGES = ("load", "predict", "score", "write")
+LOCK_FILE = ".lock"
 
 
 class RunDirError(ValueError):
-    """The run folder cannot be used as asked (holds another run, unwritable, ...); the message says why."""
+    """The run folder cannot be used as asked (holds another run, unwritable, in use, ...); the message says
+    why, on one line."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder: `fcntl.flock` on ``RUN_DIR/.lock``, non-blocking, with the holder's
+    pid written into the file.
+
+    `acquire` raises `RunDirError` naming the holder's pid when another process (or another open of the lock
+    in this process) holds it. The lock goes with the open file: `release`, the process's exit or its death
+    free it, so a killed run never leaves a stale lock (the file itself stays; it is only a handle). Where
+    flock is missing (Windows) or the filesystem refuses it, the run goes on unlocked.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        self.run_dir = pathlib.Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        """Take the lock (the folder must exist); raises `RunDirError` when another holder has it, `OSError`
+        when the lock file cannot be opened."""
+        if fcntl is None:
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = _read_pid(fd)
+            os.close(fd)
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RunDirError(f"{self.run_dir}: another evaluation is writing to this run folder "
+                                  f"(pid {holder}); wait for it to end, or choose another folder") from None
+            return self  # no flock on this filesystem (some network mounts): run unlocked
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except BaseException:
+            os.close(fd)  # never keep a lock that its caller does not know it holds
+            raise
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Give the lock back (nothing when not held)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)  # a pid left behind would name a process that no longer holds it
+        except OSError:
+            pass
+        try:
+            # unlock before closing: a forked child (a loader worker, a model's process pool) shares the open
+            # file, and closing only this descriptor would leave the lock held until the child exits
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except OSError:
+            pass
+        os.close(fd)
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock now."""
+        return self._fd is not None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _read_pid(fd: int) -> str:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
+    except OSError:
+        text = ""
+    return text if text.isdigit() else "unknown"
 
 
 class Progress:
@@ -135,23 +240,67 @@ def _all_gather(obj: Any) -> list[Any]:
     return out
 
 
-def check_run_dir(run_dir: str | os.PathLike, *, resume: bool) -> dict | None:
-    """Validate a run folder before any work: writable, and holding no other run unless resuming.
+def _check_record(run_dir: pathlib.Path, record: dict) -> None:
+    """Raise `RunDirError` naming the first field of a run record that is missing or of the wrong type."""
+    where = run_dir / RUN_JSON
 
-    Returns the existing run record (resume) or None. Raises `RunDirError` naming the problem.
+    def bad(name: str, value: Any, want: str) -> RunDirError:
+        got = "missing" if value is None else _json_kind(value)
+        return RunDirError(f"{where}: not a run record this version can use: {name!r} is {got}, expected {want}; "
+                           "choose another folder")
+
+    for name in ("run_id", "fingerprint"):
+        if not isinstance(record.get(name), str):
+            raise bad(name, record.get(name), "a string")
+    src = record.get("source")
+    if not isinstance(src, dict):
+        raise bad("source", src, "an object")
+    if not isinstance(src.get("identity"), str):
+        raise bad("source.identity", src.get("identity"), "a string")
+    optional = (("protocol", dict, "an object"), ("invocations", list, "a list"),
+                ("strata_types", dict, "an object of type names"))
+    for name, kind, want in optional:
+        if name in record and not isinstance(record[name], kind):
+            raise bad(name, record[name], want)
+    types = record.get("strata_types") or {}
+    for col, value in types.items():
+        if not isinstance(value, str):
+            raise bad(f"strata_types.{col}", value, "a type name")
+
+
+def check_run_dir(run_dir: str | os.PathLike, *, resume: bool, probe_lock: bool = True) -> dict | None:
+    """Validate a run folder before any work: a writable folder, its ``results`` a folder, its run.json a run
+    record, no other run unless resuming, and (`probe_lock`) no other evaluation writing to it.
+
+    Returns the existing run record (resume) or None. Raises `RunDirError` naming the problem (and
+    `io.results.ResultsStoreError` for a run.json that is not JSON or not an object). The lock is only
+    tried here, not held: `run_evaluation` takes it for the run.
     """
     run_dir = pathlib.Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: --out must be a folder, but this is a file")
+    results = run_dir / RESULTS_DIR
+    if results.exists() and not results.is_dir():
+        raise RunDirError(f"{results}: must be the folder of result parts, but this is a file; move it away or "
+                          "choose another folder")
     record = read_run_json(run_dir) if run_dir.is_dir() else None
-    if record is None and (run_dir / RESULTS_DIR).is_dir() and any((run_dir / RESULTS_DIR).iterdir()):
+    if record is not None:
+        _check_record(run_dir, record)
+    if record is None and results.is_dir() and any(_part_files(run_dir)):
         raise RunDirError(f"{run_dir}: holds results/ but no run.json; choose an empty folder")
     if record is not None and not resume:
-        raise RunDirError(f"{run_dir}: already holds run {record.get('run_id')} (source "
-                          f"{record.get('source', {}).get('identity')!r}, protocol {record.get('protocol', {}).get('name')!r}); "
+        raise RunDirError(f"{run_dir}: already holds run {record['run_id']} (source "
+                          f"{record['source']['identity']!r}, protocol {(record.get('protocol') or {}).get('name')!r}); "
                           "pass --resume to continue it, or choose another folder")
     try:
-        ensure_writable_dir(run_dir)
+        if run_dir.is_dir():
+            ensure_writable_dir(run_dir)
+            if probe_lock:
+                RunLock(run_dir).acquire().release()
+        else:  # created by the run itself, and removed again if its start fails: only check it could be
+            parent = next(p for p in run_dir.absolute().parents if p.exists())
+            if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+                raise OSError(errno.EACCES, f"{parent} is not a writable folder")
     except OSError as err:
         raise RunDirError(f"{run_dir}: cannot write to this folder ({err.strerror or err})") from None
     return record
@@ -159,8 +308,9 @@ def check_run_dir(run_dir: str | os.PathLike, *, resume: bool) -> dict | None:
 
 def _prepare_run(run_dir: pathlib.Path, source: PredictionSource, protocol: Protocol, fingerprint: str,
                  resume: bool, command: Sequence[str] | None, manifest_path: str | None, world: int) -> tuple[dict, bool]:
-    """(the run record with this invocation appended, whether the folder already held it)."""
-    record = check_run_dir(run_dir, resume=resume)
+    """(the run record with this invocation appended, whether the folder already held it). Called under the
+    run's lock."""
+    record = check_run_dir(run_dir, resume=resume, probe_lock=False)
     meta = run_metadata(command, protocol={**protocol.to_dict(), "fingerprint": fingerprint})
     invocation = {"time": meta["time"], "command": meta["command"], "world_size": world, "resume": resume}
     if record is None:
@@ -177,7 +327,7 @@ def _prepare_run(run_dir: pathlib.Path, source: PredictionSource, protocol: Prot
             "invocations": [invocation],
         }
         return record, False
-    theirs = (record.get("source", {}).get("identity"), record.get("fingerprint"))
+    theirs = (record["source"]["identity"], record["fingerprint"])
     if theirs != (source.identity, fingerprint):
         raise RunDirError(
             f"{run_dir}: cannot resume: it holds source {theirs[0]!r} under protocol fingerprint {theirs[1]}, "
@@ -187,9 +337,124 @@ def _prepare_run(run_dir: pathlib.Path, source: PredictionSource, protocol: Prot
     return record, True
 
 
+def _check_column_names(strata: Sequence[str], protocol: Protocol) -> None:
+    """Refuse strata that would take the name of a result column (a metric of `protocol`, appearance ones
+    included, or the results table's own), before anything is written."""
+    taken = set(RESULT_COLUMNS) | {"part"} | set(metric_names(protocol, appearance=True))
+    clash = [c for c in strata if c in taken]
+    if clash:
+        raise ValueError(f"manifest column(s) {', '.join(map(repr, clash))} have the names of result columns "
+                         f"(metrics of protocol {protocol.label()}, or the results table's own); rename them")
+
+
+def _column_values(ready, col: str):
+    """A stratum's values as the results store holds them (`results_frame` builds the same series)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    values = pd.Series(list(ready[col]), dtype="float64" if col == "occlusion" else object)
+    return pa.array(values, from_pandas=True)
+
+
+def _strata_types(ready, strata: Sequence[str]) -> dict[str, str]:
+    """``{stratum: Arrow type name}`` of the manifest's strata as stored; a column with no value takes its
+    pandas dtype's type (text for object columns)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    out = {}
+    for col in strata:
+        try:
+            t = _column_values(ready, col).type
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, TypeError) as err:
+            raise ValueError(f"manifest column {col!r} holds values the results table cannot store ({err})") from None
+        if pa.types.is_null(t):
+            dtype = ready[col].dtype
+            numeric = isinstance(dtype, np.dtype) and pd.api.types.is_numeric_dtype(dtype)
+            t = pa.from_numpy_dtype(dtype) if numeric else pa.string()
+        out[col] = str(t)
+    return out
+
+
+def _check_strata(run_dir: pathlib.Path, ready, strata: Sequence[str], recorded: Mapping[str, str]) -> None:
+    """Refuse a resume whose strata are not the run's, or hold values that the recorded types cannot store
+    without change (`io.results.cast_losslessly`); `RunDirError` names the column."""
+    now = _strata_types(ready, strata)
+    hint = "resume with the run's manifest, or choose another folder"
+    for col in now:
+        if col not in recorded:
+            raise RunDirError(f"{run_dir}: cannot resume: the manifest has a column {col!r} that the run's manifest "
+                              f"did not have; {hint}")
+    for col in recorded:
+        if col not in now:
+            raise RunDirError(f"{run_dir}: cannot resume: the manifest lacks the column {col!r} of the run's "
+                              f"manifest; {hint}")
+    for col, name in now.items():
+        if name == recorded[col]:
+            continue
+        target = arrow_type(recorded[col])
+        if target is None or cast_losslessly(_column_values(ready, col), target) is None:
+            raise RunDirError(f"{run_dir}: cannot resume: manifest column {col!r} holds {name} values that cannot "
+                              f"be stored as {recorded[col]}, its type when the run started, without change; {hint}")
+
+
+class _RunFolder:
+    """Rank 0's hold on a run folder for one call: the lock, and what to undo when the start fails."""
+
+    def __init__(self, run_dir: pathlib.Path) -> None:
+        self.run_dir = run_dir
+        if run_dir.exists() and not run_dir.is_dir():
+            raise RunDirError(f"{run_dir}: --out must be a folder, but this is a file")
+        self.created = not run_dir.exists()
+        self.wrote_record = False
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self.lock = RunLock(run_dir)
+            self.lock.acquire()
+        except OSError as err:
+            self._remove_created()
+            raise RunDirError(f"{run_dir}: cannot write to this folder ({err.strerror or err})") from None
+        except RunDirError:
+            self._remove_created()
+            raise
+
+    def close(self, failed: bool) -> None:
+        """Release the lock; after a failure that stored no part, remove the run.json this call wrote (and the
+        folder it created), so the next call is not told to ``--resume`` a run that holds nothing."""
+        try:
+            if failed and self.wrote_record and not _part_files(self.run_dir):
+                (self.run_dir / RUN_JSON).unlink(missing_ok=True)
+            if failed and self.created:  # still under the lock: no second writer can have started here
+                self._remove_created()
+        except OSError:
+            pass  # the error that ended the run is the one to report
+        finally:
+            self.lock.release()
+
+    def _remove_created(self) -> None:
+        """Remove the folder this call created when it holds nothing but the lock file and an empty results/."""
+        if not self.created:
+            return
+        try:
+            if (self.run_dir / RESULTS_DIR).is_dir():
+                (self.run_dir / RESULTS_DIR).rmdir()
+            if {p.name for p in self.run_dir.iterdir()} <= {LOCK_FILE}:
+                (self.run_dir / LOCK_FILE).unlink(missing_ok=True)
+                self.run_dir.rmdir()
+        except OSError:
+            pass  # something else is in it now: leave it
+
+
 def _load_item(row: Mapping[str, Any], source: PredictionSource, protocol: Protocol):
-    """One sample's CPU work: (row, ground truth or exception, loaded prediction)."""
-    return row, load_ground_truth(row.get("gt_mesh")), source.load(row, protocol)
+    """One sample's CPU work: (row, ground truth or exception, loaded prediction); never raises, so one bad
+    file cannot end a batch (or a loader worker)."""
+    gt = load_ground_truth(row.get("gt_mesh"))
+    try:
+        pred = source.load(row, protocol)
+    except Exception as err:  # noqa: BLE001 - a source that raises for one row fails that row only
+        pred = LoadedPrediction(str(row["sample_id"]), error=SampleError(describe_error(err)))
+    return row, gt, pred
 
 
 class _Items(torch.utils.data.Dataset):
@@ -218,6 +483,66 @@ def _batches(rows, source, protocol, batch_size: int, num_workers: int):
         collate_fn=_keep_list, prefetch_factor=2, persistent_workers=False,
     )
     yield from loader
+
+
+def _finish_and_score(items: list, source: PredictionSource, protocol: Protocol, device: torch.device,
+                      appearance: Any, timings: dict[str, float]) -> BatchScores:
+    """The batched steps of loaded items: the source's `finish` (a model runs here) and `score_batch`."""
+    ids = [str(row["sample_id"]) for row, _, _ in items]
+    gts = [g if isinstance(g, BaseException) else g.to(device) for _, g, _ in items]
+    t = time.perf_counter()
+    finished = source.finish([pred for _, _, pred in items], device)
+    if len(finished) != len(items):
+        raise RuntimeError(f"source {source.name!r} finished {len(finished)} of {len(items)} samples")
+    t2 = time.perf_counter()
+    timings["predict"] += t2 - t
+    scores = score_batch(ids, [p for p, _ in finished], gts, protocol, appearance=appearance,
+                         pred_kinds=[k for _, k in finished])
+    timings["score"] += time.perf_counter() - t2
+    return scores
+
+
+def _is_run_error(err: BaseException) -> bool:
+    """Errors that no other sample would escape: a process-group failure, or a CUDA error other than running
+    out of memory (a device-side assert leaves the context unusable for every later kernel)."""
+    dist_error = getattr(torch.distributed, "DistError", None)
+    if dist_error is not None and isinstance(err, dist_error):
+        return True
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return False
+    return isinstance(err, RuntimeError) and "CUDA error" in str(err)
+
+
+def _score_items(items: list, source: PredictionSource, protocol: Protocol, device: torch.device,
+                 appearance: Any, timings: dict[str, float]) -> BatchScores:
+    """`_finish_and_score` of a batch; when it raises, again sample by sample, so that only the sample that
+    raises fails (its row carries the exception's type and message) and the others keep their numbers: a
+    file's numbers do not depend on the batch (every draw is keyed by sample id); a model's prediction run
+    alone can differ from the batched one by float rounding on some devices. Errors of the run itself
+    (`_is_run_error`) are raised, not turned into failed rows."""
+    def failed(item, err: BaseException) -> BatchScores:
+        row, _, pred = item
+        return failed_scores([str(row["sample_id"])], [describe_error(err)], protocol,
+                             appearance=appearance is not None, pred_kinds=[getattr(pred, "kind", None)])
+
+    spent = dict(timings)  # the failed batched attempt's time is not counted: its work is done again below
+    try:
+        return _finish_and_score(items, source, protocol, device, appearance, timings)
+    except Exception as err:  # noqa: BLE001 - find the sample that raises; only errors of the run stop it
+        if _is_run_error(err):
+            raise
+        timings.update(spent)
+        if len(items) == 1:
+            return failed(items[0], err)
+    parts = []
+    for item in items:
+        try:
+            parts.append(_finish_and_score([item], source, protocol, device, appearance, timings))
+        except Exception as err:  # noqa: BLE001
+            if _is_run_error(err):
+                raise
+            parts.append(failed(item, err))
+    return concat_scores(parts)
 
 
 def results_frame(scores: BatchScores, rows: Sequence[Mapping[str, Any]], strata: Sequence[str], *,
@@ -311,8 +636,10 @@ def run_evaluation(
         torch_threads: passed to `runtime_policy` ("auto": one torch thread on CPU).
         on_batch: called with each batch's results frame after it is stored (tests, custom sinks).
 
-    Returns a `RunResult`. Raises `RunDirError` (run folder unusable), `ValueError` (bad arguments); a
-    sample that cannot be read or scored is a failed row, never an exception.
+    Returns a `RunResult`. Raises `RunDirError` (run folder unusable, in use by another evaluation, a resume
+    with another source, protocol or manifest schema), `ValueError` (bad arguments, a manifest column named
+    like a result column); a sample that cannot be read or scored is a failed row, never an exception (see
+    the module docstring for what stops a run).
     """
     protocol = get_protocol(protocol)
     if batch_size < 1:
@@ -324,43 +651,87 @@ def run_evaluation(
         raise ValueError("the manifest needs sample_id and gt_mesh columns")
     strata = manifest_strata(manifest) if "domain" in manifest.columns else [
         c for c in manifest.columns if c not in ("sample_id", "gt_mesh", "image", "mask", "camera")]
+    _check_column_names(strata, protocol)
     progress = progress or Progress()
 
-    by_id = {str(r["sample_id"]): r for r in _arrow_ready(manifest, strata).to_dict("records")}
+    ready = _arrow_ready(manifest, strata)
+    types = _strata_types(ready, strata)  # also refuses, before anything is written, values Arrow cannot store
+    by_id = {str(r["sample_id"]): r for r in ready.to_dict("records")}
     # every rank hashes its share of the files (the keys are what a stored row is reused by)
     ids = sorted(by_id)
     keys: dict[str, Any] = {}
     for part in _all_gather(sample_keys((by_id[sid] for sid in ids[rank::world]), source)):
         keys.update(part)
+    folder: _RunFolder | None = None
     if run_dir is not None:
-        # Rank 0 prepares the folder and decides what is left to do, BEFORE any rank writes, and tells the
-        # others: a rank reading the store on its own could already see rows that another rank has just
-        # written, and shard a different list.
+        # Rank 0 locks the folder, prepares it and decides what is left to do, BEFORE any rank writes, and
+        # tells the others: a rank reading the store on its own could already see rows that another rank has
+        # just written, and shard a different list.
         run_dir = pathlib.Path(run_dir)
         plan: Any = None
         if rank == 0:
             try:
-                record, existed = _prepare_run(run_dir, source, protocol, fingerprint, resume, command,
-                                               manifest.attrs.get("manifest"), world)
-                done: set[str] = set()
-                stale: set[str] = set()
-                if existed:
-                    done, stale = split_stored(read_results(run_dir), keys, source.identity, fingerprint)
-                todo = sorted(sid for sid in by_id if sid not in done)
-                if todo or not existed:  # a call that scores nothing leaves run.json as it was
-                    write_run_json(run_dir, record)
-                plan = (record["run_id"], todo, len(stale))
+                folder = _RunFolder(run_dir)
+                plan = _plan(folder, source, protocol, fingerprint, resume, command, manifest.attrs.get("manifest"),
+                             world, ready, strata, types, keys, by_id)
             except (RunDirError, OSError, ValueError) as err:
                 plan = err
+            except BaseException:
+                if folder is not None:
+                    folder.close(failed=True)
+                raise
+            if isinstance(plan, BaseException) and folder is not None:
+                folder.close(failed=True)
         plan = _broadcast(plan)
         if isinstance(plan, BaseException):
             raise plan
-        run_id, todo, n_stale = plan
+        run_id, todo, n_stale, types = plan
     else:
         run_id, todo, n_stale = "memory-" + uuid.uuid4().hex[:6], ids, 0
-    rows = [by_id[sid] for sid in todo[rank::world]]
-    skipped = len(by_id) - len(todo)
+    done_ok = False
+    try:
+        result = _score_rows(source, protocol, fingerprint, run_dir, [by_id[sid] for sid in todo[rank::world]],
+                             strata, types, keys, run_id=run_id, rank=rank, world=world, total=len(by_id),
+                             skipped=len(by_id) - len(todo), n_stale=n_stale, batch_size=batch_size, device=device,
+                             appearance=appearance, num_workers=num_workers, progress=progress,
+                             torch_threads=torch_threads, on_batch=on_batch)
+        done_ok = True
+    finally:
+        if folder is not None:
+            folder.close(failed=not done_ok)
+    return result
 
+
+def _plan(folder: _RunFolder, source: PredictionSource, protocol: Protocol, fingerprint: str, resume: bool,
+          command: Sequence[str] | None, manifest_path: str | None, world: int, ready, strata: Sequence[str],
+          types: dict[str, str], keys: Mapping[str, SampleKey], by_id: Mapping[str, Any]):
+    """Rank 0, under the lock: check and record the run, read what is stored; (run id, the sample ids to
+    score, how many of them are stale, the strata types to store under)."""
+    run_dir = folder.run_dir
+    record, existed = _prepare_run(run_dir, source, protocol, fingerprint, resume, command, manifest_path, world)
+    recorded = record.get("strata_types")
+    if existed and recorded is not None:
+        _check_strata(run_dir, ready, strata, recorded)
+        types = dict(recorded)
+    else:  # a new run, or one stored before the types were recorded: this manifest's types from now on
+        record["strata_types"] = types
+    done: set[str] = set()
+    stale: set[str] = set()
+    if existed:
+        done, stale = split_stored(read_results(run_dir), keys, source.identity, fingerprint)
+    todo = sorted(sid for sid in by_id if sid not in done)
+    if todo or not existed:  # a call that scores nothing leaves run.json as it was
+        write_run_json(run_dir, record)
+        folder.wrote_record = not existed
+    return record["run_id"], todo, len(stale), types
+
+
+def _score_rows(source: PredictionSource, protocol: Protocol, fingerprint: str, run_dir: pathlib.Path | None,
+                rows: list, strata: Sequence[str], types: Mapping[str, str], keys: Mapping[str, SampleKey], *,
+                run_id: str, rank: int, world: int, total: int, skipped: int, n_stale: int, batch_size: int,
+                device: torch.device, appearance: Any, num_workers: int | None, progress: Progress,
+                torch_threads: int | str | None, on_batch: Callable[[Any], None] | None) -> RunResult:
+    """This rank's scoring loop over `rows`, then the run's frame (see `run_evaluation`)."""
     if num_workers is None:
         num_workers = min(4, os.cpu_count() or 1) if device.type == "cuda" else 0
     timings = dict.fromkeys(STAGES, 0.0)
@@ -372,21 +743,15 @@ def run_evaluation(
             t = time.perf_counter()
             for items in _batches(rows, source, protocol, batch_size, num_workers):
                 batch_rows = [it[0] for it in items]
-                gts = [g.to(device) if not isinstance(g, BaseException) else g for _, g, _ in items]
-                loaded: list[LoadedPrediction] = [it[2] for it in items]
                 t1 = time.perf_counter()
                 timings["load"] += t1 - t
-                finished = source.finish(loaded, device)
-                t2 = time.perf_counter()
-                timings["predict"] += t2 - t1
-                scores = score_batch([str(r["sample_id"]) for r in batch_rows], [p for p, _ in finished], gts,
-                                     protocol, appearance=appearance, pred_kinds=[k for _, k in finished])
+                scores = _score_items(items, source, protocol, device, appearance, timings)
                 t3 = time.perf_counter()
-                timings["score"] += t3 - t2
                 frame = results_frame(scores, batch_rows, strata, run_id=run_id, source=source.identity,
                                       protocol=protocol, fingerprint=fingerprint, rank=rank, keys=keys)
                 if run_dir is not None:
-                    write_results_part(run_dir, frame, metrics=list(scores.metrics), strata=strata, rank=rank)
+                    write_results_part(run_dir, frame, metrics=list(scores.metrics), strata=strata, rank=rank,
+                                       types=types)
                 else:
                     frames.append(frame)
                 if on_batch is not None:
@@ -400,11 +765,10 @@ def run_evaluation(
         progress.close()
 
     _barrier()
-    result = RunResult(run_dir, run_id, rank, world, len(by_id), skipped, scored, failed, timings=timings,
-                       stale=n_stale)
+    result = RunResult(run_dir, run_id, rank, world, total, skipped, scored, failed, timings=timings, stale=n_stale)
     if run_dir is not None:
         if rank == 0:
-            result.frame = manifest_rows(read_results(run_dir), by_id, source.identity, fingerprint)
+            result.frame = manifest_rows(read_results(run_dir), keys, source.identity, fingerprint)
     else:
         import pandas as pd
 

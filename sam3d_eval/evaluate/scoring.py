@@ -19,8 +19,11 @@ Batch invariance: every draw depends only on (seed, sample id, role), and on the
 through steps 3-4 on its own (the KD-tree engine is per element anyway, so this costs nothing), so a
 sample's numbers are bitwise the same alone, in any batch and in any order. On a GPU the ok elements run as
 one padded batch (equal to float rounding, not bitwise). A bad element (an exception or None in place of a
-structure, no faces, NaN coordinates, a degenerate box, a failure of any step) becomes a failed row with its
-reason; the other rows are unaffected.
+structure, no faces, NaN coordinates, a degenerate box, a failure of any step, appearance included) becomes a
+failed row with its reason; the other rows are unaffected. A step that runs on the whole batch at once (a
+padded GPU group, the appearance renders) and raises is run again element by element, so only the element
+that raises fails. `failed_scores` and `concat_scores` let a caller do the same around its own batched steps
+(the runner, around a source's `finish` and `score_batch` itself).
 
 Adding a metric: write `fn(ctx: ScoringContext) -> dict[column, (G,) tensor]` and register it in
 `METRIC_FUNCTIONS` under a name listed in `protocols.METRICS`.
@@ -53,6 +56,9 @@ __all__ = [
     "BatchScores",
     "METRIC_FUNCTIONS",
     "ScoringContext",
+    "concat_scores",
+    "failed_scores",
+    "metric_names",
     "score_batch",
 ]
 
@@ -561,15 +567,61 @@ def score_batch(
 
     metrics = {col: columns.get(col, torch.full((B,), math.nan, dtype=torch.float64)) for col in _column_order(protocol, columns)}
     if appearance is not None:
-        values, extra = appearance.score_framed(
-            [framed.get(b, (None, None)) for b in range(B)], protocol
-        )
+        pairs = [framed.get(b, (None, None)) for b in range(B)]
+        try:
+            values, extra = appearance.score_framed(pairs, protocol)
+        except Exception:  # noqa: BLE001 - the renders run on the whole batch: find the pair that fails
+            values = {k: torch.full((B,), math.nan, dtype=torch.float64) for k in APPEARANCE_METRICS}
+            extra = [[] for _ in range(B)]
+            for b in range(B):
+                try:
+                    one, one_notes = appearance.score_framed([pairs[b]], protocol)
+                except Exception as err:  # noqa: BLE001
+                    # A failed row has no numbers: blank its geometry metrics too.
+                    status[b], error[b], transforms[b] = "failed", f"appearance: {_message(err)}", None
+                    for col in metrics:
+                        metrics[col][b] = math.nan
+                    continue
+                for k in APPEARANCE_METRICS:
+                    values[k][b] = one[k][0]
+                extra[b] = one_notes[0]
         for k in APPEARANCE_METRICS:
             metrics[k] = values[k]
         for b in range(B):
             if status[b] == "ok":
                 notes[b] += extra[b]
     return BatchScores(ids, status, error, metrics, transforms, notes, kinds)
+
+
+def metric_names(protocol: Protocol | str = "default", *, appearance: bool = True) -> list[str]:
+    """Every metric column `score_batch` can give under `protocol`, in its order (the appearance ones when
+    `appearance`): the names no manifest column may take."""
+    cols = _column_order(get_protocol(protocol), {})
+    return cols + list(APPEARANCE_METRICS) if appearance else cols
+
+
+def failed_scores(sample_ids: Sequence[str], errors: Sequence[str], protocol: Protocol | str = "default", *,
+                  appearance: bool = False, pred_kinds: Sequence[str | None] | None = None) -> BatchScores:
+    """`BatchScores` of samples that failed before or outside `score_batch`: status failed, `errors` as their
+    reasons, every metric column of the protocol (and the appearance ones when `appearance`) NaN."""
+    B = len(sample_ids)
+    kinds = list(pred_kinds) if pred_kinds is not None else [None] * B
+    metrics = {c: torch.full((B,), math.nan, dtype=torch.float64)
+               for c in metric_names(protocol, appearance=appearance)}
+    return BatchScores([str(s) for s in sample_ids], ["failed"] * B, list(errors), metrics, [None] * B,
+                       [[] for _ in range(B)], kinds)
+
+
+def concat_scores(parts: Sequence[BatchScores]) -> BatchScores:
+    """One `BatchScores` of `parts` in order; a metric column missing from a part is NaN there."""
+    cols: list[str] = []
+    for part in parts:
+        cols += [c for c in part.metrics if c not in cols]
+    metrics = {c: torch.cat([part.metrics.get(c, torch.full((len(part),), math.nan, dtype=torch.float64))
+                             for part in parts]) if parts else torch.zeros(0, dtype=torch.float64) for c in cols}
+    cat = lambda name: [x for part in parts for x in getattr(part, name)]  # noqa: E731
+    return BatchScores(cat("sample_ids"), cat("status"), cat("error"), metrics, cat("transforms"), cat("notes"),
+                       cat("pred_kind"))
 
 
 def _column_order(protocol: Protocol, columns: dict[str, torch.Tensor]) -> list[str]:

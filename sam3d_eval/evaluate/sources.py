@@ -5,8 +5,9 @@ under the same identity) and two steps, split so that file reading can run in lo
 runs in the main process:
 
 - ``load(row, protocol) -> LoadedPrediction``: CPU work for one manifest row (read a file, decode an image);
-  never raises: a problem is returned as the item's ``error`` (an exception whose message says it;
-  `score_batch` prefixes it with "prediction: ").
+  should not raise: a problem is returned as the item's ``error`` (an exception whose message says it;
+  `score_batch` prefixes it with "prediction: "). The runner still turns anything a source raises for one
+  sample into that sample's failed row.
 - ``finish(items, device) -> list[(prediction | exception | None, kind)]``: turn a batch of loaded items
   into single-element `Meshes` / `Pointclouds` on `device` (a `Predictor` runs here, on the whole batch);
 - ``content_hash(row) -> str``: what the prediction of a row is made from, by content (stored with every
@@ -37,7 +38,6 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from ..io.errors import MeshLoadError
 from ..io.hashing import file_sha256, json_sha256, mesh_sha256
 from ..io.mesh_io import load_mesh
 from ..io.pointcloud_io import load_pointcloud
@@ -53,6 +53,7 @@ __all__ = [
     "NO_PREDICTION",
     "PredictionSource",
     "PredictorSource",
+    "describe_error",
     "find_pairs",
     "files_by_id",
     "gt_content_hash",
@@ -131,13 +132,14 @@ def load_prediction(path: str | os.PathLike, protocol, sample_id: str, device: t
 
 
 def load_ground_truth(path: str | os.PathLike | None, device: torch.device | str = "cpu") -> Meshes | BaseException:
-    """The ground-truth mesh, or a `SampleError` saying why it could not be read (never raises; `score_batch`
-    prefixes the message with "ground truth: ")."""
+    """The ground-truth mesh, or a `SampleError` saying why it could not be read (never raises for a bad file:
+    whatever the loader raises, e.g. a parser's IndexError or a MemoryError on an absurd header, is that
+    sample's error; `score_batch` prefixes the message with "ground truth: ")."""
     if path is None:
         return SampleError("no gt_mesh path")
     try:
         return load_mesh(path, device=device)
-    except (MeshLoadError, OSError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - one unreadable file is one failed row, never a failed run
         return SampleError(_with_path(err, path))
 
 
@@ -150,6 +152,11 @@ def _sha_or(path, missing: str) -> str:
         return mesh_sha256(path) if pathlib.Path(path).suffix.lower() in MESH_SUFFIXES else file_sha256(path)
     except OSError:
         return missing
+    except Exception:  # noqa: BLE001 - a malformed file (a glTF that is a JSON list) must not stop the run's
+        try:  # start: key it by its own bytes; loading it fails that one sample
+            return file_sha256(path)
+        except Exception:  # noqa: BLE001
+            return missing
 
 
 def gt_content_hash(path: str | os.PathLike | None) -> str:
@@ -158,8 +165,17 @@ def gt_content_hash(path: str | os.PathLike | None) -> str:
     return _sha_or(path, NO_FILE)
 
 
+def describe_error(err: BaseException) -> str:
+    """A failed row's reason: the message of an expected error (`ValueError`, `OSError`, which name their
+    problem), else ``Type: message`` so an unexpected one stays recognisable."""
+    msg = str(err)
+    if isinstance(err, (ValueError, OSError)) and msg:
+        return msg
+    return f"{type(err).__name__}: {msg}" if msg else type(err).__name__
+
+
 def _with_path(err: BaseException, path) -> str:
-    msg = str(err) or type(err).__name__
+    msg = describe_error(err)
     return msg if str(path) in msg else f"{path}: {msg}"
 
 
@@ -218,7 +234,7 @@ class FolderSource(PredictionSource):
             return LoadedPrediction(sid, error=SampleError(f"{path}: file does not exist"))
         try:
             value, kind = load_prediction(path, protocol, sid)
-        except (ValueError, OSError) as err:
+        except Exception as err:  # noqa: BLE001 - a file that makes a parser raise anything fails its sample only
             return LoadedPrediction(sid, error=SampleError(_with_path(err, path)))
         return LoadedPrediction(sid, value, kind)
 

@@ -123,6 +123,35 @@ def _validate(path: pathlib.Path, verts: np.ndarray, faces: np.ndarray) -> None:
         raise MeshLoadError(path, f"{int((~finite).sum())} of {len(verts)} vertices have NaN or inf coordinates")
 
 
+def _check_float32_range(path: pathlib.Path, verts: np.ndarray, verts32: np.ndarray, faces: np.ndarray) -> None:
+    """Refuse coordinates that float32 (the dtype of `Meshes`) cannot carry through the face areas.
+
+    Areas are |e1 x e2| / 2 computed in float32 (`transforms.face_areas_normals`), and the norm squares the
+    cross product first: coordinates of ~1e10 or more overflow it to inf, which the sampler then reads as a
+    mesh of zero surface area. Computed here with the same float32 arithmetic, so exactly the meshes that
+    would fail are refused, with the cause named."""
+    big = float(np.abs(verts).max()) if verts.size else 0.0
+    if not np.isfinite(verts32).all():
+        raise MeshLoadError(path, f"vertex coordinates too large for float32 (largest |coordinate| {big:.3g}, "
+                                  f"float32 holds up to {np.finfo(np.float32).max:.3g}); rescale the mesh")
+    # an edge is at most 2 big long, so |e1 x e2|^2 <= (2 big)^4: below float32's max (with room for rounding)
+    # no face can overflow, and the per-face check (a cross product of every face) is not needed
+    if (2.0 * big) ** 4 < float(np.finfo(np.float32).max) / 4:
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        v0, v1, v2 = (verts32[faces[:, k]] for k in range(3))
+        cross = np.cross(v1 - v0, v2 - v0)
+        squared = np.einsum("ij,ij->i", cross, cross)
+    bad = ~np.isfinite(squared)
+    if bad.any():
+        raise MeshLoadError(
+            path,
+            f"vertex coordinates too large (largest |coordinate| {big:.3g}): the squared area of {int(bad.sum())} of "
+            f"{len(faces)} faces overflows float32 (max {np.finfo(np.float32).max:.3g}), so the surface cannot be "
+            "measured or sampled; rescale the mesh (e.g. to metres)",
+        )
+
+
 # ---- appearance -------------------------------------------------------------------------------------
 def _image_to_array(image) -> np.ndarray | None:
     """RGB uint8 `(H, W, 3)`: texture maps stay 8-bit until they are sampled (a 2k x 10k atlas is 60 MB, not 250)."""
@@ -278,7 +307,8 @@ def load_mesh(path: PathLike, device: str | torch.device = "cpu") -> Meshes:
 
     Raises:
         MeshLoadError: missing, empty, unsupported, unparseable file; no faces (a point cloud); NaN/inf
-            vertices or (OBJ) vertex colours; face indices out of range or negative.
+            vertices or (OBJ) vertex colours; face indices out of range or negative; coordinates so large that
+            the face areas overflow float32.
     """
     path = pathlib.Path(path)
     ext = path.suffix.lower()
@@ -341,8 +371,14 @@ def _geoms_to_meshes(geoms: list, path: pathlib.Path, device: str | torch.device
 
     verts_parts, faces_parts, appearances, counts, offset = [], [], [], [], 0
     for m in meshes:
-        v = np.asarray(m.vertices, dtype=np.float64).reshape(-1, 3)
-        f = np.asarray(m.faces, dtype=np.int64).reshape(-1, 3)
+        v = np.asarray(m.vertices, dtype=np.float64)
+        f = np.asarray(m.faces, dtype=np.int64)
+        # trimesh hands over what the file declared: an OBJ "v 0 0" gives vertices of 2 coordinates
+        if v.size % 3 or (v.ndim == 2 and v.shape[1] != 3):
+            raise MeshLoadError(path, f"vertices must have 3 coordinates, the file gives shape {tuple(v.shape)}")
+        if f.size % 3 or (f.ndim == 2 and f.shape[1] != 3):
+            raise MeshLoadError(path, f"faces must be triangles after triangulation, the file gives shape {tuple(f.shape)}")
+        v, f = v.reshape(-1, 3), f.reshape(-1, 3)
         _validate(path, v, f)
         if ext == ".stl":
             v, f = _merge_coincident(v, f)
@@ -360,7 +396,10 @@ def _geoms_to_meshes(geoms: list, path: pathlib.Path, device: str | torch.device
         kind = "a point cloud" if len(verts) else "no vertices either"
         raise MeshLoadError(path, f"no faces: the file holds {kind}, a mesh is needed")
 
-    verts_t = torch.from_numpy(verts.astype(np.float32)).to(device)
+    with np.errstate(over="ignore"):  # beyond float32's range becomes inf, refused just below
+        verts32 = verts.astype(np.float32)
+    _check_float32_range(path, verts, verts32, faces)
+    verts_t = torch.from_numpy(verts32).to(device)
     faces_t = torch.from_numpy(faces).to(device)
     textures = _combine_textures(path, appearances, counts, faces_t, device)
     return Meshes([verts_t], [faces_t], textures)

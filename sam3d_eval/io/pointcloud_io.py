@@ -122,7 +122,8 @@ def load_pointcloud(path: str | os.PathLike, device: str | torch.device = "cpu")
 
     Points and normals are float32; colours become `features` `(P, 3)` in [0, 1] (uint8 divided by 255).
     A Gaussian-splat PLY loads as its centres here; use `splats.load_splats` to sample its Gaussians.
-    Raises `PointCloudReadError` for a missing, corrupt or incomplete file, or NaN/inf point coordinates.
+    Raises `PointCloudReadError` for a missing, corrupt or incomplete file, arrays that are not numbers, or
+    NaN/inf point coordinates.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -146,6 +147,10 @@ def load_pointcloud(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise PointCloudReadError(f"{path}: no points (PLY needs x, y, z vertex properties; npz a 'points' array)")
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise PointCloudReadError(f"{path}: points must be (P, 3), got {pts.shape}")
+    for name, a in (("points", pts), ("normals", normals), ("colors", colors)):
+        # An npz may hold any dtype (strings, complex, bools): numpy would fail on it later with no file name.
+        if a is not None and not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+            raise PointCloudReadError(f"{path}: {name} must be integers or floats, got dtype {a.dtype}")
     _check_finite(path, pts, "points")
     for name, a in (("normals", normals), ("colors", colors)):
         if a is not None and a.shape != pts.shape:

@@ -24,6 +24,8 @@ from .pointcloud_io import PointCloudReadError, _check_finite, read_ply_vertices
 
 SH_C0 = 0.28209479177387814  # Y_0^0 = 1 / (2 sqrt(pi)): rgb = 0.5 + SH_C0 * f_dc, as the 3DGS rasteriser
 DEFAULT_OPACITY_THRESHOLD = 0.5
+# The largest stored log scale accepted: exp overflows float32 just above 88.7 (a margin for rounding).
+MAX_LOG_SCALE = 88.0
 
 Weighting = Literal["opacity_area", "opacity_volume", "uniform"]
 
@@ -65,7 +67,11 @@ def load_splats(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     """Read a Gaussian-splat PLY; opacity is sigmoid-activated, scales exp-activated, quaternions normalised.
 
     Raises `PointCloudReadError` (a `ValueError`) naming the file when it is missing or corrupt or lacks
-    one of x, y, z, f_dc_0..2, opacity, scale_0..2, rot_0..3, or when a mean is NaN or inf.
+    one of x, y, z, f_dc_0..2, opacity, scale_0..2, rot_0..3, or when a mean is NaN or inf. A log scale that
+    is NaN or above `MAX_LOG_SCALE` (88, where exp overflows float32) gives a NaN or infinite scale here;
+    `splats_to_points` refuses it only when the Gaussian is kept (a transparent floater with an absurd scale
+    is dropped by the opacity threshold anyway), rather than clamping it, since no clamp gives it a
+    meaningful size.
     """
     props = read_ply_vertices(path)
     required = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
@@ -116,7 +122,9 @@ def splats_to_points(
         ``"opacity_volume"`` opacity x s0 * s1 * s2; ``"uniform"`` the same for every kept Gaussian.
 
     Returns a one-cloud `Pointclouds` with float32 points, normals (each Gaussian's shortest axis, sign
-    arbitrary) and features = the Gaussian's DC colour in [0, 1].
+    arbitrary) and features = the Gaussian's DC colour in [0, 1]. Raises `ValueError` when no Gaussian is
+    kept, when a kept Gaussian's scale is NaN or overflowed float32 (a log scale above `MAX_LOG_SCALE`), or
+    when the weights overflow float32 (scales so large that no surface is meant).
     """
     if num_points < 1:
         raise ValueError(f"num_points must be >= 1, got {num_points}")
@@ -124,6 +132,10 @@ def splats_to_points(
     if not bool(keep.any()):
         raise ValueError(f"no Gaussian has opacity >= {opacity_threshold} (max {float(splats.opacities.max()):.3g})")
     op, sc = splats.opacities[keep], splats.scales[keep]
+    bad = ~torch.isfinite(sc).all(dim=1)
+    if bool(bad.any()):
+        raise ValueError(f"{int(bad.sum())} of {int(keep.sum())} kept Gaussians have log scales (scale_*) that are "
+                         f"NaN or above {MAX_LOG_SCALE:g}, where exp overflows float32; not a usable splat")
     if weighting == "uniform":
         w = torch.ones_like(op)
     elif weighting == "opacity_volume":
@@ -133,6 +145,11 @@ def splats_to_points(
         w = op * top2[:, 0] * top2[:, 1]
     else:
         raise ValueError(f"weighting must be 'opacity_area', 'opacity_volume' or 'uniform', got {weighting!r}")
+    if not bool(torch.isfinite(w).all()):
+        # Huge (finite) scales overflow the float32 product; torch.multinomial would reject it without a reason.
+        big = float(sc.max())
+        raise ValueError(f"the Gaussians' sampling weights overflow float32: the largest standard deviation is "
+                         f"{big:.3g} (log scale {float(torch.log(sc.max())):.3g}); not a usable splat")
     if not bool(w.sum() > 0):
         raise ValueError("all kept Gaussians have zero weight")
     gen = torch.Generator().manual_seed(seed)

@@ -65,11 +65,16 @@ def probe_page(path: str | os.PathLike, *, width: int = 1280, height: int = 900,
     probe = path.with_name(f".{path.stem}.probe.html")
     probe.write_text(text.replace("</body>", _PROBE + "</body>", 1), encoding="utf-8")
     try:
-        res = _run(["--virtual-time-budget=10000", "--enable-logging=stderr", "--v=0", f"--window-size={width},{height}",
-                    "--dump-dom", probe.as_uri()], timeout)
+        # Headless Chromium dumps the DOM when the virtual-time budget runs out; on a loaded machine a large
+        # page of embedded images can still be decoding then, so a page that did not finish gets a second try.
+        for _ in range(2):
+            res = _run(["--virtual-time-budget=30000", "--enable-logging=stderr", "--v=0",
+                        f"--window-size={width},{height}", "--dump-dom", probe.as_uri()], timeout)
+            m = re.search(r'data-sam3d-probe="([^"]*)"', res.stdout)
+            if m is not None:
+                break
     finally:
         probe.unlink(missing_ok=True)
-    m = re.search(r'data-sam3d-probe="([^"]*)"', res.stdout)
     if m is None:
         raise BrowserError(f"chromium did not finish loading {path} (exit {res.returncode}): {res.stderr[-2000:]}")
     found = json.loads(_html.unescape(m.group(1)))

@@ -3,6 +3,10 @@
 Every plot takes plain records (lists of dicts with the columns named in its docstring) and returns a
 `FigureImage` whose `uri` is a ``data:image/svg+xml;base64,...`` string, so the HTML file needs no other file.
 SVG keeps text sharp on screen and in print; the figures are a few kB each.
+
+Every string drawn (titles, axis labels, tick labels, legend entries, annotations) goes through `plain`, so
+names are shown as written: matplotlib would otherwise typeset text between two ``$`` as math (``$5 vs $10``)
+or fail on it (a model named ``$\\frac{$``).
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-__all__ = ["FigureImage", "figure_uri", "interval_figure", "occlusion_figure", "phase_gap_figure", "stacked_bar_figure"]
+__all__ = ["FigureImage", "figure_uri", "interval_figure", "occlusion_figure", "phase_gap_figure", "plain",
+           "stacked_bar_figure"]
 
 # Colour-blind-safe (Okabe-Ito) series colours.
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
@@ -26,6 +31,13 @@ class FigureImage:
     uri: str
     alt: str
     caption: str = ""
+
+
+def plain(text: Any) -> str:
+    """`text` drawn literally by matplotlib: each ``$`` becomes ``\\$``, so no math text is parsed (outside
+    math mode ``$`` is the only special character; matplotlib draws ``\\$`` as ``$``, other backslashes as
+    they are)."""
+    return str(text).replace("$", r"\$")
 
 
 def _new_figure(width: float, height: float):
@@ -68,11 +80,11 @@ def interval_figure(rows: Sequence[Mapping[str, Any]], *, value: str, low: str, 
             ax.plot([r[low], r[high]], [y, y], color=c, lw=2)
         ax.plot([r[value]], [y], "o", color=c, ms=6)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([str(r[label]) for r in reversed(rows)], fontsize=9)
+    ax.set_yticklabels([plain(r[label]) for r in reversed(rows)], fontsize=9)
     if zero is not None:
         ax.axvline(zero, color="#444444", lw=0.8, ls="--")
-    ax.set_xlabel(xlabel, fontsize=9)
-    ax.set_title(title, fontsize=10, loc="left")
+    ax.set_xlabel(plain(xlabel), fontsize=9)
+    ax.set_title(plain(title), fontsize=10, loc="left")
     ax.tick_params(axis="x", labelsize=8)
     ax.grid(axis="x", color="#dddddd", lw=0.6)
     ax.set_ylim(-0.7, len(rows) - 0.3)
@@ -110,13 +122,13 @@ def occlusion_figure(series: Mapping[str, Sequence[Mapping[str, Any]]], *, title
             hi.append(max(0.0, r["high"] - r["accuracy"]) if _finite(r.get("high")) else 0.0)
             alt.append(f"{name} {b}: {r['accuracy']:.2f} (n={r['n']})")
         c = COLOURS[j % len(COLOURS)]
-        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="-o", color=c, capsize=3, lw=1.5, ms=5, label=name)
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="-o", color=c, capsize=3, lw=1.5, ms=5, label=plain(name))
     ax.set_xticks(range(len(bins)))
-    ax.set_xticklabels(bins, fontsize=9)
+    ax.set_xticklabels([plain(b) for b in bins], fontsize=9)
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("occlusion (fraction of the object hidden)", fontsize=9)
     ax.set_ylabel("accuracy", fontsize=9)
-    ax.set_title(title, fontsize=10, loc="left")
+    ax.set_title(plain(title), fontsize=10, loc="left")
     ax.grid(axis="y", color="#dddddd", lw=0.6)
     if len(series) > 1:
         ax.legend(fontsize=8, frameon=False)
@@ -145,12 +157,12 @@ def phase_gap_figure(rows: Sequence[Mapping[str, Any]], *, metrics: Sequence[str
         figure_name = recs[0].get("figure", "") if recs else ""
         ax.axhline(1.0 if figure_name == "gap_ratio" else 0.0, color="#444444", lw=0.8, ls="--")
         ax.set_xticks(xs)
-        ax.set_xticklabels([str(r[x]) for r in recs], rotation=35, ha="right", fontsize=8)
-        ax.set_title(f"{m}: {figure_name}", fontsize=9, loc="left")
+        ax.set_xticklabels([plain(r[x]) for r in recs], rotation=35, ha="right", fontsize=8)
+        ax.set_title(plain(f"{m}: {figure_name}"), fontsize=9, loc="left")
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="y", color="#dddddd", lw=0.6)
         alt += [f"{m} {r[x]}: {r['estimate']:.3g}" for r in recs if _finite(r.get("estimate"))]
-    fig.suptitle(title, fontsize=10, x=0.01, ha="left")
+    fig.suptitle(plain(title), fontsize=10, x=0.01, ha="left")
     return FigureImage(figure_uri(fig), f"{title}. " + "; ".join(alt), title)
 
 
@@ -170,18 +182,18 @@ def stacked_bar_figure(rows: Sequence[Mapping[str, Any]], *, x: str, stack: str,
     bottom = [0.0] * len(xs)
     for j, k in enumerate(keys):
         h = [val.get((xv, k), 0.0) for xv in xs]
-        ax.bar(range(len(xs)), h, bottom=bottom, width=0.6, color=COLOURS[j % len(COLOURS)], label=str(k),
+        ax.bar(range(len(xs)), h, bottom=bottom, width=0.6, color=COLOURS[j % len(COLOURS)], label=plain(k),
                edgecolor="white", lw=0.5)
         bottom = [b + v for b, v in zip(bottom, h)]
     for i, xv in enumerate(xs):
         if totals and xv in totals:
-            ax.text(i, bottom[i], str(totals[xv]), ha="center", va="bottom", fontsize=7, color="#444444")
+            ax.text(i, bottom[i], plain(totals[xv]), ha="center", va="bottom", fontsize=7, color="#444444")
     ax.set_xticks(range(len(xs)))
-    ax.set_xticklabels([str(v) for v in xs], fontsize=8)
-    ax.set_xlabel(str(x), fontsize=9)
-    ax.set_ylabel(ylabel, fontsize=9)
+    ax.set_xticklabels([plain(v) for v in xs], fontsize=8)
+    ax.set_xlabel(plain(x), fontsize=9)
+    ax.set_ylabel(plain(ylabel), fontsize=9)
     ax.set_ylim(0, max([*bottom, 1e-9]) * 1.15)
-    ax.set_title(title, fontsize=10, loc="left")
+    ax.set_title(plain(title), fontsize=10, loc="left")
     ax.tick_params(axis="y", labelsize=8)
     ax.grid(axis="y", color="#dddddd", lw=0.6)
     ax.set_axisbelow(True)

@@ -151,51 +151,107 @@ def rater_agreement(votes: pd.DataFrame, leaderboard: pd.DataFrame | None = None
     `stats.bradley_terry`) and `circular_triads` (intransitive triples on one item)."""
     check_frame(votes, ("model_a", "model_b", "winner", "rater_id"), "votes")
     o = _oriented(votes)
-    o["unit"] = _units(o)
-    o["rater_id"] = o["rater_id"].astype(str)
-    counts = pd.crosstab(o["unit"], o["outcome"]).reindex(columns=["first", "second", "tie"], fill_value=0)
+    # Array code throughout (per-vote pandas look-ups took ~45 s on 150k votes): outcome 0 first, 1 second, 2 tie.
+    outcome = o["outcome"].to_numpy()
+    oc = np.where(outcome == "first", 0, np.where(outcome == "second", 1, 2))
+    rater_code, raters = pd.factorize(o["rater_id"].astype(str).to_numpy(), sort=True)
+    n_raters, n = len(raters), len(o)
+    if n == 0:
+        return pd.DataFrame([])
+    unit_code = pd.factorize(_units(o).to_numpy(), use_na_sentinel=False)[0]  # a missing item: one unit
+    counts = np.bincount(unit_code * 3 + oc, minlength=3 * (int(unit_code.max()) + 1)).reshape(-1, 3)
+    others = counts[unit_code]
+    others[np.arange(n), oc] -= 1  # the other votes on the same unit (item and pair)
+    top = others.max(axis=1)
+    # a clear majority: someone else voted and exactly one outcome has the most votes
+    shared = (others.sum(axis=1) > 0) & ((others == top[:, None]).sum(axis=1) == 1)
+    agree = shared & (others.argmax(axis=1) == oc)
+
+    def per_rater(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(rater_code[mask], minlength=n_raters)
+
+    n_votes, n_ties = per_rater(np.ones(n, dtype=bool)), per_rater(oc == 2)
+    n_shared, n_agree = per_rater(shared), per_rater(agree)
+    decisive = oc != 2
+    n_decisive = per_rater(decisive)
+    consistent = None
+    if leaderboard is not None:
+        strength = leaderboard["log_strength"].to_dict()
+        first, second = o["first"].to_numpy(), o["second"].to_numpy()
+        names, inv = np.unique(np.concatenate([first, second]), return_inverse=True)
+        s = np.array([strength.get(x, 0.0) for x in names], dtype=np.float64)[inv]
+        fav_first = s[:n] >= s[n:]
+        consistent = per_rater(decisive & (fav_first == (oc == 0)))
+    triads = _circular_triads(o, rater_code, oc, n_raters)
     rows = []
-    strength = None if leaderboard is None else leaderboard["log_strength"].to_dict()
-    for rater, g in o.groupby("rater_id", sort=True):
-        agree = shared = 0
-        for unit, outcome in zip(g["unit"], g["outcome"]):
-            others = counts.loc[unit].copy()
-            others[outcome] -= 1
-            if others.sum() == 0:
-                continue
-            top = others.max()
-            if (others == top).sum() > 1:  # no clear majority among the others
-                continue
-            shared += 1
-            agree += int(others.idxmax() == outcome)
-        decisive = g[g["outcome"] != "tie"]
+    for r, rater in enumerate(raters):
+        k = int(n_shared[r])
         consistency = math.nan
-        if strength is not None and len(decisive):
-            fav_first = np.array([strength.get(f, 0.0) >= strength.get(s, 0.0) for f, s in zip(decisive["first"], decisive["second"])])
-            consistency = float(np.mean(fav_first == (decisive["outcome"] == "first").to_numpy()))
-        rows.append({"rater_id": rater, "votes": len(g), "ties": int((g["outcome"] == "tie").sum()), "shared": shared,
-                     "agreement": agree / shared if shared else math.nan, "consistency": consistency,
-                     "circular_triads": _circular_triads(decisive)})
+        if consistent is not None and n_decisive[r]:
+            consistency = float(consistent[r] / n_decisive[r])
+        rows.append({"rater_id": rater, "votes": int(n_votes[r]), "ties": int(n_ties[r]), "shared": k,
+                     "agreement": int(n_agree[r]) / k if k else math.nan, "consistency": consistency,
+                     "circular_triads": int(triads[r])})
     return pd.DataFrame(rows)
 
 
-def _circular_triads(decisive: pd.DataFrame) -> int:
-    """Intransitive triples (A>B, B>C, C>A) among one rater's decisive votes, counted per item."""
-    total = 0
-    items = decisive.groupby("item_id") if "item_id" in decisive.columns else [(None, decisive)]
-    for _, g in items:
-        beats = {(f, s) if o == "first" else (s, f) for f, s, o in zip(g["first"], g["second"], g["outcome"])}
-        models = sorted({m for pair in beats for m in pair})
-        if len(models) < 3:
-            continue
-        for i, x in enumerate(models):
-            for j in range(i + 1, len(models)):
-                for k in range(j + 1, len(models)):
-                    y, z = models[j], models[k]
-                    if ((x, y) in beats and (y, z) in beats and (z, x) in beats) or \
-                       ((y, x) in beats and (z, y) in beats and (x, z) in beats):
-                        total += 1
-    return total
+# Elements (groups x models x models) of one batch of circular-triad adjacency matrices.
+_TRIAD_ELEMENTS = 1 << 20
+
+
+def _circular_triads(o: pd.DataFrame, rater_code: np.ndarray, oc: np.ndarray, n_raters: int) -> np.ndarray:
+    """Per rater: intransitive triples (A>B, B>C, C>A) among the rater's decisive votes, counted per item
+    (over all the rater's votes when there is no `item_id` column; votes whose item is missing are skipped).
+
+    With A the beat graph of one rater on one item (A[x, y] = 1 when x beat y at least once), the triples
+    holding a directed 3-cycle number trace(A^3) / 3 - trace(M^3) / 6 with M = A and A^T: trace(A^3) / 3
+    counts each cycle orientation present, and a triple holds both orientations exactly when all its pairs
+    are mutual, a triangle of M (trace(M^3) = 6 triangles)."""
+    out = np.zeros(n_raters, dtype=np.int64)
+    dec = np.flatnonzero(oc != 2)
+    if "item_id" in o.columns:
+        item = pd.factorize(o["item_id"].to_numpy())[0][dec]  # -1 for a missing item, as groupby drops it
+        dec, item = dec[item >= 0], item[item >= 0]
+    else:
+        item = np.zeros(dec.size, dtype=np.int64)
+    if dec.size < 3:
+        return out
+    models = pd.factorize(np.concatenate([o["first"].to_numpy()[dec], o["second"].to_numpy()[dec]]))[0]
+    n_models = int(models.max()) + 1
+    first, second = models[: dec.size], models[dec.size :]
+    win = np.where(oc[dec] == 0, first, second)
+    lose = np.where(oc[dec] == 0, second, first)
+    group = pd.factorize(rater_code[dec].astype(np.int64) * (int(item.max()) + 1) + item)[0]
+    rater_of = np.zeros(int(group.max()) + 1, dtype=np.int64)
+    rater_of[group] = rater_code[dec]
+    # a 3-cycle needs three distinct edges: only groups with three decisive votes or more can hold one
+    keep = (np.bincount(group)[group] >= 3) & (win != lose)
+    if not keep.any():
+        return out
+    eg, ew, el = np.unique(np.stack([group[keep], win[keep], lose[keep]], axis=1), axis=0).T  # distinct edges
+    # number each group's models 0..k-1: node keys sorted by group, then position within the group's block
+    nodes, node_of = np.unique(np.concatenate([eg * n_models + ew, eg * n_models + el]), return_inverse=True)
+    node_of = node_of.ravel()
+    node_group = nodes // n_models
+    local = np.arange(nodes.size) - np.searchsorted(node_group, node_group)
+    lw, ll = local[node_of[: eg.size]], local[node_of[eg.size :]]
+    size = np.bincount(node_group, minlength=rater_of.size)
+    for k in np.unique(size[size >= 3]):
+        in_k = np.flatnonzero(size == k)
+        per = max(1, _TRIAD_ELEMENTS // int(k * k))
+        slot = np.full(size.size, -1, dtype=np.int64)
+        for start in range(0, in_k.size, per):
+            chunk = in_k[start : start + per]
+            slot[chunk] = np.arange(chunk.size)
+            e = np.flatnonzero(slot[eg] >= 0)
+            adj = np.zeros((chunk.size, k, k))
+            adj[slot[eg[e]], lw[e], ll[e]] = 1.0
+            adj_t = np.swapaxes(adj, 1, 2)
+            mutual = adj * adj_t
+            cycles = ((adj @ adj) * adj_t).sum(axis=(1, 2)) / 3.0 - ((mutual @ mutual) * mutual).sum(axis=(1, 2)) / 6.0
+            np.add.at(out, rater_of[chunk], np.rint(cycles).astype(np.int64))
+            slot[chunk] = -1
+    return out
 
 
 @dataclass

@@ -5,7 +5,7 @@ from .curriculum import STAGE1_SCHEDULE, STAGE2_SCHEDULE, Phase, curriculum_phas
 from .data import ManifestTrainData, camera_from_record
 from .ddp import DistContext, init_distributed
 from .hooks import PhaseEvaluator, compare_stage_runs, stage_gap_change
-from .loop import Batch, TrainConfig, TrainData, TrainResult, collate, train
+from .loop import Batch, TrainConfig, TrainData, TrainingInterrupted, TrainResult, collate, train
 from .losses import Discriminator, LossConfig, LossMix, LossWeights, RandomFeaturePerceptual, discriminator_loss
 from .recipe import Recipe, RecipeError, load_recipe
 
@@ -27,6 +27,7 @@ __all__ = [
     "TrainConfig",
     "TrainData",
     "TrainResult",
+    "TrainingInterrupted",
     "camera_from_record",
     "collate",
     "compare_stage_runs",

@@ -93,7 +93,13 @@ class PhaseEvaluator:
 
         new = pd.DataFrame(rows)
         if self.gap_table.exists():
-            new = pd.concat([pd.read_csv(self.gap_table), new], ignore_index=True)
+            old = pd.read_csv(self.gap_table)
+            # an evaluation run again after an interruption replaces its rows instead of adding them twice
+            key = ["stage", "phase", "checkpoint"]
+            if set(key) <= set(old.columns):
+                again = old[key].astype(str).apply(tuple, axis=1).isin(set(new[key].astype(str).apply(tuple, axis=1)))
+                old = old[~again.to_numpy()]
+            new = pd.concat([old, new], ignore_index=True)
         with atomic_path(self.gap_table) as tmp:
             new.to_csv(tmp, index=False)
 

@@ -59,10 +59,10 @@ def _stage(raw: dict, k: int, out_dir: Path, where: str) -> TrainConfig:
                 loss_t[key] = tuple(float(x) for x in loss_t[key])
         loss = LossConfig(weights=weights, **_fields(LossConfig, loss_t, f"{where} [stage{k}.loss]"))
         raw.setdefault("out_dir", str(out_dir / f"stage{k}"))
-        if "betas" in raw:
-            raw["betas"] = tuple(raw["betas"])
         return TrainConfig(stage=k, model=model, loss=loss, **_fields(TrainConfig, raw, f"{where} [stage{k}]"))
-    except TypeError as err:
+    except RecipeError:
+        raise
+    except (TypeError, ValueError) as err:  # a value of the wrong type or range, named by its field
         raise RecipeError(f"{where} [stage{k}]: {err}") from None
 
 
