@@ -4,7 +4,7 @@
 
 Work: 100k area-uniform samples on each surface, Chamfer-L2 (both directions), F-score at 3 taus and
 normal consistency, for one (prediction, GT) pair of ~20k-face meshes already in memory.
-Peer (DESIGN.md section 8, 0.22 s on this machine class): trimesh.sample.sample_surface for both meshes,
+Peer (0.22 s on this machine class): trimesh.sample.sample_surface for both meshes,
 then a scipy cKDTree (workers=-1) query in each direction. Both compute the same quantities; the test
 checks they agree to sampling noise before timing. Ours runs inside `runtime_policy("cpu")`, as the CLI and
 the runner call it.

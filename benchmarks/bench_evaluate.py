@@ -19,7 +19,7 @@ Chamfer-L1, F-score (+ precision/recall) at 0.01/0.02/0.05, normal consistency, 
   numpy, rows written as CSV at the end.
 
 Both run in the same session, one after the other, over the same files; the ratio is printed and stored in
-`extra_info`. Goal (issue 16): ours >= 4x the peer on the CPU.
+`extra_info`. Goal: ours >= 4x the peer on the CPU.
 """
 
 from __future__ import annotations

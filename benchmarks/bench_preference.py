@@ -7,7 +7,7 @@
   20 models on 30,000 items by 50 raters (10% ties), pairwise win rates, the Bradley-Terry leaderboard with
   1,000 bootstrap resamples of items and raters crossed, per-rater agreement, consistency and circular
   triads, and Krippendorff's alpha. Target: under 10 s on the 2-core CPU.
-- `stats.rubric.rater_agreement` (array code) beside the per-vote loop it replaced (pandas row look-ups per
+- `stats.preference.rater_agreement` (array code) beside the per-vote loop it replaced (pandas row look-ups per
   vote, a triple loop per rater and item); the loop must give the identical frame, checked here.
 """
 
@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 
-from sam3d_eval.cli.preference import analyse
+from sam3d_eval.workflows import analyse_judgements
 from sam3d_eval.io.judgements import read_votes
 from sam3d_eval.stats import bradley_terry
-from sam3d_eval.stats.rubric import rater_agreement
+from sam3d_eval.stats.preference import rater_agreement
 from sizes import sizes_for
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
@@ -73,14 +73,14 @@ def leaderboard(votes):
 
 
 def test_preference_ours(benchmark, votes_file, votes):
-    doc = analyse(votes_file, resamples=S.RESAMPLES)  # checked before timing
+    doc = analyse_judgements(votes_file, resamples=S.RESAMPLES)  # checked before timing
     pref = doc["preference"]
     assert pref["counts"] == {"votes": len(votes), "items": votes["item_id"].nunique(),
                               "raters": votes["rater_id"].nunique(), "models": S.N_MODELS,
                               "ties": int((votes["winner"] == "tie").sum())}
     assert sum(r["votes"] for r in pref["raters"]) == len(votes)
     assert all(r.get("elo_low") is not None for r in pref["leaderboard"])
-    run(benchmark, lambda: analyse(votes_file, resamples=S.RESAMPLES))
+    run(benchmark, lambda: analyse_judgements(votes_file, resamples=S.RESAMPLES))
 
 
 @pytest.mark.benchmark(group="rater agreement 150k votes")

@@ -1,4 +1,4 @@
-"""Rasteriser throughput: 8 views of 256x256 of a 20k-face mesh (DESIGN.md section 8 anchor: pytorch3d CPU
+"""Rasteriser throughput: 8 views of 256x256 of a 20k-face mesh (reference anchor, not rerun here because pytorch3d does not install: pytorch3d CPU
 31 s on the 2-core machine; target under 3 s), the full shaded `render_views`, and a dense per-(pixel,
 face) torch reference at a size where it is feasible.
 

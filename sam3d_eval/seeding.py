@@ -2,7 +2,7 @@
 
 A stream is keyed by (base seed, keys...), e.g. ``(protocol.seed, sample_id, "pred_surface")``, and
 hashed with BLAKE2b into a 63-bit seed, so the draws of one sample never depend on which other samples
-share its batch, their order, the number of ranks or a resume (DESIGN.md section 4). Changing any key
+share its batch, their order, the number of ranks or a resume (docs/architecture.md). Changing any key
 gives an unrelated stream. Pure Python and torch: importable from every layer, importing none.
 """
 

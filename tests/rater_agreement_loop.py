@@ -1,4 +1,4 @@
-"""The per-vote loop `stats.rubric.rater_agreement` was before it became array code, kept verbatim (but for
+"""The per-vote loop `stats.preference.rater_agreement` was before it became array code, kept verbatim (but for
 names) as the reference its numbers are checked against (tests/test_rater_agreement_reference.py) and as the
 peer it is timed against (benchmarks/bench_preference.py)."""
 
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from sam3d_eval.stats.rubric import _oriented, _units
+from sam3d_eval.stats.preference import _oriented, _units
 
 __all__ = ["reference_circular_triads", "reference_rater_agreement"]
 

@@ -206,6 +206,24 @@ def test_protocols_command_lists_presets(capsys):
     assert "source: Mesh R-CNN" in out and "icp" in out
 
 
+def test_protocols_command_imports_no_heavy_module():
+    """`python -m sam3d_eval protocols` lists the presets without torch or trimesh (it answers as fast as --help)."""
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['sam3d_eval', 'protocols']\n"
+        "try:\n"
+        "    runpy.run_module('sam3d_eval', run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "heavy = sorted(m for m in ('torch', 'trimesh') if m in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "zeroshape" in proc.stdout and "source: Mesh R-CNN" in proc.stdout
+    assert "HEAVY []" in proc.stderr, proc.stderr[-2000:]
+
+
 def test_protocol_option_is_printed_and_recorded(tmp_path, capsys):
     _write(tmp_path / "gt.ply")
     _write(tmp_path / "pred.ply", shift=0.02)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sam3d_eval.data.generate import GenerationConfig, generate_sample, make_benchmark, sample_ids
+from sam3d_eval.data.generate import GenerationConfig, ensure_benchmark, generate_sample, make_benchmark, sample_ids
 from sam3d_eval.data.manifest import load_manifest
 from sam3d_eval.data.procedural import CATEGORIES
 from sam3d_eval.io.mesh_io import load_mesh
@@ -214,3 +214,22 @@ def test_paired_setting_is_recorded_only_when_on():
         generate_sample(SEED, "stat_1", "real", GenerationConfig(image_size=48, paired=True))
     with pytest.raises(ValueError, match="paired must be true or false"):
         GenerationConfig(paired="yes")
+
+
+def test_ensure_benchmark_makes_or_finishes_the_table_s_benchmark(bench, tmp_path):
+    """A [data.generate] table (counts, seed, workers, out and GenerationConfig fields) -> the manifest path;
+    a complete benchmark is reused as it is."""
+    before = _digest(bench)
+    lines = []
+    table = {"synthetic": 2, "real": 2, "seed": SEED, "image_size": 48}
+    assert ensure_benchmark(table, bench, lines.append) == bench / "manifest.csv"
+    assert ensure_benchmark({**table, "out": str(bench), "workers": 2}, tmp_path / "unused") == bench / "manifest.csv"
+    assert _digest(bench) == before and not (tmp_path / "unused").exists()
+    assert lines[0] == f"built-in benchmark: 2 synthetic + 2 real samples in {bench}" and lines[1].startswith("  ready in")
+    with pytest.raises(ValueError, match=r"\[data.generate\]: unknown key\(s\) 'colour'; valid keys: synthetic, real, "
+                                         r"seed, workers, out, image_size"):
+        ensure_benchmark({**table, "colour": 1}, tmp_path)
+    with pytest.raises(ValueError, match=r"recipe.toml \[data.generate\]: needs real"):
+        ensure_benchmark({"synthetic": 2}, tmp_path, where="recipe.toml [data.generate]")
+    with pytest.raises(ValueError, match="another seed or configuration"):
+        ensure_benchmark({**table, "seed": SEED + 1}, bench)

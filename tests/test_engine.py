@@ -94,6 +94,34 @@ def test_config_refuses_a_suite_outside_3_to_5():
         config_from_dict({"suite": [{"name": "x"}, {"name": "y"}], "roundz": 3})
 
 
+def test_training_tables_are_train_config_settings():
+    """[pretrain] / [finetune] hold TrainConfig (and two LossConfig) fields over the engine's defaults; the
+    engine builds one TrainConfig per run from them and checks them when the config is read."""
+    from sam3d_eval.engine.config import TRAIN_DEFAULTS, train_config
+    from sam3d_eval.models.reference import ReferenceConfig
+    from sam3d_eval.train.loop import TrainConfig
+    from sam3d_eval.train.losses import LossConfig, LossWeights
+
+    suite = [{"name": "x", "checkpoint": "initial"}, {"name": "y", "checkpoint": "initial"}]
+    cfg = config_from_dict({"suite": suite, "finetune": {"lr": 1e-3, "grad_clip": 0.5}})
+    assert cfg.pretrain == TRAIN_DEFAULTS and cfg.finetune == {**TRAIN_DEFAULTS, "lr": 1e-3, "grad_clip": 0.5}
+    assert cfg.fingerprint() == config_from_dict(cfg.to_dict()).fingerprint()
+    # the stored record, and so the fingerprint of a run folder, is the one earlier versions wrote
+    assert config_from_dict({"suite": suite}).fingerprint() == "00fdb49776db7422"
+    tc = train_config(cfg.finetune, out_dir="o", seed=3, model=ReferenceConfig(), init_from="i.safetensors", device="cpu")
+    assert tc == TrainConfig(stage=1, epochs=2, epoch_size=32, batch_size=8, lr=1e-3, warmup_steps=2, grad_clip=0.5,
+                             seed=3, device="cpu", model=ReferenceConfig(), out_dir="o", init_from="i.safetensors",
+                             curriculum="stage1", log_every=1000,
+                             loss=LossConfig(weights=LossWeights.stage(1), num_points=500, render_size=32,
+                                             perceptual="substitute"))
+    with pytest.raises(EngineConfigError, match=r"\[pretrain\]: unknown key\(s\) 'epochz'; valid keys: epochs, "):
+        config_from_dict({"suite": suite, "pretrain": {"epochz": 3}})
+    with pytest.raises(EngineConfigError, match=r"\[finetune\]: unknown key\(s\) 'seed'"):  # the engine's to set
+        config_from_dict({"suite": suite, "finetune": {"seed": 3}})
+    with pytest.raises(EngineConfigError, match=r"\[finetune\]: lr must be a number > 0, got 0"):
+        config_from_dict({"suite": suite, "finetune": {"lr": 0}})
+
+
 @pytest.fixture(scope="module")
 def benchmark_manifest(tmp_path_factory):
     from sam3d_eval.data.generate import GenerationConfig, make_benchmark

@@ -212,3 +212,59 @@ def test_ids_may_hold_the_joiners_that_some_scripts_need(tmp_path):
     (tmp_path / "m.jsonl").write_text(json.dumps({"sample_id": "a\u200bb", "gt_mesh": "a.ply"}) + "\n", encoding="utf-8")
     with pytest.raises(ManifestError, match="U\\+200B"):
         load_manifest(tmp_path / "m.jsonl")
+
+
+# --- the typed Manifest ----------------------------------------------------------------------------------
+
+
+def test_manifest_read_select_and_split_keep_validated_rows(tmp_path):
+    from sam3d_eval.data.manifest import Manifest
+
+    path = _csv(tmp_path, "007,,,gt/a.ply,synthetic,0.25,chair,lab1\nb,,,gt/b.obj,real,1,table,lab2\n"
+                          "c,,,gt/c.obj,real,0,table,lab1\n",
+                header="sample_id,image,mask,gt_mesh,domain,occlusion,category,source_lab\n")
+    m = Manifest.read(path)
+    assert m.sample_ids == ["007", "b", "c"] and all(isinstance(s, str) for s in m.sample_ids)
+    assert m.path == path and m.root == tmp_path and len(m) == 3
+    assert m.strata == ["domain", "occlusion", "category", "source_lab"]
+    sub = m.select({"c", "007"})
+    assert sub.sample_ids == ["007", "c"]  # manifest order, not the set's
+    assert sub.path == path and sub.frame.attrs["root"] == str(tmp_path)
+    assert list(sub.frame.index) == [0, 1]
+    assert m.select((m.frame["domain"] == "real").to_numpy()).sample_ids == ["b", "c"]
+    with pytest.raises(KeyError, match="zzz"):
+        m.select(["zzz"])
+    assert m.split("test") is m  # no split column: every row
+
+
+def test_manifest_from_a_frame_is_validated_by_the_same_rules(tmp_path):
+    from sam3d_eval.data.manifest import Manifest, as_manifest
+
+    good = pd.DataFrame({"sample_id": ["a", "b"], "gt_mesh": ["gt/a.ply", str(tmp_path / "b.ply")],
+                         "domain": ["Synthetic", "real"]})
+    m = Manifest(good)  # built in Python: relative paths from the working directory, any folder
+    assert m.frame["gt_mesh"][0] == str(pathlib.Path.cwd() / "gt" / "a.ply")
+    assert list(m.frame["domain"]) == ["synthetic", "real"]  # normalised like a file's rows
+    assert as_manifest(m) is m and as_manifest(good).sample_ids == ["a", "b"]
+    with pytest.raises(ManifestError, match="duplicate sample_id"):
+        Manifest(pd.DataFrame({"sample_id": ["a", "a"], "gt_mesh": ["x.ply", "y.ply"]}))
+    with pytest.raises(ManifestError, match="leaves"):  # with a root, paths must stay inside it
+        Manifest(pd.DataFrame({"sample_id": ["a"], "gt_mesh": ["../x.ply"]}), tmp_path)
+
+
+def test_find_pairs_builds_its_manifest_through_the_same_constructor(tmp_path):
+    from sam3d_eval.data.manifest import Manifest
+    from sam3d_eval.evaluate.sources import find_pairs
+
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "pred").mkdir()
+    for name in ("a.ply", "b.obj"):
+        (tmp_path / "gt" / name).write_text("x")
+        (tmp_path / "pred" / name).write_text("x")
+    (tmp_path / "pred" / "orphan.ply").write_text("x")
+    m, source, orphans = find_pairs(tmp_path / "pred", tmp_path / "gt")
+    assert isinstance(m, Manifest) and m.sample_ids == ["a", "b"] and orphans == ["orphan"]
+    assert m.frame["gt_mesh"][1] == str(tmp_path / "gt" / "b.obj")
+    (tmp_path / "gt" / "bad\u202eid.ply").write_text("x")  # a stem that is no valid sample id
+    with pytest.raises(ManifestError, match="invisible"):
+        find_pairs(tmp_path / "pred", tmp_path / "gt")

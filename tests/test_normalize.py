@@ -1,4 +1,4 @@
-"""Joint unit-cube normalisation of (prediction, GT) pairs (DESIGN.md section 5 default protocol)."""
+"""Joint unit-cube normalisation of (prediction, GT) pairs (the default protocol)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import pytest
 
 from sam3d_eval.cli.main import main
 from sam3d_eval.io.judgements import JudgementFileError, read_votes, validate_votes
-from sam3d_eval.stats.rubric import pairwise_win_rates, preference_summary, rater_agreement, vote_agreement
+from sam3d_eval.stats.preference import pairwise_win_rates, preference_summary, rater_agreement, vote_agreement
 
 
 def _simulated_votes(seed=0, items=40, raters=3, strengths=(0.0, 0.8, 1.6), tie_p=0.1):
@@ -179,7 +179,7 @@ def test_out_is_written_atomically(tmp_path, monkeypatch):
 def test_large_vote_files_are_validated_and_summarised_per_rater_in_array_code(tmp_path):
     """50k votes through the reader and the per-rater agreement: every vote is counted once. (Their speed is
     measured in benchmarks/bench_preference.py: a timing bound here would depend on the machine's load.)"""
-    from sam3d_eval.stats.rubric import rater_agreement
+    from sam3d_eval.stats.preference import rater_agreement
 
     rng = np.random.default_rng(5)
     n = 50_000

@@ -204,6 +204,45 @@ def test_protocol_record_and_errors():
         assert preset.source and preset.__doc__
 
 
+def test_record_is_to_dict_plus_the_fingerprint_computed_once(monkeypatch):
+    import hashlib
+
+    import sam3d_eval.evaluate.protocols as protocols
+
+    p = get_protocol("sam3d").with_overrides(num_samples=321)
+    calls = []
+    real = hashlib.sha256
+
+    def counting(data=b""):
+        calls.append(data)
+        return real(data)
+
+    monkeypatch.setattr(protocols.hashlib, "sha256", counting)
+    record = p.record()
+    assert record == {**p.to_dict(), "fingerprint": p.fingerprint()}
+    assert p.record() == record and len(calls) == 1  # cached on the instance
+    monkeypatch.undo()
+    # the cache is no field: equality, hashing, replace and the stored record are as before
+    fresh = dataclasses.replace(p)
+    assert fresh == p and hash(fresh) == hash(p) and "_fingerprint" not in fresh.to_dict()
+    assert fresh.fingerprint() == record["fingerprint"] == Protocol.from_dict(p.to_dict()).fingerprint()
+    other = dataclasses.replace(p, seed=1)
+    assert other.record()["fingerprint"] != record["fingerprint"]
+    assert json.loads(json.dumps(record)) == record
+
+
+def test_alignment_names_are_the_library_names():
+    """evaluate.protocols writes the alignment names out (reading presets loads no torch); they are these."""
+    from sam3d_eval.evaluate.protocols import ALIGNMENTS
+    from sam3d_eval.ops import alignment
+
+    assert ALIGNMENTS == alignment.ALIGNMENTS
+    assert alignment.rotation_grid(Protocol.__dataclass_fields__["rotations"].default).shape == (24, 3, 3)
+    with pytest.raises(ValueError, match="unknown rotation grid"):
+        dataclasses.replace(get_protocol("default"), rotations="so3")
+    assert dataclasses.replace(get_protocol("default"), rotations="so3_12").rotations == "so3_12"
+
+
 def test_presets_hold_the_published_settings():
     assert PROTOCOLS["meshrcnn"].taus == (0.1, 0.3, 0.5) and PROTOCOLS["meshrcnn"].num_samples == 10_000
     assert PROTOCOLS["zeroshape"].taus == (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)

@@ -10,7 +10,7 @@ import pytest
 
 from sam3d_eval.stats import bradley_terry
 from rater_agreement_loop import reference_circular_triads, reference_rater_agreement
-from sam3d_eval.stats.rubric import rater_agreement
+from sam3d_eval.stats.preference import rater_agreement
 
 
 def _votes(seed: int, n: int, models: int, items: int, raters: int, tie_p: float = 0.15) -> pd.DataFrame:
@@ -54,11 +54,11 @@ def test_circular_triads_with_mutual_edges_and_without_items():
 
 def test_circular_triads_in_small_batches(monkeypatch):
     """The adjacency matrices go in batches (bounded memory): any batch size gives the same counts."""
-    import sam3d_eval.stats.rubric as rubric
+    import sam3d_eval.stats.preference as preference
 
     votes = _votes(3, 3000, 6, 20, 5)
     want = reference_rater_agreement(votes)
     assert want["circular_triads"].sum() > 0
     for elements in (1, 40, 1000):  # one group per batch, a few, many
-        monkeypatch.setattr(rubric, "_TRIAD_ELEMENTS", elements)
+        monkeypatch.setattr(preference, "_TRIAD_ELEMENTS", elements)
         pd.testing.assert_frame_equal(rater_agreement(votes), want, check_exact=True)

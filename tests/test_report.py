@@ -19,7 +19,7 @@ from sam3d_eval.evaluate.compare import compare_frames
 from sam3d_eval.evaluate.sides import load_side
 from sam3d_eval.evaluate.protocols import get_protocol
 from sam3d_eval.io.mesh_io import load_mesh
-from sam3d_eval.report import comparison_document, interval_figure, render_html, runs_document
+from sam3d_eval.report import comparison_document, interval_figure, render_html, runs_document, thumbs_block
 from sam3d_eval.report.tables import definition, fmt, fmt_ci, fmt_p
 from sam3d_eval.report.thumbnails import render_thumbnails
 
@@ -107,9 +107,11 @@ def test_report_cli_on_a_run_and_a_training_folder(scored, tmp_path, capsys):
     html = out.read_text()
     assert _external_refs(html) == []
     pngs = [d for m, d in _images(html) if m == "image/png"]
-    assert len(pngs) == 5  # 3 worst samples: s03 failed (GT only), 2 with prediction and GT
+    assert len(pngs) == 6  # the 3 worst scored samples, prediction and GT each
     assert all(Image.open(io.BytesIO(d)).size == (320, 160) for d in pngs)
-    assert "failed: " in html and "no prediction for this sample" in html
+    worst = html[html.index('id="worst"'):html.index('id="methods"')]
+    assert "<h3>s03</h3>" not in worst and "worst scored samples" in worst  # s03 failed: listed with its reason
+    assert "no prediction for this sample" in html[html.index('id="samples"'):html.index('id="worst"')]
     assert "Per-category breakdown" in html and "Occlusion-stratified accuracy" in html
 
     # a training output folder: phase-boundary runs under stage*/eval/ and gap.csv across phases
@@ -147,10 +149,13 @@ def test_compare_out_writes_the_report_with_thumbnails(scored, tmp_path, capsys)
     assert code == 0
     html = out.read_text()
     assert _external_refs(html) == []
-    assert "Worst samples" in html and "B failed on this sample" in html  # s03 first: B has no prediction
+    worst = html[html.index('id="worst"'):html.index('id="methods"')]
+    assert "<h3>s03</h3>" not in worst  # B failed on s03: listed under "Samples left out", not in the gallery
+    left_out = html[html.index('id="samples"'):html.index('id="worst"')]
+    assert "<td>s03</td>" in left_out and "no prediction for this sample" in left_out
     pngs = [d for m, d in _images(html) if m == "image/png"]
-    assert len(pngs) == 5  # s03: A and GT (B missing); the worst paired sample: A, B and GT
-    assert html.count("not rendered") == 1
+    assert len(pngs) == 6  # the 2 scored samples where B lost most: A, B and GT each
+    assert "not rendered" not in html
 
 
 def test_runs_document_degrades_without_domains_or_phases():
@@ -208,3 +213,118 @@ def test_occlusion_figure_takes_wilson_ends_a_rounding_error_inside_the_estimate
             dict(occlusion_bin="[0.1,0.3)", n=2, accuracy=0.5, low=0.3, high=0.5 - 1e-12)]  # an upper end inside
     fig = occlusion_figure({"all": recs}, title="t")
     assert "all [0,0.1): 0.00 (n=3)" in fig.alt
+
+
+def _sentence_payload(rows, failures, regressions=()):
+    """A comparison payload with just what `decision_sentence` reads."""
+    table = [dict(stratum="all", level="all", metric=m, significant=sig, better=bet, p_holm=p) for m, sig, bet, p in rows]
+    table.append(dict(stratum="domain", level="real", metric="fscore@0.05", significant=True, better="A", p_holm=1e-3))
+    return {"labels": ["stage 1", "stage 2 (final)"], "table": table, "failures": failures,
+            "regressions": [{"metric": m} for m in regressions]}
+
+
+def test_decision_sentence_says_the_verdict_in_words():
+    from sam3d_eval.report import decision_sentence
+
+    same = dict(rate_a=0.0, rate_b=0.0, significant=False, worse=None, pvalue=1.0, unit="sample")
+    p = _sentence_payload([("chamfer_l2", False, "B", 0.3), ("normal_consistency", True, "B", 0.01),
+                           ("fscore@0.05", False, "A", 0.6)], same)
+    # the domain stratum's significant row does not count: only the "all" rows decide
+    assert decision_sentence(p) == ("stage 2 (final) is better than stage 1 on normal_consistency and no worse "
+                                    "elsewhere; failures are the same (0.0% of the samples).")
+    more = dict(rate_a=0.05, rate_b=0.2, significant=True, worse="B", pvalue=0.01, unit="sample")
+    p = _sentence_payload([("chamfer_l2", True, "A", 0.01), ("normal_consistency", True, "B", 0.01),
+                           ("fscore@0.05", True, "A", 0.02)], more, regressions=["chamfer_l2", "failure rate"])
+    assert decision_sentence(p) == ("stage 2 (final) is better than stage 1 on normal_consistency but worse on "
+                                    "chamfer_l2 and fscore@0.05 (a regression on chamfer_l2); stage 2 (final) fails "
+                                    "more often (20.0% against 5.0%, a regression).")
+    apart = dict(rate_a=0.05, rate_b=0.1, significant=False, worse=None, pvalue=0.5, unit="cluster")
+    p = _sentence_payload([("chamfer_l2", True, "A", 0.01), ("normal_consistency", False, "B", None)], apart)
+    assert decision_sentence(p) == ("stage 2 (final) is worse than stage 1 on chamfer_l2 (not counted as a "
+                                    "regression); not testable: normal_consistency; failures do not differ "
+                                    "significantly (stage 1 5.0%, stage 2 (final) 10.0%).")
+    fewer = dict(rate_a=0.1, rate_b=0.0, significant=True, worse="A", pvalue=0.01, unit="sample")
+    p = _sentence_payload([("chamfer_l2", False, "A", 0.4)], fewer)
+    assert decision_sentence(p) == ("stage 2 (final) and stage 1 do not differ significantly on any metric; "
+                                    "stage 2 (final) fails less often (0.0% against 10.0%).")
+
+
+def test_comparison_report_opens_with_the_decision_before_the_points(scored):
+    from sam3d_eval.report import decision_sentence
+
+    payload = compare_frames(scored["a"].frame, scored["b"].frame, labels=("stage 1", "stage 2"), protocol=PROTOCOL,
+                             n_resamples=200).to_dict()
+    doc = comparison_document(payload)
+    v = doc["verdict"]
+    assert v["headline"] == decision_sentence(payload)
+    worse = [r["metric"] for r in payload["table"] if r["stratum"] == "all" and r["significant"] and r["better"] == "A"]
+    assert worse and v["headline"].startswith(f"stage 2 is worse than stage 1 on {worse[0]}")
+    assert "(a regression)" in v["headline"] and "failures do not differ significantly" in v["headline"]
+    assert v["points"][0] == payload["verdict"]  # then the verdict as the comparison states it, and the rest
+    assert any(p.startswith(f"Regression on {worse[0]}: ") for p in v["points"])
+    html = render_html(doc)
+    sentence = html.index(f"<h2>{v['headline']}</h2>")
+    assert sentence < html.index("<li>") < html.index('id="metrics"')
+    # the methods section names the definitions by where they are written down (the protocol's own
+    # description, printed as it is, is left out here: the report's text alone is checked)
+    html = render_html(comparison_document({**payload, "protocol": {**payload["protocol"], "source": "registry"}}))
+    assert "DESIGN.md" not in html and "Metric definitions (docs/definitions.md)" in html
+
+
+def _run(label, mean):
+    summary = [dict(stratum="all", level="all", metric="chamfer_l2", n=3, n_failed=0, n_nan=0, n_used=3, mean=mean,
+                    low=mean / 2, high=mean * 2)]
+    return dict(label=label, run_dir=f"runs/{label}", protocol=PROTOCOL.to_dict(), fingerprint=PROTOCOL.fingerprint(),
+                counts={"samples": 3, "failed": 0}, summary=summary, occlusion_accuracy=None, domain_gap=[], metadata={})
+
+
+def test_runs_report_states_the_last_run_against_the_first(scored):
+    from sam3d_eval.report import decision_sentence
+
+    payload = compare_frames(scored["a"].frame, scored["b"].frame, labels=("stage 1", "stage 2"), protocol=PROTOCOL,
+                             n_resamples=200).to_dict()
+    runs = [_run("stage 1", 0.1), _run("stage 2", 0.2)]
+    doc = runs_document(runs, metrics=["chamfer_l2"], comparison=payload)
+    v = doc["verdict"]
+    assert v["level"] == "regression" and v["headline"] == decision_sentence(payload)
+    assert v["headline"].startswith("stage 2 is worse than stage 1") and "latest" not in v["headline"]
+    assert v["points"][0] == f"stage 2 against stage 1: {payload['verdict']}"
+    assert any(p.startswith("Regression on chamfer_l2: ") for p in v["points"])
+    metrics = next(s for s in doc["sections"] if s["id"] == "metrics")
+    table = next(b for b in metrics["blocks"] if b.get("caption") == "stage 2 against stage 1")
+    overall = [r for r in payload["table"] if r["stratum"] == "all"]
+    assert [row[0] for row in table["rows"]] == [r["metric"] for r in overall]
+    assert table["rows"][0][5]["text"] == fmt_ci(overall[0]["delta"], overall[0]["delta_low"], overall[0]["delta_high"])
+    assert "worse" in table["rows"][0][5]["cls"]  # coloured by the comparison's significance
+    html = render_html(doc)
+    assert html.index("<caption>stage 2 against stage 1</caption>") < html.index('id="strata"' if 'id="strata"' in html else 'id="gap"')
+
+    # without a comparison the report says so, and shows no B-against-A table
+    plain = runs_document(runs, metrics=["chamfer_l2"])
+    assert plain["verdict"]["level"] == "info"
+    assert plain["verdict"]["headline"] == ("2 runs; the last is stage 2 (3 of 3 samples scored); no comparison between "
+                                            "the runs was computed.")
+    assert "against" not in render_html(plain).split('id="metrics"', 1)[1].split("</section>", 1)[0]
+    one = runs_document(runs[1:], metrics=["chamfer_l2"])
+    assert one["verdict"]["headline"] == "stage 2: 3 of 3 samples scored; mean chamfer_l2 0.2000 [0.1000, 0.4000]."
+
+
+def test_worst_samples_gallery_gives_a_failed_sample_its_reason():
+    thumbs = [
+        {"title": "s03", "caption": "failed: no prediction for this sample (domain real, category box)",
+         "images": [{"label": "prediction", "uri": None, "missing": "prediction not stored (the run's source cannot be rebuilt)"},
+                    {"label": "ground truth", "uri": None}]},
+        {"title": "s05", "caption": "chamfer_l2 0.2", "error": "CUDA out of memory",
+         "images": [{"label": "prediction", "uri": None}, {"label": "ground truth", "uri": None}]},
+        {"title": "s07", "caption": "chamfer_l2 0.1",
+         "images": [{"label": "prediction", "uri": None, "missing": "the prediction cannot be read again"}]},
+    ]
+    html = render_html(runs_document([_run("r", 0.1)], metrics=["chamfer_l2"], thumbnails=thumbs))
+    worst = html[html.index('id="worst"'):html.index('id="methods"')]
+    assert "prediction not stored" not in worst and "cannot be rebuilt" not in worst
+    assert '<div class="missing">failed: no prediction for this sample</div>' in worst
+    assert '<div class="missing">failed: CUDA out of memory</div>' in worst
+    assert '<div class="missing">the prediction cannot be read again</div>' in worst  # a scored sample: as given
+    assert worst.count("not rendered") == 2  # the ground truths, whatever the prediction did
+    assert "The worst scored samples of r" in worst and "Failed samples" in worst
+    assert thumbs_block(thumbs)["items"][0]["images"][0]["missing"] == "failed: no prediction for this sample"

@@ -17,7 +17,8 @@ from sam3d_eval.io.judgements import read_ratings, read_votes
 from sam3d_eval.report import judgement_sections, render_html, runs_document, stacked_bar_figure
 from sam3d_eval.report.figures import COLOURS
 from sam3d_eval.report.tables import fmt_ci, fmt_rate
-from sam3d_eval.stats.rubric import preference_summary, rubric_summary
+from sam3d_eval.stats.preference import preference_summary
+from sam3d_eval.stats.rubric import rubric_summary
 
 RESAMPLES = 60
 

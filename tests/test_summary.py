@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sam3d_eval.evaluate.summary import direction, domain_gap, gap_change, occlusion_accuracy, occlusion_bin, summarize
+from sam3d_eval.io.results import direction
+from sam3d_eval.evaluate.summary import domain_gap, gap_change, occlusion_accuracy, occlusion_bin, summarize
 
 
 def _frame():

@@ -69,6 +69,24 @@ def test_recipe_errors_name_the_key(tmp_path):
         load_recipe(p)
 
 
+def test_recipe_file_errors_are_one_line_naming_the_file(tmp_path):
+    p = tmp_path / "r.toml"
+    with pytest.raises(FileNotFoundError, match="r.toml: recipe does not exist"):
+        load_recipe(p)
+    p.write_text("[stage1]\nepochs = \n")
+    with pytest.raises(RecipeError, match=r"r.toml: not valid TOML \(.*line 2"):
+        load_recipe(p)
+    p.write_text("outdir = 'x'\n[stage1]\n")
+    with pytest.raises(RecipeError, match=r"r.toml: unknown top-level key\(s\) 'outdir'; valid keys: out_dir, data"):
+        load_recipe(p)
+    p.write_text("[stage1.loss.weights]\nchamfr = 1.0\n")
+    with pytest.raises(RecipeError, match=r"\[stage1.loss.weights\]: unknown key\(s\) 'chamfr'; valid keys: chamfer"):
+        load_recipe(p)
+    p.write_text("[stage1]\nlr = -1\n")
+    with pytest.raises(RecipeError, match=r"\[stage1\]: lr must be a number > 0"):
+        load_recipe(p)
+
+
 def test_camera_records_and_cameras_give_the_same_frame():
     cams = orbit_cameras([10.0, 250.0], [30.0, -15.0], [2.0, 3.5], (48, 64), fov_deg=50.0)
     records = [{"R": cams.R[i].tolist(), "T": cams.T[i].tolist(), "image_size": [48, 64],

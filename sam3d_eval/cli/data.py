@@ -7,7 +7,6 @@ Imports nothing heavy at module level (torch, trimesh, the data layer load insid
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 import time
@@ -29,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Generate N synthetic and M 'real' samples under OUT: images/ (PNG), masks/ (visible mask PNG), "
             "amodal/, meshes/ (GT .ply in the object frame), cameras/ (intrinsics + extrinsics JSON), records/, "
-            "manifest.parquet and manifest.csv (DESIGN.md section 4 columns, train/val/test split, one "
+            "manifest.parquet and manifest.csv (the columns of docs/data.md, train/val/test split, one "
             "shift_<name> column per real-side shift with the intensity applied, 0 = off).\n\n"
             "The same --seed gives the same bytes whatever --workers; rerunning an interrupted command finishes "
             "it (complete samples are kept)."
@@ -60,30 +59,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(run=run_make)
     p.set_defaults(run=lambda args: (p.print_help(), 2)[1])
-
-
-def _load_config(path: pathlib.Path) -> dict:
-    # exists(), not is_file(): a shell's process substitution (--config <(echo '{...}')) is a pipe
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: config file does not exist")
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder; --config takes a JSON or TOML file")
-    text = path.read_text()
-    if path.suffix.lower() == ".toml":
-        import tomllib
-
-        try:
-            d = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"{path}: not valid TOML ({err})") from None
-    else:
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(d, dict):
-        raise ValueError(f"{path}: the config must be an object of settings")
-    return d
 
 
 class _Progress:
@@ -124,12 +99,13 @@ def _check_out(out: pathlib.Path) -> None:
 
 
 def run_make(args: argparse.Namespace) -> int:
+    from ..config_io import read_config_file
     from ..data.generate import GenerationConfig, make_benchmark
     from ..data.shifts import parse_shift_settings
     from ..runtime import runtime_policy
 
     _check_out(args.out)
-    settings = _load_config(args.config) if args.config else {}
+    settings = read_config_file(args.config) if args.config else {}
     settings["shifts"] = parse_shift_settings(args.shift, base=parse_shift_settings(settings.get("shifts")))
     for opt, key in (("size", "image_size"), ("shift_prob", "shift_prob"),
                      ("background_complexity", "background_complexity"), ("second_object_prob", "second_object_prob")):
@@ -137,7 +113,7 @@ def run_make(args: argparse.Namespace) -> int:
             settings[key] = getattr(args, opt)
     if args.paired:
         settings["paired"] = True
-    config = GenerationConfig.from_dict(settings)
+    config = GenerationConfig.from_dict(settings, where=str(args.config) if args.config else "data make")
     with runtime_policy("cpu"):
         frame = make_benchmark(args.out, args.synthetic, args.real, args.seed, config, workers=args.workers,
                                progress=_Progress(not args.quiet))

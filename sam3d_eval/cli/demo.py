@@ -1,11 +1,8 @@
-"""`sam3d-eval demo`: the embedded default (DESIGN.md section 2), end to end, with no data of the user's own.
+"""`sam3d-eval demo`: the whole method on the built-in benchmark, with no data of the user's own.
 
-Composes the other commands' entry points (their `run` functions, with arguments parsed by their own parsers,
-so defaults and checks keep one home): `train` on the demo recipe (generates the built-in benchmark, trains
-stage 1 and stage 2 with the curriculum, scores every phase boundary, writes gap.csv, stage_comparison.csv
-and gap_change.csv), then `compare` of the stage-1 and stage-2 final checkpoints (reusing the stored
-phase-boundary evaluations of those exact weights), then `report` (verdict, tables, the gap across curriculum
-phases). Everything stays in OUT (default reports/demo).
+Runs `workflows.run_demo` (train on the demo recipe with every phase boundary scored, compare the stage-1 and
+stage-2 final checkpoints, write the report; everything in OUT, default reports/demo); this module parses the
+arguments and draws the progress.
 
 `--quick` keeps the earlier seconds-long demo: procedural ground-truth shapes and seeded degraded "predictions"
 (a mild and a severe one per shape) written as mesh files and scored by the path `eval-meshes` uses.
@@ -14,17 +11,14 @@ phases). Everything stays in OUT (default reports/demo).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import pathlib
 import sys
 import time
 
 from .eval_meshes import add_appearance_options, add_metric_options, check_metric_options, evaluate_and_report
 
-# The demo recipe ships inside the package (setuptools package data, pyproject.toml) so that an installed
-# `sam3d-eval demo` finds it; training/demo.toml is a symlink to this file, the copy users read and pass to
-# `sam3d-eval train --config`. One file, two names: the demo and the documented recipe cannot drift apart.
-RECIPE = pathlib.Path(__file__).with_name("demo.toml")
+# The packaged demo recipe, workflows.DEMO_RECIPE (spelled out here so that --help imports nothing).
+RECIPE = pathlib.Path(__file__).resolve().parents[1] / "workflows" / "demo.toml"
 
 LEVELS = {  # keyword arguments of data.shapes.Degradation (built when the command runs: no import for --help)
     "mild": dict(noise=0.003, stretch=0.03, color_shift=0.03),
@@ -72,77 +66,24 @@ def run(args: argparse.Namespace) -> int:
 # the main job
 
 
-class _Tee:
-    """Write to every stream: the comparison table goes to the terminal and to OUT/compare.txt."""
-
-    def __init__(self, *streams) -> None:
-        self.streams = streams
-
-    def write(self, s: str) -> int:
-        for st in self.streams:
-            st.write(s)
-        return len(s)
-
-    def flush(self) -> None:
-        for st in self.streams:
-            st.flush()
-
-
-def _step(k: int, n: int, what: str, t0: float) -> None:
-    print(f"\n[{k}/{n}] {what}  (elapsed {time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-
-
 def run_full(args: argparse.Namespace) -> int:
-    from . import compare as compare_cmd
-    from . import report as report_cmd
-    from . import train as train_cmd
-    from .main import build_parser
+    from ..workflows import run_demo
+    from .compare import _scoring_progress
+    from .train import _StageBar
 
-    recipe = args.config or RECIPE
-    if not recipe.is_file():
-        raise FileNotFoundError(f"--config {recipe}: no such recipe")
-    out = args.out
-    parser = build_parser()  # the subcommands' own parsers: their defaults and checks, one home
     t0 = time.perf_counter()
 
-    _step(1, 3, f"train: built-in benchmark, stage 1, stage 2 with the curriculum, gap at every phase -> {out}", t0)
-    targv = ["train", "--config", str(recipe), "--out", str(out), "--device", args.device]
-    targv += ["--fresh"] * args.fresh + ["--quiet"] * args.quiet
-    code = train_cmd.run(parser.parse_args(targv))
-    if code:
-        return code
-    finals = [out / f"stage{k}" / "final.safetensors" for k in (1, 2)]
-    missing = [str(f) for f in finals if not f.is_file()]
-    if missing:
-        raise ValueError(f"{recipe}: the demo needs both stages; no {', '.join(missing)} after training")
+    def step(k: int, n: int, what: str) -> None:
+        print(f"\n[{k}/{n}] {what}  (elapsed {time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
 
-    _step(2, 3, "compare: stage-1 vs final (stage-2) checkpoint on the same test samples", t0)
-    cargv = ["compare", str(finals[0]), str(finals[1]), "--labels", "stage 1", "stage 2 (final)",
-             "--runs-dir", str(out / "compare"), "--out", str(out / "compare.html"), "--device", args.device]
-    with open(out / "compare.txt", "w") as table, contextlib.redirect_stdout(_Tee(sys.stdout, table)):
-        code = compare_cmd.run(parser.parse_args(cargv))
-    if code:
-        return code
-
-    _step(3, 3, "report: verdict, metric and gap tables, the gap across curriculum phases", t0)
-    stage1_runs = sorted((out / "stage1" / "eval").glob("stage1-phase*"))
-    if not stage1_runs:
-        raise ValueError(f"{out}/stage1/eval: no phase-boundary evaluation (is [eval] enabled in {recipe}?)")
-    # stage 1's last evaluation beside the training folder (whose gap.csv gives the phases plot and whose
-    # last phase-boundary run is the final checkpoint's)
-    rargv = ["report", str(stage1_runs[-1]), str(out), "--labels", "stage 1", "stage 2 (final)",
-             "--out", str(out / "report.html"), "--title", "sam3d-eval demo: stage 1 vs stage 2 on the built-in benchmark"]
-    code = report_cmd.run(parser.parse_args(rargv))
-    if code:
-        return code
-
-    files = ["stage1/final.safetensors", "stage2/final.safetensors", "gap.csv", "stage_comparison.csv", "gap_change.csv",
-             "compare.txt", "compare.html", "report.html"]
-    print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; in {out}:", file=sys.stderr)
-    for f in files:
-        if (out / f).exists():
-            print(f"  {f}", file=sys.stderr)
-    print(f"open {out / 'report.html'} in a browser", file=sys.stderr, flush=True)
+    result = run_demo(args.out, config=args.config, device=args.device, fresh=args.fresh,
+                      log=lambda line: print(line, flush=True), step=step,
+                      progress=None if args.quiet else _StageBar,
+                      compare_progress=_scoring_progress(quiet=args.quiet))
+    print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; in {result.out}:", file=sys.stderr)
+    for f in result.files:
+        print(f"  {f}", file=sys.stderr)
+    print(f"open {result.out / 'report.html'} in a browser", file=sys.stderr, flush=True)
     return 0
 
 

@@ -176,7 +176,7 @@ def appearance_scorer(args: argparse.Namespace, protocol):
 
 
 def settings_for(protocol, args: argparse.Namespace, appearance) -> dict:
-    settings: dict[str, Any] = {"protocol": {**protocol.to_dict(), "fingerprint": protocol.fingerprint()}}
+    settings: dict[str, Any] = {"protocol": protocol.record()}
     if appearance is not None:
         settings["appearance"] = {"views": protocol.appearance_views, "view_size": protocol.appearance_image_size,
                                   "lpips_net": protocol.lpips_net,
@@ -199,7 +199,7 @@ def evaluate_and_report(frame, source, args: argparse.Namespace, protocol, outpu
     columns = protocol.columns() + (["lpips", "psnr", "ssim"] if appearance is not None else [])
     print(format_results(results, columns, title=f"protocol: {protocol.label()}"))
     if output is not None:
-        meta = run_metadata(protocol={**protocol.to_dict(), "fingerprint": protocol.fingerprint()})
+        meta = run_metadata(protocol=protocol.record())
         write_results(output, results, meta, settings_for(protocol, args, appearance))
         print(f"wrote {output}")
     return results

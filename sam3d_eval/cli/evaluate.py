@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import sys
 
 from .eval_meshes import add_appearance_options, add_metric_options
 
-HEADLINE = ("chamfer_l2", "chamfer_l1", "chamfer_l1_occnet", "fscore@0.01", "fscore@0.05", "normal_consistency",
-            "volume_iou", "emd", "lpips", "psnr", "ssim")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -62,24 +59,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _init_distributed(device: str) -> tuple[str, bool]:
-    """Join the torchrun process group when WORLD_SIZE > 1; returns the rank's device and whether we joined."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return device, False
-    import torch
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        return device, False
-    cuda = torch.device(device).type == "cuda"
-    if cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        device = f"cuda:{local}"
-    dist.init_process_group(backend="nccl" if cuda else "gloo")
-    return device, True
-
-
 def run(args: argparse.Namespace) -> int:
     from .eval_meshes import check_metric_options
 
@@ -96,18 +75,20 @@ def run(args: argparse.Namespace) -> int:
         raise NotADirectoryError(f"{args.predictions}: predictions must be a folder of <sample_id>.<ext> files "
                                  "or a reference-model checkpoint (.safetensors)")
 
-    from ..data.manifest import load_manifest
+    from ..data.manifest import Manifest
     from ..evaluate.runner import check_run_dir, run_evaluation
     from ..evaluate.sources import FolderSource
     from .eval_meshes import appearance_scorer
 
-    device, joined = _init_distributed(args.device)
-    args.device = device
+    from ..distributed import dist_info, join_process_group
+
+    device, joined = join_process_group(args.device)
+    args.device = str(device)
     try:
-        rank = int(os.environ.get("RANK", "0"))
+        rank, world = dist_info()
         if rank == 0:
             check_run_dir(args.out, resume=args.resume)  # before any work: unwritable, or holds another run
-        manifest = load_manifest(args.data)
+        manifest = Manifest.read(args.data)
         if checkpoint:
             from ..evaluate.sources import PredictorSource
             from ..models.checkpoint import load_checkpoint
@@ -116,14 +97,13 @@ def run(args: argparse.Namespace) -> int:
             unknown = []
         else:
             source = FolderSource(args.predictions)
-            unknown = sorted(set(source.files) - set(manifest["sample_id"]))
+            unknown = sorted(set(source.files) - set(manifest.sample_ids))
         if unknown and rank == 0:
             print(f"note: {len(unknown)} prediction(s) are not in the manifest and are not scored: "
                   f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}", file=sys.stderr)
         appearance = appearance_scorer(args, protocol)
         from .progress import ProgressReporter
 
-        world = int(os.environ.get("WORLD_SIZE", "1"))
         desc = "scoring" if world == 1 else f"scoring (rank {rank} of {world})"
         result = run_evaluation(
             source, manifest, protocol, args.out, batch_size=args.batch_size, device=device, resume=args.resume,
@@ -144,52 +124,37 @@ def run(args: argparse.Namespace) -> int:
 
 
 def report(frame, args: argparse.Namespace, protocol) -> int:
-    """Print the summaries of a stored run and write RUN_DIR/summary.json; the exit code."""
+    """Print the summaries of a stored run (`evaluate.summary.run_summary`) and write RUN_DIR/summary.json;
+    the exit code."""
+    import pandas as pd
+
     from ..atomic import write_text_atomic
-    from ..evaluate.failures import failure_summary
-    from ..evaluate.summary import domain_gap, gap_unavailable, occlusion_accuracy, summarize
-    from ..io.results import metric_columns, run_metadata
-    from ..jsonable import to_jsonable
+    from ..io.results import headline_metrics, run_metadata
+    from ..evaluate.summary import run_summary
     from .table import format_accuracy, format_failures, format_gap, format_summary
 
     frame = frame[frame["fingerprint"] == protocol.fingerprint()] if len(frame) else frame
-    metrics = metric_columns(frame)
-    shown = [m for m in HEADLINE if m in metrics] or metrics[:6]
-    summary = summarize(frame, metrics)
-    acc_metric = "fscore@0.05"
-    acc = (occlusion_accuracy(frame, metric=acc_metric, threshold=args.accuracy_threshold)
-           if acc_metric in frame.columns and "occlusion" in frame.columns else None)
-    note = gap_unavailable(frame)
-    gap = (domain_gap(frame, metrics, accuracy_metric=acc_metric, threshold=args.accuracy_threshold)
-           if note is None else None)
-    failures = failure_summary(frame)
-    n, n_failed = len(frame), int((frame["status"] != "ok").sum()) if len(frame) else 0
-    payload = {
-        "metadata": run_metadata(protocol={**protocol.to_dict(), "fingerprint": protocol.fingerprint()}),
-        "run": frame.attrs.get("run"),
-        "counts": {"samples": n, "failed": n_failed, "duplicates_dropped": frame.attrs.get("duplicates", 0)},
-        "summary": summary.to_dict("records"),
-        "occlusion_accuracy": None if acc is None else acc.to_dict("records"),
-        "domain_gap": None if gap is None else gap.to_dict("records"),
-        "domain_gap_note": note,
-        "failures": failures,
-    }
-    payload = to_jsonable(payload)
+    summary = run_summary(frame, threshold=args.accuracy_threshold)
+    payload = {"metadata": run_metadata(protocol=protocol.record()), "run": frame.attrs.get("run"), **summary}
     # Atomic: a reader (or a concurrent report of the same folder) never sees half a summary.
     write_text_atomic(pathlib.Path(args.out) / "summary.json", json.dumps(payload, indent=2) + "\n")
+    n, n_failed = summary["counts"]["samples"], summary["counts"]["failed"]
     if args.json:
         print(json.dumps(payload, indent=2))
     else:
-        print(format_summary(summary, shown, title=f"protocol: {protocol.label()}  ({n} samples, {n_failed} failed)"))
-        if acc is not None:
+        shown = headline_metrics(summary["metrics"])
+        print(format_summary(pd.DataFrame(summary["summary"]), shown,
+                             title=f"protocol: {protocol.label()}  ({n} samples, {n_failed} failed)"))
+        if summary["occlusion_accuracy"] is not None:
             print()
-            print(format_accuracy(acc))
-        if gap is not None and len(gap):
+            print(format_accuracy(pd.DataFrame(summary["occlusion_accuracy"])))
+        gap = pd.DataFrame(summary["domain_gap"] or [])
+        if len(gap):
             print()
             print(format_gap(gap[gap["metric"].isin(shown + ["accuracy"])]))
-        elif note is not None:
-            print(f"\nnote: {note}")
+        elif summary["domain_gap_note"] is not None:
+            print(f"\nnote: {summary['domain_gap_note']}")
         print(f"\nresults: {pathlib.Path(args.out) / 'results'}  summary: {pathlib.Path(args.out) / 'summary.json'}")
     if n_failed:
-        print(format_failures(failures, n), file=sys.stderr)
+        print(format_failures(summary["failures"], n), file=sys.stderr)
     return 1 if n_failed and args.strict else 0

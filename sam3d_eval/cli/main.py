@@ -20,7 +20,7 @@ DESCRIPTION = """\
 Evaluate single-image-to-3D predictions against ground truth, pytorch3d-compatible and fast.
 
 Geometry is compared under a named, versioned protocol (`sam3d-eval protocols` lists them; --protocol picks
-one), recorded with every result. The default protocol of DESIGN.md normalises each prediction and its
+one), recorded with every result. The default protocol normalises each prediction and its
 ground truth jointly so the GT bounding box fits the unit cube, then samples both surfaces and scores
 Chamfer-L2 (pytorch3d: squared distances, directional means summed), Chamfer-L1 (Euclidean, averaged),
 F-score at thresholds tau (fractions of the unit cube's side) and normal consistency. Other presets

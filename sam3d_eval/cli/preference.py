@@ -4,7 +4,8 @@ Votes (``item_id, model_a, model_b, winner, rater_id``): pairwise win rates (tie
 intervals), a Bradley-Terry leaderboard with bootstrap intervals clustered by item and rater, per-rater
 agreement and consistency. Ratings (``item_id, rater_id, geometry, texture, completeness, multiview, round``):
 accept rate per round (sum >= 32, Wilson), agreement per criterion and on the accept decision,
-failure-mode mix, compensatory and near-threshold decisions. Definitions: `sam3d_eval.stats.rubric`.
+failure-mode mix, compensatory and near-threshold decisions. Definitions: `sam3d_eval.stats.preference` (votes) and
+`sam3d_eval.stats.rubric` (ratings).
 """
 
 from __future__ import annotations
@@ -39,30 +40,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def analyse(votes_path=None, ratings_path=None, *, models=None, resamples=1000, seed=0, confidence=0.95) -> dict:
-    """The JSON document of the analysis: {"preference": ..., "rubric": ...} (None for an absent input)."""
-    from ..io.judgements import read_ratings, read_votes
-    from ..stats.rubric import preference_summary, rubric_summary
-
-    doc: dict = {"preference": None, "rubric": None,
-                 "inputs": {"votes": None if votes_path is None else str(votes_path),
-                            "ratings": None if ratings_path is None else str(ratings_path)}}
-    if votes_path is not None:
-        votes = read_votes(votes_path, models)
-        doc["preference"] = preference_summary(votes, bootstrap=resamples, seed=seed, confidence=confidence).to_dict()
-    if ratings_path is not None:
-        ratings = read_ratings(ratings_path)
-        doc["rubric"] = rubric_summary(ratings, confidence=confidence).to_dict()
-    return doc
-
-
 def _f(x, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
 def format_analysis(doc: dict) -> str:
     """Plain-text tables of `analyse`'s document."""
-    from .table import _grid
+    from ..report.text import grid
 
     lines: list[str] = []
     pref = doc.get("preference")
@@ -75,18 +59,18 @@ def format_analysis(doc: dict) -> str:
                  f"{_f(r['rate'])} [{_f(r['low'])}, {_f(r['high'])}]", _f(r["pvalue"], 4),
                  f"{_f(r['rate_ties_half'])} [{_f(r['low_ties_half'])}, {_f(r['high_ties_half'])}]"]
                 for r in pref["pairwise"]]
-        lines += _grid(["model", "vs", "wins", "losses", "ties", "win rate (ties apart)", "p", "ties as half"], rows)
+        lines += grid(["model", "vs", "wins", "losses", "ties", "win rate (ties apart)", "p", "ties as half"], rows)
         lines.append("")
         s = pref["settings"]
         lines.append(f"Bradley-Terry (ties {s['ties']}, {s['bootstrap']} resamples clustered by "
                      f"{' x '.join(s['cluster']) or 'vote'}, {s['confidence']:.0%} intervals)")
         rows = [[str(r["model"]), f"{_f(r['elo'], 0)} [{_f(r.get('elo_low'), 0)}, {_f(r.get('elo_high'), 0)}]",
                  _f(r["log_strength"]), str(r["wins"]), str(r["losses"]), str(r["ties"])] for r in pref["leaderboard"]]
-        lines += _grid(["model", "elo", "log-strength", "wins", "losses", "ties"], rows)
+        lines += grid(["model", "elo", "log-strength", "wins", "losses", "ties"], rows)
         lines.append("")
         rows = [[str(r["rater_id"]), str(r["votes"]), str(r["shared"]), _f(r["agreement"]), _f(r["consistency"]),
                  str(r["circular_triads"])] for r in pref["raters"]]
-        lines += _grid(["rater", "votes", "shared", "agreement", "consistency", "circular triads"], rows)
+        lines += grid(["rater", "votes", "shared", "agreement", "consistency", "circular triads"], rows)
         a = pref["agreement"]
         lines.append(f"inter-rater alpha (nominal) over {a['units_shared']} shared item-pairs: {_f(a['alpha'])}"
                      + (f" ({a['note']})" if a.get("note") else ""))
@@ -100,18 +84,18 @@ def format_analysis(doc: dict) -> str:
         rows = [[str(r["round"]), str(r["items"]), str(r["accepted"]), f"{_f(r['rate'])} [{_f(r['low'])}, {_f(r['high'])}]",
                  _f(r["rating_rate"]), str(r["compensatory"]), str(r["near_threshold"]), str(r["split_items"])]
                 for r in rub["accept"]]
-        lines += _grid(["round", "items", "accepted", "accept rate", "per rating", "compensatory", "near", "split"], rows)
+        lines += grid(["round", "items", "accepted", "accept rate", "per rating", "compensatory", "near", "split"], rows)
         lines.append("")
         rows = [[r["target"], str(r["method"]), _f(r["value"]), _f(r["krippendorff_alpha"]), str(r["units"]),
                  str(r["raters"]), r["note"] or ""] for r in rub["agreement"]]
-        lines += _grid(["target", "method", "value", "alpha", "units", "raters", "note"], rows)
+        lines += grid(["target", "method", "value", "alpha", "units", "raters", "note"], rows)
         lines.append("")
         mix: dict = {}
         for r in rub["failure_mix"]:
             mix.setdefault(r["round"], {})[r["mode"]] = r["share"]
         modes = d["failure_modes"]
         rows = [[str(k), *(_f(v.get(m), 2) for m in modes)] for k, v in mix.items()]
-        lines += _grid(["round", *modes], rows)
+        lines += grid(["round", *modes], rows)
         lines.append("(share of ratings with each failing criterion)")
     return "\n".join(lines).rstrip()
 
@@ -125,8 +109,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: the analysis is written as .json")
     if args.html is not None and args.html.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"--html {args.html}: the report is an HTML file (.html)")
-    doc = analyse(args.votes, args.ratings, models=args.models, resamples=args.resamples, seed=args.seed,
-                  confidence=args.confidence)
+    from ..workflows import analyse_judgements
+
+    doc = analyse_judgements(args.votes, args.ratings, models=args.models, resamples=args.resamples, seed=args.seed,
+                             confidence=args.confidence)
     text = json.dumps(doc, indent=2, sort_keys=True)
     if args.out is not None:
         from ..atomic import write_text_atomic

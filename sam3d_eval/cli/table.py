@@ -7,44 +7,25 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import pathlib
 from typing import Sequence
 
-SHOWN = ("chamfer_l2", "chamfer_l1", "fscore@0.01", "fscore@0.02", "fscore@0.05", "normal_consistency")
 OUTPUT_SUFFIXES = (".csv", ".json", ".parquet")
 
 
 def _fmt(value: float) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value:.3e}" if value != 0 and abs(value) < 1e-2 else f"{value:.4f}"
+    """A value of a terminal table (`report.tables.fmt`; a missing one reads ``nan``)."""
+    from ..report.tables import fmt
+
+    return fmt(value, missing="nan")
 
 
 def _with_interval(value: float, low: float, high: float) -> str:
     """``value [low, high]``, or the value alone when there is no interval (fewer than two values)."""
-    if low is None or high is None or math.isnan(low) or math.isnan(high):
-        return _fmt(value)
-    return f"{_fmt(value)} [{_fmt(low)}, {_fmt(high)}]"
+    from ..report.tables import fmt_ci
 
-
-def _grid(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """Aligned lines: the first column left-aligned, the others right-aligned; rows shorter than the header
-    (a failed sample and its reason) are printed as they are after the first column."""
-    full = [r for r in rows if len(r) == len(header)]
-    widths = [max([len(header[i])] + [len(r[i]) for r in full]) for i in range(len(header))]
-    widths[0] = max([widths[0]] + [len(r[0]) for r in rows])
-
-    def line(r):
-        return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-
-    out = [line(header), "  ".join("-" * w for w in widths)]
-    for r in rows:
-        out.append(line(r) if len(r) == len(header) else f"{r[0].ljust(widths[0])}  {'  '.join(r[1:])}")
-    return out
+    return fmt_ci(value, low, high, missing="nan")
 
 
 def check_output_path(path: str | os.PathLike | None, suffixes: Sequence[str] = OUTPUT_SUFFIXES) -> pathlib.Path | None:
@@ -68,15 +49,22 @@ def check_output_path(path: str | os.PathLike | None, suffixes: Sequence[str] = 
     return path
 
 
-def format_results(frame, columns: Sequence[str] = SHOWN, title: str | None = None) -> str:
+def format_results(frame, columns: Sequence[str] | None = None, title: str | None = None) -> str:
     """An aligned table with one row per sample, failures with their reason, a mean row, the counts of what
     the means leave out, and each sample's notes.
 
     `frame` is a results frame (`io.results` schema). The mean row averages the ok rows' finite values;
     failed samples and NaN values are counted below the table, never dropped silently. Works when no sample
-    is ok (then there is no mean row, and the table says so).
+    is ok (then there is no mean row, and the table says so). `columns` defaults to the frame's headline
+    metrics (`io.results.headline_metrics`).
     """
     import numpy as np
+
+    from ..io.results import headline_metrics, metric_columns
+    from ..report.text import grid
+
+    if columns is None:
+        columns = headline_metrics(metric_columns(frame))
 
     ok_mask = (frame["status"] == "ok").to_numpy() if len(frame) else np.zeros(0, bool)
     present = [c for c in columns if c in frame.columns]
@@ -99,7 +87,7 @@ def format_results(frame, columns: Sequence[str] = SHOWN, title: str | None = No
             means.append(_fmt(float(finite.mean())) if finite.size else "nan")
         rows.append([f"mean of {n_ok}", *means])
     lines = [title] if title else []
-    lines += _grid(["sample", *cols], rows)
+    lines += grid(["sample", *cols], rows)
     if n_ok == 0:
         lines.append(f"no sample was scored: all {n} failed" if n else "no samples")
     elif n_ok < n:
@@ -117,6 +105,8 @@ def format_results(frame, columns: Sequence[str] = SHOWN, title: str | None = No
 def format_summary(summary, metrics: Sequence[str], *, title: str | None = None) -> str:
     """Per-stratum means of `metrics` as ``mean [low, high]`` with n and n_failed per stratum, and a line per
     metric and stratum that had NaN values left out."""
+    from ..report.text import grid
+
     rows, nan_lines = [], []
     table = summary[summary["metric"].isin(metrics)]
     conf = summary.attrs.get("confidence", 0.95)
@@ -133,7 +123,7 @@ def format_summary(summary, metrics: Sequence[str], *, title: str | None = None)
         label = "all" if stratum == "all" else f"{stratum}={level}"
         rows.append([label, str(first["n"]), str(first["n_failed"]), *cells])
     lines = [title] if title else []
-    lines += _grid(["stratum", "n", "failed", *metrics], rows)
+    lines += grid(["stratum", "n", "failed", *metrics], rows)
     lines.append(f"mean [{conf:.0%} bootstrap interval] (no interval below two values); failed samples are "
                  "counted in n and left out of the means")
     return "\n".join(lines + nan_lines)
@@ -141,16 +131,20 @@ def format_summary(summary, metrics: Sequence[str], *, title: str | None = None)
 
 def format_accuracy(acc) -> str:
     """Occlusion-stratified accuracy per domain and bin with Wilson intervals."""
+    from ..report.text import grid
+
     rows = [[r["domain"], r["occlusion_bin"], str(r["n"]), str(r["n_failed"]), str(r["n_accurate"]),
              "-" if not r["n"] else f"{r['accuracy']:.3f} [{r['low']:.3f}, {r['high']:.3f}]"]
             for r in acc.to_dict("records")]
     head = (f"occlusion-stratified accuracy ({acc.attrs.get('metric')} >= {acc.attrs.get('threshold')}; "
             "failed samples count as not accurate; Wilson interval)")
-    return "\n".join([head, *_grid(["domain", "occlusion", "n", "failed", "accurate", "accuracy"], rows)])
+    return "\n".join([head, *grid(["domain", "occlusion", "n", "failed", "accurate", "accuracy"], rows)])
 
 
 def format_gap(gap) -> str:
     """Synthetic-vs-real gap figures with bootstrap intervals."""
+    from ..report.text import grid
+
     from ..report.tables import gap_counts
 
     rows = []
@@ -163,7 +157,7 @@ def format_gap(gap) -> str:
     head = "synthetic-vs-real gap (gap_ratio = real/synthetic; relative_drop = 1 - real/synthetic; texture_degradation = LPIPS ratio - 1)"
     if "design" in gap.columns and (gap["design"] == "paired").any():
         head += "; over synthetic/real twin pairs, intervals resample whole pairs"
-    return "\n".join([head, *_grid(["metric", "figure", "synthetic", "real", "estimate", "n syn/real",
+    return "\n".join([head, *grid(["metric", "figure", "synthetic", "real", "estimate", "n syn/real",
                                     "failed", "nan", "note"], rows)])
 
 
@@ -197,7 +191,8 @@ def frame_to_json(frame) -> list[dict]:
 
 
 def write_results(path: str | os.PathLike, frame, metadata: dict, settings: dict) -> pathlib.Path:
-    """Write per-sample results as .csv, .json or .parquet (by suffix), each carrying the run metadata.
+    """Write per-sample results as .csv, .json or .parquet (by suffix), each carrying the run metadata; the
+    file is written whole or not at all (`atomic.atomic_path`), so an interrupted write leaves the old one.
 
     settings: ``{"protocol": Protocol.to_dict(), ...}``. JSON: ``{"metadata", "settings", "results"}``.
     CSV: one row per sample with ``protocol``, ``protocol_version``, ``protocol_overrides`` (JSON),
@@ -205,16 +200,15 @@ def write_results(path: str | os.PathLike, frame, metadata: dict, settings: dict
     provenance columns ``sam3d_eval_version``, ``torch_version``, ``git_commit``, ``created_at``. Parquet:
     the results frame with ``metadata`` and ``settings`` in the file's key-value metadata (``sam3d_eval``).
     """
+    from ..atomic import atomic_path, write_text_atomic
     from ..io.results import metric_columns, strata_columns
     from ..jsonable import to_jsonable
 
     path = pathlib.Path(path)
     suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".json":
         payload = {"metadata": metadata, "settings": settings, "results": frame_to_json(frame)}
-        path.write_text(json.dumps(to_jsonable(payload), indent=2) + "\n", encoding="utf-8")
-        return path
+        return write_text_atomic(path, json.dumps(to_jsonable(payload), indent=2) + "\n")
     if suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -224,7 +218,8 @@ def write_results(path: str | os.PathLike, frame, metadata: dict, settings: dict
         meta[b"sam3d_eval"] = json.dumps(to_jsonable({
             "metadata": metadata, "settings": settings, "metrics": metric_columns(frame),
             "strata": strata_columns(frame), "schema": 1})).encode()
-        pq.write_table(table.replace_schema_metadata(meta), path)
+        with atomic_path(path) as tmp:
+            pq.write_table(table.replace_schema_metadata(meta), tmp)
         return path
     if suffix != ".csv":
         raise ValueError(f"{path}: results are written as {', '.join(OUTPUT_SUFFIXES)}")
@@ -233,7 +228,7 @@ def write_results(path: str | os.PathLike, frame, metadata: dict, settings: dict
     provenance = [metadata.get("version", ""), metadata.get("torch") or "", metadata.get("git_commit") or "",
                   metadata.get("time", "")]
     metrics, strata = metric_columns(frame), strata_columns(frame)
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["sample_id", "status", "error", "protocol", "protocol_version", "protocol_overrides",
                          "fingerprint", "source", "pred_kind", *metrics, "notes", "transform", *strata,

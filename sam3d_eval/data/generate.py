@@ -30,12 +30,14 @@ import json
 import math
 import os
 import pathlib
+import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..atomic import atomic_path, write_bytes_atomic
+from ..config_io import check_keys, dataclass_from_mapping, field_names
 from ..io.mesh_io import save_mesh
 from ..seeding import numpy_generator
 from .appearance import sample_material, sample_pattern, vertex_colors
@@ -47,7 +49,8 @@ from .shifts import (SHIFTS, apply_blur, apply_color_temperature, apply_exposure
                      parse_shift_settings, photo_background)
 from .lighting import LightRig
 
-__all__ = ["GenerationConfig", "Sample", "generate_sample", "make_benchmark", "sample_ids", "twin_key", "write_sample"]
+__all__ = ["BENCHMARK_KEYS", "GenerationConfig", "Sample", "ensure_benchmark", "generate_sample", "make_benchmark",
+           "sample_ids", "twin_key", "write_sample"]
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -104,12 +107,10 @@ class GenerationConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "GenerationConfig":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ValueError(f"unknown generation setting(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**known)
+    def from_dict(cls, d: Mapping, *, where: str = "GenerationConfig") -> "GenerationConfig":
+        """The config of settings `d` (`to_dict` inverts it); an unknown key is a ValueError starting with
+        `where` that names it and the valid ones."""
+        return dataclass_from_mapping(cls, d, where=where, noun="generation setting(s)")
 
 
 @dataclass
@@ -178,35 +179,60 @@ def _to_u8(img: np.ndarray) -> np.ndarray:
     return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def generate_sample(seed: int, sample_id: str, domain: str, config: GenerationConfig) -> Sample:
-    """Make one sample (module docstring) in memory; deterministic in (seed, sample_id, domain, config)."""
-    if domain not in ("synthetic", "real"):
-        raise ValueError(f"unknown domain {domain!r}; expected synthetic or real")
-    pair_id = twin_key(sample_id) if config.paired else None
-    # Twins share every stream but the shifts', which stay keyed by the sample's own id.
-    rng = lambda role: numpy_generator(seed, pair_id or sample_id, role)  # noqa: E731
-    size_px = config.image_size
-    real = domain == "real"
-    shift_rngs = {name: numpy_generator(seed, sample_id, f"shift:{name}") for name in SHIFTS}
-    intens = {name: (draw_intensity(config.shifts[name], config.shift_prob, shift_rngs[name]) if real else 0.0)
-              for name in SHIFTS}
-    applied: dict[str, dict] = {}
+class _Shifts:
+    """The real-side shifts of one sample: each one's stream (keyed by the sample's own id, also in a twin
+    pair), its intensity (drawn for every shift, so switching one off moves no other draw; 0 on the
+    synthetic side: off) and the parameters of those applied."""
 
+    def __init__(self, seed: int, sample_id: str, config: GenerationConfig, real: bool):
+        self.rng = {name: numpy_generator(seed, sample_id, f"shift:{name}") for name in SHIFTS}
+        self.intensity = {name: (draw_intensity(config.shifts[name], config.shift_prob, self.rng[name]) if real else 0.0)
+                          for name in SHIFTS}
+        self.applied: dict[str, dict] = {}
+
+    def on(self, name: str) -> bool:
+        return self.intensity[name] > 0
+
+
+@dataclass
+class _Layout:
+    """The scene around the target: background level and kind, template, the placed objects (target first)
+    and their poses, the second object's draw (or None)."""
+
+    level: float
+    bg_kind: str
+    template: str
+    objects: list[SceneObject]
+    poses: list[dict]
+    second: tuple | None
+
+
+def _target(rng: Callable[[str], np.random.Generator], config: GenerationConfig, shifts: _Shifts):
+    """The target: category, size, procedural mesh, verts (object frame), faces, colours, material and pattern,
+    worn by the `wear` shift when it is on (the paint stays where the clean shape had it)."""
     category, size, m, verts, material, pattern = _object(rng("object"), rng("appearance"), config.categories)
     colors = vertex_colors(verts, pattern)  # on the clean shape: wear moves geometry, not the paint
     faces = m.faces
-    if intens["wear"] > 0:
-        verts, params = apply_wear(verts, faces, intens["wear"], shift_rngs["wear"])
+    if shifts.on("wear"):
+        verts, params = apply_wear(verts, faces, shifts.intensity["wear"], shifts.rng["wear"])
         cog = centre_of_gravity(verts, faces)
         verts = verts - cog
-        applied["wear"] = params
+        shifts.applied["wear"] = params
+    return category, size, m, verts, faces, colors, material, pattern
 
-    rc = rng("camera")
+
+def _view(rc: np.random.Generator) -> tuple[float, float, float, float]:
+    """The camera draw: azimuth, elevation, vertical field of view (degrees) and the fill factor."""
     azimuth = float(rc.uniform(0.0, 360.0))
     elevation = float(rc.uniform(*ELEVATION_RANGE))
     fov = float(rc.uniform(35.0, 55.0))
     fill = float(rc.uniform(1.2, 1.8))
+    return azimuth, elevation, fov, fill
 
+
+def _layout(rng: Callable[[str], np.random.Generator], config: GenerationConfig, elevation: float, verts: np.ndarray,
+            faces: np.ndarray, colors: np.ndarray, material) -> _Layout:
+    """Background level and kind, template, an optional second object, and every object placed in the world."""
     rs = rng("scene")
     level = float(rs.uniform(0.0, config.background_complexity))
     bg_kind = "empty" if level < 0.2 else ("simple" if level < 0.5 else "cluttered")
@@ -227,62 +253,77 @@ def generate_sample(seed: int, sample_id: str, domain: str, config: GenerationCo
             objects.append(SceneObject(world, f, colors, material, "target"))
         else:
             objects.append(SceneObject(world, f, vertex_colors(second[3], second[5]), second[4], "object"))
-    target_world = objects[0].verts
-    centre = poses[0]["t"] + poses[0]["R"] @ (-poses[0]["cog"])
-    radius = float(np.linalg.norm(target_world - centre, axis=1).max())
-    distance = radius / math.sin(math.radians(fov) / 2) * fill
-    camera = make_camera(azimuth, elevation, distance, centre, fov, size_px)
-    eye = camera.get_camera_center()[0].numpy()
+    return _Layout(level, bg_kind, template, objects, poses, second)
 
-    rb = rng("background")
-    background = background_image(bg_kind, level, size_px, rb)
-    if template == "tabletop":
+
+def _backdrop(rb: np.random.Generator, layout: _Layout, size_px: int, centre: np.ndarray, radius: float,
+              eye: np.ndarray, shifts: _Shifts) -> np.ndarray:
+    """The background image; adds the tabletop floor and the occluders (shift) to `layout.objects`."""
+    background = background_image(layout.bg_kind, layout.level, size_px, rb)
+    if layout.template == "tabletop":
         colour_a, colour_b = rb.uniform(0.3, 0.9, 3), rb.uniform(0.1, 0.7, 3)
-        objects.append(floor_object(centre, 3.0, 12, colour_a, colour_b, checker=bg_kind == "cluttered"))
-    if intens["photo_background"] > 0:
-        background, applied["photo_background"] = photo_background(size_px, intens["photo_background"],
-                                                                   shift_rngs["photo_background"])
-    if intens["occluders"] > 0:
-        occ, applied["occluders"] = make_occluders(centre, radius, eye, intens["occluders"], shift_rngs["occluders"])
-        objects.extend(occ)
+        layout.objects.append(floor_object(centre, 3.0, 12, colour_a, colour_b, checker=layout.bg_kind == "cluttered"))
+    if shifts.on("photo_background"):
+        background, shifts.applied["photo_background"] = photo_background(
+            size_px, shifts.intensity["photo_background"], shifts.rng["photo_background"])
+    if shifts.on("occluders"):
+        occ, shifts.applied["occluders"] = make_occluders(centre, radius, eye, shifts.intensity["occluders"],
+                                                          shifts.rng["occluders"])
+        layout.objects.extend(occ)
+    return background
 
-    rig = _light_rig(rng("lights"), centre, radius)
-    if intens["harsh_light"] > 0:
-        rig, applied["harsh_light"] = apply_harsh_light(rig, centre, radius, intens["harsh_light"],
-                                                        shift_rngs["harsh_light"])
-    if intens["hard_shadows"] > 0:
-        rig, applied["hard_shadows"] = apply_hard_shadows(rig, intens["hard_shadows"])
 
+def _lighting(rl: np.random.Generator, centre: np.ndarray, radius: float, shifts: _Shifts) -> LightRig:
+    """The light rig, made harsh and / or hard-shadowed by those shifts."""
+    rig = _light_rig(rl, centre, radius)
+    if shifts.on("harsh_light"):
+        rig, shifts.applied["harsh_light"] = apply_harsh_light(rig, centre, radius, shifts.intensity["harsh_light"],
+                                                               shifts.rng["harsh_light"])
+    if shifts.on("hard_shadows"):
+        rig, shifts.applied["hard_shadows"] = apply_hard_shadows(rig, shifts.intensity["hard_shadows"])
+    return rig
+
+
+def _render(objects: list[SceneObject], camera, rig: LightRig, background: np.ndarray, size_px: int,
+            max_occlusion: float, shifts: _Shifts):
+    """Render; while the target is hidden beyond `max_occlusion`, drop the last occluder and render again."""
     out = render_scene(objects, camera, rig, background, shadow_resolution=max(256, size_px))
     dropped = 0
-    while occlusion_fraction(out.visible, out.amodal) > config.max_occlusion and objects[-1].role == "occluder":
+    while occlusion_fraction(out.visible, out.amodal) > max_occlusion and objects[-1].role == "occluder":
         objects.pop()
         dropped += 1
         out = render_scene(objects, camera, rig, background, shadow_resolution=max(256, size_px))
     if dropped:
-        applied["occluders"]["dropped_for_max_occlusion"] = dropped
-    img = out.rgb.astype(np.float64)
+        shifts.applied["occluders"]["dropped_for_max_occlusion"] = dropped
+    return out
+
+
+def _photo_shifts(rgb: np.ndarray, shifts: _Shifts) -> np.ndarray:
+    """The rendered image through the image-space shifts: exposure and colour temperature (linear), clip, blur
+    and sensor noise, uint8, JPEG."""
+    img = rgb.astype(np.float64)
     for name, fn in (("exposure", apply_exposure), ("color_temperature", apply_color_temperature)):
-        if intens[name] > 0:
-            img, applied[name] = fn(img, intens[name], shift_rngs[name])
+        if shifts.on(name):
+            img, shifts.applied[name] = fn(img, shifts.intensity[name], shifts.rng[name])
     img = np.clip(img, 0.0, 1.0)
     for name, fn in (("blur", apply_blur), ("sensor_noise", apply_sensor_noise)):
-        if intens[name] > 0:
-            img, applied[name] = fn(img, intens[name], shift_rngs[name])
+        if shifts.on(name):
+            img, shifts.applied[name] = fn(img, shifts.intensity[name], shifts.rng[name])
     img_u8 = _to_u8(img)
-    if intens["jpeg"] > 0:
-        img_u8, applied["jpeg"] = apply_jpeg(img_u8, intens["jpeg"])
+    if shifts.on("jpeg"):
+        img_u8, shifts.applied["jpeg"] = apply_jpeg(img_u8, shifts.intensity["jpeg"])
+    return img_u8
 
-    for name, params in applied.items():
-        params["intensity"] = intens[name]
-    occlusion = occlusion_fraction(out.visible, out.amodal)
 
-    # Extrinsics of the GT mesh's frame: x_cam = R_wc (R_obj x + t_obj) + T_wc.
+def _camera_record(camera, pose: dict, size_px: int, fov: float, azimuth: float, elevation: float,
+                   distance: float) -> dict:
+    """The camera file: intrinsics and the extrinsics of the GT mesh's frame, x_cam = R_wc (R_obj x + t_obj)
+    + T_wc, besides the world camera and the object pose."""
     R_wc, T_wc = camera.R[0].numpy(), camera.T[0].numpy()
-    R_obj, t_obj = poses[0]["R"], poses[0]["t"] - poses[0]["R"] @ poses[0]["cog"]
+    R_obj, t_obj = pose["R"], pose["t"] - pose["R"] @ pose["cog"]
     fx, fy = camera.focal_length[0].tolist()
     cx, cy = camera.principal_point[0].tolist()
-    cam = {
+    return {
         "convention": "opencv: x right, y down, z forward; pixel (r, c) centred at (c + 0.5, r + 0.5)",
         "frame": "gt_mesh",
         "image_size": [size_px, size_px],
@@ -298,35 +339,70 @@ def generate_sample(seed: int, sample_id: str, domain: str, config: GenerationCo
         "elevation_deg": elevation,
         "distance": distance,
     }
-    split_u = rng("split").uniform()
-    cum = np.cumsum(config.split_fractions)
-    split = SPLITS[int(np.searchsorted(cum, split_u, side="right"))] if split_u < cum[-1] else SPLITS[-1]
+
+
+def _split(rng: np.random.Generator, fractions: Sequence[float]) -> str:
+    split_u = rng.uniform()
+    cum = np.cumsum(fractions)
+    return SPLITS[int(np.searchsorted(cum, split_u, side="right"))] if split_u < cum[-1] else SPLITS[-1]
+
+
+def generate_sample(seed: int, sample_id: str, domain: str, config: GenerationConfig) -> Sample:
+    """Make one sample (module docstring) in memory; deterministic in (seed, sample_id, domain, config)."""
+    if domain not in ("synthetic", "real"):
+        raise ValueError(f"unknown domain {domain!r}; expected synthetic or real")
+    pair_id = twin_key(sample_id) if config.paired else None
+    # Twins share every stream but the shifts', which stay keyed by the sample's own id.
+    rng = lambda role: numpy_generator(seed, pair_id or sample_id, role)  # noqa: E731
+    size_px = config.image_size
+    shifts = _Shifts(seed, sample_id, config, real=domain == "real")
+
+    category, size, m, verts, faces, colors, material, pattern = _target(rng, config, shifts)
+    azimuth, elevation, fov, fill = _view(rng("camera"))
+    layout = _layout(rng, config, elevation, verts, faces, colors, material)
+    pose = layout.poses[0]
+    centre = pose["t"] + pose["R"] @ (-pose["cog"])
+    radius = float(np.linalg.norm(layout.objects[0].verts - centre, axis=1).max())
+    distance = radius / math.sin(math.radians(fov) / 2) * fill
+    camera = make_camera(azimuth, elevation, distance, centre, fov, size_px)
+    eye = camera.get_camera_center()[0].numpy()
+    background = _backdrop(rng("background"), layout, size_px, centre, radius, eye, shifts)
+    rig = _lighting(rng("lights"), centre, radius, shifts)
+    out = _render(layout.objects, camera, rig, background, size_px, config.max_occlusion, shifts)
+    img_u8 = _photo_shifts(out.rgb, shifts)
+
+    applied = shifts.applied
+    for name, params in applied.items():
+        params["intensity"] = shifts.intensity[name]
     record = {
         "sample_id": sample_id,
         "domain": domain,
-        "occlusion": round(occlusion, 6),
+        "occlusion": round(occlusion_fraction(out.visible, out.amodal), 6),
         "category": category,
-        "split": split,
+        "split": _split(rng("split"), config.split_fractions),
         "material": material.kind,
         "pattern": pattern["pattern"],
         "size_m": round(size, 6),
-        "template": template,
-        "num_objects": len(poses),
-        "background": "photo" if "photo_background" in applied else bg_kind,
-        "background_complexity": round(level, 6),
+        "template": layout.template,
+        "num_objects": len(layout.poses),
+        "background": "photo" if "photo_background" in applied else layout.bg_kind,
+        "background_complexity": round(layout.level, 6),
         "azimuth_deg": round(azimuth, 4),
         "elevation_deg": round(elevation, 4),
         "visible_px": int(np.count_nonzero(out.visible)),
         "amodal_px": int(np.count_nonzero(out.amodal)),
-        **{f"shift_{name}": intens[name] for name in SHIFTS},
+        **{f"shift_{name}": shifts.intensity[name] for name in SHIFTS},
     }
     if pair_id is not None:
         record["pair_id"] = pair_id
+    second = layout.second
     details = {"category_params": m.params, "material": material.to_dict(), "pattern": pattern,
                "lights": rig.to_dict(), "shifts": applied, "placement": [
-                   {"anchor": p["anchor"].tolist(), "noise": p["noise"].tolist(), "t": p["t"].tolist()} for p in poses],
+                   {"anchor": p["anchor"].tolist(), "noise": p["noise"].tolist(), "t": p["t"].tolist()}
+                   for p in layout.poses],
                "second_category": second[0] if second else None}
     record["details"] = details
+    cam = _camera_record(camera, pose, size_px, fov, azimuth, elevation, distance)
     return Sample(sample_id, img_u8, out.visible, out.amodal, verts, faces, colors, cam, record)
 
 
@@ -406,7 +482,7 @@ def _init_worker() -> None:
 
 
 def manifest_frame(records: Sequence[dict]):
-    """The manifest (pandas frame) of `records`: DESIGN.md section 4 columns first, then the strata the
+    """The manifest (pandas frame) of `records`: the manifest columns (docs/data.md) first, then the strata the
     generator records (shift intensities, background, material, ...); the `details` stay in records/."""
     import pandas as pd
 
@@ -494,6 +570,37 @@ def make_benchmark(
 
     validate_manifest(frame, out)
     return frame
+
+
+# The keys of a [data.generate] table (recipes, the engine config) beside the `GenerationConfig` fields.
+BENCHMARK_KEYS = ("synthetic", "real", "seed", "workers", "out")
+
+
+def ensure_benchmark(generate: Mapping[str, Any], out: str | os.PathLike, log: Callable[[str], None] | None = None,
+                     *, where: str = "[data.generate]") -> pathlib.Path:
+    """Generate (or finish: `make_benchmark` keeps complete samples) the built-in benchmark a [data.generate]
+    table describes; returns the path of its manifest.csv.
+
+    generate: `synthetic` and `real` (sample counts, required), `seed` (default 0), `workers` (default 1),
+        `out` (the folder; default the argument `out`) and any `GenerationConfig` field.
+    log: called with a line before and after the generation. Raises ValueError starting with `where` for an
+    unknown key or a missing count, and as `make_benchmark` does.
+    """
+    log = log or (lambda line: None)
+    gen = dict(generate)
+    check_keys(gen, BENCHMARK_KEYS + field_names(GenerationConfig), where=where)
+    missing = [k for k in ("synthetic", "real") if k not in gen]
+    if missing:
+        raise ValueError(f"{where}: needs {' and '.join(missing)} (how many samples of each domain to make)")
+    folder = pathlib.Path(gen.pop("out", out))
+    n_syn, n_real = int(gen.pop("synthetic")), int(gen.pop("real"))
+    seed, workers = int(gen.pop("seed", 0)), int(gen.pop("workers", 1))
+    config = GenerationConfig.from_dict(gen, where=where)
+    t0 = time.perf_counter()
+    log(f"built-in benchmark: {n_syn} synthetic + {n_real} real samples in {folder}")
+    make_benchmark(folder, n_syn, n_real, seed, config, workers=workers)
+    log(f"  ready in {time.perf_counter() - t0:.0f} s")
+    return folder / "manifest.csv"
 
 
 def _write_manifest(frame, out: pathlib.Path) -> None:

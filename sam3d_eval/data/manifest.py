@@ -33,6 +33,10 @@ names the results table uses itself (``status``, ``error``, ...) are refused.
 
 Errors are `ManifestError` (a `ValueError`) naming the manifest, the row (its sample id and its line: the
 file line for CSV and JSONL, the 1-based row for Parquet) and the problem.
+
+A `Manifest` is the validated form the evaluation takes: built by one constructor (`Manifest(frame, root)`,
+which validates), read from a file by `Manifest.read`, and narrowed by `select` / `split` without
+validating again. Its sample ids are ``str`` from here to the stored result rows.
 """
 
 from __future__ import annotations
@@ -41,9 +45,10 @@ import json
 import math
 import os
 import pathlib
-from typing import Any
+from typing import Any, Iterable
 
 from ..io.identifiers import unsafe_characters
+from ..io.results import STRATA_COLUMNS
 
 __all__ = [
     "DOMAINS",
@@ -51,7 +56,9 @@ __all__ = [
     "PATH_COLUMNS",
     "REQUIRED_COLUMNS",
     "STRATA_COLUMNS",
+    "Manifest",
     "ManifestError",
+    "as_manifest",
     "extra_columns",
     "load_manifest",
     "strata_columns",
@@ -59,8 +66,7 @@ __all__ = [
 ]
 
 REQUIRED_COLUMNS = ("sample_id", "gt_mesh")
-# Optional, validated when present: the strata the summaries break results down by.
-STRATA_COLUMNS = ("domain", "occlusion", "category")
+# STRATA_COLUMNS (io.results): optional, validated when present; the strata the summaries break results down by.
 PATH_COLUMNS = ("gt_mesh", "image", "mask")
 KNOWN_COLUMNS = REQUIRED_COLUMNS + STRATA_COLUMNS + ("image", "mask", "camera", "split")
 DOMAINS = ("synthetic", "real")
@@ -363,3 +369,102 @@ def strata_columns(frame) -> list[str]:
     """Columns carried to each result row: domain, occlusion, category, split (those present) and the extras."""
     base = [c for c in STRATA_COLUMNS + ("split",) if c in frame.columns]
     return base + extra_columns(frame)
+
+
+class Manifest:
+    """A validated manifest: one row per sample, ids unique ``str``, paths absolute and inside `root`.
+
+    Args:
+        frame: the manifest's rows (columns as in the module docstring); validated here
+            (`validate_manifest`), never changed in place.
+        root: the folder relative paths are resolved against and that no path may leave; default: the
+            frame's ``attrs["root"]`` (set by `read`); a frame built in Python without one has its relative
+            paths taken from the working directory and may name any file.
+        path: the file it was read from, if any (recorded in ``run.json``).
+
+    Raises:
+        ManifestError: as `validate_manifest`.
+    """
+
+    def __init__(self, frame, root: str | os.PathLike | None = None, *, path: str | os.PathLike | None = None) -> None:
+        if root is None:
+            root = frame.attrs.get("root")
+        if root is None:  # built in Python, not read from a file: paths from the working directory, any folder
+            cwd = pathlib.Path.cwd()
+            frame = frame.copy()
+            for col in PATH_COLUMNS:
+                if col in frame.columns:
+                    frame[col] = [str(cwd / v) if isinstance(v, str) and v.strip() and not pathlib.Path(v.strip()).is_absolute()
+                                  else v for v in frame[col].tolist()]
+            root = cwd.anchor
+        if path is None:
+            path = frame.attrs.get("manifest")
+        self._set(validate_manifest(frame, root), pathlib.Path(root), None if path is None else pathlib.Path(path))
+
+    def _set(self, frame, root: pathlib.Path, path: pathlib.Path | None) -> None:
+        frame.attrs["root"] = str(root)
+        if path is not None:
+            frame.attrs["manifest"] = str(path)
+        self.frame, self.root, self.path = frame, root, path
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "Manifest":
+        """The manifest file at `path` (.csv, .jsonl / .ndjson, .parquet), validated (`load_manifest`)."""
+        frame = load_manifest(path)
+        return cls._validated(frame, pathlib.Path(frame.attrs["root"]), pathlib.Path(path))
+
+    @classmethod
+    def _validated(cls, frame, root: pathlib.Path, path: pathlib.Path | None) -> "Manifest":
+        """A manifest over rows already validated (a file just read, a subset of a manifest)."""
+        out = cls.__new__(cls)
+        out._set(frame, root, path)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __repr__(self) -> str:
+        return f"Manifest({len(self)} samples, {self.path or self.root})"
+
+    @property
+    def sample_ids(self) -> list[str]:
+        """The sample ids in row order."""
+        return self.frame["sample_id"].tolist()
+
+    @property
+    def strata(self) -> list[str]:
+        """The columns carried to every result row (`strata_columns`)."""
+        return strata_columns(self.frame)
+
+    def select(self, rows) -> "Manifest":
+        """The rows picked by a boolean mask or a collection of sample ids (in manifest order), as a manifest.
+
+        Raises:
+            KeyError: an id that is not in the manifest.
+        """
+        if isinstance(rows, (set, frozenset, list, tuple)) or not hasattr(rows, "dtype"):
+            wanted = set(rows)
+            missing = wanted - set(self.frame["sample_id"])
+            if missing:
+                raise KeyError(f"sample id(s) not in the manifest: {sorted(missing)[:5]}")
+            rows = self.frame["sample_id"].isin(wanted)
+        frame = self.frame[rows].reset_index(drop=True)
+        frame.attrs = dict(self.frame.attrs)
+        return Manifest._validated(frame, self.root, self.path)
+
+    def split(self, name: str) -> "Manifest":
+        """The rows of split `name` (all rows when the manifest has no ``split`` column)."""
+        return self if "split" not in self.frame.columns else self.select((self.frame["split"] == name).to_numpy())
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per row, in order."""
+        return self.frame.to_dict("records")
+
+
+def as_manifest(manifest) -> Manifest:
+    """`manifest` as a `Manifest`: one passes through, a frame is validated (`Manifest(frame)`), a path read."""
+    if isinstance(manifest, Manifest):
+        return manifest
+    if isinstance(manifest, (str, os.PathLike)):
+        return Manifest.read(manifest)
+    return Manifest(manifest)

@@ -1,5 +1,5 @@
 """A seeded sampler that mixes synthetic and real samples at a given ratio per epoch (the training
-curriculum sets the ratio: DESIGN.md section 6, e.g. 80/20 -> 50/50 -> 20/80 -> 100% real).
+curriculum sets the ratio, e.g. 80/20 -> 50/50 -> 20/80 -> 100% real).
 
 Each of the `num_samples` draws of an epoch is synthetic with probability `ratio_synthetic` (a Bernoulli
 draw, so the synthetic count is Binomial(num_samples, ratio)); inside a domain, samples come from a

@@ -1,42 +1,75 @@
 """Data-engine configuration (`training/engine.toml`): one frozen record of every number of a run.
 
 Tables: top level (out_dir, seed, rounds, images_per_round), [data] (a manifest, or [data.generate] for the
-built-in benchmark), [main] and [[suite]] (the proposers), [pretrain] and [finetune] (training settings),
-[verifier] (simulated panel or imported ratings, the rater mapping), [cost] (`CostModel`), [eval] (the
-per-round evaluation of the main model). Unknown keys are errors naming the table.
+built-in benchmark), [main] and [[suite]] (the proposers), [pretrain] and [finetune] (training settings:
+`train_config`), [verifier] (simulated panel or imported ratings, the rater mapping), [cost] (`CostModel`),
+[eval] (the per-round evaluation of the main model). Unknown keys are errors naming the table.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+from ..config_io import check_keys, dataclass_from_mapping, read_config_file
+from ..models.reference import ReferenceConfig
+from ..train.loop import TrainConfig
+from ..train.losses import LossConfig, LossWeights
 from .costs import CostModel
 
-__all__ = ["EngineConfig", "EngineConfigError", "load_engine_config"]
+__all__ = ["EngineConfig", "EngineConfigError", "TRAIN_DEFAULTS", "load_engine_config", "train_config",
+           "train_settings_keys"]
 
 
 class EngineConfigError(ValueError):
     """A bad engine configuration; the message names the table and key."""
 
 
-@dataclass(frozen=True)
-class TrainSettings:
-    """Training settings of the pretraining (stage 1, synthetic only) or per-round fine-tuning (pool)."""
+# [pretrain] (stage 1 on the synthetic rows, for the main model and every suite member) and [finetune] (per
+# round, on synthetic rows + the pool) hold `train.loop.TrainConfig` fields, `num_points` and `render_size`
+# of `train.losses.LossConfig`, and `synthetic_fraction` (fine-tuning only: the share of synthetic draws
+# beside the pool). The engine's defaults (small, CPU-sized runs) replace TrainConfig's where they differ.
+TRAIN_DEFAULTS = {"epochs": 2, "epoch_size": 32, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2,
+                  "num_points": 500, "render_size": 32, "synthetic_fraction": 0.5}
+# TrainConfig fields the engine sets for every run (a stage-1 curriculum, the proposer's seed and model, the
+# run's device and folders): not settable in the tables.
+_SET_BY_ENGINE = ("stage", "seed", "device", "model", "loss", "out_dir", "init_from", "curriculum")
+_LOSS_KEYS = ("num_points", "render_size")
+_ENGINE_LOG_EVERY = 1000  # TrainConfig.log_every unless the table sets it
 
-    epochs: int = 2
-    epoch_size: int = 32
-    batch_size: int = 8
-    lr: float = 3e-3
-    warmup_steps: int = 2
-    num_points: int = 500
-    render_size: int = 32
-    synthetic_fraction: float = 0.5  # fine-tuning only: share of synthetic draws beside the pool
+
+def train_settings_keys() -> tuple[str, ...]:
+    """The keys a [pretrain] / [finetune] table may hold (module comment above `TRAIN_DEFAULTS`)."""
+    names = [f.name for f in dataclasses.fields(TrainConfig) if f.init and f.name not in _SET_BY_ENGINE]
+    return (*names, *_LOSS_KEYS, "synthetic_fraction")
+
+
+def train_config(settings: Mapping[str, Any], *, out_dir: str | os.PathLike, seed: int, model: ReferenceConfig,
+                 init_from: str | None, device: str) -> TrainConfig:
+    """The `TrainConfig` of one engine training run: `settings` (a [pretrain] / [finetune] table, over
+    `TRAIN_DEFAULTS`) on a stage-1 curriculum with the substitute perceptual network."""
+    s = {**TRAIN_DEFAULTS, **settings}
+    loss = LossConfig(weights=LossWeights.stage(1), **{k: s.pop(k) for k in _LOSS_KEYS}, perceptual="substitute")
+    s.pop("synthetic_fraction")
+    s.setdefault("log_every", _ENGINE_LOG_EVERY)
+    return TrainConfig(**s, stage=1, seed=seed, device=device, model=model, loss=loss, out_dir=str(out_dir),
+                       init_from=init_from, curriculum="stage1")
+
+
+def _train_settings(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A [pretrain] / [finetune] table over `TRAIN_DEFAULTS`, its keys and values checked by `TrainConfig`."""
+    check_keys(table, train_settings_keys(), where=where, error=EngineConfigError)
+    settings = {**TRAIN_DEFAULTS, **table}
+    try:
+        train_config(settings, out_dir="check", seed=0, model=ReferenceConfig(), init_from=None, device="cpu")
+    except (TypeError, ValueError) as err:
+        raise EngineConfigError(f"{where}: {err}") from None
+    return settings
 
 
 EVAL_DEFAULTS = {"enabled": True, "protocol": "default", "split": "test", "num_samples": 2000, "batch_size": 16,
@@ -54,14 +87,16 @@ class EngineConfig:
     data: dict = field(default_factory=dict)
     main: dict = field(default_factory=lambda: {"preset": "tiny", "seed": 0})
     suite: tuple = ()
-    pretrain: TrainSettings = TrainSettings()
-    finetune: TrainSettings = TrainSettings()
+    pretrain: dict = field(default_factory=lambda: dict(TRAIN_DEFAULTS))
+    finetune: dict = field(default_factory=lambda: dict(TRAIN_DEFAULTS))
     verifier: dict = field(default_factory=lambda: {"kind": "simulated", "raters": 3})
     cost: CostModel = CostModel()
     eval: dict = field(default_factory=lambda: dict(EVAL_DEFAULTS))
     description: str = ""
 
     def __post_init__(self) -> None:
+        for k in ("pretrain", "finetune"):  # every setting recorded (and fingerprinted), defaults included
+            object.__setattr__(self, k, {**TRAIN_DEFAULTS, **getattr(self, k)})
         if self.rounds < 1 or self.images_per_round < 1:
             raise EngineConfigError(f"rounds and images_per_round must be >= 1, got {self.rounds}, {self.images_per_round}")
         n = 1 + len(self.suite)
@@ -89,19 +124,19 @@ class EngineConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _known(cls, table: dict, where: str) -> dict:
-    unknown = sorted(set(table) - set(cls.__dataclass_fields__))
-    if unknown:
-        raise EngineConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-    return table
-
-
 def config_from_dict(doc: dict, base: Path | None = None, where: str = "engine config", **overrides: Any) -> EngineConfig:
     """An `EngineConfig` from a parsed TOML document; relative paths resolve against `base`."""
     doc = {**doc, **{k: v for k, v in overrides.items() if v is not None}}
-    _known(EngineConfig, doc, where)
     base = base or Path(".")
-    d = dict(doc)
+    try:
+        return dataclass_from_mapping(EngineConfig, doc, where=where, convert=lambda d: _tables(d, base, where),
+                                      error=EngineConfigError)
+    except TypeError as err:
+        raise EngineConfigError(f"{where}: {err}") from None
+
+
+def _tables(d: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
+    """The checked top-level table with its sub-tables resolved (paths, suite, training, cost, eval)."""
     data = dict(d.get("data", {}))
     if data.get("manifest") and not Path(data["manifest"]).is_absolute():
         data["manifest"] = str(base / data["manifest"])
@@ -113,24 +148,16 @@ def config_from_dict(doc: dict, base: Path | None = None, where: str = "engine c
     d["suite"] = tuple(dict(m) for m in d.get("suite", ()))
     for k in ("pretrain", "finetune"):
         if k in d:
-            d[k] = TrainSettings(**_known(TrainSettings, dict(d[k]), f"{where} [{k}]"))
+            d[k] = _train_settings(dict(d[k]), f"{where} [{k}]")
     if "cost" in d:
-        d["cost"] = CostModel(**_known(CostModel, dict(d["cost"]), f"{where} [cost]"))
+        d["cost"] = dataclass_from_mapping(CostModel, dict(d["cost"]), where=f"{where} [cost]", error=EngineConfigError)
     if "eval" in d:
         d["eval"] = {**EVAL_DEFAULTS, **d["eval"]}
-    try:
-        return EngineConfig(**d)
-    except TypeError as err:
-        raise EngineConfigError(f"{where}: {err}") from None
+    return d
 
 
 def load_engine_config(path: str | os.PathLike, **overrides: Any) -> EngineConfig:
     """Read `training/engine.toml`-style TOML; `overrides` (out_dir, rounds, seed...) replace top-level keys."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"engine config not found: {path}")
-    try:
-        doc = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise EngineConfigError(f"{path}: not valid TOML ({err})") from None
+    doc = read_config_file(path, what="engine config", format="toml", error=EngineConfigError)
     return config_from_dict(doc, path.parent, str(path), **overrides)

@@ -44,9 +44,11 @@ import pandas as pd
 import torch
 
 from ..atomic import atomic_path, write_text_atomic
+from ..data.manifest import Manifest
 from ..evaluate.protocols import get_protocol
 from ..evaluate.scoring import score_batch
 from ..io.judgements import read_ratings
+from ..io.results import GAP_METRICS
 from ..jsonable import to_jsonable
 from ..models.checkpoint import load_checkpoint
 from ..models.reference import ReferenceConfig
@@ -54,15 +56,13 @@ from ..seeding import numpy_generator, stream_seed
 from ..stats.intervals import wilson_interval
 from ..stats.rubric import CRITERIA, FAILURE_MODES, accept_trend, failure_mix, item_decisions, rubric_agreement
 from ..structures import Meshes, TexturesVertex
-from ..train.loop import TrainConfig, collate, train
-from ..train.losses import LossConfig, LossWeights
-from .config import EngineConfig, TrainSettings
+from ..train.loop import collate, train
+from .config import EngineConfig, train_config
 from .raters import ImportedVerifier, SimulatedVerifier, colour_error, mapping_from_dict, simulated_panel
 
 __all__ = ["EngineResult", "PoolData", "run_engine", "read_engine_run"]
 
 ENGINE_FORMAT = 1
-GAP_METRICS = ("chamfer_l2", "fscore@0.05")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -91,15 +91,6 @@ class PoolData:
         return MixingSampler(self.domains, self.synthetic_fraction, size, seed, epoch).epoch_indices()
 
 
-def _train_config(s: TrainSettings, out_dir: Path, seed: int, model: ReferenceConfig, init_from: str | None,
-                  device: str) -> TrainConfig:
-    loss = LossConfig(weights=LossWeights.stage(1), num_points=s.num_points, render_size=s.render_size,
-                      perceptual="substitute")
-    return TrainConfig(stage=1, epochs=s.epochs, epoch_size=s.epoch_size, batch_size=s.batch_size, lr=s.lr,
-                       warmup_steps=s.warmup_steps, seed=seed, device=device, model=model, loss=loss,
-                       out_dir=str(out_dir), init_from=init_from, curriculum="stage1", log_every=1000)
-
-
 # --------------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------------
@@ -124,19 +115,14 @@ def _single(v: torch.Tensor, f: torch.Tensor, c: torch.Tensor) -> Meshes:
 
 
 def _prepare_data(cfg: EngineConfig, out: Path, log: Callable[[str], None]) -> Path:
-    """The manifest path: given, or the built-in benchmark generated (or reused) under out/benchmark."""
+    """The manifest path: given, or the built-in benchmark generated (or finished) under out/benchmark
+    (40 synthetic and 60 real samples unless [data.generate] says otherwise)."""
     data = cfg.data
     if data.get("manifest"):
         return Path(data["manifest"])
-    from ..data.generate import GenerationConfig, make_benchmark
+    from ..data.generate import ensure_benchmark
 
-    gen = dict(data.get("generate", {}))
-    counts = {k: int(gen.pop(k, d)) for k, d in (("synthetic", 40), ("real", 60), ("seed", 0), ("workers", 1))}
-    bench = out / "benchmark"
-    log(f"benchmark: {counts['synthetic']} synthetic + {counts['real']} real samples under {bench}")
-    make_benchmark(bench, counts["synthetic"], counts["real"], counts["seed"], GenerationConfig.from_dict(gen),
-                   workers=counts["workers"])
-    return bench / "manifest.csv"
+    return ensure_benchmark({"synthetic": 40, "real": 60, **data.get("generate", {})}, out / "benchmark", log)
 
 
 def _model_config(spec: dict) -> ReferenceConfig:
@@ -157,18 +143,23 @@ class EngineResult:
 
 
 # --------------------------------------------------------------------------------------------------------
-# The run
+# The run: setup (data, verifier, suite), then per round propose -> verify -> grow the pool -> fine-tune
 # --------------------------------------------------------------------------------------------------------
-def run_engine(cfg: EngineConfig, *, device: str = "cpu", log: Callable[[str], None] | None = None,
-               stop_after: int | None = None) -> EngineResult:
-    """Run (or resume) the data engine of `cfg` (module docstring) into `cfg.out_dir`. `stop_after`: stop
-    once that many rounds are stored (the next call resumes). Raises ValueError when `out_dir` holds a run
-    of another configuration, or the data has too few unlabelled real images for the rounds asked."""
-    from ..data.manifest import load_manifest
-    from ..train.data import ManifestTrainData
+@dataclass
+class _RoundData:
+    """What every round reads: the synthetic training rows, the unlabelled real rows (by id too), their
+    occlusion, the seeded order in which rounds take them, and the manifest's hash."""
 
-    log = log or (lambda s: None)
-    out = Path(cfg.out_dir)
+    synthetic: list[dict]
+    unlabelled: list[dict]
+    by_id: dict[str, dict]
+    occlusion: dict[str, float]
+    order: np.ndarray
+    manifest_hash: str
+
+
+def _claim_out_dir(cfg: EngineConfig, out: Path) -> None:
+    """Write OUT/engine.json, or check that the one there is this configuration's."""
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / "engine.json"
     fp = cfg.fingerprint()
@@ -181,8 +172,11 @@ def run_engine(cfg: EngineConfig, *, device: str = "cpu", log: Callable[[str], N
         write_text_atomic(meta_path, json.dumps({"format": ENGINE_FORMAT, "fingerprint": fp, "config": cfg.to_dict()},
                                            indent=2, sort_keys=True))
 
-    manifest = _prepare_data(cfg, out, log)
-    frame = load_manifest(manifest)
+
+def _round_data(cfg: EngineConfig, manifest: Path, frame: pd.DataFrame) -> _RoundData:
+    """The training rows of the manifest's train split; refuses too few real rows for the rounds asked."""
+    from ..train.data import ManifestTrainData
+
     image_size = int(cfg.data.get("image_size", 64))
     train_split = cfg.data.get("train_split", "train")
     items = ManifestTrainData(manifest, split=train_split, image_size=image_size)
@@ -196,26 +190,35 @@ def run_engine(cfg: EngineConfig, *, device: str = "cpu", log: Callable[[str], N
     occlusion = (dict(zip(frame["sample_id"].astype(str), frame["occlusion"].astype(float)))
                  if "occlusion" in frame.columns else {})  # optional in a manifest: nan below
     order = numpy_generator(cfg.seed, "engine_image_order").permutation(len(unlabelled))
+    return _RoundData(synthetic, unlabelled, {it["sample_id"]: it for it in unlabelled}, occlusion, order,
+                      items.manifest_hash)
 
-    # ---- verifier ----
+
+def _make_verifier(cfg: EngineConfig):
+    """Imported human ratings, or the simulated panel of [verifier]."""
     vcfg = cfg.verifier
     if vcfg.get("kind", "simulated") == "imported":
-        verifier = ImportedVerifier(read_ratings(vcfg["ratings"]))
-    else:
-        panel = simulated_panel(int(vcfg.get("raters", 3)), bias_sd=float(vcfg.get("bias_sd", 0.5)),
-                                noise=float(vcfg.get("noise", 0.75)), seed=cfg.seed, biases=vcfg.get("biases"))
-        verifier = SimulatedVerifier(panel, mapping_from_dict(vcfg.get("mapping")), seed=cfg.seed)
+        return ImportedVerifier(read_ratings(vcfg["ratings"]))
+    panel = simulated_panel(int(vcfg.get("raters", 3)), bias_sd=float(vcfg.get("bias_sd", 0.5)),
+                            noise=float(vcfg.get("noise", 0.75)), seed=cfg.seed, biases=vcfg.get("biases"))
+    return SimulatedVerifier(panel, mapping_from_dict(vcfg.get("mapping")), seed=cfg.seed)
 
-    # ---- suite: pretrain (or load) every proposer ----
+
+def _pretrain_suite(cfg: EngineConfig, out: Path, data: _RoundData, device: str, log: Callable[[str], None]
+                    ) -> tuple[Path, list[tuple[str, Any]]]:
+    """Pretrain (or find pretrained under OUT/suite/) the main model and every suite member; returns the
+    main model's checkpoint and the loaded members (name, model), in [[suite]] order."""
+
     def pretrained(name: str, spec: dict) -> Path:
         s = cfg.pretrain
         if "pretrain_epochs" in spec:
-            s = TrainSettings(**{**s.__dict__, "epochs": int(spec["pretrain_epochs"])})
-        tc = _train_config(s, out / "suite" / name, int(spec.get("seed", 0)), _model_config(spec), None, device)
+            s = {**s, "epochs": int(spec["pretrain_epochs"])}
+        tc = train_config(s, out_dir=out / "suite" / name, seed=int(spec.get("seed", 0)), model=_model_config(spec),
+                          init_from=None, device=device)
         final = Path(tc.out_dir) / "final.safetensors"
         if not final.exists():
-            log(f"pretraining {name} ({spec.get('preset', 'tiny')}, seed {spec.get('seed', 0)}, {s.epochs} epochs)")
-            train(tc, PoolData(synthetic, [], 1.0, items.manifest_hash))
+            log(f"pretraining {name} ({spec.get('preset', 'tiny')}, seed {spec.get('seed', 0)}, {tc.epochs} epochs)")
+            train(tc, PoolData(data.synthetic, [], 1.0, data.manifest_hash))
         return final
 
     main_path = pretrained("main", cfg.main)
@@ -229,11 +232,13 @@ def run_engine(cfg: EngineConfig, *, device: str = "cpu", log: Callable[[str], N
         else:
             members.append((spec["name"], pretrained(spec["name"], spec)))
     member_models = [(name, load_checkpoint(p, device)) for name, p in members]
-    for (name, _), (_, m) in zip(members, member_models):
+    for name, m in member_models:
         m.name = f"suite/{name}"
+    return main_path, member_models
 
-    protocol = get_protocol(cfg.eval.get("protocol", "default")).with_overrides(num_samples=cfg.eval.get("num_samples"))
-    test = frame[frame["split"] == cfg.eval.get("split", "test")] if "split" in frame.columns else frame
+
+def _evaluator(cfg: EngineConfig, test: Manifest, protocol, device: str) -> Callable[[Any, Path], list[dict]]:
+    """`evaluate(model, run_dir)`: the main model on the [eval] split, as gap rows (none when disabled)."""
 
     def evaluate(model, run_dir: Path) -> list[dict]:
         if not cfg.eval.get("enabled", True):
@@ -249,6 +254,105 @@ def run_engine(cfg: EngineConfig, *, device: str = "cpu", log: Callable[[str], N
         return [to_jsonable({k: r[k] for k in ("metric", "figure", "direction", "mean_synthetic", "mean_real", "estimate",
                                           "low", "high", "n_synthetic", "n_real")}) for r in gap.to_dict("records")]
 
+    return evaluate
+
+
+def _resumed_pool(rd: Path, summary: dict, by_id: dict[str, dict]) -> list[dict]:
+    """The pool items a finished round added, read back from rd/pool/*.npz."""
+    items = []
+    for sid in summary["pool_added"]:
+        z = np.load(rd / "pool" / f"{sid}.npz", allow_pickle=False)
+        items.append({**by_id[sid], "gt_verts": torch.from_numpy(z["verts"]), "gt_faces": torch.from_numpy(z["faces"]),
+                      "gt_colors": torch.from_numpy(z["colors"])})
+    return items
+
+
+def _propose(images: list[dict], proposers: list[tuple[str, Any]], occlusion: dict[str, float], protocol,
+             device: str) -> tuple[pd.DataFrame, dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]:
+    """Every proposer's candidate mesh for every image, scored against the image's GT (the simulated raters'
+    input; the model never trains on it): the candidate frame and the meshes by candidate id."""
+    batch = collate(images)
+    cand_ids, preds, gts, rows = [], [], [], []
+    meshes: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    for name, model in proposers:
+        pm = model.predict(batch.images.to(device), batch.masks.to(device), batch.cameras.to(device))
+        for i, it in enumerate(images):
+            cid = f"{it['sample_id']}/{name}"
+            v, f, c = _mesh_parts(pm, i)
+            meshes[cid] = (v, f, c)
+            cand_ids.append(cid)
+            preds.append(_single(v, f, c))
+            gts.append(_single(it["gt_verts"].float(), it["gt_faces"], it["gt_colors"].float()))
+            rows.append({"item_id": cid, "sample_id": it["sample_id"], "proposer": name,
+                         "occlusion": occlusion.get(it["sample_id"], math.nan),
+                         "colour_error": colour_error(v, c, it["gt_verts"], it["gt_colors"])})
+    scores = score_batch(cand_ids, preds, gts, protocol)
+    cand = pd.DataFrame(rows)
+    for col, values in scores.metrics.items():
+        cand[col] = values.numpy()
+    cand["status"] = scores.status
+    return cand, meshes
+
+
+def _verify(cand: pd.DataFrame, verifier, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The verifier's ratings of round `k`'s candidates, and each image's best accepted candidate (highest
+    mean sum, then proposer name); adds `mean_total`, `accepted` and `selected` to `cand`."""
+    ratings = verifier.rate(cand, k)
+    if "occlusion" not in ratings.columns:
+        ratings = ratings.merge(cand[["item_id", "occlusion"]], on="item_id", how="left")
+    dec = item_decisions(ratings).set_index("item_id")
+    cand["mean_total"] = cand["item_id"].map(dec["mean_total"])
+    cand["accepted"] = cand["item_id"].map(dec["accepted"]).astype(bool)
+    best = (cand[cand["accepted"]].sort_values(["sample_id", "mean_total", "proposer"], ascending=[True, False, True])
+            .groupby("sample_id", sort=True).head(1))
+    cand["selected"] = cand["item_id"].isin(set(best["item_id"]))
+    return ratings, best
+
+
+def _grow_pool(best: pd.DataFrame, meshes: dict[str, tuple], rd: Path, by_id: dict[str, dict], pool: list[dict]
+               ) -> list[str]:
+    """Each image's best accepted candidate joins `pool` as its pseudo-label (stored as rd/pool/<id>.npz);
+    returns the ids added."""
+    (rd / "pool").mkdir(parents=True, exist_ok=True)
+    added = []
+    for cid, sid in zip(best["item_id"], best["sample_id"]):
+        v, f, c = meshes[cid]
+        np.savez(rd / "pool" / f"{sid}.npz", verts=v.numpy(), faces=f.numpy(), colors=c.numpy())
+        pool.append({**by_id[sid], "gt_verts": v, "gt_faces": f, "gt_colors": c})
+        added.append(sid)
+    return added
+
+
+def _finetune(cfg: EngineConfig, k: int, rd: Path, model_config: ReferenceConfig, current: Path, data: _RoundData,
+              pool: list[dict], device: str) -> tuple[Path, int]:
+    """Fine-tune the main model from `current` on synthetic rows + the pool; returns rd/model.safetensors and
+    the number of steps."""
+    ft_seed = stream_seed(cfg.seed, "engine_finetune", k) % (2**31)
+    tc = train_config(cfg.finetune, out_dir=rd / "train", seed=ft_seed, model=model_config, init_from=str(current),
+                      device=device)
+    res = train(tc, PoolData(data.synthetic, pool, cfg.finetune["synthetic_fraction"], data.manifest_hash))
+    with atomic_path(rd / "model.safetensors") as tmp:
+        shutil.copyfile(res.checkpoint, tmp)
+    return rd / "model.safetensors", res.steps
+
+
+def run_engine(cfg: EngineConfig, *, device: str = "cpu", log: Callable[[str], None] | None = None,
+               stop_after: int | None = None) -> EngineResult:
+    """Run (or resume) the data engine of `cfg` (module docstring) into `cfg.out_dir`. `stop_after`: stop
+    once that many rounds are stored (the next call resumes). Raises ValueError when `out_dir` holds a run
+    of another configuration, or the data has too few unlabelled real images for the rounds asked."""
+    log = log or (lambda s: None)
+    out = Path(cfg.out_dir)
+    _claim_out_dir(cfg, out)
+    manifest = _prepare_data(cfg, out, log)
+    full = Manifest.read(manifest)
+    frame = full.frame
+    data = _round_data(cfg, manifest, frame)
+    verifier = _make_verifier(cfg)
+    main_path, members = _pretrain_suite(cfg, out, data, device, log)
+    protocol = get_protocol(cfg.eval.get("protocol", "default")).with_overrides(num_samples=cfg.eval.get("num_samples"))
+    evaluate = _evaluator(cfg, full.split(cfg.eval.get("split", "test")), protocol, device)
+
     # ---- round 0: the pretrained main model ----
     r0 = out / "rounds" / "00" / "summary.json"
     if not r0.exists():
@@ -260,77 +364,25 @@ def run_engine(cfg: EngineConfig, *, device: str = "cpu", log: Callable[[str], N
     current = main_path
     pool: list[dict] = []
     resumed: list[int] = []
-    by_id = {it["sample_id"]: it for it in unlabelled}
     for k in range(1, cfg.rounds + 1):
         if stop_after is not None and k > stop_after:
             break
         rd = out / "rounds" / f"{k:02d}"
         done = rd / "summary.json"
         if done.exists():
-            summary = json.loads(done.read_text())
-            for sid in summary["pool_added"]:
-                z = np.load(rd / "pool" / f"{sid}.npz", allow_pickle=False)
-                pool.append({**by_id[sid], "gt_verts": torch.from_numpy(z["verts"]), "gt_faces": torch.from_numpy(z["faces"]),
-                             "gt_colors": torch.from_numpy(z["colors"])})
+            pool.extend(_resumed_pool(rd, json.loads(done.read_text()), data.by_id))
             current = rd / "model.safetensors"
             resumed.append(k)
             continue
         t0 = time.perf_counter()
-        images = [unlabelled[i] for i in order[(k - 1) * cfg.images_per_round: k * cfg.images_per_round]]
+        images = [data.unlabelled[i] for i in data.order[(k - 1) * cfg.images_per_round: k * cfg.images_per_round]]
         main_model = load_checkpoint(current, device)
-        proposers = [("main", main_model)] + [(n, m) for (n, _), (_, m) in zip(members, member_models)]
+        proposers = [("main", main_model)] + members
         log(f"round {k}: {len(images)} images x {len(proposers)} candidates")
-
-        # -- propose --
-        batch = collate(images)
-        cand_ids, preds, gts, rows = [], [], [], []
-        meshes: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        for name, model in proposers:
-            pm = model.predict(batch.images.to(device), batch.masks.to(device), batch.cameras.to(device))
-            for i, it in enumerate(images):
-                cid = f"{it['sample_id']}/{name}"
-                v, f, c = _mesh_parts(pm, i)
-                meshes[cid] = (v, f, c)
-                cand_ids.append(cid)
-                preds.append(_single(v, f, c))
-                gts.append(_single(it["gt_verts"].float(), it["gt_faces"], it["gt_colors"].float()))
-                rows.append({"item_id": cid, "sample_id": it["sample_id"], "proposer": name,
-                             "occlusion": occlusion.get(it["sample_id"], math.nan),
-                             "colour_error": colour_error(v, c, it["gt_verts"], it["gt_colors"])})
-        # -- true errors against GT (the simulated raters' input) --
-        scores = score_batch(cand_ids, preds, gts, protocol)
-        cand = pd.DataFrame(rows)
-        for col, values in scores.metrics.items():
-            cand[col] = values.numpy()
-        cand["status"] = scores.status
-
-        # -- verify --
-        ratings = verifier.rate(cand, k)
-        if "occlusion" not in ratings.columns:
-            ratings = ratings.merge(cand[["item_id", "occlusion"]], on="item_id", how="left")
-        dec = item_decisions(ratings).set_index("item_id")
-        cand["mean_total"] = cand["item_id"].map(dec["mean_total"])
-        cand["accepted"] = cand["item_id"].map(dec["accepted"]).astype(bool)
-        best = (cand[cand["accepted"]].sort_values(["sample_id", "mean_total", "proposer"], ascending=[True, False, True])
-                .groupby("sample_id", sort=True).head(1))
-        cand["selected"] = cand["item_id"].isin(set(best["item_id"]))
-
-        # -- grow the pool --
-        (rd / "pool").mkdir(parents=True, exist_ok=True)
-        added = []
-        for cid, sid in zip(best["item_id"], best["sample_id"]):
-            v, f, c = meshes[cid]
-            np.savez(rd / "pool" / f"{sid}.npz", verts=v.numpy(), faces=f.numpy(), colors=c.numpy())
-            pool.append({**by_id[sid], "gt_verts": v, "gt_faces": f, "gt_colors": c})
-            added.append(sid)
-
-        # -- fine-tune the main model on synthetic + pool --
-        ft_seed = stream_seed(cfg.seed, "engine_finetune", k) % (2**31)
-        tc = _train_config(cfg.finetune, rd / "train", ft_seed, main_model.config, str(current), device)
-        res = train(tc, PoolData(synthetic, pool, cfg.finetune.synthetic_fraction, items.manifest_hash))
-        with atomic_path(rd / "model.safetensors") as tmp:
-            shutil.copyfile(res.checkpoint, tmp)
-        current = rd / "model.safetensors"
+        cand, meshes = _propose(images, proposers, data.occlusion, protocol, device)
+        ratings, best = _verify(cand, verifier, k)
+        added = _grow_pool(best, meshes, rd, data.by_id, pool)
+        current, steps = _finetune(cfg, k, rd, main_model.config, current, data, pool, device)
         tuned = load_checkpoint(current, device)
         tuned.name = f"engine/main/round{k}"
         gap = evaluate(tuned, rd / "eval")
@@ -338,7 +390,7 @@ def run_engine(cfg: EngineConfig, *, device: str = "cpu", log: Callable[[str], N
         # -- the round's figures --
         _atomic_frame(rd / "candidates.parquet", cand)
         _atomic_frame(rd / "ratings.csv", ratings)
-        summary = _round_summary(k, cand, ratings, cfg, gap, added, len(pool), res.steps, verifier)
+        summary = _round_summary(k, cand, ratings, cfg, gap, added, len(pool), steps, verifier)
         summary["seconds"] = time.perf_counter() - t0
         write_text_atomic(done, json.dumps(to_jsonable(summary), indent=2, sort_keys=True))
         log(f"round {k}: accept {summary['accept_rate']:.0%} [{summary['accept_low']:.0%}, {summary['accept_high']:.0%}], "

@@ -9,7 +9,7 @@ moving both meshes by the one similarity that puts the GT box centre at the orig
 which leaves the renders unchanged; under the default protocol it is the identity up to rounding). The
 defaults are `render.multiview.default_views`: 8 views around the object at elevations 15 and 45 degrees.
 `appearance_metrics` is the same scoring for a batch of meshes in any frame: it normalises the pair
-jointly (the GT's bounding box to the unit cube at the origin, DESIGN.md section 5) and applies a declared
+jointly (the GT's bounding box to the unit cube at the origin, the default protocol) and applies a declared
 `transforms.SimilarityTransform` (`s * x @ R + T`, row vectors) to the prediction. Both meshes are rendered
 from the same cameras with the same lights (the renderer's headlight plus
 ambient), each with its own textures (vertex colours or UV maps). A mesh without textures is rendered in the
@@ -61,7 +61,19 @@ def load_lpips_or_none(
 
     Only `WeightsNotFoundError` is caught (reason: "LPIPS unavailable: <its message>", which says where the
     weights were looked for and how to provide them); any other error (a bad `net`, a corrupt state dict)
-    propagates. Returns `(module, None)` on success.
+    propagates.
+
+    Args:
+        net: LPIPS backbone, "alex" (default) or "vgg".
+        backbone_weights: torchvision-format backbone state dict, as a path or a mapping; None (default) uses
+            torchvision's file in the torch hub cache.
+
+    Returns:
+        `(module, None)` on success; `(None, reason)` when the backbone weights are missing.
+
+    Raises:
+        ValueError: `net` is not "alex" or "vgg".
+        WeightsLoadError: the weights exist but cannot be used (from `LPIPS`).
     """
     try:
         return LPIPS(net, backbone_weights=backbone_weights), None
@@ -70,7 +82,18 @@ def load_lpips_or_none(
 
 
 def protocol_views(protocol: Protocol, dtype: torch.dtype = torch.float32, device: Any = None) -> PerspectiveCameras:
-    """The protocol's V appearance cameras around the origin (for a GT box centred there with side 1)."""
+    """The protocol's V appearance cameras around the origin (for a GT box centred there with side 1).
+
+    Args:
+        protocol: supplies `appearance_views` V (azimuths 360 v / V degrees), `appearance_elevations` (degrees,
+            cycled over the views), `appearance_distance` (GT-box sides), `appearance_image_size` (pixels,
+            square) and `appearance_fov` (vertical, degrees).
+        dtype: floating dtype of the camera tensors. Default float32.
+        device: where the cameras live; None (default) is torch's default device.
+
+    Returns:
+        `PerspectiveCameras` holding V cameras looking at the origin, y up.
+    """
     V = protocol.appearance_views
     elev = [protocol.appearance_elevations[v % len(protocol.appearance_elevations)] for v in range(V)]
     size = (protocol.appearance_image_size, protocol.appearance_image_size)
@@ -170,7 +193,12 @@ class AppearanceScorer:
 
     lpips: an `LPIPS` module (or any callable `(in0, in1, normalize=True) -> (N,)`, run on its own device),
         or None: LPIPS is NaN and `lpips_reason` says why (say it once; rows carry no note for it).
-    background: grey level or RGB in [0, 1] where no surface is seen.
+    lpips_reason: why LPIPS is missing when `lpips` is None (e.g. from `load_lpips_or_none`); default
+        "LPIPS unavailable: no LPIPS module was given". Ignored (stored as None) when `lpips` is given.
+    background: grey level or RGB in [0, 1] where no surface is seen. Default 1.0 (white).
+
+    Raises:
+        ValueError: `background` is not a grey level or three values in [0, 1].
     """
 
     def __init__(self, lpips: LPIPS | Callable | None = None, lpips_reason: str | None = None, *,
@@ -185,8 +213,19 @@ class AppearanceScorer:
         """Score B (prediction, GT) pairs already in the protocol's aligned, normalised frame.
 
         A pair with None on either side (a failed row, or a point-cloud prediction) gets NaN and a note.
-        Returns `APPEARANCE_METRICS` -> `(B,)` float64 CPU (means over the views; PSNR/SSIM skip views where
-        neither mesh is seen) and per-pair notes.
+
+        Args:
+            pairs: B `(prediction, GT)` pairs of one-element `Meshes` (or None), in the protocol's frame; the
+                prediction is moved to its GT's device.
+            protocol: sets the views, image size and camera distance (`protocol_views`).
+
+        Returns:
+            `(scores, notes)`: `APPEARANCE_METRICS` -> `(B,)` float64 CPU (means over the views; PSNR/SSIM skip
+            views where neither mesh is seen; PSNR in dB, `inf` for identical renders; NaN for pairs with a
+            None side, and LPIPS NaN without a module) and per-pair lists of notes.
+
+        Raises:
+            ValueError: a GT mesh is empty, has NaN/inf vertices or a box of zero extent (camera framing).
         """
         B = len(pairs)
         out = {k: torch.full((B,), math.nan, dtype=torch.float64) for k in APPEARANCE_METRICS}
@@ -231,8 +270,9 @@ def appearance_metrics(
     """Per-sample LPIPS / PSNR / SSIM between renders of `pred` and `gt` from the same views.
 
     Args:
-        pred, gt: B meshes each, paired by position; textures (`TexturesVertex`/`TexturesUV`, RGB in [0, 1])
-            or none (grey; see the module docstring).
+        pred: B predicted meshes; textures (`TexturesVertex`/`TexturesUV`, RGB in [0, 1]) or none (grey; see
+            the module docstring).
+        gt: B ground-truth meshes, paired with `pred` by position; textures as `pred`.
         views: V cameras seen by every sample; default `default_views` (8 views, two elevations).
         image_size: side or `(H, W)` of the default views (default 256); with explicit `views` it may be
             omitted, and must otherwise equal the cameras' size.
@@ -242,7 +282,7 @@ def appearance_metrics(
         transform: declared alignment of the prediction, a `transforms.SimilarityTransform` (or `(R, T, s)`)
             with B elements or one, applied as `s * x @ R + T` (row vectors), in the normalised frame when
             `normalize` else in input coordinates.
-        normalize: normalise the pair jointly to the GT's unit cube first (DESIGN.md default protocol).
+        normalize: normalise the pair jointly to the GT's unit cube first (the default protocol).
         background: grey level or RGB in [0, 1] where no surface is seen (the same in both renders).
         device: where to render; default the GT's device.
 
@@ -250,7 +290,14 @@ def appearance_metrics(
         One dict per sample with float `lpips`, `psnr` (dB, `inf` for identical renders), `ssim`
         (means over views), `silhouette_iou` (mean over views of the masks' IoU), the per-view lists
         `lpips_views`, `psnr_views`, `ssim_views` (length V), `mask` = "union" (PSNR/SSIM pixels) and
-        `lpips_unavailable` (None, or "LPIPS unavailable: ..." when LPIPS was not computed).
+        `lpips_unavailable` (None, or "LPIPS unavailable: ..." when LPIPS was not computed). Without LPIPS
+        the `lpips` entries are NaN; a view where neither mesh is seen has NaN PSNR and SSIM.
+
+    Raises:
+        ValueError: `pred` or `gt` is not `Meshes`; their lengths differ; a bad `background`; `image_size`
+            differs from the given views' size; the views are smaller than 11x11 pixels; normalisation fails
+            (an empty GT, NaN/inf coordinates, a GT box of zero extent); or `transform` is not (R, T, s) of B
+            elements or one, holds NaN/inf or a scale <= 0.
     """
     if not isinstance(pred, Meshes) or not isinstance(gt, Meshes):
         raise ValueError(  # noqa: TRY004 (the suite reports bad input as ValueError throughout)

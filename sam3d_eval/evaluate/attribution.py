@@ -92,14 +92,39 @@ def shift_attribution(
     """Regress `metric` of the `target` rows on `shift_columns` + `covariates` + `categorical` and split the
     target-vs-reference gap in mean (log) metric into one contribution per term (module docstring).
 
-    `frame`: one row per (sample, checkpoint) result with `metric`, `domain_column` and every named column;
-    reference rows need the same columns (shift intensities of synthetic samples are 0). Returns a tidy
-    frame, one row per term: ``term, kind`` (shift / covariate / categorical / intercept / residual /
-    total), ``coef, low, high, pvalue`` (a categorical's coef is NaN and its p the joint Wald test of its
-    dummies), ``mean_target, mean_reference`` of the regressor, ``contribution`` (to the gap in mean y;
-    with log=True exp(total) is the geometric-mean gap ratio) with its interval, and ``share`` (of total).
-    `pairs`: the column matching target and reference twins (module docstring); then ``mean_target`` of a
-    covariate is the mean twin difference and ``mean_reference`` is 0.
+    Args:
+        frame: one row per (sample, checkpoint) result with `metric`, `domain_column` and every named column;
+            reference rows need the same columns (shift intensities of synthetic samples are 0). Rows of other
+            domains are ignored; the used rows may hold no NaN in the named columns.
+        metric: the response column, e.g. "chamfer_l2"; must be > 0 when `log`.
+        shift_columns: columns of shift intensities (0 = not applied), e.g. ``shift_<name>``.
+        covariates: further numeric columns (e.g. "occlusion"). Default none.
+        categorical: columns entered as dummies, first sorted level dropped (unpaired only). Default none.
+        domain_column: the column naming each row's domain. Default "domain".
+        target: the domain whose rows are regressed. Default "real".
+        reference: the domain compared against. Default "synthetic".
+        log: regress log(metric) (True, default) or the metric itself.
+        confidence: two-sided level of every interval, in (0, 1). Default 0.95.
+        pairs: the column matching target and reference twins (module docstring); then ``mean_target`` of a
+            covariate is the mean twin difference and ``mean_reference`` is 0. Rows without a pair id or
+            without a twin in the other domain are left out. None (default): unpaired.
+
+    Returns:
+        A tidy frame, one row per term: ``term, kind`` (shift / covariate / categorical / intercept / residual
+        / total), ``coef, low, high, pvalue`` (a categorical's coef is NaN and its p the joint Wald test of its
+        dummies), ``mean_target, mean_reference`` of the regressor, ``contribution`` (to the gap in mean y;
+        with log=True exp(total) is the geometric-mean gap ratio) with its interval (``contribution_low``,
+        ``contribution_high``), and ``share`` (of total; NaN when the total is 0). Unpaired, the intercept row
+        has means 1.0 and NaN contribution; paired, there is no intercept row and the residual row carries
+        b0's coef, interval and p. Entries a term does not have are NaN. `attrs` holds n_target,
+        n_reference, metric, log, r_squared, cov_type ("HC3") and confidence (paired also n_pairs and
+        design="paired").
+
+    Raises:
+        AttributionError: `confidence` outside (0, 1); a named column missing from `frame` or named twice;
+            fewer than 2 rows in a domain (unpaired); missing values among the used rows; a metric value <= 0
+            with `log`; no more rows (or pairs) than parameters; collinear regressors; with `pairs`, a
+            categorical column or a pair id repeated within a domain.
     """
     if not 0.0 < confidence < 1.0:
         raise AttributionError(f"confidence must lie in (0, 1), got {confidence}")

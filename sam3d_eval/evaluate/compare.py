@@ -41,7 +41,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..io.results import metric_columns
+from ..io.results import direction, metric_columns
 from ..jsonable import to_jsonable
 from ..stats import (
     StatsInputError,
@@ -57,15 +57,15 @@ from ..stats import (
 )
 from ..stats.two_level import run_means, run_medians, run_probability_of_improvement
 from .protocols import APPEARANCE_METRICS, Protocol
-from .sides import CompareInputError, ProtocolMismatchError, Side
-from .summary import PAIR_COLUMN, direction, domain_gap_runs, gap_unavailable, occlusion_accuracy, occlusion_bin
+from .common_samples import CommonSamples, as_runs, check_same_protocol, common_samples
+from .sides import CompareInputError, Side
+from .summary import domain_gap_runs, gap_unavailable, occlusion_accuracy
 
 __all__ = [
     "Comparison",
     "FAILED_AS",
     "FIGURES",
     "OUTLIER_FACTOR",
-    "check_same_protocol",
     "compare_frames",
     "comparison_json",
     "load_votes",
@@ -243,116 +243,6 @@ class Comparison:
 
 def fmt_rate_pct(x: float | None) -> str:
     return "-" if x is None or x != x else f"{100 * x:.1f}%"
-
-
-def check_same_protocol(frames_a, frames_b, labels: tuple[str, str] = ("A", "B")) -> str:
-    """The one protocol fingerprint every frame was scored under; `ProtocolMismatchError` otherwise.
-    frames_a, frames_b: a frame or a list of frames (runs) per side."""
-    seen = []
-    for frames, lab in ((_as_runs(frames_a), labels[0]), (_as_runs(frames_b), labels[1])):
-        for i, f in enumerate(frames):
-            got = sorted(set(f["fingerprint"].dropna())) if len(f) else []
-            name = lab if len(frames) == 1 else f"{lab} run {i + 1}"
-            if len(got) != 1:
-                raise ProtocolMismatchError(f"{name}: expected rows under one protocol fingerprint, found {got or 'none'}")
-            protos = sorted(set(f["protocol"].dropna())) if "protocol" in f.columns else []
-            seen.append((name, got[0], protos))
-    first = seen[0]
-    for other in seen[1:]:
-        if other[1] != first[1]:
-            raise ProtocolMismatchError(
-                f"{first[0]} was scored under protocol {first[2]} (fingerprint {first[1]}) and {other[0]} under "
-                f"{other[2]} (fingerprint {other[1]}): numbers under different protocols are not comparable; "
-                "score both under one protocol (--protocol) first")
-    return first[1]
-
-
-def _as_runs(x) -> list:
-    return list(x) if isinstance(x, (list, tuple)) else [x]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# per-sample matrices
-
-
-@dataclass
-class _Sides:
-    """Both sides on the common samples: `ok_*` `(R, N)` bool, `values_*[metric]` `(R, N)` float (NaN where
-    failed or unavailable), `info` the strata of each sample, `units` `(N,)` int cluster codes."""
-
-    ids: list[str]
-    ok_a: np.ndarray
-    ok_b: np.ndarray
-    values_a: dict[str, np.ndarray]
-    values_b: dict[str, np.ndarray]
-    info: Any
-    units: np.ndarray
-    cluster: str | None
-
-
-def _indexed(frame):
-    f = frame.drop_duplicates("sample_id", keep="last").set_index("sample_id")
-    f.index = f.index.astype(str)
-    return f
-
-
-def _cluster_column(info, cluster: str | None) -> str | None:
-    if cluster == "auto":
-        return PAIR_COLUMN if PAIR_COLUMN in info.columns and info[PAIR_COLUMN].notna().any() else None
-    if cluster is not None and cluster not in info.columns:
-        raise CompareInputError(f"cluster column {cluster!r} is not in the results (columns: {sorted(info.columns)})")
-    return cluster
-
-
-def _sides(runs_a, runs_b, metrics, cluster, labels) -> tuple[_Sides, dict[str, Any]]:
-    import pandas as pd
-
-    ia, ib = [_indexed(f) for f in runs_a], [_indexed(f) for f in runs_b]
-    all_a = set().union(*(set(f.index) for f in ia))
-    all_b = set().union(*(set(f.index) for f in ib))
-    common = sorted(set.intersection(*(set(f.index) for f in ia + ib)))
-    samples: dict[str, Any] = {
-        "A": len(all_a), "B": len(all_b), "common": len(common),
-        "only_in_A": sorted(all_a - all_b), "only_in_B": sorted(all_b - all_a),
-        "not_in_every_run": sorted((all_a & all_b) - set(common)),
-    }
-    if not common:
-        raise CompareInputError(f"the sides share no sample id (e.g. {sorted(all_a)[:3]} vs {sorted(all_b)[:3]})")
-    first = ia[0].loc[common]
-    info = pd.DataFrame({"sample_id": common})
-    for col in ("domain", "category", "occlusion", PAIR_COLUMN, *(([cluster] if cluster not in (None, "auto") else []))):
-        src = first if col in first.columns else (ib[0].loc[common] if col in ib[0].columns else None)
-        if src is not None and col not in info.columns:
-            info[col] = src[col].to_numpy()
-    if "occlusion" in info.columns:
-        info["occlusion"] = info["occlusion"].astype("float64")
-        info["occlusion_bin"] = occlusion_bin(info["occlusion"])
-    col = _cluster_column(info, cluster)
-    if col is None:
-        units = np.arange(len(common), dtype=np.int64)
-    else:  # samples without a cluster label are units of their own
-        unit_labels = [f"c:{v}" if v is not None and v == v else f"s:{sid}" for v, sid in zip(info[col], common)]
-        units = pd.factorize(pd.Series(unit_labels), sort=True)[0].astype(np.int64)
-    ok_a = np.stack([(f.loc[common, "status"] == "ok").to_numpy() for f in ia])
-    ok_b = np.stack([(f.loc[common, "status"] == "ok").to_numpy() for f in ib])
-
-    def values(frames, ok):
-        out = {}
-        for m in metrics:
-            v = np.stack([f.loc[common, m].to_numpy(dtype=np.float64) for f in frames])
-            out[m] = np.where(ok & np.isfinite(v), v, np.nan)
-        return out
-
-    errors = {}
-    for lab, frames, ok in ((labels[0], ia, ok_a), (labels[1], ib, ok_b)):
-        errs = {}
-        for r, f in enumerate(frames):
-            if "error" in f.columns:
-                for sid in np.asarray(common)[~ok[r]]:
-                    errs.setdefault(sid, str(f.loc[sid, "error"]))
-        errors[lab] = errs
-    samples["errors"] = errors
-    return _Sides(common, ok_a, ok_b, values(ia, ok_a), values(ib, ok_b), info, units, col), samples
 
 
 def _impute_worst(v: np.ndarray, ok: np.ndarray, dirn: str) -> np.ndarray:
@@ -552,6 +442,83 @@ def _figure_for(metric: str, figure: str, several_runs: bool) -> str:
 # the analysis
 
 
+def _chosen_metrics(runs: Sequence[Any], protocol: Protocol | None, metrics: Sequence[str] | None,
+                    regression_metrics: Sequence[str] | None, preference_metric: str | None
+                    ) -> tuple[list[str], list[str], str]:
+    """(compared, regression, preference) metrics: the given ones checked against the columns every run
+    has, or the defaults of `compare_frames`."""
+    have = metric_columns(runs[0])
+    for f in runs[1:]:
+        theirs = set(metric_columns(f))
+        have = [m for m in have if m in theirs]
+    if metrics is None:
+        # the protocol's headline columns (+ appearance): precision/recall only restate the F-score and
+        # would widen the Holm family
+        headline = [m for m in protocol.columns() + list(APPEARANCE_METRICS) if m in have] if protocol is not None else []
+        metrics = headline or have
+    else:
+        unknown = [m for m in metrics if m not in have]
+        if unknown:
+            raise CompareInputError(f"metric(s) {unknown} are not in both results; available: {have}")
+        metrics = list(metrics)
+    if not metrics:
+        raise CompareInputError("the two results share no metric column")
+    if regression_metrics is None:
+        headline = protocol.columns() if protocol is not None else metrics
+        regression_metrics = [m for m in headline if m in metrics] or list(metrics)
+    else:
+        unknown = [m for m in regression_metrics if m not in metrics]
+        if unknown:
+            raise CompareInputError(f"regression metric(s) {unknown} are not compared; compared: {list(metrics)}")
+    preference_metric = preference_metric or regression_metrics[0]
+    if preference_metric not in metrics:
+        raise CompareInputError(f"preference metric {preference_metric!r} is not compared; compared: {list(metrics)}")
+    return list(metrics), list(regression_metrics), preference_metric
+
+
+def _holm_by_stratification(rows: list[dict[str, Any]], failures: dict[str, Any], alpha: float) -> None:
+    """Set ``p_holm`` and ``significant`` of every row and of `failures`, in place. One Holm family per
+    stratification (every (level, metric) test of it); the "all" family also holds the failure test, so that
+    the regression gate (any of them) keeps its family-wise error rate at alpha."""
+    for stratum in dict.fromkeys(r["stratum"] for r in rows):
+        block = [r for r in rows if r["stratum"] == stratum]
+        ps = [r["pvalue"] for r in block] + ([failures["pvalue"]] if stratum == "all" else [])
+        ps = np.array(ps, dtype=np.float64)
+        fin = np.isfinite(ps)
+        adj = np.full(ps.shape, np.nan)
+        if fin.any():
+            adj[fin] = holm(ps[fin], alpha).pvalues
+        for r, q in zip(block, adj):
+            r["p_holm"] = float(q)
+            r["significant"] = bool(q < alpha) if q == q else False
+        if stratum == "all":
+            failures["p_holm"] = float(adj[-1])
+    failures["alpha"] = alpha
+    q = failures.get("p_holm", math.nan)
+    failures["significant"] = bool(q == q and q < alpha and failures["more_failures"] is not None)
+    failures["worse"] = failures["more_failures"] if failures["significant"] else None
+
+
+def _regressions(table, regression_metrics: Sequence[str], failures: dict[str, Any], min_effect: float
+                 ) -> list[dict[str, Any]]:
+    """The regression list: metrics of `regression_metrics` significantly worse for B in the "all" stratum by
+    more than `min_effect` (the verdict figure's relative change), and a significant rise in failures."""
+    regressions = []
+    for r in table[(table["stratum"] == "all") & table["metric"].isin(regression_metrics)].to_dict("records"):
+        # the verdict figure's relative change, signed so that positive means worse for B
+        worse_by = r["effect"] if r["direction"] == "lower" else -r["effect"]
+        if r["significant"] and r["better"] == "A" and (not min_effect or (worse_by == worse_by and worse_by > min_effect)):
+            regressions.append({k: r[k] for k in ("metric", "figure", "mean_a", "mean_b", "delta", "delta_low",
+                                                  "delta_high", "rel_delta", "geo_change", "effect", "pvalue",
+                                                  "p_holm")})
+    if failures["worse"] == "B":
+        regressions.append({"metric": "failure rate", "figure": failures["test"], "mean_a": failures["rate_a"],
+                            "mean_b": failures["rate_b"], "delta": failures["delta"], "delta_low": None,
+                            "delta_high": None, "rel_delta": None, "geo_change": None, "effect": None,
+                            "pvalue": failures["pvalue"], "p_holm": failures["p_holm"]})
+    return regressions
+
+
 def compare_frames(
     frame_a,
     frame_b,
@@ -602,7 +569,7 @@ def compare_frames(
     """
     import pandas as pd
 
-    runs_a, runs_b = _as_runs(frame_a), _as_runs(frame_b)
+    runs_a, runs_b = as_runs(frame_a), as_runs(frame_b)
     if not runs_a or not runs_b:
         raise CompareInputError("each side needs at least one run")
     if not 0.0 < alpha < 1.0:
@@ -616,39 +583,15 @@ def compare_frames(
         raise CompareInputError("the Wilcoxon verdict pairs one run of each side; with several runs per side use "
                                 "figure 'mean', 'median' or 'geomean' (two-level bootstrap)")
     fingerprint = check_same_protocol(runs_a, runs_b, labels)
-    have = metric_columns(runs_a[0])
-    for f in runs_a[1:] + runs_b:
-        theirs = set(metric_columns(f))
-        have = [m for m in have if m in theirs]
-    if metrics is None:
-        # the protocol's headline columns (+ appearance): precision/recall only restate the F-score and
-        # would widen the Holm family
-        headline = [m for m in protocol.columns() + list(APPEARANCE_METRICS) if m in have] if protocol is not None else []
-        metrics = headline or have
-    else:
-        unknown = [m for m in metrics if m not in have]
-        if unknown:
-            raise CompareInputError(f"metric(s) {unknown} are not in both results; available: {have}")
-        metrics = list(metrics)
-    if not metrics:
-        raise CompareInputError("the two results share no metric column")
-    if regression_metrics is None:
-        headline = protocol.columns() if protocol is not None else metrics
-        regression_metrics = [m for m in headline if m in metrics] or list(metrics)
-    else:
-        unknown = [m for m in regression_metrics if m not in metrics]
-        if unknown:
-            raise CompareInputError(f"regression metric(s) {unknown} are not compared; compared: {list(metrics)}")
-    preference_metric = preference_metric or regression_metrics[0]
-    if preference_metric not in metrics:
-        raise CompareInputError(f"preference metric {preference_metric!r} is not compared; compared: {list(metrics)}")
+    metrics, regression_metrics, preference_metric = _chosen_metrics(
+        runs_a + runs_b, protocol, metrics, regression_metrics, preference_metric)
 
     vote_res = None
     if votes is not None:  # before the analysis: a votes file that names neither side fails fast
         names = vote_names or ((labels[0],), (labels[1],))
         vote_res = _vote_counts(votes, names[0], names[1])
 
-    sides, samples = _sides(runs_a, runs_b, metrics, cluster, labels)
+    sides, samples = common_samples(runs_a, runs_b, metrics, cluster, labels)
     info, units = sides.info, sides.units
     failures = failure_comparison(sides.ok_a, sides.ok_b, units, confidence=confidence)
     values = {}
@@ -673,40 +616,10 @@ def compare_frames(
             cell.update(stratum=stratum, level=level, metric=m, direction=direction(m),
                         n_failed_a=int((~sides.ok_a[:, idx]).sum()), n_failed_b=int((~sides.ok_b[:, idx]).sum()))
             rows.append(cell)
-    # Holm across one family: every (level, metric) test of one stratification; the "all" family also holds
-    # the failure test, so that the regression gate (any of them) keeps its family-wise error rate at alpha.
-    for stratum in dict.fromkeys(r["stratum"] for r in rows):
-        block = [r for r in rows if r["stratum"] == stratum]
-        ps = [r["pvalue"] for r in block] + ([failures["pvalue"]] if stratum == "all" else [])
-        ps = np.array(ps, dtype=np.float64)
-        fin = np.isfinite(ps)
-        adj = np.full(ps.shape, np.nan)
-        if fin.any():
-            adj[fin] = holm(ps[fin], alpha).pvalues
-        for r, q in zip(block, adj):
-            r["p_holm"] = float(q)
-            r["significant"] = bool(q < alpha) if q == q else False
-        if stratum == "all":
-            failures["p_holm"] = float(adj[-1])
-    failures["alpha"] = alpha
-    q = failures.get("p_holm", math.nan)
-    failures["significant"] = bool(q == q and q < alpha and failures["more_failures"] is not None)
-    failures["worse"] = failures["more_failures"] if failures["significant"] else None
+    _holm_by_stratification(rows, failures, alpha)
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
-    regressions = []
-    for r in table[(table["stratum"] == "all") & table["metric"].isin(regression_metrics)].to_dict("records"):
-        # the verdict figure's relative change, signed so that positive means worse for B
-        worse_by = r["effect"] if r["direction"] == "lower" else -r["effect"]
-        if r["significant"] and r["better"] == "A" and (not min_effect or (worse_by == worse_by and worse_by > min_effect)):
-            regressions.append({k: r[k] for k in ("metric", "figure", "mean_a", "mean_b", "delta", "delta_low",
-                                                  "delta_high", "rel_delta", "geo_change", "effect", "pvalue",
-                                                  "p_holm")})
-    if failures["worse"] == "B":
-        regressions.append({"metric": "failure rate", "figure": failures["test"], "mean_a": failures["rate_a"],
-                            "mean_b": failures["rate_b"], "delta": failures["delta"], "delta_low": None,
-                            "delta_high": None, "rel_delta": None, "geo_change": None, "effect": None,
-                            "pvalue": failures["pvalue"], "p_holm": failures["p_holm"]})
+    regressions = _regressions(table, regression_metrics, failures, min_effect)
 
     preference, per_sample = _preference(sides, values, preference_metric, confidence)
     outliers = _outliers(sides, values, metrics, labels)
@@ -739,7 +652,7 @@ def compare_frames(
     )
 
 
-def _preference(sides: _Sides, values, metric: str, confidence: float):
+def _preference(sides: CommonSamples, values, metric: str, confidence: float):
     """Per-sample proxy preference on `metric` (run-averaged values; ties kept) and the per-sample frame."""
     x, y = (v.mean(axis=0) for v in values[metric])
     use = np.isfinite(x) & np.isfinite(y)
@@ -778,7 +691,7 @@ def _preference(sides: _Sides, values, metric: str, confidence: float):
     return preference, per_sample
 
 
-def _outliers(sides: _Sides, values, metrics: Sequence[str], labels) -> list[dict[str, Any]]:
+def _outliers(sides: CommonSamples, values, metrics: Sequence[str], labels) -> list[dict[str, Any]]:
     """Samples whose value (in any run) exceeds `OUTLIER_FACTOR` x the median of their side, for
     lower-is-better metrics (flagged, never dropped)."""
     out = []

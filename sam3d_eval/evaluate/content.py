@@ -31,26 +31,56 @@ __all__ = ["CONTENT_COLUMNS", "SampleKey", "changed_ids", "manifest_row_sha256",
 
 @dataclass(frozen=True)
 class SampleKey:
-    """The three content keys of one sample (module docstring), hex SHA-256 strings."""
+    """The three content keys of one sample (module docstring), hex SHA-256 strings.
+
+    Attributes:
+        pred_sha256: key of what the prediction is made from (`PredictionSource.content_hash`).
+        gt_sha256: key of the ground-truth mesh and the files it references (`NO_FILE` when none or unreadable).
+        row_sha256: key of the manifest row without its path columns (`manifest_row_sha256`).
+    """
 
     pred_sha256: str
     gt_sha256: str
     row_sha256: str
 
     def as_tuple(self) -> tuple[str, str, str]:
+        """The keys in the order of `CONTENT_COLUMNS`.
+
+        Returns:
+            `(pred_sha256, gt_sha256, row_sha256)`.
+        """
         return (self.pred_sha256, self.gt_sha256, self.row_sha256)
 
 
 def manifest_row_sha256(row: Mapping[str, Any]) -> str:
     """SHA-256 of a manifest row's canonical JSON without its path columns (``gt_mesh``, ``image``,
     ``mask``), so the same row read from CSV, JSONL or Parquet at any location hashes the same when its
-    values are the same."""
+    values are the same.
+
+    Args:
+        row: one manifest row, column name -> value (keys are compared as `str`; NaN and inf hash as null).
+
+    Returns:
+        64-character lower-case hex SHA-256 string.
+    """
     return json_sha256({str(k): v for k, v in row.items() if k not in PATH_COLUMNS})
 
 
 def sample_keys(rows: Iterable[Mapping[str, Any]], source: PredictionSource) -> dict[str, SampleKey]:
     """``{sample_id: SampleKey}`` of manifest rows for `source`: reads (hashes) every prediction and
-    ground-truth file once."""
+    ground-truth file once.
+
+    Args:
+        rows: manifest rows, each a mapping with at least `sample_id` (and usually `gt_mesh`; a missing or
+            unreadable one is keyed `NO_FILE`).
+        source: the prediction source whose `content_hash(row)` gives each row's prediction key.
+
+    Returns:
+        Dict from `str(sample_id)` to its `SampleKey`, in row order; a repeated id keeps its last row.
+
+    Raises:
+        KeyError: a row has no `sample_id`.
+    """
     return {str(r["sample_id"]): SampleKey(source.content_hash(r), gt_content_hash(r.get("gt_mesh")),
                                            manifest_row_sha256(r))
             for r in rows}
@@ -60,7 +90,21 @@ def split_stored(stored, keys: Mapping[str, SampleKey], identity: str, fingerpri
     """(fresh, stale) sample ids of a stored results frame (`io.read_results`, deduplicated) for the samples
     of `keys`: fresh rows are ok and keyed as now under `identity` and `fingerprint`; stale ones are ok rows
     whose keys differ (or were never recorded). Failed rows are neither: they are retried (a failure may not
-    come from the inputs: memory, a device)."""
+    come from the inputs: memory, a device).
+
+    Args:
+        stored: the stored results frame with `source`, `fingerprint`, `status`, `sample_id` and, once keys are
+            recorded, the `CONTENT_COLUMNS`; None or an empty frame means nothing is stored.
+        keys: `{sample_id: SampleKey}` computed now (`sample_keys`); only these samples are considered.
+        identity: the prediction source's identity string to match the `source` column.
+        fingerprint: the protocol fingerprint to match the `fingerprint` column.
+
+    Returns:
+        `(fresh, stale)` sets of sample ids; a row stored without all three key columns is stale.
+
+    Raises:
+        KeyError: a non-empty `stored` lacks one of `source`, `fingerprint`, `status` or `sample_id`.
+    """
     if stored is None or not len(stored):
         return set(), set()
     mine = stored[(stored["source"] == identity) & (stored["fingerprint"] == fingerprint)
@@ -76,7 +120,21 @@ def split_stored(stored, keys: Mapping[str, SampleKey], identity: str, fingerpri
 
 def changed_ids(stored, keys: Mapping[str, SampleKey], identity: str, fingerprint: str) -> set[str]:
     """Sample ids of `keys` whose stored row (any status) under `identity` and `fingerprint` is keyed otherwise
-    than now, or was stored without keys, or is missing."""
+    than now, or was stored without keys, or is missing.
+
+    Args:
+        stored: the stored results frame (as for `split_stored`); None or empty means nothing is stored.
+        keys: `{sample_id: SampleKey}` computed now.
+        identity: the prediction source's identity string.
+        fingerprint: the protocol fingerprint.
+
+    Returns:
+        Set of sample ids from `keys` whose stored keys differ, are absent, or that have no stored row; every
+        id of `keys` when nothing is stored.
+
+    Raises:
+        KeyError: a non-empty `stored` lacks one of `source`, `fingerprint` or `sample_id`.
+    """
     if stored is None or not len(stored):
         return set(keys)
     mine = stored[(stored["source"] == identity) & (stored["fingerprint"] == fingerprint)

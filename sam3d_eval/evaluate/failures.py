@@ -46,6 +46,13 @@ def failure_reason(error: Any, sample_id: Any = None) -> str:
     """The reason of one error message: paths as ``<path>``, the sample id as ``<sample>`` (module docstring).
 
     None / NaN / empty gives ``"(no error message)"``.
+
+    Args:
+        error: the error message (any value; read as `str`); None, a float NaN or blank text means no message.
+        sample_id: the failed row's sample id (read as `str`); None or "" leaves sample ids as they are.
+
+    Returns:
+        The reason text, stripped of surrounding white space.
     """
     if error is None or (isinstance(error, float) and math.isnan(error)) or not str(error).strip():
         return NO_MESSAGE
@@ -67,6 +74,18 @@ def failure_summary(frame, *, first: int = FIRST_FAILURES) -> dict[str, Any]:
     ``by_reason`` runs from the most frequent reason down (ties in text order); ``first`` holds the first
     `first` failed rows in frame order with their full error. A frame without failures gives
     ``{"count": 0, "by_reason": {}, "first": []}``.
+
+    Args:
+        frame: results frame with `status` and `sample_id` columns and, usually, `error` (without it every
+            failure reads "(no error message)").
+        first: how many failed rows to list in ``first`` (negative counts as 0). Default `FIRST_FAILURES` (10).
+
+    Returns:
+        The dict above; sample ids are `str`, and an error that has no message is shown as
+        "(no error message)".
+
+    Raises:
+        KeyError: a non-empty `frame` lacks `status` or `sample_id`.
     """
     if not len(frame):
         return {"count": 0, "by_reason": {}, "first": []}

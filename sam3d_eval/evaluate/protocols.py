@@ -1,9 +1,9 @@
-"""Named, versioned evaluation protocols: the registry of presets (DESIGN.md section 5).
+"""Named, versioned evaluation protocols: the registry of presets (docs/definitions.md).
 
 Published single-image-to-3D numbers differ in normalisation, alignment, sample count, Chamfer variant and
 F-score thresholds. A `Protocol` pins all of them, and the appearance settings (views, elevations, image
-size, LPIPS network), under a name and a version; it is stored with every result (`Protocol.to_dict()`,
-`Protocol.fingerprint()`) and printed above every report. `evaluate.scoring.score_batch` runs one.
+size, LPIPS network), under a name and a version; it is stored with every result (`Protocol.record()`:
+`to_dict()` plus `fingerprint()`) and printed above every report. `evaluate.scoring.score_batch` runs one.
 `load_protocol` gives a preset by name or reads a protocol file (TOML or JSON: a preset and the fields it
 changes, recorded as overrides; see `load_protocol`).
 
@@ -28,9 +28,10 @@ import pathlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ops.alignment import ALIGNMENTS, rotation_grid
+from ..config_io import check_keys, dataclass_from_mapping, read_config_file, value_kind
 
 __all__ = [
+    "ALIGNMENTS",
     "APPEARANCE_METRICS",
     "CHAMFER_VARIANTS",
     "METRICS",
@@ -44,6 +45,11 @@ __all__ = [
     "protocol_from_settings",
 ]
 
+# The names of `ops.alignment.ALIGNMENTS`, written out so that reading the presets (`sam3d-eval protocols`)
+# loads no torch; tests/test_protocols.py keeps the two equal.
+ALIGNMENTS = ("none", "bbox", "icp", "scale_icp", "rotation_search_icp")
+# The start grid every preset uses; other names are checked by `ops.alignment.rotation_grid` (loads torch).
+_DEFAULT_ROTATIONS = "cube24"
 NORMALIZATIONS = {
     "none": "none (file / camera frame)",
     "gt_bbox_unit_cube": "both jointly: GT bbox centred at the origin, longest side 1 (fits [-0.5, 0.5]^3)",
@@ -92,6 +98,12 @@ class Protocol:
         GT-box sides from the GT box centre with that vertical field of view (degrees), LPIPS backbone.
     source: where the recipe comes from and what to know before comparing with it (never changes a number).
     overrides: `(field, value)` pairs changed from the preset.
+
+    Raises:
+        ValueError: on construction, for an unknown alignment, normalization, Chamfer variant, metric, volume
+            method or bounds, LPIPS net or rotation grid; a count below 1; a tau that is not positive; fscore
+            without taus or chamfer without variants; no appearance view or elevation; an image side below 11;
+            or appearance_distance <= 0 or appearance_fov outside (0, 180).
     """
 
     name: str
@@ -140,7 +152,10 @@ class Protocol:
             raise ValueError(f"{where}: volume_method must be 'winding' or 'parity', got {self.volume_method!r}")
         if self.volume_bounds not in VOLUME_BOUNDS:
             raise ValueError(f"{where}: volume_bounds must be one of {', '.join(VOLUME_BOUNDS)}, got {self.volume_bounds!r}")
-        rotation_grid(self.rotations)  # raises for an unknown grid name
+        if self.rotations != _DEFAULT_ROTATIONS:
+            from ..ops.alignment import rotation_grid
+
+            rotation_grid(self.rotations)  # raises for an unknown grid name
         if "chamfer" in self.metrics and not self.chamfer:
             raise ValueError(f"{where}: chamfer needs at least one variant")
         if self.appearance_views < 1 or not self.appearance_elevations:
@@ -153,7 +168,21 @@ class Protocol:
             raise ValueError(f"{where}: lpips_net must be one of {', '.join(LPIPS_NETS)}, got {self.lpips_net!r}")
 
     def with_overrides(self, **changes: Any) -> Protocol:
-        """A copy with `changes` (None values ignored) applied and recorded in `overrides`."""
+        """A copy with `changes` (None values ignored) applied and recorded in `overrides`.
+
+        Args:
+            **changes: new values of overridable fields (`num_samples`, `taus`, `seed`, `alignment`,
+                `align_points`, `icp_iterations`, `emd_points`, `voxel_resolution`, `appearance_views`,
+                `appearance_image_size`, `lpips_net`); None leaves a field as it is; `taus` is read as a tuple
+                of floats.
+
+        Returns:
+            A new `Protocol` (same name and version) whose `overrides` record every field that changed, sorted
+            by field name; `self` when no value differs from the current one.
+
+        Raises:
+            ValueError: a field that may not be overridden, or a value that `Protocol` refuses.
+        """
         changes = {k: v for k, v in changes.items() if v is not None}
         unknown = sorted(set(changes) - set(_OVERRIDABLE))
         if unknown:
@@ -172,7 +201,13 @@ class Protocol:
         return dataclasses.replace(self, **changes, overrides=tuple(sorted(recorded.items())))
 
     def columns(self) -> list[str]:
-        """The headline metric names of a result row, in report order (precision/recall come in rows too)."""
+        """The headline metric names of a result row, in report order (precision/recall come in rows too).
+
+        Returns:
+            List of column names: the Chamfer columns of each variant, ``fscore@{tau:g}`` per tau, then
+            normal_consistency, normal_consistency_signed, volume_iou and emd, each only when its metric is
+            in `metrics`. Appearance columns are not included.
+        """
         cols: list[str] = []
         if "chamfer" in self.metrics:
             cols += [c for v in self.chamfer for c in CHAMFER_VARIANTS[v]]
@@ -182,14 +217,23 @@ class Protocol:
         return cols
 
     def label(self) -> str:
-        """`name vVERSION` plus any overrides, e.g. ``default v2 (overrides: num_samples=4000)``."""
+        """`name vVERSION` plus any overrides, e.g. ``default v2 (overrides: num_samples=4000)``.
+
+        Returns:
+            The label string; tuple values are written comma-separated with ``:g`` formatting.
+        """
         text = f"{self.name} v{self.version}"
         if self.overrides:
             text += " (overrides: " + ", ".join(f"{k}={_fmt_value(v)}" for k, v in self.overrides) + ")"
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready record of every field (tuples as lists, overrides as a dict); `from_dict` inverts it."""
+        """JSON-ready record of every field (tuples as lists, overrides as a dict); `from_dict` inverts it.
+
+        Returns:
+            Dict of every field by name, `source` included; tuple fields as lists and `overrides` as
+            ``{field: value}`` (tuple values as lists).
+        """
         out = dataclasses.asdict(self)
         for k, v in out.items():
             if isinstance(v, tuple):
@@ -203,29 +247,65 @@ class Protocol:
 
         Fields missing from the record take their defaults (records written before a field existed);
         unknown keys raise `ValueError` naming them, as does any invalid value.
+
+        Args:
+            record: a dict as `to_dict` (or `record`, without its ``"fingerprint"`` key) writes it: lists for
+                tuple fields and a dict for `overrides`.
+
+        Returns:
+            The `Protocol`.
+
+        Raises:
+            ValueError: `record` is not a dict; `overrides` is not a dict; an unknown key (a ``"fingerprint"``
+                key included); a required field missing (name, version, alignment, normalization,
+                num_samples, seed, chamfer, taus, metrics); or a value `Protocol` refuses.
         """
         if not isinstance(record, dict):
             raise ValueError(f"a protocol record must be a dict, got {type(record).__name__}")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(record) - set(fields))
-        if unknown:
-            raise ValueError(f"protocol record has unknown fields {unknown}")
-        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in record.items() if k != "overrides"}
-        overrides = record.get("overrides") or {}
-        if not isinstance(overrides, dict):
-            raise ValueError(f"protocol record: overrides must be a dict, got {type(overrides).__name__}")
-        kw["overrides"] = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in overrides.items()))
+
+        def convert(kw: dict[str, Any]) -> dict[str, Any]:
+            overrides = kw.pop("overrides", None) or {}
+            if not isinstance(overrides, dict):
+                raise ValueError(f"protocol record: overrides must be a dict, got {type(overrides).__name__}")
+            kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kw.items()}
+            kw["overrides"] = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in overrides.items()))
+            return kw
+
         try:
-            return cls(**kw)
+            return dataclass_from_mapping(cls, record, where="protocol record", noun="fields", convert=convert)
         except TypeError as err:  # a required field missing
             raise ValueError(f"protocol record: {err}") from None
 
     def fingerprint(self) -> str:
         """A 16-hex-digit digest of every field that changes numbers (all but `source`), stable across
-        processes and platforms: the SHA-256 of the canonical JSON (sorted keys, floats by `repr`)."""
-        record = {k: v for k, v in self.to_dict().items() if k not in _DESCRIPTIVE}
-        text = json.dumps(_canonical(record), sort_keys=True, separators=(",", ":"), allow_nan=False)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        processes and platforms: the SHA-256 of the canonical JSON (sorted keys, floats by `repr`).
+        Computed once per instance (the fields are frozen).
+
+        Returns:
+            The first 16 lower-case hex digits of the SHA-256; integers and equal floats (1 and 1.0) give the
+            same digest.
+
+        Raises:
+            ValueError: a numeric field is NaN or infinite.
+        """
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            record = {k: v for k, v in self.to_dict().items() if k not in _DESCRIPTIVE}
+            text = json.dumps(_canonical(record), sort_keys=True, separators=(",", ":"), allow_nan=False)
+            cached = hashlib.sha256(text.encode()).hexdigest()[:16]
+            object.__setattr__(self, "_fingerprint", cached)  # not a field: equality, hash, replace ignore it
+        return cached
+
+    def record(self) -> dict[str, Any]:
+        """What a result stores about its protocol: `to_dict()` plus its ``"fingerprint"``.
+
+        Returns:
+            The `to_dict()` dict with an added ``"fingerprint"`` key (16 hex digits).
+
+        Raises:
+            ValueError: a numeric field is NaN or infinite (from `fingerprint`).
+        """
+        return {**self.to_dict(), "fingerprint": self.fingerprint()}
 
 
 def _canonical(v: Any) -> Any:
@@ -248,7 +328,7 @@ def _fmt_value(v: Any) -> str:
     return ",".join(f"{x:g}" for x in v) if isinstance(v, tuple) else str(v)
 
 
-_V2 = ("v2 (issue 16): every random draw comes from a stream keyed by (seed, sample id, role), so a "
+_V2 = ("v2: every random draw comes from a stream keyed by (seed, sample id, role), so a "
        "sample's numbers no longer depend on its batch; v1 numbers differ by sampling noise.")
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -256,13 +336,13 @@ PROTOCOLS: dict[str, Protocol] = {
         name="default", version="2", alignment="none", normalization="gt_bbox_unit_cube", num_samples=100_000, seed=0,
         chamfer=("chamfer_l2_p3d", "chamfer_l1"), taus=(0.01, 0.02, 0.05),
         metrics=("chamfer", "fscore", "normal_consistency"),
-        source="DESIGN.md section 5: GT bbox to the unit cube jointly, no rotation alignment, 100k points, "
+        source="The suite's default (docs/definitions.md): GT bbox to the unit cube jointly, no rotation alignment, 100k points, "
                "pytorch3d Chamfer-L2 (+ CD-L1), F@{0.01,0.02,0.05}, normal consistency. " + _V2,
     ),
     "sam3d": Protocol(
         name="sam3d", version="2", alignment="icp", normalization="each_bbox_minus1_1", num_samples=1_000_000, seed=0,
         chamfer=("chamfer_l2_p3d",), taus=(0.01,), metrics=("chamfer", "fscore", "volume_iou", "emd"),
-        source="SAM 3D Objects (Meta, 2025) shape metrics on SA-3DAO as issue 3 states them: shapes normalised "
+        source="SAM 3D Objects (Meta, 2025) shape metrics on SA-3DAO as the paper reports them: shapes normalised "
                "to [-1,1], rigid ICP, 1M points, F1@0.01, voxel IoU 64^3, Chamfer, EMD. The paper does not say "
                "which Chamfer; pytorch3d's squared L2 is used. EMD on 2048-point subsamples (emd.py). "
                "CAUTION: each shape is normalised by its OWN axis-aligned box before ICP, so a pose error "
@@ -307,7 +387,18 @@ PROTOCOLS: dict[str, Protocol] = {
 
 
 def get_protocol(name: str | Protocol) -> Protocol:
-    """The preset called `name` (a `Protocol` passes through). Raises `ValueError` listing the presets."""
+    """The preset called `name` (a `Protocol` passes through). Raises `ValueError` listing the presets.
+
+    Args:
+        name: a key of `PROTOCOLS` ("default", "sam3d", "meshrcnn", "occnet", "zeroshape") or a `Protocol`.
+            Protocol files are not read here (see `load_protocol`).
+
+    Returns:
+        The preset `Protocol`, or `name` itself when it is one.
+
+    Raises:
+        ValueError: `name` is not a preset name.
+    """
     if isinstance(name, Protocol):
         return name
     try:
@@ -338,9 +429,20 @@ def load_protocol(spec: str | os.PathLike | Protocol) -> Protocol:
     fingerprint as the preset with those overrides (a file that only restates the preset's values gives the
     preset itself). See `protocol_from_settings` for the checks.
 
-    Raises `FileNotFoundError` for a missing file and `ValueError` (one line naming the file and the
-    problem) for an unknown name, a file that is not valid TOML/JSON, and any key or value
-    `protocol_from_settings` refuses. TOML needs Python 3.11 (`tomllib`) or the ``tomli`` package.
+    TOML needs Python 3.11 (`tomllib`) or the ``tomli`` package.
+
+    Args:
+        spec: a preset name, a path (str or path-like) of a ``.toml`` / ``.json`` protocol file, or a
+            `Protocol`, returned as is.
+
+    Returns:
+        The `Protocol`.
+
+    Raises:
+        FileNotFoundError: a protocol file path with a valid suffix that does not exist.
+        ValueError: one line naming the file and the problem: an unknown name, a file with another suffix, a
+            file that is not valid TOML/JSON (`config_io.read_config_file`), or any key or value
+            `protocol_from_settings` refuses.
     """
     if isinstance(spec, Protocol):
         return spec
@@ -354,11 +456,7 @@ def load_protocol(spec: str | os.PathLike | Protocol) -> Protocol:
                              f"not {path.suffix or 'a file without suffix'!r}")
         raise ValueError(f"unknown protocol {text!r}; available: {', '.join(PROTOCOLS)}, or a protocol file "
                          f"({', '.join(PROTOCOL_FILE_SUFFIXES)})")
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder, not a protocol file")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: protocol file does not exist")
-    return protocol_from_settings(_read_protocol_file(path), where=str(path))
+    return protocol_from_settings(read_config_file(path, what="protocol file"), where=str(path))
 
 
 def protocol_from_settings(settings: dict[str, Any], *, where: str = "protocol settings") -> Protocol:
@@ -369,18 +467,27 @@ def protocol_from_settings(settings: dict[str, Any], *, where: str = "protocol s
     no unknown key (the message lists `PROTOCOL_FILE_KEYS`); each value of its field's type (str, integer,
     number, or a list of those; integers are accepted for numbers, never booleans; numbers finite); then
     every check of `Protocol` itself (alignment, normalisation, metrics, positive counts, ...).
+
+    Args:
+        settings: the file's table: ``base`` (a preset name) and fields of `Protocol` other than name,
+            version, source and overrides (`PROTOCOL_FILE_KEYS`); lists for tuple fields.
+        where: prefix of every error message, usually the file's path. Default "protocol settings".
+
+    Returns:
+        The base preset with the settings applied and recorded in `overrides`; the preset itself when every
+        value equals the preset's.
+
+    Raises:
+        ValueError: `settings` is not a dict, or any of the checks above fails.
     """
     if not isinstance(settings, dict):
-        raise ValueError(f"{where}: protocol settings must be a table of fields, got {_kind(settings)}")
+        raise ValueError(f"{where}: protocol settings must be a table of fields, got {value_kind(settings)}")
     fixed = [k for k in settings if k in _NOT_IN_FILES]
     if fixed:
         raise ValueError(f"{where}: {', '.join(map(repr, fixed))} cannot be set in a protocol file (the name and "
                          "version are the base preset's; the fields set are recorded as overrides); valid keys: "
                          f"{', '.join(PROTOCOL_FILE_KEYS)}")
-    unknown = [k for k in settings if k not in PROTOCOL_FILE_KEYS]
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: "
-                         f"{', '.join(PROTOCOL_FILE_KEYS)}")
+    check_keys(settings, PROTOCOL_FILE_KEYS, where=where)
     base = settings.get("base")
     if base is None:
         raise ValueError(f'{where}: a protocol file names the preset it starts from with base = "NAME" (one of '
@@ -394,17 +501,9 @@ def protocol_from_settings(settings: dict[str, Any], *, where: str = "protocol s
         raise ValueError(f"{where}: {err}") from None
 
 
-def _kind(v: Any) -> str:
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, (int, float)):
-        return "a number"
-    return {str: "a string", list: "a list", dict: "a table", type(None): "null"}.get(type(v), type(v).__name__)
-
-
 def _shown(v: Any) -> str:
     text = repr(v)
-    return f"{_kind(v)} {text if len(text) <= 60 else text[:57] + '...'}"
+    return f"{value_kind(v)} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 def _typed(name: str, value: Any, where: str) -> Any:
@@ -436,44 +535,3 @@ def _typed(name: str, value: Any, where: str) -> Any:
         plural = {"str": "strings", "int": "integers", "float": "numbers"}[kind]
         raise ValueError(f"{where}: {name} must be a list of {plural}, got {_shown(value)}")
     return tuple(items)
-
-
-def _read_protocol_file(path: pathlib.Path) -> dict[str, Any]:
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise ValueError(f"{path}: cannot read the protocol file ({err.strerror or err})") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    if path.suffix.lower() == ".json":
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}: a protocol file holds one JSON object of fields, got {_kind(record)}")
-        return record
-    toml = _toml_module(path)
-    try:
-        return toml.loads(text)
-    except toml.TOMLDecodeError as err:
-        raise ValueError(f"{path}: not valid TOML ({str(err).splitlines()[0]})") from None
-
-
-def _toml_module(path: pathlib.Path):
-    """`tomllib` (Python >= 3.11), else `tomli` when installed; neither is a ValueError naming the file."""
-    try:
-        import tomllib
-
-        return tomllib
-    except ModuleNotFoundError:
-        pass
-    try:
-        import tomli
-
-        return tomli
-    except ModuleNotFoundError:
-        raise ValueError(f"{path}: reading a TOML protocol file needs Python 3.11 or the tomli package; "
-                         "install tomli or write the file as .json") from None

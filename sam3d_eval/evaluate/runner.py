@@ -58,7 +58,11 @@ from typing import Any
 
 import torch
 
-from ..data.manifest import strata_columns as manifest_strata
+from ..data.manifest import Manifest, as_manifest
+from ..distributed import all_gather_object as _all_gather
+from ..distributed import barrier as _barrier
+from ..distributed import broadcast_object as _broadcast
+from ..distributed import dist_info
 from ..io.results import (
     RESULT_COLUMNS,
     RESULTS_DIR,
@@ -210,36 +214,6 @@ class RunResult:
     stale: int = 0
 
 
-def dist_info() -> tuple[int, int]:
-    """(rank, world size) of the initialised `torch.distributed` group, else (0, 1)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def _barrier() -> None:
-    if dist_info()[1] > 1:
-        torch.distributed.barrier()
-
-
-def _broadcast(obj: Any) -> Any:
-    """Rank 0's `obj` on every rank."""
-    if dist_info()[1] == 1:
-        return obj
-    box = [obj]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _all_gather(obj: Any) -> list[Any]:
-    """Every rank's `obj`, in rank order, on every rank."""
-    if dist_info()[1] == 1:
-        return [obj]
-    out: list[Any] = [None] * dist_info()[1]
-    torch.distributed.all_gather_object(out, obj)
-    return out
-
-
 def _check_record(run_dir: pathlib.Path, record: dict) -> None:
     """Raise `RunDirError` naming the first field of a run record that is missing or of the wrong type."""
     where = run_dir / RUN_JSON
@@ -293,14 +267,9 @@ def check_run_dir(run_dir: str | os.PathLike, *, resume: bool, probe_lock: bool 
                           f"{record['source']['identity']!r}, protocol {(record.get('protocol') or {}).get('name')!r}); "
                           "pass --resume to continue it, or choose another folder")
     try:
-        if run_dir.is_dir():
-            ensure_writable_dir(run_dir)
-            if probe_lock:
-                RunLock(run_dir).acquire().release()
-        else:  # created by the run itself, and removed again if its start fails: only check it could be
-            parent = next(p for p in run_dir.absolute().parents if p.exists())
-            if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
-                raise OSError(errno.EACCES, f"{parent} is not a writable folder")
+        ensure_writable_dir(run_dir)  # a missing folder is created by the run itself, and removed if its start fails
+        if probe_lock and run_dir.is_dir():
+            RunLock(run_dir).acquire().release()
     except OSError as err:
         raise RunDirError(f"{run_dir}: cannot write to this folder ({err.strerror or err})") from None
     return record
@@ -311,7 +280,7 @@ def _prepare_run(run_dir: pathlib.Path, source: PredictionSource, protocol: Prot
     """(the run record with this invocation appended, whether the folder already held it). Called under the
     run's lock."""
     record = check_run_dir(run_dir, resume=resume, probe_lock=False)
-    meta = run_metadata(command, protocol={**protocol.to_dict(), "fingerprint": fingerprint})
+    meta = run_metadata(command)  # the protocol is stored once, at the top level
     invocation = {"time": meta["time"], "command": meta["command"], "world_size": world, "resume": resume}
     if record is None:
         src = {"name": source.name, "identity": source.identity}
@@ -453,7 +422,7 @@ def _load_item(row: Mapping[str, Any], source: PredictionSource, protocol: Proto
     try:
         pred = source.load(row, protocol)
     except Exception as err:  # noqa: BLE001 - a source that raises for one row fails that row only
-        pred = LoadedPrediction(str(row["sample_id"]), error=SampleError(describe_error(err)))
+        pred = LoadedPrediction(row["sample_id"], error=SampleError(describe_error(err)))
     return row, gt, pred
 
 
@@ -488,7 +457,7 @@ def _batches(rows, source, protocol, batch_size: int, num_workers: int):
 def _finish_and_score(items: list, source: PredictionSource, protocol: Protocol, device: torch.device,
                       appearance: Any, timings: dict[str, float]) -> BatchScores:
     """The batched steps of loaded items: the source's `finish` (a model runs here) and `score_batch`."""
-    ids = [str(row["sample_id"]) for row, _, _ in items]
+    ids = [row["sample_id"] for row, _, _ in items]
     gts = [g if isinstance(g, BaseException) else g.to(device) for _, g, _ in items]
     t = time.perf_counter()
     finished = source.finish([pred for _, _, pred in items], device)
@@ -522,7 +491,7 @@ def _score_items(items: list, source: PredictionSource, protocol: Protocol, devi
     (`_is_run_error`) are raised, not turned into failed rows."""
     def failed(item, err: BaseException) -> BatchScores:
         row, _, pred = item
-        return failed_scores([str(row["sample_id"])], [describe_error(err)], protocol,
+        return failed_scores([row["sample_id"]], [describe_error(err)], protocol,
                              appearance=appearance is not None, pred_kinds=[getattr(pred, "kind", None)])
 
     spent = dict(timings)  # the failed batched attempt's time is not counted: its work is done again below
@@ -605,7 +574,7 @@ def _arrow_ready(manifest, strata: Sequence[str]):
 
 def run_evaluation(
     source: PredictionSource,
-    manifest,
+    manifest: Manifest | Any,
     protocol: Protocol | str = "default",
     run_dir: str | os.PathLike | None = None,
     *,
@@ -623,8 +592,8 @@ def run_evaluation(
 
     Args:
         source: a `PredictionSource` (`FolderSource`, `PredictorSource`).
-        manifest: a frame with ``sample_id`` and ``gt_mesh`` (`data.manifest.load_manifest`, or
-            `sources.find_pairs`); its strata columns are copied to every result row.
+        manifest: a `data.manifest.Manifest` (`Manifest.read`, `sources.find_pairs`), or a frame, which is
+            validated into one first; its strata columns (`Manifest.strata`) are copied to every result row.
         protocol: a `Protocol` or a preset name.
         run_dir: the run folder (see the module docstring); None keeps the results in memory (no resume).
         batch_size: samples per `score_batch` call and per part file.
@@ -647,16 +616,14 @@ def run_evaluation(
     device = torch.device(device)
     fingerprint = protocol.fingerprint()
     rank, world = dist_info()
-    if "sample_id" not in manifest.columns or "gt_mesh" not in manifest.columns:
-        raise ValueError("the manifest needs sample_id and gt_mesh columns")
-    strata = manifest_strata(manifest) if "domain" in manifest.columns else [
-        c for c in manifest.columns if c not in ("sample_id", "gt_mesh", "image", "mask", "camera")]
+    manifest = as_manifest(manifest)
+    strata = manifest.strata
     _check_column_names(strata, protocol)
     progress = progress or Progress()
 
-    ready = _arrow_ready(manifest, strata)
+    ready = _arrow_ready(manifest.frame, strata)
     types = _strata_types(ready, strata)  # also refuses, before anything is written, values Arrow cannot store
-    by_id = {str(r["sample_id"]): r for r in ready.to_dict("records")}
+    by_id = dict(zip(manifest.sample_ids, ready.to_dict("records")))
     # every rank hashes its share of the files (the keys are what a stored row is reused by)
     ids = sorted(by_id)
     keys: dict[str, Any] = {}
@@ -672,7 +639,8 @@ def run_evaluation(
         if rank == 0:
             try:
                 folder = _RunFolder(run_dir)
-                plan = _plan(folder, source, protocol, fingerprint, resume, command, manifest.attrs.get("manifest"),
+                plan = _plan(folder, source, protocol, fingerprint, resume, command,
+                             None if manifest.path is None else str(manifest.path),
                              world, ready, strata, types, keys, by_id)
             except (RunDirError, OSError, ValueError) as err:
                 plan = err

@@ -1,12 +1,12 @@
-"""Batched, batch-invariant scoring of predictions against ground truth under a `Protocol` (DESIGN.md 4-5).
+"""Batched, batch-invariant scoring of predictions against ground truth under a `Protocol` (docs/evaluation.md).
 
 `score_batch` takes a ragged batch of (sample id, prediction, ground truth) and returns one `(B,)` tensor per
 metric, each element's transform and its status, in a `BatchScores`. Per element:
 
 1. normalise (`protocols.NORMALIZATIONS`): bounding-box ones act on the vertices before sampling, ZeroShape's
    on the sampled clouds;
-2. sample `num_samples` points per surface, from the streams ``(protocol.seed, sample_id, "gt_surface", "ground truth")`` and
-   ``(..., "pred_surface", "prediction")`` of `sam3d_eval.seeding`; a point cloud is shuffled by its stream and cut to
+2. sample `num_samples` points per surface, from the streams ``(protocol.seed, sample_id, "gt_surface")`` and
+   ``(..., "pred_surface")`` of `sam3d_eval.seeding`; a point cloud is shuffled by its stream and cut to
    `num_samples` points when it has more;
 3. align (`alignment.ALIGNMENTS`) on `align_points` points spread evenly over each sample (mesh samples come
    in face order, `sample_points_from_meshes(face_order=True)`; the subset is deterministic, so the
@@ -93,7 +93,12 @@ class BatchScores:
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat JSON-ready dict per element: sample_id, status, error, pred_kind, every metric (float,
-        NaN when unavailable), transform and notes."""
+        NaN when unavailable), transform and notes.
+
+        Returns:
+            List of B dicts in batch order; metric values are Python floats (NaN kept as NaN), `transform` is
+            the row's transform dict (None when failed) and `notes` a fresh list of str.
+        """
         cols = {k: v.tolist() for k, v in self.metrics.items()}
         out = []
         for b, sid in enumerate(self.sample_ids):
@@ -269,19 +274,48 @@ class ScoringContext:
         return len(self.sample_ids)
 
     def note(self, g: int, text: str) -> None:
+        """Attach a note to one element of the group (it ends up in that row's `notes`).
+
+        Args:
+            g: element index in the group, 0 <= g < G.
+            text: the note, e.g. why a metric is NaN for that element.
+
+        Returns:
+            None.
+
+        Raises:
+            IndexError: `g` is out of range.
+        """
         self.notes[g].append(text)
 
     @functools.cached_property
     def to_gt(self) -> KNN:
-        """Nearest GT point of every predicted point (K=1)."""
+        """Nearest GT point of every predicted point (K=1).
+
+        Returns:
+            `KNN` with `dists` `(G, P, 1)` squared Euclidean distances (normalised units squared, dtype of the
+            points), `idx` `(G, P, 1)` int64 into `gt_points` and `knn` None; padded rows hold 0 and index 0.
+            Computed on first access, then cached.
+        """
         return knn_points(self.pred_points, self.gt_points, self.pred_lengths, self.gt_lengths, K=1)
 
     @functools.cached_property
     def to_pred(self) -> KNN:
-        """Nearest predicted point of every GT point (K=1)."""
+        """Nearest predicted point of every GT point (K=1).
+
+        Returns:
+            `KNN` with `dists` `(G, M, 1)` squared Euclidean distances (normalised units squared, dtype of the
+            points), `idx` `(G, M, 1)` int64 into `pred_points` and `knn` None; padded rows hold 0 and index 0.
+            Computed on first access, then cached.
+        """
         return knn_points(self.gt_points, self.pred_points, self.gt_lengths, self.pred_lengths, K=1)
 
     def nan(self) -> torch.Tensor:
+        """A column of NaN for metrics that are unavailable for the whole group.
+
+        Returns:
+            `(G,)` float64 CPU tensor of NaN.
+        """
         return torch.full((len(self),), math.nan, dtype=torch.float64)
 
 
@@ -498,20 +532,25 @@ def score_batch(
     """Score B predictions against their ground truths under `protocol`; never raises for a bad element.
 
     Args:
-        sample_ids: B distinct ids; they key every random stream of their sample.
+        sample_ids: B ids, distinct after `str()`; they key every random stream of their sample.
         preds: per sample a one-element `Meshes` or `Pointclouds`, or an exception (a failed load: the row
             fails with its message) or None (fails with "no prediction for this sample").
         gts: per sample a one-element `Meshes` (or `Pointclouds`), an exception or None, as `preds`.
-        protocol: a `Protocol` or a preset name.
+        protocol: a `Protocol` or a preset name. Default "default".
         appearance: an `evaluate.appearance.AppearanceScorer`: also LPIPS / PSNR / SSIM / silhouette IoU of
             renders of each ok (mesh, mesh) pair in the protocol's aligned frame, LPIPS batched over the batch.
-        pred_kinds: optional per-sample kind recorded in `pred_kind` (e.g. "splat"); default from the type.
+            None (default) computes no appearance columns. A pair whose renders raise becomes a failed row
+            (its geometry metrics NaN too).
+        pred_kinds: optional per-sample kind recorded in `pred_kind` (e.g. "splat"); default (None, or a
+            falsy entry) from the type: "mesh", "pointcloud" or None.
 
     Returns:
-        `BatchScores` (distances in the protocol's normalised units, e.g. unit-cube sides for ``default``).
+        `BatchScores` (distances in the protocol's normalised units, e.g. unit-cube sides for ``default``);
+        every metric column is a `(B,)` float64 CPU tensor, NaN for failed rows and unavailable metrics.
 
     Raises:
-        ValueError: only for a malformed call (lengths differ, duplicate ids), never for an element.
+        ValueError: only for a malformed call (lengths differ, duplicate ids, an unknown preset name), never
+            for an element.
     """
     protocol = get_protocol(protocol)
     B = len(sample_ids)
@@ -595,7 +634,19 @@ def score_batch(
 
 def metric_names(protocol: Protocol | str = "default", *, appearance: bool = True) -> list[str]:
     """Every metric column `score_batch` can give under `protocol`, in its order (the appearance ones when
-    `appearance`): the names no manifest column may take."""
+    `appearance`): the names no manifest column may take.
+
+    Args:
+        protocol: a `Protocol` or a preset name. Default "default".
+        appearance: also list `APPEARANCE_METRICS` (lpips, psnr, ssim, silhouette_iou) at the end. Default True.
+
+    Returns:
+        List of column names: `Protocol.columns()`, then ``precision@tau`` and ``recall@tau`` per tau when the
+        protocol has fscore, then the appearance ones.
+
+    Raises:
+        ValueError: `protocol` is an unknown preset name.
+    """
     cols = _column_order(get_protocol(protocol), {})
     return cols + list(APPEARANCE_METRICS) if appearance else cols
 
@@ -603,7 +654,22 @@ def metric_names(protocol: Protocol | str = "default", *, appearance: bool = Tru
 def failed_scores(sample_ids: Sequence[str], errors: Sequence[str], protocol: Protocol | str = "default", *,
                   appearance: bool = False, pred_kinds: Sequence[str | None] | None = None) -> BatchScores:
     """`BatchScores` of samples that failed before or outside `score_batch`: status failed, `errors` as their
-    reasons, every metric column of the protocol (and the appearance ones when `appearance`) NaN."""
+    reasons, every metric column of the protocol (and the appearance ones when `appearance`) NaN.
+
+    Args:
+        sample_ids: B sample ids (stored as `str`).
+        errors: B failure reasons, in the order of `sample_ids` (lengths are not checked).
+        protocol: a `Protocol` or a preset name, which sets the metric columns. Default "default".
+        appearance: also add the appearance columns. Default False.
+        pred_kinds: optional B kinds recorded in `pred_kind`; default None for every row.
+
+    Returns:
+        `BatchScores` with status "failed", transforms None, empty notes and every metric a `(B,)` float64 CPU
+        tensor of NaN.
+
+    Raises:
+        ValueError: `protocol` is an unknown preset name.
+    """
     B = len(sample_ids)
     kinds = list(pred_kinds) if pred_kinds is not None else [None] * B
     metrics = {c: torch.full((B,), math.nan, dtype=torch.float64)
@@ -613,7 +679,16 @@ def failed_scores(sample_ids: Sequence[str], errors: Sequence[str], protocol: Pr
 
 
 def concat_scores(parts: Sequence[BatchScores]) -> BatchScores:
-    """One `BatchScores` of `parts` in order; a metric column missing from a part is NaN there."""
+    """One `BatchScores` of `parts` in order; a metric column missing from a part is NaN there.
+
+    Args:
+        parts: the batches to join, in order (may be empty).
+
+    Returns:
+        `BatchScores` of all rows, with the union of metric columns in first-seen order, each a float64 tensor
+        of the total length (the parts' devices are not changed: `score_batch` gives CPU tensors); an empty
+        `BatchScores` without metric columns when `parts` is empty.
+    """
     cols: list[str] = []
     for part in parts:
         cols += [c for c in part.metrics if c not in cols]

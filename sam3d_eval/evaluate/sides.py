@@ -33,6 +33,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from ..data.manifest import Manifest, as_manifest
 from ..io.results import read_results, read_run_json
 from .content import sample_keys, split_stored
 from .protocols import Protocol, get_protocol
@@ -41,6 +42,7 @@ __all__ = [
     "CompareInputError",
     "ProtocolMismatchError",
     "Side",
+    "StoredRun",
     "expand_side",
     "find_stored_run",
     "load_side",
@@ -148,11 +150,56 @@ def side_kind(path: str | os.PathLike) -> str:
 
 
 def run_protocol(run_dir: str | os.PathLike) -> Protocol:
-    """The protocol recorded in a run folder's run.json."""
+    """The protocol recorded in a run folder's run.json (the results are not read).
+
+    Raises:
+        CompareInputError: the folder holds no run.json, or one that records no protocol.
+    """
     record = read_run_json(run_dir)
-    if record is None or "protocol" not in record:
+    if not isinstance(record, dict) or "protocol" not in record:
         raise CompareInputError(f"{run_dir}: run.json records no protocol")
     return Protocol.from_dict(record["protocol"])
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A run folder as stored: what `compare`, the runs report and the gallery take.
+
+    run_dir: the folder; frame: its rows (`io.results.read_results`, every fingerprint it holds); record:
+    its run.json; protocol: the `Protocol` run.json records.
+    """
+
+    run_dir: pathlib.Path
+    frame: Any
+    record: dict
+    protocol: Protocol
+
+    @classmethod
+    def read(cls, run_dir: str | os.PathLike) -> "StoredRun":
+        """Read a run folder's run.json, protocol and results.
+
+        Raises:
+            CompareInputError: no run.json, or one that records no protocol.
+            io.results.ResultsStoreError: a run.json that is not a JSON object.
+        """
+        run_dir = pathlib.Path(run_dir)
+        protocol = run_protocol(run_dir)
+        return cls(run_dir, read_results(run_dir), read_run_json(run_dir), protocol)
+
+    @property
+    def identity(self) -> str | None:
+        """The prediction source's identity recorded in run.json."""
+        return (self.record.get("source") or {}).get("identity")
+
+    @property
+    def manifest_path(self) -> pathlib.Path | None:
+        """The manifest file the run was scored on, when run.json records one that still exists."""
+        path = self.record.get("manifest")
+        return pathlib.Path(path) if path and pathlib.Path(path).is_file() else None
+
+    def rows_under_protocol(self):
+        """The rows scored under the recorded protocol (a folder holds one fingerprint unless written by hand)."""
+        return self.frame[self.frame["fingerprint"] == self.protocol.fingerprint()] if len(self.frame) else self.frame
 
 
 def _slug(text: str) -> str:
@@ -270,7 +317,7 @@ def load_side(
     spec: str | os.PathLike,
     *,
     label: str,
-    manifest=None,
+    manifest: Manifest | None = None,
     protocol: Protocol | str | None = None,
     runs_dir: str | os.PathLike = "runs/compare",
     reuse: Sequence[str | os.PathLike] = (),
@@ -280,7 +327,7 @@ def load_side(
 ) -> Side:
     """Results of one run of a side under one protocol (module docstring).
 
-    manifest: a manifest frame (`data.manifest.load_manifest`); needed to score predictions or a
+    manifest: a `data.manifest.Manifest` (or a frame, validated into one); needed to score predictions or a
     checkpoint, optional for a run folder (then its rows are used as stored, unchecked). protocol: what to
     score under; None takes the run's own (a run folder) or the default preset. A run folder scored under
     another fingerprint than `protocol` raises `ProtocolMismatchError`. reuse: run folders (or folders of
@@ -289,6 +336,7 @@ def load_side(
     """
     spec = pathlib.Path(spec)
     kind = side_kind(spec)
+    manifest = None if manifest is None else as_manifest(manifest)
     if kind == "run":
         return _run_side(spec, label, manifest, protocol, runs_dir, device, batch_size, progress)
     if manifest is None:
@@ -332,15 +380,13 @@ def _score_rest(source, manifest, protocol: Protocol, found: pathlib.Path | None
     stored = None
     if found is not None:
         stored = read_results(found)
-        rows = manifest.to_dict("records")
-        keys = sample_keys(rows, source)
+        keys = sample_keys(manifest.rows(), source)
         if stale_rule == "resume":
             keep, stale_found = split_stored(stored, keys, source.identity, fp)
         else:
             stale_found = changed_ids(stored, keys, source.identity, fp)
             keep = set(keys) - stale_found
-    rest = manifest[~manifest["sample_id"].astype(str).isin(keep)].reset_index(drop=True)
-    rest.attrs = dict(manifest.attrs)
+    rest = manifest.select(~manifest.frame["sample_id"].isin(keep).to_numpy())
     parts, reused, scored, stale = [], len(keep), 0, len(stale_found)
     if stored is not None and keep:
         parts.append(manifest_rows(stored, keep, source.identity, fp))
@@ -372,19 +418,16 @@ def _run_side(spec: pathlib.Path, label: str, manifest, protocol, runs_dir, devi
     """A run folder named as a side: its rows, checked against the manifest's files when one is given."""
     from .runner import manifest_rows
 
-    own = run_protocol(spec)
+    stored = StoredRun.read(spec)
+    own = stored.protocol
     if protocol is not None and get_protocol(protocol).fingerprint() != own.fingerprint():
         asked = get_protocol(protocol)
         raise ProtocolMismatchError(
             f"{spec}: this run was scored under {own.label()} (fingerprint {own.fingerprint()}), not "
             f"{asked.label()} (fingerprint {asked.fingerprint()}); stored results are never rescored under "
             "another protocol: compare under the run's protocol, or score its predictions again")
-    record = read_run_json(spec) or {}
-    if not isinstance(record, dict):
-        raise CompareInputError(f"{spec}: run.json is not a JSON object")
-    identity = (record.get("source") or {}).get("identity")
+    record, identity, frame = stored.record, stored.identity, stored.frame
     fp = own.fingerprint()
-    frame = read_results(spec)
     fps = sorted(set(frame["fingerprint"])) if len(frame) else []
     if len(fps) > 1:
         raise ProtocolMismatchError(f"{spec}: holds rows under several protocol fingerprints {fps}")
@@ -395,8 +438,7 @@ def _run_side(spec: pathlib.Path, label: str, manifest, protocol, runs_dir, devi
         return Side(label, spec, "run", identity, frame, spec, own, dict(record), reused=len(frame),
                     unchecked="no manifest: stored rows used as they are, not checked against the files")
     stored_ids = set(frame["sample_id"]) if len(frame) else set()
-    sub = manifest[manifest["sample_id"].astype(str).isin(stored_ids)].reset_index(drop=True)
-    sub.attrs = dict(manifest.attrs)
+    sub = manifest.select(manifest.frame["sample_id"].isin(stored_ids).to_numpy())
     source = _rebuild_source(record, device)
     if source is not None:  # rows whose inputs changed are scored again, into compare's own folder
         side = _score_rest(source, sub, own, spec, own_run_dir(runs_dir, source, fp), label=label, spec=spec,
@@ -404,7 +446,7 @@ def _run_side(spec: pathlib.Path, label: str, manifest, protocol, runs_dir, devi
         side.info = dict(record)
         return side
     # the source is gone: the ground truth and the manifest rows can still be checked
-    keys = sample_keys(sub.to_dict("records"), _KeyOnly())
+    keys = sample_keys(sub.rows(), _KeyOnly())
     stale, unknown = set(), 0
     for sid, g, r in zip(frame["sample_id"], frame.get("gt_sha256", [None] * len(frame)),
                          frame.get("row_sha256", [None] * len(frame))):

@@ -1,4 +1,4 @@
-"""Prediction sources: where the runner gets each sample's prediction (DESIGN.md section 4).
+"""Prediction sources: where the runner gets each sample's prediction (docs/evaluation.md).
 
 A source has a ``name``, an ``identity`` (stored in every result row; a resume only skips samples stored
 under the same identity) and two steps, split so that file reading can run in loader workers while a model
@@ -38,6 +38,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from ..data.manifest import Manifest
 from ..io.hashing import file_sha256, json_sha256, mesh_sha256
 from ..io.mesh_io import load_mesh
 from ..io.pointcloud_io import load_pointcloud
@@ -316,12 +317,26 @@ class PredictorSource(PredictionSource):
         return out
 
 
-def find_pairs(pred: str | os.PathLike, gt: str | os.PathLike):
-    """The quick two-folder (or two-file) setup: a manifest frame, a `FolderSource` and the orphan ids.
+# The root of a manifest whose paths the user named directly (not read from a file): nothing is out of bounds.
+_ANY_FOLDER = pathlib.Path(os.path.abspath(os.sep))
 
-    `pred` and `gt` are both files (one pair, id = the GT's stem) or both folders paired by file stem. The
-    frame has ``sample_id`` and ``gt_mesh`` (one row per GT mesh, sorted by id); orphans are predictions
-    without a GT (reported, not scored). Raises `FileNotFoundError` / `ValueError` naming the problem.
+
+def find_pairs(pred: str | os.PathLike, gt: str | os.PathLike) -> tuple[Manifest, FolderSource, list[str]]:
+    """The quick two-folder (or two-file) setup: a manifest, a `FolderSource` and the orphan ids.
+
+    Args:
+        pred, gt: both files (one pair, id = the GT's stem) or both folders, paired by file stem.
+
+    Returns:
+        (manifest, source, orphans): a `Manifest` with ``sample_id`` and ``gt_mesh`` (one row per GT mesh,
+        sorted by id; validated like a manifest file, except that the files may be links to anywhere: the
+        user named them directly), the
+        predictions as a source, and the ids of predictions without a GT (reported, not scored).
+
+    Raises:
+        FileNotFoundError: `gt` or `pred` does not exist.
+        ValueError: a file paired with a folder, or a GT folder without meshes.
+        ManifestError: a file stem that is not a valid sample id.
     """
     import pandas as pd
 
@@ -331,9 +346,9 @@ def find_pairs(pred: str | os.PathLike, gt: str | os.PathLike):
     if gt.is_file():
         if pred.is_dir():
             raise ValueError(f"{gt} is a file but {pred} is a folder: give two files or two folders")
-        frame = pd.DataFrame({"sample_id": [gt.stem], "gt_mesh": [str(gt)]})
+        frame = pd.DataFrame({"sample_id": [gt.stem], "gt_mesh": [os.path.abspath(gt)]})
         source = FolderSource.from_files({gt.stem: pred}, identity=f"file:{pred.resolve()}", name=pred.name)
-        return frame, source, []
+        return Manifest(frame, _ANY_FOLDER), source, []
     if not pred.exists():
         raise FileNotFoundError(f"{pred}: predictions folder does not exist")
     if not pred.is_dir():
@@ -342,5 +357,5 @@ def find_pairs(pred: str | os.PathLike, gt: str | os.PathLike):
     if not gts:
         raise ValueError(f"{gt}: no meshes ({', '.join(MESH_SUFFIXES)}) in this folder")
     source = FolderSource(pred)
-    frame = pd.DataFrame({"sample_id": list(gts), "gt_mesh": [str(p) for p in gts.values()]})
-    return frame, source, sorted(set(source.files) - set(gts))
+    frame = pd.DataFrame({"sample_id": list(gts), "gt_mesh": [os.path.abspath(p) for p in gts.values()]})
+    return Manifest(frame, _ANY_FOLDER), source, sorted(set(source.files) - set(gts))

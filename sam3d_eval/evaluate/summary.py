@@ -1,4 +1,4 @@
-"""Summaries of stored per-sample results (DESIGN.md section 5): strata means, occlusion accuracy, domain gap.
+"""Summaries of stored per-sample results (docs/definitions.md): strata means, occlusion accuracy, domain gap.
 
 Every summary takes the results frame of `io.read_results` and counts what it could not use, never
 dropping it silently:
@@ -22,6 +22,8 @@ dropping it silently:
   their mean, and a two-level interval (runs resampled, and the same pairs or samples for every run).
 - `gap_change`: how those figures moved between two checkpoints scored on the same samples, and the share of
   the first one's gap the second closed.
+- `run_summary`: all of the above for one stored run, as the JSON-ready record `evaluate` writes to
+  summary.json and the report shows.
 
 Pure pandas / numpy on top of `stats`; no torch.
 """
@@ -33,17 +35,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..io.results import metric_columns
+from ..io.results import GAP_METRICS, direction, metric_columns
 from ..stats import StatsInputError, bootstrap_ci, clustered_bootstrap, two_level_bootstrap, two_sample_bootstrap, wilson_interval
 
 __all__ = [
     "OCCLUSION_BINS",
-    "direction",
     "PAIR_COLUMN",
     "domain_gap",
     "domain_gap_runs",
     "gap_change",
     "gap_unavailable",
+    "run_summary",
     "occlusion_accuracy",
     "occlusion_bin",
     "summarize",
@@ -51,17 +53,15 @@ __all__ = [
 
 OCCLUSION_BINS = ((0.0, 0.1), (0.1, 0.3), (0.3, 0.6), (0.6, 1.0))  # the last bin is closed: [0.6, 1]
 OCCLUSION_LABELS = ("[0,0.1)", "[0.1,0.3)", "[0.3,0.6)", "[0.6,1]")
-_LOWER_IS_BETTER = ("chamfer", "emd", "lpips")
-
-
-def direction(metric: str) -> str:
-    """"lower" for distances (Chamfer variants, EMD, LPIPS), else "higher" (F-score, precision, recall,
-    normal consistency, volume IoU, PSNR, SSIM, silhouette IoU)."""
-    return "lower" if metric.startswith(_LOWER_IS_BETTER) else "higher"
-
-
 def occlusion_bin(occlusion) -> np.ndarray:
-    """The bin label of each occlusion value (`OCCLUSION_LABELS`; None for NaN or values outside [0, 1])."""
+    """The bin label of each occlusion value (`OCCLUSION_LABELS`; None for NaN or values outside [0, 1]).
+
+    Args:
+        occlusion: occlusion fractions in [0, 1] (hidden share of the object), any array-like read as float64.
+
+    Returns:
+        object array of the input's shape holding "[0,0.1)", "[0.1,0.3)", "[0.3,0.6)", "[0.6,1]" or None.
+    """
     x = np.asarray(occlusion, dtype=np.float64)
     out = np.full(x.shape, None, dtype=object)
     for (lo, hi), label in zip(OCCLUSION_BINS, OCCLUSION_LABELS):
@@ -131,6 +131,25 @@ def summarize(
     ``stratum`` "all" (level "all") covers every row. Columns: stratum, level, metric, n, n_failed, n_nan,
     n_used, n_units, mean, low, high (NaN when nothing is left; the interval is NaN below two units). With
     ``pair_id`` in the frame, the interval resamples pairs (n_units of them), not rows.
+
+    Args:
+        frame: a results frame (`io.read_results`) with `status` and the metric columns (and `sample_id` when
+            it has ``pair_id``).
+        metrics: metric columns to summarise; None (default) uses every metric column (`metric_columns`). A
+            metric absent from the frame counts every ok row as NaN.
+        by: strata columns, as above. Default ("domain", "occlusion_bin", "category"). Missing values of a
+            stratum form the level "(none)".
+        confidence: two-sided level of the bootstrap intervals, in (0, 1). Default 0.95.
+        n_resamples: bootstrap resamples per interval, >= 2. Default 2000.
+        seed: bootstrap seed (the same for every group). Default 0.
+
+    Returns:
+        The frame above, rows in order "all", then each `by` column's levels sorted, metrics in the given
+        order; the mean and interval are in the metric's units; an interval of values that are all equal is
+        that value at both ends. `attrs["confidence"]` records the level.
+
+    Raises:
+        StatsInputError: `confidence` outside (0, 1) or `n_resamples` below 2 (when an interval is computed).
     """
     import pandas as pd
 
@@ -171,6 +190,21 @@ def occlusion_accuracy(frame, *, metric: str = "fscore@0.05", threshold: float =
     Columns: domain ("all" or a domain), occlusion_bin, n, n_failed, n_nan, n_accurate, accuracy, low, high
     (Wilson interval; NaN for an empty bin). Failed rows and NaN values count as not accurate (module
     docstring). Raises `ValueError` when the frame has no ``occlusion`` column or lacks `metric`.
+
+    Args:
+        frame: a results frame with `status`, ``occlusion`` (fraction in [0, 1]; rows with NaN or values
+            outside it fall in no bin) and `metric`; per-domain rows when it has a ``domain`` column.
+        metric: the accuracy metric. Default "fscore@0.05".
+        threshold: a sample is accurate when ok and `metric` >= threshold (metric units). Default 0.5.
+        confidence: two-sided level of the Wilson intervals, in (0, 1). Default 0.95.
+
+    Returns:
+        The frame above: four rows (one per bin, in `OCCLUSION_LABELS` order) for "all" and for each domain
+        sorted; accuracy, low and high are shares in [0, 1]. `attrs` records metric, threshold and confidence.
+
+    Raises:
+        ValueError: the frame has no ``occlusion`` column or lacks `metric`.
+        StatsInputError: `confidence` outside (0, 1).
     """
     import pandas as pd
 
@@ -199,7 +233,15 @@ def occlusion_accuracy(frame, *, metric: str = "fscore@0.05", threshold: float =
 
 
 def gap_unavailable(frame) -> str | None:
-    """Why a results frame has no synthetic-vs-real gap table (one line), or None when it holds both domains."""
+    """Why a results frame has no synthetic-vs-real gap table (one line), or None when it holds both domains.
+
+    Args:
+        frame: a results frame; its ``domain`` column is read (values compared as `str`).
+
+    Returns:
+        None when both "synthetic" and "real" rows are present, else a line starting "no gap table: " (no
+        results, no domain column, or only the domains present).
+    """
     if not len(frame):
         return "no gap table: no results"
     if "domain" not in frame.columns or not frame["domain"].notna().any():
@@ -304,6 +346,29 @@ def domain_gap(
     paired figure and counted in its note. With it (design "paired") the figures are over the n_pairs pairs whose
     two values are usable and the interval resamples pairs, which removes the object-to-object spread both
     domains share; without it (design "two-sample") each domain is resampled on its own.
+
+    Args:
+        frame: a results frame with `status`, ``domain`` ("synthetic" / "real" rows; others ignored), the
+            metric columns and, for a paired figure, the pair column.
+        metrics: metric columns; None (default) uses every metric column. A lower-is-better metric (Chamfer,
+            EMD) gives a gap ratio, LPIPS a texture degradation, any other metric a relative drop.
+        accuracy_metric: the metric of the ``accuracy`` row; a sample is accurate when it is ok and
+            `accuracy_metric` >= `threshold`. Default "fscore@0.05" (no ``accuracy`` row when it is absent).
+        threshold: accuracy threshold, in the units of `accuracy_metric`. Default 0.5.
+        confidence: two-sided level of the intervals, in (0, 1). Default 0.95.
+        n_resamples: bootstrap resamples per interval. Default 2000.
+        seed: bootstrap seed (the same for every metric). Default 0.
+        pairs: "auto" (default), a column name, or None, as above.
+
+    Returns:
+        The frame above, one row per metric in order and then ``accuracy``; estimate, low and high are in the
+        figure's units (a ratio, or a share); an interval that cannot be computed (fewer than 2 values in a
+        domain, a zero synthetic mean in resamples, a bad `confidence` or `n_resamples`) is NaN with the
+        reason in note; n_pairs is None for "two-sample". `attrs` records confidence, accuracy_metric,
+        threshold and design.
+
+    Raises:
+        ValueError: an explicit `pairs` column is not in the frame, or a pair id appears twice in one domain.
     """
     import pandas as pd
 
@@ -401,6 +466,27 @@ def domain_gap_runs(
     resampled, and units resampled together for every run (within each domain when unpaired). Columns: those
     of `domain_gap` plus n_runs, run_min, run_max; n_synthetic / n_real are the rows of one run (every run
     holds the same samples), n_failed_* and n_nan_* add up over the runs.
+
+    Args:
+        frames: one results frame per run, in any order (a list or tuple; a single frame is one run).
+        metrics: metric columns; None (default) uses the metric columns of the first frame.
+        accuracy_metric: the metric of the ``accuracy`` row; a sample is accurate when it is ok and
+            `accuracy_metric` >= `threshold`. Default "fscore@0.05" (no ``accuracy`` row when it is absent).
+        threshold: accuracy threshold, in the units of `accuracy_metric`. Default 0.5.
+        confidence: two-sided level of the intervals, in (0, 1). Default 0.95.
+        n_resamples: bootstrap resamples per interval. Default 2000.
+        seed: bootstrap seed (the same for every metric). Default 0.
+        pairs: "auto" (default), a column name, or None, as in `domain_gap`; the runs are paired only when
+            every run resolves to the same column and, with "auto", every run has ids that meet.
+
+    Returns:
+        The frame above (an empty frame with these columns when a run lacks ``domain`` or either domain); a
+        figure without usable units or without an interval is NaN with the reason in note. `attrs` records
+        confidence, accuracy_metric, threshold, design and n_runs (not set on the empty frame).
+
+    Raises:
+        ValueError: an explicit `pairs` column is missing from a run, or a key (pair id, or sample id when
+            unpaired) appears twice in one domain of a run.
     """
     import pandas as pd
 
@@ -506,7 +592,7 @@ def _pick(per_run: np.ndarray, runs: np.ndarray) -> np.ndarray:
 def gap_change(
     frame_a,
     frame_b,
-    metrics: Sequence[str] = ("chamfer_l2", "fscore@0.05"),
+    metrics: Sequence[str] = GAP_METRICS,
     *,
     confidence: float = 0.95,
     n_resamples: int = 2000,
@@ -532,6 +618,26 @@ def gap_change(
     Columns: metric, figure, design, n_units_synthetic, n_units_real, estimate_a, estimate_a_low,
     estimate_a_high, estimate_b, change, change_low, change_high, closed, closed_low, closed_high,
     closed_by_real, closed_by_real_low, closed_by_real_high, note.
+
+    Args:
+        frame_a: results frame of checkpoint A (the earlier one), with `status`, ``domain`` and the metrics.
+        frame_b: results frame of checkpoint B on the same samples.
+        metrics: metric columns. Default `GAP_METRICS` ("chamfer_l2", "fscore@0.05").
+        confidence: two-sided level of the intervals, in (0, 1). Default 0.95.
+        n_resamples: bootstrap resamples per interval. Default 2000.
+        seed: bootstrap seed (the same for every statistic, so all intervals share the resamples). Default 0.
+        pairs: "auto" (default), a column name, or None, as in `domain_gap`; paired only when both frames
+            resolve to the same column.
+
+    Returns:
+        The frame above, one row per metric in order; figures in the units of `domain_gap`, shares as
+        fractions (1 = the whole gap closed). Entries that cannot be computed (metric or ``domain`` missing,
+        fewer than 2 units in a domain, a zero synthetic mean, an undefined interval) are NaN with the reason
+        in note. `attrs` records confidence and design.
+
+    Raises:
+        ValueError: an explicit `pairs` column is missing from a frame, or a key (pair id, or sample id when
+            unpaired) appears twice in one domain.
     """
     import pandas as pd
 
@@ -618,3 +724,55 @@ def gap_change(
     out = pd.DataFrame(rows, columns=cols)
     out.attrs.update(confidence=confidence, design=design)
     return out
+
+
+def run_summary(
+    frame,
+    *,
+    accuracy_metric: str = "fscore@0.05",
+    threshold: float = 0.5,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> dict:
+    """The summaries of one run's results frame (one protocol fingerprint), JSON-ready.
+
+    Args:
+        frame: a results frame (`io.read_results`, rows of one fingerprint) with `status` and `sample_id`.
+        accuracy_metric: a sample is accurate when `accuracy_metric` >= `threshold`. Default "fscore@0.05".
+        threshold: the accuracy threshold, in the metric's units. Default 0.5.
+        confidence: two-sided level of every interval, in (0, 1). Default 0.95.
+        n_resamples: bootstrap resamples per interval. Default 2000.
+        seed: bootstrap seed. Default 0.
+
+    Returns:
+        ``{"counts": {samples, failed, duplicates_dropped}, "metrics": [...], "summary": `summarize` rows,
+        "occlusion_accuracy": `occlusion_accuracy` rows or None (no occlusion or metric), "domain_gap":
+        `domain_gap` rows or None, "domain_gap_note": why there is no gap table or None, "failures":
+        `evaluate.failures.failure_summary`}``; NaN written as None.
+
+    Raises:
+        ValueError: a pair id appears twice in one domain (from `domain_gap`).
+        StatsInputError: `confidence` outside (0, 1) or `n_resamples` below 2 (from `summarize`).
+    """
+    from ..jsonable import to_jsonable
+    from .failures import failure_summary
+
+    metrics = metric_columns(frame)
+    summary = summarize(frame, metrics, confidence=confidence, n_resamples=n_resamples, seed=seed)
+    acc = (occlusion_accuracy(frame, metric=accuracy_metric, threshold=threshold, confidence=confidence)
+           if accuracy_metric in frame.columns and "occlusion" in frame.columns else None)
+    note = gap_unavailable(frame)
+    gap = (domain_gap(frame, metrics, accuracy_metric=accuracy_metric, threshold=threshold, confidence=confidence,
+                      n_resamples=n_resamples, seed=seed) if note is None else None)
+    n = len(frame)
+    return to_jsonable({
+        "counts": {"samples": n, "failed": int((frame["status"] != "ok").sum()) if n else 0,
+                   "duplicates_dropped": frame.attrs.get("duplicates", 0)},
+        "metrics": metrics,
+        "summary": summary,
+        "occlusion_accuracy": acc,
+        "domain_gap": gap,
+        "domain_gap_note": note,
+        "failures": failure_summary(frame),
+    })

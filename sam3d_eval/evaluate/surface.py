@@ -1,6 +1,6 @@
 """Surface metrics of a prediction against its ground truth from sampled points: the evaluation's geometry row.
 
-A typed view of the ``default`` protocol (DESIGN.md section 5: both meshes normalised jointly so the GT
+A typed view of the ``default`` protocol (docs/definitions.md: both meshes normalised jointly so the GT
 bounding box fits the unit cube, no rotation alignment), computed by `scoring.score_batch`, which shares one
 nearest-neighbour query per direction between Chamfer, F-score and normal consistency.
 """
@@ -30,6 +30,10 @@ class SurfaceMetrics:
         ZeroShape/SyncDreamer), unit-cube units.
     precision, recall, fscore: `(B, T)` at `taus` (Euclidean thresholds, unit-cube units).
     normal_consistency: `(B,)` mean over both directions of |cos| between face normals of NN pairs.
+    taus: the T F-score thresholds, in the order of the last dimension of precision, recall and fscore.
+
+    As `surface_metrics` returns them, every tensor has the dtype of the prediction's vertices and lives on
+    the CPU.
     """
 
     chamfer_l2: torch.Tensor
@@ -41,7 +45,12 @@ class SurfaceMetrics:
     taus: tuple[float, ...]
 
     def rows(self) -> list[dict[str, float]]:
-        """One flat dict per pair, e.g. `{"chamfer_l2": ..., "fscore@0.01": ...}`."""
+        """One flat dict per pair, e.g. `{"chamfer_l2": ..., "fscore@0.01": ...}`.
+
+        Returns:
+            List of B dicts with float chamfer_l2, chamfer_l1, normal_consistency and, per tau,
+            ``fscore@{tau:g}``, ``precision@{tau:g}`` and ``recall@{tau:g}``.
+        """
         out = []
         for b in range(self.chamfer_l2.shape[0]):
             row = {
@@ -71,15 +80,24 @@ def surface_metrics(
     The ``default`` protocol of `protocols.py` with these overrides, run by `score_batch` (one path).
 
     Args:
-        pred, gt: batches of B meshes each, paired by position.
-        num_samples: points sampled area-uniformly from each surface.
-        taus: F-score thresholds in units of the unit cube's side (after normalisation).
+        pred: batch of B predicted meshes.
+        gt: batch of B ground-truth meshes, paired with `pred` by position.
+        num_samples: points sampled area-uniformly from each surface. Default 100,000.
+        taus: F-score thresholds in units of the unit cube's side (after normalisation). Default
+            `DEFAULT_TAUS`.
         seed: base seed; each pair's points come from the streams (seed, sample id, "gt_surface" /
-            "pred_surface") of `sam3d_eval.seeding`.
-        normalize: normalise each pair jointly so the GT bounding box fits the unit cube (DESIGN.md).
+            "pred_surface") of `sam3d_eval.seeding`. Default 0.
+        normalize: normalise each pair jointly so the GT bounding box fits the unit cube (the default
+            protocol). Default True; False scores in the input coordinates (distances in input units).
         sample_ids: the B ids keying those streams; default "0", "1", ... by position.
 
-    Raises `ValueError` with the reason when a pair cannot be scored (e.g. a degenerate GT box).
+    Returns:
+        `SurfaceMetrics` of the B pairs.
+
+    Raises:
+        ValueError: `num_samples` < 1; a tau that is not positive; `pred` and `gt` differ in length; duplicate
+            or miscounted `sample_ids`; or, with the reason of the first failing pair, a pair that cannot be
+            scored (e.g. a degenerate GT box, a mesh without faces or area, NaN coordinates).
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be positive, got {num_samples}")

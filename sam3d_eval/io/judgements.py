@@ -1,4 +1,4 @@
-"""Human judgement files: preference votes and rubric ratings (DESIGN.md section 4), read and validated.
+"""Human judgement files: preference votes and rubric ratings (docs/engine.md), read and validated.
 
 - Votes: ``item_id, model_a, model_b, winner (a|b|tie), rater_id`` (rater_id optional: missing means one
   anonymous rater per file).

@@ -44,6 +44,7 @@ without the evaluation stack.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import math
 import os
@@ -59,6 +60,10 @@ from typing import Any, Iterable, Mapping
 from ..atomic import atomic_path, write_text_atomic
 
 __all__ = [
+    "GAP_METRICS",
+    "HEADLINE_METRICS",
+    "direction",
+    "headline_metrics",
     "CONTENT_COLUMNS",
     "RESULT_COLUMNS",
     "STRATA_COLUMNS",
@@ -82,6 +87,15 @@ CONTENT_COLUMNS = ("pred_sha256", "gt_sha256", "row_sha256")
 RESULT_COLUMNS = ("run_id", "sample_id", "status", "error", "source", "fingerprint", "protocol", "pred_kind",
                   "transform", "notes", "rank", "written_at") + CONTENT_COLUMNS
 STRATA_COLUMNS = ("domain", "occlusion", "category")
+# The metrics a summary, a table or a report shows first, in this order, when a run has them.
+HEADLINE_METRICS = ("chamfer_l2", "chamfer_l1", "chamfer_l1_occnet", "fscore@0.01", "fscore@0.02", "fscore@0.05",
+                    "normal_consistency", "volume_iou", "emd", "lpips", "psnr", "ssim")
+# The two figures the gap tables, the stage comparison and the data-engine rounds lead with: a distance and a
+# score.
+GAP_METRICS = ("chamfer_l2", "fscore@0.05")
+# Distances (Chamfer variants, EMD, LPIPS) are better lower; every other metric (F-score, precision, recall,
+# normal consistency, volume IoU, PSNR, SSIM, silhouette IoU) higher.
+_LOWER_IS_BETTER = ("chamfer", "emd", "lpips")
 RUN_JSON = "run.json"
 RESULTS_DIR = "results"
 _META_KEY = b"sam3d_eval"
@@ -144,13 +158,21 @@ def _git_state() -> tuple[str | None, bool | None]:
 
 
 def ensure_writable_dir(folder: str | os.PathLike) -> pathlib.Path:
-    """Create `folder` if needed and check that a file can be written in it (raises `OSError`), so an output
-    problem is found before any work is done."""
+    """Check, before any work is done, that files can be written in `folder`, without creating it: an
+    existing folder is probed with a file written and removed; a missing one needs its nearest existing
+    parent to be a writable folder (so a run that fails later leaves no empty folder behind). Raises
+    `OSError` naming the problem; returns `folder` as a path."""
     folder = pathlib.Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    probe = folder / f".sam3d-eval-write-test-{uuid.uuid4().hex[:8]}"
-    probe.write_bytes(b"")
-    probe.unlink()
+    if folder.is_dir():
+        probe = folder / f".sam3d-eval-write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return folder
+    if folder.exists():
+        raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder")
+    parent = next(p for p in folder.absolute().parents if p.exists())
+    if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+        raise PermissionError(errno.EACCES, f"{parent} is not a writable folder")
     return folder
 
 
@@ -408,6 +430,19 @@ def read_results(run_dir: str | os.PathLike, *, dedup: bool = True):
         frame = frame.sort_values(["source", "fingerprint", "sample_id"], kind="stable").reset_index(drop=True)
     frame.attrs.update(metrics=metrics, strata=strata, run=record, duplicates=duplicates, skipped_parts=skipped)
     return frame
+
+
+def direction(metric: str) -> str:
+    """"lower" for distances (Chamfer variants, EMD, LPIPS), else "higher" (F-score, precision, recall,
+    normal consistency, volume IoU, PSNR, SSIM, silhouette IoU)."""
+    return "lower" if metric.startswith(_LOWER_IS_BETTER) else "higher"
+
+
+def headline_metrics(metrics: Iterable[str], fallback: int = 6) -> list[str]:
+    """The `HEADLINE_METRICS` among `metrics`, in headline order; the first `fallback` of `metrics` when none is."""
+    metrics = list(metrics)
+    have = set(metrics)
+    return [m for m in HEADLINE_METRICS if m in have] or metrics[:fallback]
 
 
 def metric_columns(frame) -> list[str]:

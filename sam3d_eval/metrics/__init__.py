@@ -1,22 +1,9 @@
 """Geometry and appearance metrics: pure functions on tensors and the structures, pytorch3d semantics.
 
-Re-exports the `ops` and `transforms` names users expect here (`knn_points`, `knn_gather`,
-`sample_points_from_meshes`, the alignments of `ops.alignment`, `SimilarityTransform`, `quaternion_to_matrix`).
+The kernels they are built on have one home each: nearest neighbours (`knn_points`, `knn_gather`), surface
+sampling and the alignments in `sam3d_eval.ops`, similarity transforms in `sam3d_eval.transforms`.
 """
 
-from ..ops.alignment import (
-    ALIGNMENTS,
-    Alignment,
-    ICPSolution,
-    align,
-    bbox_alignment,
-    corresponding_points_alignment,
-    iterative_closest_point,
-    rotation_search_icp,
-)
-from ..ops.knn import KNN, knn_gather, knn_points
-from ..ops.sample_points import sample_points_from_meshes
-from ..transforms import SimilarityTransform, apply_similarity_transform, quaternion_to_matrix
 from .chamfer import chamfer_distance
 from .emd import earth_movers_distance
 from .fscore import FScore, f_score, f_score_from_dists
@@ -29,29 +16,17 @@ from .point_mesh_distance import point_mesh_edge_distance, point_mesh_face_dista
 from .volume_iou import VolumeIoU, occupancy_grid, volume_iou, winding_number
 
 __all__ = [
-    "ALIGNMENTS",
-    "KNN",
     "LPIPS",
-    "Alignment",
     "FScore",
-    "ICPSolution",
-    "SimilarityTransform",
     "VolumeIoU",
     "WeightsNotFoundError",
     "add_s",
-    "align",
-    "apply_similarity_transform",
-    "bbox_alignment",
     "box3d_overlap",
     "chamfer_distance",
-    "corresponding_points_alignment",
     "cot_laplacian",
     "earth_movers_distance",
     "f_score",
     "f_score_from_dists",
-    "iterative_closest_point",
-    "knn_gather",
-    "knn_points",
     "mesh_edge_loss",
     "mesh_laplacian_smoothing",
     "mesh_normal_consistency",
@@ -64,10 +39,7 @@ __all__ = [
     "pose_add_s",
     "pose_box_corners",
     "psnr",
-    "quaternion_to_matrix",
     "rotation_error_deg",
-    "rotation_search_icp",
-    "sample_points_from_meshes",
     "ssim",
     "ssim_map",
     "volume_iou",

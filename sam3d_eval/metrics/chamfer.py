@@ -31,7 +31,26 @@ def _validate_reductions(batch_reduction: str | None, point_reduction: str | Non
 def handle_pointcloud_input(
     points: PointsLike, lengths: torch.Tensor | None, normals: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """`(padded points (N, P, D), lengths (N,) int64, padded normals or None)` from a tensor or `Pointclouds`."""
+    """`(padded points (N, P, D), lengths (N,) int64, padded normals or None)` from a tensor or `Pointclouds`.
+
+    pytorch3d's `_handle_pointcloud_input`: the common front end of `chamfer_distance`, `f_score` and
+    `normal_consistency`.
+
+    Args:
+        points: `(N, P, D)` float padded points, or a `Pointclouds` batch (then `lengths` and `normals` are
+            ignored and taken from it: `num_points_per_cloud()` and `normals_padded()`).
+        lengths: `(N,)` integer number of valid points per cloud, or None (every cloud has all `P` points).
+            Only checked against `P`, not for negative values.
+        normals: `(N, P, 3)` float padded normals, or None.
+
+    Returns:
+        `(points, lengths, normals)`: the `(N, P, D)` padded points, `(N,)` int64 lengths on the points'
+        device, and the `(N, P, 3)` padded normals or None.
+
+    Raises:
+        ValueError: if `points` is neither a tensor nor a `Pointclouds`, is a tensor that is not 3-D, if
+            `lengths` is not `(N,)` or holds a value above `P`, or if `normals` is not 3-D.
+    """
     if isinstance(points, Pointclouds):
         return points.points_padded(), points.num_points_per_cloud(), points.normals_padded()
     if torch.is_tensor(points):
@@ -145,22 +164,38 @@ def chamfer_distance(
     distance (`norm=1`), in squared input units / input units; then the same from `y` to `x`.
 
     Args:
-        x: `(N, P1, D)` float or a `Pointclouds` (its normals are used).
-        y: `(N, P2, D)` float or a `Pointclouds`.
-        x_lengths, y_lengths: optional `(N,)` int64 valid lengths of padded tensors.
-        x_normals, y_normals: optional `(N, P1, D)`, `(N, P2, D)`; enable the normals term
-            `1 - |cos|` (`1 - cos` with `abs_cosine=False`) to the nearest neighbour's normal.
-        weights: optional `(N,)` non-negative batch weights.
-        batch_reduction: "mean", "sum" or None.
-        point_reduction: "mean" (over each cloud's own length), "sum", "max" (Hausdorff-style; no
-            normals) or None (per-point terms; then batch_reduction must be None).
-        norm: 2 or 1.
-        single_directional: only the `x -> y` term.
-        abs_cosine: ignore normal orientation in the normals term.
+        x: `(N, P1, D)` float padded points, or a `Pointclouds` (its lengths and normals are used).
+        y: `(N, P2, D)` float padded points, or a `Pointclouds`; same N and D as `x`.
+        x_lengths: `(N,)` int64 number of valid points per cloud of a padded `x`, or None (all `P1`).
+        y_lengths: `(N,)` int64 number of valid points per cloud of a padded `y`, or None (all `P2`).
+        x_normals: `(N, P1, C)` float normals of `x`, or None.
+        y_normals: `(N, P2, C)` float normals of `y`, or None. With both normals given, the normals term
+            `1 - |cos|` (`1 - cos` with `abs_cosine=False`) between a point's normal and its nearest
+            neighbour's normal is computed too; they need not be unit length.
+        weights: `(N,)` float non-negative per-cloud weights multiplying every term of a cloud, or None;
+            with `batch_reduction="mean"` the sum is divided by `weights.sum()` instead of N. All-zero
+            weights return zeros attached to the graph, as pytorch3d (for `loss_normals` too, normals or
+            not, except None for "max" in both directions).
+        batch_reduction: "mean" (default), "sum" or None (per-cloud values).
+        point_reduction: "mean" (default; over each cloud's own length), "sum", "max" (the largest
+            per-point term, Hausdorff-style; normals not allowed) or None (per-point terms; then
+            `batch_reduction` must be None).
+        norm: 2 (default): squared Euclidean distance, in squared input units; 1: L1 distance, in
+            input units (neighbours are then also ranked by L1).
+        single_directional: only the `x -> y` term (default False: `x -> y` plus `y -> x`; with
+            `point_reduction="max"` their maximum).
+        abs_cosine: True (default) ignores normal orientation in the normals term.
 
     Returns:
-        `(loss, loss_normals)`: reduced tensors; `loss_normals` is None without normals. With
-        `point_reduction=None` and both directions, each is a tuple `((N, P1), (N, P2))`.
+        `(loss, loss_normals)`, float in the points' dtype: `()` with a batch reduction, `(N,)` with
+        `batch_reduction=None`, or per point (`point_reduction=None`): `(N, P1)`, or the tuple
+        `((N, P1), (N, P2))` of both directions. Entries past a cloud's length are 0. `loss_normals` has
+        the same form, or is None without normals.
+
+    Raises:
+        ValueError: on an unknown reduction, a batch reduction without a point reduction, `norm` other
+            than 1 or 2, normals with `point_reduction="max"`, `weights` not `(N,)` or negative, clouds
+            or normals of mismatched shapes, bad lengths, or NaN/inf among the valid points.
     """
     _validate_reductions(batch_reduction, point_reduction)
     if norm not in (1, 2):

@@ -49,10 +49,12 @@ def earth_movers_distance(
         eps: auction accuracy: the value exceeds the exact EMD by at most eps * the pair's largest distance.
 
     Returns:
-        `(B,)` float tensor in the clouds' units, on x's device. Not differentiable (evaluation metric).
+        `(B,)` mean matched Euclidean distance per pair, in the clouds' units, in x's dtype and on x's
+        device. Not differentiable (evaluation metric).
 
     Raises:
-        ValueError: on mismatched batches, unequal sizes with `num_points=None`, empty or non-finite clouds.
+        ValueError: on inputs that are neither 3-D tensors nor `Pointclouds`, mismatched batch sizes,
+            unequal cloud sizes with `num_points=None`, an empty cloud, or NaN/inf points.
     """
     xs = x.points_list() if isinstance(x, Pointclouds) else list(x.unbind(0)) if torch.is_tensor(x) and x.dim() == 3 else None
     ys = y.points_list() if isinstance(y, Pointclouds) else list(y.unbind(0)) if torch.is_tensor(y) and y.dim() == 3 else None

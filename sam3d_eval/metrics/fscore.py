@@ -1,4 +1,4 @@
-"""F-score at distance thresholds between predicted and ground-truth point clouds (DESIGN.md section 5).
+"""F-score at distance thresholds between predicted and ground-truth point clouds (docs/definitions.md).
 
 precision(tau) = share of predicted points whose nearest GT point lies strictly closer than tau
 (Euclidean distance, not squared); recall(tau) likewise from GT to prediction; F = 2PR / (P + R), and
@@ -40,6 +40,23 @@ def f_score(
 
     `taus` are Euclidean distances in the clouds' units (fractions of the unit-cube side under the
     default protocol). Lengths `(B,)` int64 mark the valid points of padded tensors.
+
+    Args:
+        pred: `(B, P, 3)` float padded predicted points, or a `Pointclouds`.
+        gt: `(B, G, 3)` float padded ground-truth points, or a `Pointclouds`; same B.
+        taus: T Euclidean (not squared) distance thresholds, positive, in the clouds' units; a point counts
+            as close when its nearest-neighbour distance is strictly below tau. Default (0.01, 0.02, 0.05).
+        pred_lengths: `(B,)` int64 number of valid points per predicted cloud, or None (all `P`).
+        gt_lengths: `(B,)` int64 number of valid points per GT cloud, or None (all `G`).
+
+    Returns:
+        `FScore(precision, recall, fscore)`, each `(B, T)` in [0, 1], thresholds in the order given, in
+        pred's dtype. F is 0 where precision and recall are both 0; against an empty cloud precision and
+        recall are 0. No gradient (nearest neighbours and counts are computed without autograd).
+
+    Raises:
+        ValueError: if the batch sizes differ, the inputs or lengths have bad shapes, `taus` is empty or
+            holds a non-positive value, or the valid points hold NaN/inf.
     """
     pred, pred_lengths, _ = handle_pointcloud_input(pred, pred_lengths, None)
     gt, gt_lengths, _ = handle_pointcloud_input(gt, gt_lengths, None)
@@ -61,10 +78,24 @@ def f_score_from_dists(
     """F-score from precomputed nearest-neighbour SQUARED distances (e.g. `knn_points(...).dists[..., 0]`).
 
     Args:
-        d_pred_to_gt: `(B, P)` squared distance of each predicted point to its nearest GT point.
-        d_gt_to_pred: `(B, G)` squared distance of each GT point to its nearest predicted point.
-        taus: Euclidean thresholds.
-        pred_lengths, gt_lengths: optional `(B,)` int64 valid lengths (entries past them are ignored).
+        d_pred_to_gt: `(B, P)` float squared Euclidean distance of each predicted point to its nearest GT
+            point, in squared input units.
+        d_gt_to_pred: `(B, G)` float squared Euclidean distance of each GT point to its nearest predicted
+            point.
+        taus: T Euclidean (not squared) positive thresholds; the distances are square-rooted (in float64,
+            negative values clamped to 0) and compared with a strict `<`. Default (0.01, 0.02, 0.05).
+        pred_lengths: `(B,)` int64 number of valid predicted points, or None (all `P`); entries past it are
+            ignored.
+        gt_lengths: `(B,)` int64 number of valid GT points, or None (all `G`).
+
+    Returns:
+        `FScore(precision, recall, fscore)`, each `(B, T)` in [0, 1] in `d_pred_to_gt`'s dtype (float32 for
+        integer distances). F is 0 where precision and recall are both 0; a cloud of length 0 makes
+        precision and recall 0. Not differentiable (the distances are detached).
+
+    Raises:
+        ValueError: if the distances are not 2-D with one batch size, `taus` is empty or holds a
+            non-positive value, or a lengths tensor is not `(B,)`.
     """
     if d_pred_to_gt.dim() != 2 or d_gt_to_pred.dim() != 2 or d_pred_to_gt.shape[0] != d_gt_to_pred.shape[0]:
         raise ValueError(

@@ -53,13 +53,23 @@ def psnr(
 ) -> torch.Tensor:
     """Peak signal-to-noise ratio `(B,)` in dB: `10 log10(data_range^2 / MSE)` per image.
 
-    Args:
-        pred, target: `(B, C, H, W)` float images with values in `[0, data_range]`.
-        data_range: peak-to-peak value range (1.0 for [0, 1] images, 255 for 8-bit).
-        mask: optional `(B, 1, H, W)` bool; the MSE is then over the masked pixels (all channels).
-
     Identical images (MSE = 0) give `+inf`; an empty mask gives NaN for that image.
     Computed in float32 (float64 for float64 inputs).
+
+    Args:
+        pred: `(B, C, H, W)` float image with values in `[0, data_range]`.
+        target: `(B, C, H, W)` float reference image, same shape.
+        data_range: positive peak-to-peak value range (default 1.0 for [0, 1] images; 255 for 8-bit).
+        mask: `(B, 1, H, W)` bool, or None (every pixel); the MSE is then over the masked pixels (all
+            channels).
+
+    Returns:
+        `(B,)` PSNR in dB, float32 (float64 when `pred` is float64); `+inf` where the images are
+        identical, NaN where the mask is empty. Differentiable.
+
+    Raises:
+        ValueError: if `pred` is not 4-D, the shapes differ, an image is not floating point, `mask` is not
+            a `(B, 1, H, W)` bool tensor, or `data_range <= 0`.
     """
     _check_pair("psnr", pred, target, mask)
     if data_range <= 0:
@@ -88,6 +98,26 @@ def ssim_map(
     """SSIM map `(B, C, H - window_size + 1, W - window_size + 1)` over the valid (fully inside) windows.
 
     Entry `[..., i, j]` is the SSIM of the window centred on pixel `(i + r, j + r)`, r = window_size // 2.
+    Local means, variances and covariance are Gaussian-weighted population (biased) moments, as skimage.
+
+    Args:
+        pred: `(B, C, H, W)` float image with values in `[0, data_range]`; H, W >= window_size.
+        target: `(B, C, H, W)` float reference image, same shape.
+        data_range: positive peak-to-peak value range (default 1.0); C1 = (k1 * data_range)^2,
+            C2 = (k2 * data_range)^2.
+        window_size: side of the Gaussian window in pixels, a positive odd integer (default 11).
+        sigma: positive standard deviation of the Gaussian window in pixels (default 1.5).
+        k1: luminance stabilising constant (default 0.01).
+        k2: contrast stabilising constant (default 0.03).
+
+    Returns:
+        `(B, C, H - window_size + 1, W - window_size + 1)` per-window SSIM, float32 (float64 when `pred` is
+        float64). Differentiable.
+
+    Raises:
+        ValueError: if `pred` is not 4-D, the shapes differ, an image is not floating point, `window_size`
+            is not a positive odd integer, `sigma` or `data_range` is not positive, or the images are
+            smaller than the window.
     """
     _check_pair("ssim", pred, target, None)
     if window_size < 1 or window_size % 2 == 0:
@@ -123,16 +153,31 @@ def ssim(
 ) -> torch.Tensor:
     """Mean structural similarity `(B,)` per image, Gaussian window (Wang et al. 2004).
 
-    Args:
-        pred, target: `(B, C, H, W)` float images with values in `[0, data_range]`; H, W >= window_size.
-        data_range: peak-to-peak value range; C1 = (k1 * data_range)^2, C2 = (k2 * data_range)^2.
-        mask: optional `(B, 1, H, W)` bool; the SSIM map is then averaged over the masked pixels only (the
-            pixel at a window's centre decides; masked pixels within window_size // 2 of the border have no
-            valid window and are not counted, as unmasked SSIM does not count them either).
-        window_size, sigma: odd Gaussian window side in pixels and its standard deviation.
-
     Matches skimage and torchmetrics (module docstring); identical images give exactly 1; a mask with no
     countable pixel gives NaN. The mean is over channels and valid pixels. Differentiable.
+
+    Args:
+        pred: `(B, C, H, W)` float image with values in `[0, data_range]`; H, W >= window_size.
+        target: `(B, C, H, W)` float reference image, same shape.
+        data_range: positive peak-to-peak value range (default 1.0); C1 = (k1 * data_range)^2,
+            C2 = (k2 * data_range)^2.
+        mask: `(B, 1, H, W)` bool, or None (every valid pixel); the SSIM map is then averaged over the
+            masked pixels only (the pixel at a window's centre decides; masked pixels within
+            window_size // 2 of the border have no valid window and are not counted, as unmasked SSIM
+            does not count them either).
+        window_size: side of the Gaussian window in pixels, a positive odd integer (default 11).
+        sigma: positive standard deviation of the Gaussian window in pixels (default 1.5).
+        k1: luminance stabilising constant (default 0.01).
+        k2: contrast stabilising constant (default 0.03).
+
+    Returns:
+        `(B,)` mean SSIM per image (1 for identical images), float32 (float64 when `pred` is float64);
+        NaN where the mask leaves no countable pixel.
+
+    Raises:
+        ValueError: if `pred` is not 4-D, the shapes differ, an image is not floating point, `mask` is not
+            a `(B, 1, H, W)` bool tensor, `window_size` is not a positive odd integer, `sigma` or
+            `data_range` is not positive, or the images are smaller than the window.
     """
     _check_pair("ssim", pred, target, mask)
     s = ssim_map(pred, target, data_range, window_size, sigma, k1, k2)

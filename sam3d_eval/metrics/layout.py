@@ -31,6 +31,19 @@ def transform_points(points: torch.Tensor, quaternion: torch.Tensor, translation
     scale: uniform, a float or `()` or `(B,)`; or per object-frame axis `(B, 3)` (applied before the
     rotation). A per-axis scale of one object must be `(1, 3)`: `(3,)` is refused, as it reads as three
     uniform scales. Raises `ValueError` for any other shape.
+
+    Args:
+        points: `(B, N, 3)` float object-frame points.
+        quaternion: `(B, 4)` rotation quaternions (w, x, y, z); non-unit ones are normalised implicitly
+            (`transforms.quaternion_to_matrix`, column-vector convention).
+        translation: `(B, 3)` scene-frame translations.
+        scale: a float, a `()` or `(B,)` tensor (uniform), or a `(B, 3)` tensor (per object-frame axis).
+
+    Returns:
+        `(B, N, 3)` scene-frame points in `points`' dtype. Differentiable.
+
+    Raises:
+        ValueError: if `scale` is not `()`, `(B,)` or `(B, 3)`.
     """
     R = quaternion_to_matrix(quaternion.to(points.dtype))
     s = torch.as_tensor(scale, dtype=points.dtype, device=points.device)
@@ -50,9 +63,25 @@ def pose_box_corners(
     scale: torch.Tensor | float,
     box: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Scene-frame corners `(B, 8, 3)` of the object-frame box `box (2, 3)` or `(B, 2, 3)` (min, max) under a pose.
+    """Scene-frame corners `(B, 8, 3)` of the object-frame box `box (2, 3)` or `(B, 2, 3)` (min, max)
+    under a pose.
 
     box defaults to the cube [-0.5, 0.5]^3 (SAM 3D Objects' normalised object frame).
+
+    Args:
+        quaternion: `(B, 4)` rotation quaternions (w, x, y, z).
+        translation: `(B, 3)` scene-frame translations.
+        scale: a float, a `()` or `(B,)` tensor (uniform), or a `(B, 3)` tensor (per object-frame axis), as
+            in `transform_points`.
+        box: `(2, 3)` or `(B, 2, 3)` axis-aligned object-frame box as (min corner, max corner), or None (the
+            cube [-0.5, 0.5]^3).
+
+    Returns:
+        `(B, 8, 3)` corners in pytorch3d's `box3d_overlap` order (module docstring), in `translation`'s
+        dtype (float32 for an integer translation).
+
+    Raises:
+        ValueError: if `scale` has a shape other than `()`, `(B,)` or `(B, 3)`.
     """
     B = quaternion.shape[0]
     dt = translation.dtype if translation.is_floating_point() else torch.float32
@@ -103,14 +132,20 @@ def _edge_plane_points(a: np.ndarray, b: np.ndarray, n: np.ndarray, q: np.ndarra
 def box3d_overlap(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact intersection volume and IoU of oriented 3D boxes, as pytorch3d's `box3d_overlap`.
 
-    Args:
-        boxes1: `(N, 8, 3)` corners, boxes2: `(M, 8, 3)` corners (order in the module docstring).
-    Returns:
-        vol `(N, M)` intersection volumes and iou `(N, M)`, float in boxes1's dtype, on its device.
-
     The intersection of two convex polyhedra is the convex hull of: the corners of each box inside the
     other and the crossings of each box's edges with the other's faces. Candidates are found for all pairs
     at once in float64; each pair's hull volume is then computed with Qhull (scipy), on the CPU.
+
+    Args:
+        boxes1: `(N, 8, 3)` float box corners (order in the module docstring).
+        boxes2: `(M, 8, 3)` float box corners.
+
+    Returns:
+        `(vol, iou)`: `(N, M)` intersection volumes (cubed input units) and `(N, M)` IoUs in [0, 1], in
+        boxes1's dtype, on its device. Not differentiable.
+
+    Raises:
+        ValueError: if a batch is not `(*, 8, 3)` or a box has zero volume.
     """
     from scipy.spatial import ConvexHull
     from scipy.spatial import QhullError
@@ -155,11 +190,23 @@ def box3d_overlap(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.Ten
 
 
 def rotation_error_deg(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
-    """Geodesic angle in degrees `(...,)` between rotations given as quaternions `(..., 4)` (w, x, y, z) or matrices `(..., 3, 3)`.
+    """Geodesic angle in degrees `(...,)` between rotations given as quaternions `(..., 4)` (w, x, y, z) or
+    matrices `(..., 3, 3)`.
 
     Quaternions: 4 * atan2(|a - b|, |a + b|) for unit a, b with b's sign chosen so that a . b >= 0 (q and -q
     are the same rotation). Matrices: atan2(|vee(R - R^T)| / 2, (tr R - 1) / 2) with R = R1^T R2. Both forms
     stay accurate near 0 and 180 degrees, unlike acos.
+
+    Args:
+        r1: `(..., 4)` float quaternions (w, x, y, z; normalised here, so any non-zero length) or
+            `(..., 3, 3)` float rotation matrices.
+        r2: rotations of the same shape and form as `r1`.
+
+    Returns:
+        `(...)` angles in degrees in [0, 180], in the inputs' dtype.
+
+    Raises:
+        ValueError: if the shapes differ or are neither `(..., 4)` nor `(..., 3, 3)`.
     """
     if r1.shape != r2.shape:
         raise ValueError(f"rotation_error_deg: shapes differ, {tuple(r1.shape)} and {tuple(r2.shape)}")
@@ -179,10 +226,25 @@ def rotation_error_deg(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
 
 
 def add_s(pred_points: torch.Tensor, gt_points: torch.Tensor, pred_lengths: torch.Tensor | None = None, gt_lengths: torch.Tensor | None = None) -> torch.Tensor:
-    """ADD-S `(B,)`: mean over GT points `(B, M, 3)` of the Euclidean distance to the closest predicted point `(B, N, 3)`.
+    """ADD-S `(B,)`: mean over GT points `(B, M, 3)` of the Euclidean distance to the closest predicted point
+    `(B, N, 3)`.
 
     The symmetric-object pose error of PoseCNN / Hinterstoisser et al., in the points' units. Padded
     batches take `(B,)` int64 lengths.
+
+    Args:
+        pred_points: `(B, N, 3)` float predicted (posed) model points.
+        gt_points: `(B, M, 3)` float ground-truth (posed) model points, same dtype.
+        pred_lengths: `(B,)` int64 number of valid predicted points per element, or None (all `N`).
+        gt_lengths: `(B,)` int64 number of valid GT points per element, or None (all `M`).
+
+    Returns:
+        `(B,)` mean Euclidean (not squared) distance, in the points' units and dtype; 0 for an element whose
+        `gt_lengths` is 0.
+
+    Raises:
+        ValueError: if the inputs are not 3-D with one batch size, or on bad lengths or NaN/inf points
+            (`knn_points`).
     """
     if pred_points.dim() != 3 or gt_points.dim() != 3 or pred_points.shape[0] != gt_points.shape[0]:
         raise ValueError(f"add_s needs (B, N, 3) and (B, M, 3), got {tuple(pred_points.shape)} and {tuple(gt_points.shape)}")
@@ -195,7 +257,16 @@ def add_s(pred_points: torch.Tensor, gt_points: torch.Tensor, pred_lengths: torc
 
 
 def points_diameter(points: torch.Tensor, lengths: torch.Tensor | None = None, chunk: int = 4096) -> torch.Tensor:
-    """Largest pairwise Euclidean distance `(B,)` of each cloud `(B, N, 3)` (exact, brute force in row chunks)."""
+    """Largest pairwise Euclidean distance `(B,)` of each cloud `(B, N, 3)` (exact, brute force in row chunks).
+
+    Args:
+        points: `(B, N, 3)` float points.
+        lengths: `(B,)` integer number of valid points per cloud, or None (all `N`).
+        chunk: rows of the distance matrix computed at once (memory `chunk * N` per cloud; default 4096).
+
+    Returns:
+        `(B,)` diameters in the points' units and dtype; 0 for a cloud with fewer than two points.
+    """
     out = []
     for b in range(points.shape[0]):
         p = points[b] if lengths is None else points[b, : int(lengths[b])]
@@ -215,12 +286,19 @@ def pose_add_s(
     """ADD-S of a predicted pose against the GT pose over the GT model's points, normalised by the GT diameter.
 
     Args:
-        model_points: `(B, N, 3)` or `(N, 3)` object-frame points of the GT model.
-        pred_pose, gt_pose: (quaternion `(B, 4)` wxyz, translation `(B, 3)`, scale `(B,)`/`(B, 3)`/float).
-        threshold: fraction of the diameter under which a pose counts as correct (ADD-S@0.1).
+        model_points: `(B, N, 3)` float object-frame points of the GT model, or `(N, 3)` shared by the batch.
+        pred_pose: predicted `(quaternion (B, 4) wxyz, translation (B, 3), scale)`, the scale a float, `()`,
+            `(B,)` or `(B, 3)` as in `transform_points`.
+        gt_pose: ground-truth pose, same form.
+        threshold: fraction of the diameter under which a pose counts as correct (default 0.1: ADD-S@0.1).
+
     Returns:
-        add_s `(B,)` in scene units, add_s / diameter of the GT-posed model `(B,)`, and correct `(B,)` bool
-        (normalised ADD-S < threshold); the accuracy is `correct.float().mean()`.
+        `(add_s, normalised, correct)`: `(B,)` ADD-S in scene units, `(B,)` ADD-S divided by the diameter
+        of the GT-posed model (`points_diameter`), and `(B,)` bool `normalised < threshold`; the accuracy
+        is `correct.float().mean()`.
+
+    Raises:
+        ValueError: if a pose's scale has a shape other than `()`, `(B,)` or `(B, 3)`.
     """
     B = pred_pose[0].shape[0]
     pts = model_points if model_points.dim() == 3 else model_points[None].expand(B, -1, -1)

@@ -1,6 +1,6 @@
 """LPIPS perceptual distance, equal to the `lpips` package v0.1 (Zhang et al. 2018), torchvision-free.
 
-Definition (DESIGN.md section 5): inputs in [-1, 1] are shifted and scaled per channel (the package's
+Definition (as in docs/definitions.md): inputs in [-1, 1] are shifted and scaled per channel (the package's
 ScalingLayer), run through an AlexNet or VGG-16 feature stack (torchvision layout, tapped after relu1..relu5
 for alex and relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 for vgg), each tap is unit-normalised along channels
 (`f / (||f||_2 + 1e-10)`), the squared difference is weighted by the package's linear 1x1 layer, averaged
@@ -254,6 +254,11 @@ class LPIPS(nn.Module):
         self.eval()
 
     def extra_repr(self) -> str:
+        """The module's repr details.
+
+        Returns:
+            ``"net=<name>, version=<version>"``, e.g. ``"net='alex', version='0.1'"``.
+        """
         return f"net={self.net_name!r}, version={self.version!r}"
 
     def _check(self, in0: torch.Tensor, in1: torch.Tensor) -> None:
@@ -273,6 +278,20 @@ class LPIPS(nn.Module):
         """Per-layer LPIPS terms `(B, L)` (L = 5) whose sum over L is `forward`'s value.
 
         float32 (float64 for a float64 module); differentiable w.r.t. the inputs.
+
+        Args:
+            in0: `(B, 3, H, W)` float RGB images in [-1, 1] ([0, 1] with `normalize=True`); H, W >= 31 for
+                "alex", >= 16 for "vgg".
+            in1: `(B, 3, H, W)` float images, same shape.
+            normalize: map [0, 1] inputs to [-1, 1] first (default False).
+
+        Returns:
+            `(B, 5)` per-layer distances (one per tapped layer, shallow to deep), float32 (float64 for a
+            float64 module).
+
+        Raises:
+            ValueError: if an input is not a `(B, 3, H, W)` floating-point tensor, the shapes differ, or H
+                or W is below the backbone's minimum side.
         """
         self._check(in0, in1)
         b = in0.shape[0]
@@ -310,5 +329,20 @@ class LPIPS(nn.Module):
         return d.mean(dim=(2, 3)) @ w
 
     def forward(self, in0: torch.Tensor, in1: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        """LPIPS distance `(B,)` float32 between `in0` and `in1` `(B, 3, H, W)` (see class docstring)."""
+        """LPIPS distance `(B,)` float32 between `in0` and `in1` `(B, 3, H, W)` (see class docstring).
+
+        Args:
+            in0: `(B, 3, H, W)` float RGB images in [-1, 1] ([0, 1] with `normalize=True`); H, W >= 31 for
+                "alex", >= 16 for "vgg".
+            in1: `(B, 3, H, W)` float images, same shape.
+            normalize: map [0, 1] inputs to [-1, 1] first (default False).
+
+        Returns:
+            `(B,)` LPIPS distance (lower is more similar), float32 (float64 for a float64 module);
+            differentiable w.r.t. inputs that require grad.
+
+        Raises:
+            ValueError: if an input is not a `(B, 3, H, W)` floating-point tensor, the shapes differ, or H
+                or W is below the backbone's minimum side.
+        """
         return self.per_layer(in0, in1, normalize).sum(dim=1)

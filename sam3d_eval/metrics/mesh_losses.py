@@ -23,13 +23,16 @@ def cot_laplacian(verts: torch.Tensor, faces: torch.Tensor, eps: float = 1e-12) 
     """Cotangent Laplacian of a mesh (pytorch3d `cot_laplacian`).
 
     Args:
-        verts: `(V, 3)` float vertices. faces: `(F, 3)` int64.
-        eps: clamp of Heron's squared area before the square root.
+        verts: `(V, 3)` float vertices.
+        faces: `(F, 3)` int64 vertex indices of each triangle.
+        eps: lower clamp of Heron's squared area (in input units^4) before the square root (default
+            1e-12), so degenerate faces give large finite cotangents instead of inf.
 
     Returns:
-        L: sparse coalesced `(V, V)`, L[i, j] = cot a_ij + cot b_ij over the two angles opposite edge (i, j)
-        (each cotangent computed as (B^2 + C^2 - A^2) / (4 area), area by Heron's formula). inv_areas: `(V, 1)`, 1 / (sum of the
-        areas of the faces around each vertex), 0 for vertices in no face.
+        `(L, inv_areas)`: L a sparse coalesced `(V, V)` tensor in verts' dtype, L[i, j] = cot a_ij + cot b_ij
+        over the two angles opposite edge (i, j) (each cotangent computed as (B^2 + C^2 - A^2) / (4 area),
+        area by Heron's formula); inv_areas `(V, 1)` in verts' dtype, 1 / (sum of the areas of the faces
+        around each vertex), 0 for vertices in no face.
     """
     V, F = verts.shape[0], faces.shape[0]
     fv = verts[faces]
@@ -60,6 +63,19 @@ def mesh_laplacian_smoothing(meshes: Meshes, method: Literal["uniform", "cot", "
 
     L is built without autograd (a constant operator), as pytorch3d; the gradient flows through L v.
     Returns a 0-dim tensor (shape `(1,)` for an empty batch).
+
+    Args:
+        meshes: `Meshes` batch of N meshes.
+        method: "uniform" (default; pytorch3d's uniform `meshes.laplacian_packed()`), "cot" (L v with the
+            `cot_laplacian` L, each row with a positive sum divided by it, minus v) or "cotcurv"
+            ((L - diag(row sums of L)) v scaled by 1 / (4 * the area of the faces around the vertex)).
+
+    Returns:
+        0-dim loss in the vertices' dtype, in input units ("uniform", "cot") or inverse input units
+        ("cotcurv"); a `(1,)` float32 zero that requires grad when the batch has no vertices or no faces.
+
+    Raises:
+        ValueError: if `method` is not "uniform", "cot" or "cotcurv".
     """
     if method not in ("uniform", "cot", "cotcurv"):
         raise ValueError(f"method should be one of uniform, cot, cotcurv; got {method!r}")
@@ -113,6 +129,14 @@ def mesh_normal_consistency(meshes: Meshes) -> torch.Tensor:
     For every (face, edge) the normal is (v1 - v0) x (a - v0), with (v0, v1) the edge and a the face's
     vertex opposite it; two faces sharing the edge compare n0 with -n1. Edges shared by more than two
     faces give every pair, as pytorch3d (vectorised, no loop over edges). Returns a 0-dim tensor.
+
+    Args:
+        meshes: `Meshes` batch of N meshes.
+
+    Returns:
+        0-dim loss in [0, 2] in the vertices' dtype (0: neighbouring faces coplanar and consistently
+        oriented; a mesh with no shared edge adds 0); a `(1,)` float32 zero that requires grad when the
+        batch has no vertices or no faces.
     """
     if meshes.isempty():
         return _empty_loss(meshes)
@@ -140,7 +164,17 @@ def mesh_normal_consistency(meshes: Meshes) -> torch.Tensor:
 
 def mesh_edge_loss(meshes: Meshes, target_length: float = 0.0) -> torch.Tensor:
     """Edge length loss (pytorch3d `mesh_edge_loss`): mean over meshes of the mean over unique edges of
-    (|v0 - v1| - target_length)^2, in squared input units. Returns a 0-dim tensor."""
+    (|v0 - v1| - target_length)^2, in squared input units. Returns a 0-dim tensor.
+
+    Args:
+        meshes: `Meshes` batch of N meshes.
+        target_length: edge length each edge is pulled towards, in input units (default 0: penalise the
+            squared length itself).
+
+    Returns:
+        0-dim loss in squared input units, in the vertices' dtype; a `(1,)` float32 zero that requires grad
+        when the batch has no vertices or no faces.
+    """
     if meshes.isempty():
         return _empty_loss(meshes)
     N = len(meshes)

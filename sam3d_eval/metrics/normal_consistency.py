@@ -1,4 +1,4 @@
-"""Evaluation normal consistency between two oriented point samples (DESIGN.md section 5).
+"""Evaluation normal consistency between two oriented point samples (as defined in docs/definitions.md).
 
 NC = (mean over predicted points of |cos(n_p, n_gt(nn(p)))| + mean over GT points of
 |cos(n_g, n_pred(nn(g)))|) / 2, where nn is the nearest neighbour (Euclidean) on the other surface
@@ -34,6 +34,24 @@ def normal_consistency(
 
     `pred`/`gt` may be `Pointclouds` carrying normals, or tensors with `pred_normals` `(B, P, 3)` and
     `gt_normals` `(B, G, 3)` (need not be unit length). Lengths `(B,)` int64 for padded tensors.
+
+    Args:
+        pred: `(B, P, 3)` float padded predicted points, or a `Pointclouds` with normals.
+        gt: `(B, G, 3)` float padded ground-truth points, or a `Pointclouds` with normals; same B.
+        pred_normals: `(B, P, 3)` float normals of a tensor `pred`, or None (ignored for a `Pointclouds`).
+        gt_normals: `(B, G, 3)` float normals of a tensor `gt`, or None (ignored for a `Pointclouds`).
+        pred_lengths: `(B,)` int64 number of valid predicted points, or None (all `P`).
+        gt_lengths: `(B,)` int64 number of valid GT points, or None (all `G`).
+        absolute: True (default) averages |cos| (orientation-free); False the signed cos.
+
+    Returns:
+        `(B,)` normal consistency in the normals' dtype, in [0, 1] (`absolute=True`, 1 is perfect) or
+        [-1, 1]; 0 against an empty cloud. Nearest neighbours are found without autograd; the value is
+        differentiable w.r.t. the normals.
+
+    Raises:
+        ValueError: if either cloud has no normals, the batch sizes differ, an input or lengths tensor has
+            a bad shape, or the valid points hold NaN/inf.
     """
     pred, pred_lengths, pred_normals = handle_pointcloud_input(pred, pred_lengths, pred_normals)
     gt, gt_lengths, gt_normals = handle_pointcloud_input(gt, gt_lengths, gt_normals)
@@ -60,14 +78,24 @@ def normal_consistency_from_idx(
 ) -> torch.Tensor:
     """`(B,)` normal consistency from precomputed nearest-neighbour indices (e.g. `knn_points(...).idx[..., 0]`).
 
+    A direction whose source cloud is empty contributes 0; against an empty target cloud the result is 0.
+
     Args:
-        pred_normals: `(B, P, 3)`; gt_normals: `(B, G, 3)`.
+        pred_normals: `(B, P, 3)` float normals of the predicted points (need not be unit length).
+        gt_normals: `(B, G, 3)` float normals of the GT points.
         idx_pred_to_gt: `(B, P)` int64 index into GT of each predicted point's nearest GT point.
         idx_gt_to_pred: `(B, G)` int64 index into the prediction of each GT point's nearest point.
-        pred_lengths, gt_lengths: optional `(B,)` int64 valid lengths.
+        pred_lengths: `(B,)` int64 number of valid predicted points, or None (all `P`); entries past it are
+            ignored.
+        gt_lengths: `(B,)` int64 number of valid GT points, or None (all `G`).
         absolute: |cos| (orientation-free, default) or signed cos.
 
-    A direction whose source cloud is empty contributes 0; against an empty target cloud the result is 0.
+    Returns:
+        `(B,)` mean of the two directional mean cosines, in the normals' dtype: in [0, 1] with
+        `absolute=True`, [-1, 1] otherwise. Differentiable w.r.t. the normals.
+
+    Raises:
+        ValueError: if the index shapes do not match `(B, P)` and `(B, G)`.
     """
     B, P, _ = pred_normals.shape
     G = gt_normals.shape[1]

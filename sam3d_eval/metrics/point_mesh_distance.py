@@ -1,7 +1,7 @@
 """Point cloud to mesh distances (pytorch3d `point_mesh_face_distance` / `point_mesh_edge_distance`).
 
 The losses are squared distances, both directions, per-element means, averaged over the batch, exactly as
-pytorch3d. `point_mesh_surface_distance` is the evaluation view (DESIGN.md section 5): the Euclidean
+pytorch3d. `point_mesh_surface_distance` is the evaluation's point-to-mesh metric: the Euclidean
 (unsquared) distance of every point to the surface and its per-cloud mean.
 """
 
@@ -44,6 +44,20 @@ def point_mesh_face_distance(
     Matches pytorch3d `point_mesh_face_distance` (squared input units). `min_triangle_area`: triangles with
     a smaller area are measured as their three edges (pytorch3d's default 5e-3). Differentiable w.r.t.
     points and vertices.
+
+    Args:
+        meshes: `Meshes` batch of B meshes, each with at least one face.
+        pcls: `Pointclouds` batch of B clouds, each with at least one point, same dtype and device.
+        min_triangle_area: area threshold in squared input units (default 5e-3, pytorch3d's); smaller
+            triangles are measured as their three edges.
+
+    Returns:
+        0-dim loss in squared input units, in the points' dtype: the batch mean of (the cloud's mean squared
+        point-to-triangle distance + the mesh's mean squared triangle-to-point distance).
+
+    Raises:
+        ValueError: if the batch sizes differ, either batch is empty, a mesh has no faces or a cloud no
+            points, or points and vertices differ in dtype or device.
     """
     _check_pair(meshes, pcls)
     N = len(meshes)
@@ -63,6 +77,19 @@ def point_mesh_edge_distance(meshes: Meshes, pcls: Pointclouds) -> torch.Tensor:
     """Scalar: mean over the batch of (mean squared point-to-edge + mean squared edge-to-point distance).
 
     Matches pytorch3d `point_mesh_edge_distance` (squared input units); differentiable.
+
+    Args:
+        meshes: `Meshes` batch of B meshes, each with at least one face; its unique edges
+            (`meshes.edges_packed()`) are the segments.
+        pcls: `Pointclouds` batch of B clouds, each with at least one point, same dtype and device.
+
+    Returns:
+        0-dim loss in squared input units, in the points' dtype: the batch mean of (the cloud's mean squared
+        point-to-segment distance + the mesh's mean squared segment-to-point distance).
+
+    Raises:
+        ValueError: if the batch sizes differ, either batch is empty, a mesh has no faces or a cloud no
+            points, or points and vertices differ in dtype or device.
     """
     _check_pair(meshes, pcls)
     N = len(meshes)
@@ -87,6 +114,21 @@ def point_mesh_surface_distance(
     squared). The default `min_triangle_area=None` is the exact point-to-surface distance (exact to float
     rounding whatever the triangle size; pytorch3d's formula underestimates on triangles below ~5e-5 area);
     a float selects pytorch3d's formula with that area threshold (5e-3: the loss's behaviour).
+
+    Args:
+        meshes: `Meshes` batch of B meshes, each with at least one face.
+        pcls: `Pointclouds` batch of B clouds, each with at least one point, same dtype and device.
+        min_triangle_area: None (default) for the exact point-triangle distance, or an area threshold in
+            squared input units for pytorch3d's formula.
+
+    Returns:
+        `(dists, mean)`: `(P,)` Euclidean distance of every packed point to its mesh's surface and `(B,)`
+        its mean per cloud, in input units and the points' dtype. Differentiable w.r.t. points and vertices
+        (a point exactly on the surface gets a zero gradient).
+
+    Raises:
+        ValueError: if the batch sizes differ, either batch is empty, a mesh has no faces or a cloud no
+            points, or points and vertices differ in dtype or device.
     """
     _check_pair(meshes, pcls)
     points = pcls.points_packed()

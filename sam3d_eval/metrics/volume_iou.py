@@ -68,17 +68,28 @@ def volume_iou(
     """Volume IoU of each (pred, gt) mesh pair on a `resolution^3` occupancy grid.
 
     Args:
-        pred, gt: `Meshes` batches of equal size, `(verts (V, 3), faces (F, 3))` tuples, or lists of tuples.
-        resolution: cells per axis (64 as in SAM 3D's and Occupancy Networks' voxel IoU).
-        method: inside test, ``"winding"`` (any mesh: |w| > 1/2, holes closed by caps) or ``"parity"``
-            (watertight meshes only).
-        bounds: optional `(2, 3)` or `(B, 2, 3)` box (min, max corners) shared by a pair; default the joint
-            bounding box of the pair's vertices.
+        pred: `Meshes` batch of B meshes, one `(verts (V, 3) float, faces (F, 3) int64)` tuple, or a list of
+            B such tuples.
+        gt: ground-truth meshes in the same forms, B of them.
+        resolution: cells per axis, >= 1 (default 64, as in SAM 3D's and Occupancy Networks' voxel IoU).
+        method: inside test, ``"winding"`` (default; any mesh: |w| > 1/2, holes closed by caps) or
+            ``"parity"`` (watertight meshes only).
+        bounds: `(2, 3)` box (min corner, max corner) in mesh units used for every pair, or `(B, 2, 3)` one
+            per pair; None (default): the joint bounding box of each pair's vertices (widened by a tiny
+            margin along an axis of zero extent).
         chunk_size: (point, cap triangle) pairs evaluated at once near holes by the winding test.
 
     Returns:
-        `VolumeIoU` with `(B,)` iou (0 when neither mesh occupies any cell), counts, the boxes, the method
-        and per-element notes.
+        `VolumeIoU` with `(B,)` float32 iou (0 when neither mesh occupies any cell), `(B,)` int64
+        intersection and union cell counts, `(B, 2, 3)` float64 boxes, the method, the resolution,
+        per-element notes and `(B, 2)` int64 open-edge counts, all on the first pred mesh's device.
+        Computed without gradient.
+
+    Raises:
+        ValueError: if `pred` or `gt` is not one of the accepted forms, their sizes differ, `resolution`
+            < 1, both meshes of a pair have no vertices (default bounds), a box has a non-positive extent,
+            `method` is unknown, or a mesh's tensors are malformed (non-float verts, non-integer faces,
+            indices out of range).
     """
     P, G = _as_pairs(pred, "pred"), _as_pairs(gt, "gt")
     if len(P) != len(G):

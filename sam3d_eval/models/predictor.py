@@ -1,4 +1,4 @@
-"""The `Predictor` interface: any single-image-to-3D model the evaluation can run (DESIGN.md section 4).
+"""The `Predictor` interface: any single-image-to-3D model the evaluation can run (docs/architecture.md).
 
 An object with a ``name``, an ``identity`` and a ``predict`` method is a predictor; nothing needs to be
 subclassed (`typing.Protocol`, checked structurally with ``isinstance(obj, Predictor)``). The reference

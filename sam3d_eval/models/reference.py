@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config_io import dataclass_from_mapping
 from ..render.cameras import PerspectiveCameras
 from ..structures.meshes import Meshes
 from ..structures.textures import TexturesVertex
@@ -131,14 +132,13 @@ class ReferenceConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ReferenceConfig":
         """Inverse of `to_dict`; unknown keys are refused (a config for another model version)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"ReferenceConfig: unknown fields {unknown} (known: {sorted(names)})")
-        d = dict(d)
-        if "channels" in d:
-            d["channels"] = tuple(d["channels"])
-        return cls(**d)
+
+        def convert(kw: dict[str, Any]) -> dict[str, Any]:
+            if "channels" in kw:
+                kw["channels"] = tuple(kw["channels"])
+            return kw
+
+        return dataclass_from_mapping(cls, d, where="ReferenceConfig", noun="fields", convert=convert)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "ReferenceConfig":

@@ -67,7 +67,12 @@ class Alignment(NamedTuple):
     rmse: torch.Tensor | None = None
 
     def to_dicts(self) -> list[dict]:
-        """One JSON-ready record of the transform per sample: method, R (row-vector convention), T, s."""
+        """One JSON-ready record of the transform per sample: method, R (row-vector convention), T, s.
+
+        Returns:
+            B dicts ``{"method": str, "R": 3x3 nested list, "T": [3], "s": float}``, plus ``"converged"``
+            (bool) and ``"rmse"`` (float) for the ICP methods.
+        """
         out = []
         for b, rec in enumerate(SimilarityTransform(*self.transform).to_dicts()):
             rec = {"method": self.method, **rec}
@@ -94,15 +99,23 @@ def corresponding_points_alignment(
 
     Minimises sum_i w_i |s X_i R + T - Y_i|^2 (pytorch3d `corresponding_points_alignment` semantics).
 
-    Args:
-        X, Y: `(B, N, 3)` corresponding points.
-        weights: optional `(B, N)` non-negative weights (0 masks padding).
-        estimate_scale: fit s too; otherwise s = 1 (Kabsch).
-        allow_reflection: allow det R = -1; off by default, so R is a proper rotation.
-        eps: floor of the weight sum and of the variance of X.
-
     Centroids and the cross-covariance are summed in X's dtype after centring; the 3x3 SVD and the
     transform are computed in float64 (cheap, stable near degenerate configurations) and returned in X's dtype.
+
+    Args:
+        X: `(B, N, 3)` float source points.
+        Y: `(B, N, 3)` float target points, `Y[b, i]` corresponding to `X[b, i]`.
+        weights: `(B, N)` non-negative per-point weights (0 masks padding), or None (all 1).
+        estimate_scale: fit s too; otherwise s = 1 (Kabsch). Default False.
+        allow_reflection: allow det R = -1; off by default, so R is a proper rotation.
+        eps: floor of the weight sum and of the variance of X (default 1e-9).
+
+    Returns:
+        `SimilarityTransform(R, T, s)` in X's dtype, row-vector convention `Y ~ s * X @ R + T`: R
+        `(B, 3, 3)`, T `(B, 3)` in the points' units, s `(B,)`.
+
+    Raises:
+        ValueError: if X and Y are not both `(B, N, 3)` of one shape, or `weights` is not `(B, N)`.
     """
     if X.dim() != 3 or X.shape != Y.shape or X.shape[2] != 3:
         raise ValueError(f"X and Y must both be (B, N, 3), got {tuple(X.shape)} and {tuple(Y.shape)}")
@@ -171,8 +184,30 @@ def iterative_closest_point(
 
     Each step finds every transformed X point's nearest Y point, then fits the transform from the ORIGINAL
     X to those points in closed form (`corresponding_points_alignment`), so transforms never accumulate
-    rounding. Stops when, for every sample, |rmse_prev - rmse| / rmse_prev < `relative_rmse_thr`, or after
+    rounding. Stops when, for every sample, |rmse_prev - rmse| <= `relative_rmse_thr` * rmse_prev, or after
     `max_iterations` steps. Padding (past `X_lengths` / `Y_lengths`) is ignored. Never returns reflections.
+
+    Args:
+        X: `(B, N, 3)` float padded source points (the prediction).
+        Y: `(B, M, 3)` float padded target points, same dtype.
+        init_transform: `SimilarityTransform` (or `(R, T, s)` tuple) applied to X before the first step, or
+            None (identity).
+        max_iterations: maximum number of steps, >= 1 (default 30).
+        relative_rmse_thr: convergence threshold on the relative RMSE change between steps (default 1e-6).
+        estimate_scale: also fit a uniform scale in every step (similarity ICP); default False (rigid).
+        X_lengths: `(B,)` integer number of valid points per X cloud, or None (all `N`).
+        Y_lengths: `(B,)` integer number of valid points per Y cloud, or None (all `M`).
+
+    Returns:
+        `ICPSolution(converged, rmse, Xt, RTs, iterations)`: `(B,)` bool convergence flags (False for all
+        after a single step), `(B,)` RMSE of the aligned valid points to their last nearest neighbours in
+        the points' units, `(B, N, 3)` aligned X, the `SimilarityTransform` from the original X (R
+        `(B, 3, 3)`, T `(B, 3)`, s `(B,)`), and the int number of steps taken (shared by the batch).
+        Computed without gradient (the inputs are detached).
+
+    Raises:
+        ValueError: if X, Y are not `(B, N, 3)` and `(B, M, 3)` of one floating dtype, `max_iterations` < 1,
+            a lengths tensor is not `(B,)`, a cloud has no valid point, or valid points hold NaN/inf.
     """
     _check_pair(X, Y)
     if max_iterations < 1:
@@ -210,7 +245,17 @@ def iterative_closest_point(
 
 
 def cube_rotations(dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> torch.Tensor:
-    """The 24 proper rotations of the cube `(24, 3, 3)`: signed permutation matrices with det +1, identity first."""
+    """The 24 proper rotations of the cube `(24, 3, 3)`: signed permutation matrices with det +1, identity first.
+
+    The set is closed under transposition, so it is the same in the row- and column-vector conventions.
+
+    Args:
+        dtype: dtype of the result (default float32).
+        device: device of the result (default CPU).
+
+    Returns:
+        `(24, 3, 3)` rotation matrices with entries in {-1, 0, 1}.
+    """
     mats = []
     for perm in ((0, 1, 2), (1, 2, 0), (2, 0, 1), (0, 2, 1), (2, 1, 0), (1, 0, 2)):
         for signs in range(8):
@@ -223,7 +268,19 @@ def cube_rotations(dtype: torch.dtype = torch.float32, device: str | torch.devic
 
 
 def so3_grid(n: int, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> torch.Tensor:
-    """`(n, 3, 3)` rotations spread near-uniformly over SO(3): the Super-Fibonacci spiral (Alexa, CVPR 2022)."""
+    """`(n, 3, 3)` rotations spread near-uniformly over SO(3): the Super-Fibonacci spiral (Alexa, CVPR 2022).
+
+    Args:
+        n: number of rotations, >= 1.
+        dtype: dtype of the result (default float32; computed in float64).
+        device: device of the result (default CPU).
+
+    Returns:
+        `(n, 3, 3)` proper rotation matrices in the row-vector convention (`x' = x @ R`).
+
+    Raises:
+        ValueError: if `n` < 1.
+    """
     if n < 1:
         raise ValueError(f"so3_grid needs n >= 1, got {n}")
     phi, psi = math.sqrt(2.0), 1.533751168755204288118041
@@ -238,7 +295,19 @@ def so3_grid(n: int, dtype: torch.dtype = torch.float32, device: str | torch.dev
 
 
 def rotation_grid(name: str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> torch.Tensor:
-    """A named grid: ``"cube24"`` (`cube_rotations`) or ``"so3_<n>"`` (`so3_grid(n)`, e.g. ``"so3_72"``)."""
+    """A named grid: ``"cube24"`` (`cube_rotations`) or ``"so3_<n>"`` (`so3_grid(n)`, e.g. ``"so3_72"``).
+
+    Args:
+        name: ``"cube24"`` or ``"so3_<n>"`` with n a positive integer.
+        dtype: dtype of the result (default float32).
+        device: device of the result (default CPU).
+
+    Returns:
+        `(K, 3, 3)` rotation matrices, row-vector convention: K = 24 for ``"cube24"``, n for ``"so3_<n>"``.
+
+    Raises:
+        ValueError: on any other name, or ``"so3_0"``.
+    """
     if name == "cube24":
         return cube_rotations(dtype, device)
     if name.startswith("so3_") and name[4:].isdigit():
@@ -258,13 +327,29 @@ def rotation_search_icp(
 ) -> tuple[ICPSolution, torch.Tensor]:
     """ICP from each of K start rotations, keeping per sample the run with the lowest Chamfer.
 
+    Each start rotates X about its centroid and moves it onto Y's centroid. All B*K runs go through one
+    batched `iterative_closest_point`.
+
     Args:
-        X, Y: `(B, N, 3)`, `(B, M, 3)`; rotations: `(K, 3, 3)` row-convention start rotations or a
-        `rotation_grid` name. Each start rotates X about its centroid and moves it onto Y's centroid.
+        X: `(B, N, 3)` float padded source points (the prediction).
+        Y: `(B, M, 3)` float padded target points, same dtype.
+        rotations: `(K, 3, 3)` row-convention start rotations (converted to X's dtype and device), or a
+            `rotation_grid` name (default ``"cube24"``).
+        max_iterations: maximum ICP steps per run, >= 1 (default 30).
+        relative_rmse_thr: ICP convergence threshold on the relative RMSE change (default 1e-6).
+        estimate_scale: similarity instead of rigid ICP (default False).
+        X_lengths: `(B,)` integer number of valid points per X cloud, or None (all `N`).
+        Y_lengths: `(B,)` integer number of valid points per Y cloud, or None (all `M`).
 
     Returns:
-        the winning `ICPSolution` per sample (batched) and the `(B,)` Chamfer (pytorch3d: squared, the
-        two directional means summed) of every winner. All B*K runs go through one batched ICP.
+        `(solution, chamfer)`: the winning `ICPSolution` per sample (batched: `(B,)` converged and rmse,
+        `(B, N, 3)` Xt, `(B,)`-batched RTs; `iterations` is the batched run's step count), and the `(B,)`
+        Chamfer of every winner (pytorch3d: squared distances, the two directional means summed, in
+        squared input units).
+
+    Raises:
+        ValueError: if X, Y are not `(B, N, 3)` and `(B, M, 3)` of one floating dtype, `rotations` is not
+            `(K, 3, 3)` or an unknown grid name, a lengths tensor is not `(B,)`, or a cloud is empty.
     """
     _check_pair(X, Y)
     B, N, _ = X.shape
@@ -311,7 +396,23 @@ def bbox_alignment(
     Y_lengths: torch.Tensor | None = None,
 ) -> SimilarityTransform:
     """Centre + uniform scale taking X's bounding box onto Y's (`"gt"`: same centre, same longest side) or
-    onto the unit cube at the origin (`"unit_cube"`: longest side 1). Raises for a zero-extent X box."""
+    onto the unit cube at the origin (`"unit_cube"`: longest side 1). Raises for a zero-extent X box.
+
+    Args:
+        X: `(B, N, 3)` float padded source points (the prediction).
+        Y: `(B, M, 3)` float padded target points, same dtype (only shape-checked for ``"unit_cube"``).
+        target: ``"gt"`` (default) or ``"unit_cube"``.
+        X_lengths: `(B,)` integer number of valid points per X cloud, or None (all `N`).
+        Y_lengths: `(B,)` integer number of valid points per Y cloud, or None (all `M`).
+
+    Returns:
+        `SimilarityTransform(R, T, s)` in X's dtype, row-vector convention: R `(B, 3, 3)` identity, T
+        `(B, 3)`, s `(B,)` the ratio of the longest box sides (target / X). Computed without gradient.
+
+    Raises:
+        ValueError: if X, Y are not `(B, N, 3)` and `(B, M, 3)` of one floating dtype, `target` is unknown,
+            or a box needed (X's; Y's for ``"gt"``) is empty, non-finite or of zero extent.
+    """
     _check_pair(X, Y)
     xl = _lengths(X_lengths, X)
     cx, kx = bbox_centre_scale(_valid_points(X, xl), 1.0, who="bbox alignment: prediction")
@@ -362,6 +463,30 @@ def align(
 
     ICP options: `max_iterations`, `relative_rmse_thr`; rotation search: `rotations` (`(K, 3, 3)` or a
     `rotation_grid` name); bbox: `bbox_target`. Returns the aligned prediction and the transform.
+
+    Args:
+        pred: `(B, N, 3)` float padded predicted points.
+        gt: `(B, M, 3)` float padded ground-truth points, same dtype.
+        method: ``"none"`` (default), ``"bbox"``, ``"icp"``, ``"scale_icp"`` or ``"rotation_search_icp"``
+            (module docstring).
+        pred_lengths: `(B,)` integer number of valid predicted points, or None (all `N`).
+        gt_lengths: `(B,)` integer number of valid GT points, or None (all `M`).
+        max_iterations: ICP steps at most, >= 1 (ICP methods; default 30).
+        relative_rmse_thr: ICP convergence threshold on the relative RMSE change (default 1e-6).
+        rotations: start rotations of ``"rotation_search_icp"`` (rigid): `(K, 3, 3)` or a `rotation_grid`
+            name (default ``"cube24"``).
+        bbox_target: ``"gt"`` (default) or ``"unit_cube"``, for ``"bbox"``.
+
+    Returns:
+        `Alignment(points, transform, method, converged, rmse)`: the `(B, N, 3)` aligned prediction (`pred`
+        itself for ``"none"``; detached for the ICP methods), the `SimilarityTransform` applied (R
+        `(B, 3, 3)`, T `(B, 3)`, s `(B,)`), the method's name, and for the ICP methods `(B,)` bool
+        converged and `(B,)` rmse (None otherwise).
+
+    Raises:
+        ValueError: if `method` is unknown, the clouds are not `(B, N, 3)` and `(B, M, 3)` of one floating
+            dtype, or on the chosen method's errors (`bbox_alignment`, `iterative_closest_point`,
+            `rotation_search_icp`).
     """
     _check_pair(pred, gt)
     if method == "none":

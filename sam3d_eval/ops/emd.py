@@ -26,6 +26,17 @@ def auction_assignment(cost: torch.Tensor, eps: float = 1e-4, scaling: float = 5
     The total cost is within n * eps * cost.max() of the minimum (epsilon-complementary slackness at the
     final epsilon). Epsilon starts at cost.max() / 2 and is divided by `scaling` down to eps * cost.max();
     prices carry over between scales, assignments restart.
+
+    Args:
+        cost: `(n, n)` float finite cost matrix (pairwise distances in practice), on any device.
+        eps: final epsilon relative to `cost.max()` (default 1e-4; floored at 1e-12 absolute).
+        scaling: factor epsilon is divided by between scales, > 1 (default 5).
+
+    Returns:
+        `(n,)` int64 column assigned to each row (a permutation), on cost's device. Not differentiable.
+
+    Raises:
+        ValueError: if `cost` is not square or holds NaN/inf.
     """
     n = cost.shape[0]
     if cost.dim() != 2 or cost.shape[1] != n:
@@ -70,6 +81,16 @@ def exact_assignment(cost: torch.Tensor) -> torch.Tensor:
     """Optimal assignment for a square `(n, n)` cost matrix: `(n,)` int64 column of each row, on cost's device.
 
     `scipy.optimize.linear_sum_assignment` in float64 on the CPU.
+
+    Args:
+        cost: `(n, n)` real cost matrix on any device (copied to the CPU as float64, detached).
+
+    Returns:
+        `(n,)` int64 column assigned to each row (a permutation minimising the total cost), on cost's
+        device. Not differentiable.
+
+    Raises:
+        ValueError: if `cost` is not square (scipy raises its own errors for invalid entries).
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -89,12 +110,17 @@ def min_cost_matching(
 
     Args:
         p, q: `(n, D)` float points, finite.
-        method: ``"auto"`` (exact on CPU, auction elsewhere), ``"auction"`` or ``"exact"``.
-        eps: auction accuracy (relative to the largest pairwise distance).
+        method: ``"auto"`` (default; exact on CPU, auction elsewhere), ``"auction"`` or ``"exact"``.
+        eps: auction accuracy (relative to the largest pairwise distance; default 1e-4).
 
     Returns:
-        `(n,)` int64: the q index matched to each p point, and `(n,)` float64: the matched distances
-        (their mean is the Earth Mover's Distance of the two sets). Not differentiable.
+        `(cols, dists)`: `(n,)` int64 q index matched to each p point, and `(n,)` float64 matched Euclidean
+        distances in the points' units (their mean is the Earth Mover's Distance of the two sets), both on
+        p's device. Not differentiable.
+
+    Raises:
+        ValueError: if p and q are not two `(n, D)` tensors of one shape, `method` is unknown, or (auction)
+            the distances are not finite.
     """
     if p.dim() != 2 or p.shape != q.shape:
         raise ValueError(f"min_cost_matching needs two (n, D) sets of equal sizes, got {tuple(p.shape)} and {tuple(q.shape)}")

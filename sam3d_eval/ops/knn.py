@@ -87,9 +87,10 @@ def knn_points(
         backend: engine override for tests and benchmarks; ``"auto"`` picks by device and size.
 
     Returns:
-        `KNN(dists, idx, knn)`: `dists` `(N, P1, K)` ascending (squared L2 or L1, in input units),
-        `idx` `(N, P1, K)` int64 into `p2`. As in pytorch3d, entries past `lengths1[n]` and entries
-        `k >= lengths2[n]` hold distance 0 and index 0.
+        `KNN(dists, idx, knn)`: `dists` `(N, P1, K)` in p1's dtype, ascending (squared Euclidean distance
+        in squared input units, or L1 distance in input units), `idx` `(N, P1, K)` int64 into `p2`, and
+        `knn` `(N, P1, K, D)` the neighbours' coordinates with `return_nn`, else None. As in pytorch3d,
+        entries past `lengths1[n]` and entries `k >= lengths2[n]` hold distance 0 and index 0.
 
     Raises:
         ValueError: on bad shapes, dtypes or lengths, or NaN/inf among the valid points.
@@ -150,6 +151,17 @@ def knn_gather(x: torch.Tensor, idx: torch.Tensor, lengths: torch.Tensor | None 
     """Rows of `x` `(N, M, U)` at `idx` `(N, L, K)` -> `(N, L, K, U)` (pytorch3d `knn_gather`).
 
     Where `k >= lengths[n]` (the cloud had fewer than K points) the output is 0.
+
+    Args:
+        x: `(N, M, U)` features or points to gather from (any dtype).
+        idx: `(N, L, K)` int64 indices into dimension 1 of `x`, e.g. `knn_points(...).idx`.
+        lengths: `(N,)` integer number of valid rows of each `x[n]`, or None (all `M`).
+
+    Returns:
+        `(N, L, K, U)` gathered rows in x's dtype, 0 where `k >= lengths[n]`. Differentiable w.r.t. `x`.
+
+    Raises:
+        ValueError: if `x` and `idx` differ in batch size.
     """
     N, M, U = x.shape
     _N, L, K = idx.shape
@@ -177,6 +189,24 @@ def knn_idx(
     """Neighbour indices only `(N, P1, K)` int64, no autograd; entries outside the lengths are undefined.
 
     The engine behind `knn_points`; `p1`, `p2` `(N, P*, D)`, lengths `(N,)` int64 (already validated).
+
+    Args:
+        p1: `(N, P1, D)` float query points, finite within `lengths1`.
+        p2: `(N, P2, D)` float points, same dtype and device, finite and zero past `lengths2`.
+        lengths1: `(N,)` int64 number of valid points of each `p1[n]`.
+        lengths2: `(N,)` int64 number of valid points of each `p2[n]`.
+        norm: 2 (default) ranks by squared Euclidean distance, 1 by L1 distance.
+        K: number of neighbours, >= 1 (default 1).
+        backend: ``"auto"`` (default; `select_backend`), ``"torch"``, ``"triton"`` (K = 1, not float64) or
+            ``"kdtree"`` (CPU only).
+
+    Returns:
+        `(N, P1, K)` int64 indices into `p2`, sorted by distance (exact ties as in the module docstring);
+        undefined past `lengths1[n]` and for `k >= lengths2[n]`.
+
+    Raises:
+        ValueError: on an unknown backend, ``"triton"`` with K != 1 or float64 points, or ``"kdtree"`` on
+            non-CPU tensors.
     """
     if backend == "auto":
         backend = select_backend(p1, p2, K)
@@ -197,7 +227,18 @@ def knn_idx(
 
 
 def select_backend(p1: torch.Tensor, p2: torch.Tensor, K: int) -> str:
-    """The engine `auto` uses for these inputs: by device, dtype, dimension, K and size."""
+    """The engine `auto` uses for these inputs: by device, dtype, dimension, K and size.
+
+    Args:
+        p1: `(N, P1, D)` query points.
+        p2: `(N, P2, D)` points searched.
+        K: number of neighbours.
+
+    Returns:
+        ``"triton"`` on CUDA for K = 1, non-float64 points and `runtime.triton_enabled()`, else ``"torch"``
+        on CUDA; on CPU ``"torch"`` when D > `KDTREE_MAX_DIM` (8) or P1 * P2 <= `CPU_BRUTE_FORCE_MAX_PAIRS`
+        (4096), else ``"kdtree"``; ``"torch"`` on any other device.
+    """
     D = p1.shape[2]
     if p1.is_cuda:
         if K == 1 and p1.dtype != torch.float64 and triton_enabled():

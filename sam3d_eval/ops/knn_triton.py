@@ -81,6 +81,23 @@ def knn1_triton(
 
     Returns float32 `(N, P1)` distances (squared L2 or L1; inf where `lengths2` is 0) and int64 `(N, P1)`
     indices, both undefined past `lengths1`. No autograd: `knn_points` recomputes differentiable dists.
+
+    Args:
+        p1: `(N, P1, D)` float query points on CUDA (or CPU under ``TRITON_INTERPRET=1``); ranked in float32.
+        p2: `(N, P2, D)` float points, same device.
+        lengths1: `(N,)` integer number of valid points of each `p1[n]`.
+        lengths2: `(N,)` integer number of valid points of each `p2[n]`.
+        norm: 2 (default) for squared Euclidean distances, 1 for L1 distances.
+        block_n: query points per program (a power of two; default 64).
+        block_m: `p2` points per streamed block (a power of two; default 64).
+
+    Returns:
+        `(dists, idx)`: `(N, P1)` float32 distance to the nearest neighbour (squared input units for
+        `norm=2`, input units for `norm=1`; inf where `lengths2[n]` is 0) and `(N, P1)` int64 its index in
+        `p2` (ties to the lowest index), both undefined past `lengths1[n]`.
+
+    Raises:
+        ValueError: if `norm` is not 1 or 2.
     """
     if norm not in (1, 2):
         raise ValueError(f"norm must be 1 or 2, got {norm}")

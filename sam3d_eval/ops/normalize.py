@@ -1,4 +1,4 @@
-"""Joint normalisation of a (prediction, ground truth) pair into the unit cube (DESIGN.md section 5 default).
+"""Joint normalisation of a (prediction, ground truth) pair into the unit cube (the `default` protocol's).
 
 Both sides get the same similarity transform `x -> (x - centre) * scale` with centre = the GT's axis-aligned
 bounding-box centre and scale = 1 / the box's longest side, so the GT box fits [-0.5, 0.5]^3 (touching it
@@ -38,6 +38,18 @@ def unit_cube_transform(gt: Meshes | Pointclouds | torch.Tensor) -> tuple[torch.
     A `(V, 3)` tensor counts as a batch of one. Raises `ValueError` for a GT with no points, non-finite
     coordinates or a zero-extent box (all points coincide), where no scale is defined
     (`transforms.bbox_centre_scale` with side 1).
+
+    Args:
+        gt: `Meshes` (vertices), `Pointclouds` (points), or a float `(V, 3)` / `(B, V, 3)` tensor whose
+            every row is a valid point.
+
+    Returns:
+        `(centre, scale)`: `(B, 3)` bounding-box centres in the GT's units and `(B,)` scales = 1 / longest
+        box side, in the points' dtype, computed without gradient; `x' = (x - centre) * scale`.
+
+    Raises:
+        ValueError: if `gt` is not one of the accepted types or shapes, or an element is empty, has NaN/inf
+            coordinates or a box of zero extent.
     """
     return bbox_centre_scale(_point_lists(gt, "gt"), 1.0, who="ground truth")
 
@@ -66,6 +78,10 @@ def normalize_to_unit_cube(pred: Geometry, gt: Geometry) -> tuple[Geometry, Geom
         `(pred', gt', centre, scale)` with `x' = (x - centre) * scale`; centre `(B, 3)` and scale `(B,)`
         (`(3,)` and `()` for a `(V, 3)` GT tensor). The centre and scale are computed without gradient;
         the transformed coordinates stay differentiable w.r.t. the inputs.
+
+    Raises:
+        ValueError: if an input is not one of the accepted types or shapes, `pred` and `gt` hold different
+            numbers of elements, or a GT element is empty, has NaN/inf coordinates or a box of zero extent.
     """
     centre, scale = unit_cube_transform(gt)
     pred_n, gt_n = _apply(pred, centre, scale, "pred"), _apply(gt, centre, scale, "gt")

@@ -170,6 +170,15 @@ def point_segment_sqdist(p: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> t
     pytorch3d PointLine3DistanceForward; the gradient is pytorch3d's PointLine3DistanceBackward, including
     its convention for degenerate segments (|b - a|^2 <= 1e-8): the value is |p - b|^2 and the gradient
     2 (p - a) for p and -(p - a) for each end.
+
+    Args:
+        p: `(..., 3)` float points.
+        a: `(..., 3)` float first end points of the segments, broadcastable with `p`.
+        b: `(..., 3)` float second end points, broadcastable with `p` and `a`.
+
+    Returns:
+        `(...)` (the broadcast batch shape) squared Euclidean distances in squared input units, in the
+        inputs' dtype. Differentiable w.r.t. all inputs.
     """
     with torch.no_grad():
         ba = (b - a).detach()
@@ -197,6 +206,17 @@ def point_triangle_sqdist(
     pytorch3d PointTriangle3DistanceForward with `min_triangle_area`; differentiable w.r.t. all inputs.
     The inside/outside decision and the closest edge (first of e01, e02, e12 on ties) are chosen without
     autograd, then only the chosen branch is differentiated, as pytorch3d's backward does.
+
+    Args:
+        p: `(..., 3)` float points.
+        v0: `(..., 3)` float first vertices of the triangles, broadcastable with `p`.
+        v1: `(..., 3)` float second vertices.
+        v2: `(..., 3)` float third vertices.
+        min_triangle_area: area threshold in squared input units (default 5e-3, pytorch3d's); smaller
+            triangles are measured as their three edges.
+
+    Returns:
+        `(...)` (the broadcast batch shape) squared distances in squared input units, in the inputs' dtype.
     """
     shape = torch.broadcast_shapes(p.shape, v0.shape, v1.shape, v2.shape)
     p, v0, v1, v2 = (x.expand(shape) for x in (p, v0, v1, v2))
@@ -227,6 +247,16 @@ def point_triangle_sqdist_exact(p: torch.Tensor, v0: torch.Tensor, v1: torch.Ten
     triangles report the plane distance for far points), so it is exact to float rounding at any scale.
     Differentiable: the region is chosen without autograd, then the plane or chosen-edge distance is
     differentiated.
+
+    Args:
+        p: `(..., 3)` float points.
+        v0: `(..., 3)` float first vertices of the triangles, broadcastable with `p`.
+        v1: `(..., 3)` float second vertices.
+        v2: `(..., 3)` float third vertices. A degenerate (zero-area) triangle is measured as its edges.
+
+    Returns:
+        `(...)` (the broadcast batch shape) squared Euclidean distances in squared input units, in the
+        inputs' dtype.
     """
     shape = torch.broadcast_shapes(p.shape, v0.shape, v1.shape, v2.shape)
     p, v0, v1, v2 = (x.expand(shape) for x in (p, v0, v1, v2))
@@ -449,7 +479,16 @@ def _pruned(points, hulls, min_area, query_is_point: bool):
 
 
 def select_engine(n_query: int, n_cand: int, device: torch.device) -> str:
-    """The engine `auto` uses for one batch element: pruned on CPU for big inputs, else brute force."""
+    """The engine `auto` uses for one batch element: pruned on CPU for big inputs, else brute force.
+
+    Args:
+        n_query: number of query elements (points or triangles/segments) in the batch element.
+        n_cand: number of candidate elements searched per query.
+        device: device of the tensors.
+
+    Returns:
+        ``"pruned"`` on CPU when `n_query * n_cand` >= 2^18, else ``"brute"``.
+    """
     if device.type == "cpu" and n_query * n_cand >= _PRUNE_MIN_PAIRS:
         return "pruned"
     return "brute"
@@ -512,14 +551,20 @@ def point_face_distance(
         tris: `(T, 3, 3)` float packed triangles (same dtype/device as points).
         tris_first_idx: `(B,)` int64 first triangle of each batch element.
         max_points: accepted for pytorch3d compatibility (unused).
-        min_triangle_area: triangles with a smaller area are measured as their three edges (pytorch3d's
-            formula); None: the exact point-triangle distance (`point_triangle_sqdist_exact`), for evaluation.
+        min_triangle_area: area threshold in squared input units (default 5e-3); triangles with a smaller
+            area are measured as their three edges (pytorch3d's formula); None: the exact point-triangle
+            distance (`point_triangle_sqdist_exact`), for evaluation.
         engine: override for tests and benchmarks; ``"auto"`` picks by device and size.
 
     Returns:
-        dists `(P,)` squared distances (differentiable w.r.t. points and tris), idx `(P,)` int64 packed
-        index of the closest triangle. A point whose batch element has no triangle gets the dtype's
-        largest value and index 0, as pytorch3d.
+        dists `(P,)` squared distances in squared input units, points' dtype (differentiable w.r.t. points
+        and tris), idx `(P,)` int64 packed index of the closest triangle (the last one on ties). A point
+        whose batch element has no triangle gets the dtype's largest value and index 0, as pytorch3d.
+
+    Raises:
+        ValueError: if points/tris are not float `(P, 3)` / `(T, 3, 3)` of one dtype and device, the
+            first-index tensors are not `(B,)` of one size or not non-decreasing within range, `engine` is
+            unknown, or ``"pruned"`` is asked for non-CPU tensors.
     """
     del max_points
     return _nearest(points, points_first_idx, tris, tris_first_idx, min_triangle_area, True, engine)
@@ -538,6 +583,27 @@ def face_point_distance(
     """Squared distance from every packed triangle `(T, 3, 3)` to the closest point of its batch element.
 
     Same arguments as `point_face_distance`. Returns dists `(T,)` and idx `(T,)` int64 packed point index.
+
+    Args:
+        points: `(P, 3)` float packed points.
+        points_first_idx: `(B,)` int64 first point of each batch element.
+        tris: `(T, 3, 3)` float packed triangles (same dtype/device as points).
+        tris_first_idx: `(B,)` int64 first triangle of each batch element.
+        max_tris: accepted for pytorch3d compatibility (unused).
+        min_triangle_area: area threshold in squared input units (default 5e-3); triangles with a smaller
+            area are measured as their three edges (pytorch3d's formula); None: the exact point-triangle
+            distance (`point_triangle_sqdist_exact`).
+        engine: override for tests and benchmarks; ``"auto"`` picks by device and size.
+
+    Returns:
+        dists `(T,)` squared distances in squared input units, points' dtype (differentiable w.r.t. points
+        and tris), idx `(T,)` int64 packed index of the closest point (the last one on ties). A triangle
+        whose batch element has no point gets the dtype's largest value and index 0, as pytorch3d.
+
+    Raises:
+        ValueError: if points/tris are not float `(P, 3)` / `(T, 3, 3)` of one dtype and device, the
+            first-index tensors are not `(B,)` of one size or not non-decreasing within range, `engine` is
+            unknown, or ``"pruned"`` is asked for non-CPU tensors.
     """
     del max_tris
     return _nearest(points, points_first_idx, tris, tris_first_idx, min_triangle_area, False, engine)
@@ -555,6 +621,24 @@ def point_edge_distance(
     """Squared distance from every packed point to the closest segment `(S, 2, 3)` of its batch element.
 
     Returns dists `(P,)` and idx `(P,)` int64 packed segment index (pytorch3d `point_edge_distance`).
+
+    Args:
+        points: `(P, 3)` float packed points.
+        points_first_idx: `(B,)` int64 first point of each batch element.
+        segms: `(S, 2, 3)` float packed segments (end points; same dtype/device as points).
+        segms_first_idx: `(B,)` int64 first segment of each batch element.
+        max_points: accepted for pytorch3d compatibility (unused).
+        engine: override for tests and benchmarks; ``"auto"`` picks by device and size.
+
+    Returns:
+        dists `(P,)` squared distances in squared input units, points' dtype (differentiable w.r.t. points
+        and segms), idx `(P,)` int64 packed index of the closest segment (the last one on ties). A point
+        whose batch element has no segment gets the dtype's largest value and index 0, as pytorch3d.
+
+    Raises:
+        ValueError: if points/segms are not float `(P, 3)` / `(S, 2, 3)` of one dtype and device, the
+            first-index tensors are not `(B,)` of one size or not non-decreasing within range, `engine` is
+            unknown, or ``"pruned"`` is asked for non-CPU tensors.
     """
     del max_points
     return _nearest(points, points_first_idx, segms, segms_first_idx, 0.0, True, engine)
@@ -572,6 +656,24 @@ def edge_point_distance(
     """Squared distance from every packed segment `(S, 2, 3)` to the closest point of its batch element.
 
     Returns dists `(S,)` and idx `(S,)` int64 packed point index (pytorch3d `edge_point_distance`).
+
+    Args:
+        points: `(P, 3)` float packed points.
+        points_first_idx: `(B,)` int64 first point of each batch element.
+        segms: `(S, 2, 3)` float packed segments (end points; same dtype/device as points).
+        segms_first_idx: `(B,)` int64 first segment of each batch element.
+        max_segms: accepted for pytorch3d compatibility (unused).
+        engine: override for tests and benchmarks; ``"auto"`` picks by device and size.
+
+    Returns:
+        dists `(S,)` squared distances in squared input units, points' dtype (differentiable w.r.t. points
+        and segms), idx `(S,)` int64 packed index of the closest point (the last one on ties). A segment
+        whose batch element has no point gets the dtype's largest value and index 0, as pytorch3d.
+
+    Raises:
+        ValueError: if points/segms are not float `(P, 3)` / `(S, 2, 3)` of one dtype and device, the
+            first-index tensors are not `(B,)` of one size or not non-decreasing within range, `engine` is
+            unknown, or ``"pruned"`` is asked for non-CPU tensors.
     """
     del max_segms
     return _nearest(points, points_first_idx, segms, segms_first_idx, 0.0, False, engine)

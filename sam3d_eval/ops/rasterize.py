@@ -54,7 +54,17 @@ class Fragments(NamedTuple):
 
 def extended_face_index(meshes: Meshes, num_views: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """For each face of the batch extended to `B * num_views` images (pytorch3d `extend` order): its view,
-    its index in `meshes.faces_packed()` and its image, as three `(num_views * sum F_i,)` int64 tensors."""
+    its index in `meshes.faces_packed()` and its image, as three `(num_views * sum F_i,)` int64 tensors.
+
+    Args:
+        meshes: `Meshes` batch of B meshes.
+        num_views: V, the number of views (images) per mesh.
+
+    Returns:
+        `(view_of, face_of, image_of)`, each `(V * sum F_i,)` int64 on the meshes' device and indexed by a
+        face's id in `meshes.extend(V).faces_packed()` order: its view v, its index in
+        `meshes.faces_packed()`, and its image `b * V + v` (b its mesh).
+    """
     device = meshes.device
     num_faces = meshes.num_faces_per_mesh()
     face_first = meshes.mesh_to_faces_packed_first_idx()
@@ -110,13 +120,22 @@ def rasterize_meshes(
             (x, y in pixels, z view depth), one row per view; row v of mesh b's vertices may come from a
             camera of its own (e.g. `PerspectiveCameras.project`).
         image_size: `(H, W)` in pixels.
-        znear: faces with any vertex at depth below `znear` are dropped (no near-plane clipping).
+        znear: faces with any vertex at depth below `znear` (view units, default 1e-4) are dropped (no
+            near-plane clipping).
         cull_backfaces: drop faces whose vertices appear clockwise on screen (y down), i.e. whose
             `(v1 - v0) x (v2 - v0)` normal points away from the camera.
-        max_candidates: (triangle, pixel) candidates per chunk; bounds memory.
+        max_candidates: (triangle, pixel) candidates per chunk; bounds memory. None (default): 2^21 on CPU,
+            2^25 on CUDA.
 
     Returns:
-        `Fragments` for `N = B * V` images, image `n = b * V + v`. No gradient.
+        `Fragments` for `N = B * V` images, image `n = b * V + v`: `(N, H, W)` int64 pix_to_face and
+        pix_to_mesh_face, `(N, H, W)` zbuf and `(N, H, W, 3)` bary_coords in verts_screen's dtype, each -1
+        where no face covers the pixel. No gradient.
+
+    Raises:
+        ValueError: if `verts_screen` is not `(V, sum V_i, 3)` (or `(sum V_i, 3)`) floating point with the
+            meshes' vertex count, `image_size` is not positive, or there are 2^31 or more (face, view)
+            triangles.
     """
     if verts_screen.dim() == 2:
         verts_screen = verts_screen[None]

@@ -132,7 +132,14 @@ def sample_points_from_meshes(
         points `(B, num_samples, 3)`, and in this order when asked: normals `(B, num_samples, 3)`,
         textures `(B, num_samples, C)`. Meshes with no faces or zero total area get zeros (pytorch3d
         zero-fills meshes without faces and fails on zero-area ones). Points, normals and colours are
-        differentiable w.r.t. vertex positions (and texture values); the face choice is not.
+        differentiable w.r.t. vertex positions (and texture values); the face choice is not. Points and
+        normals are in the vertices' dtype, textures too (converted).
+
+    Raises:
+        ValueError: if `num_samples` < 0, both `seed` and `generator` are given, a per-mesh sequence does
+            not have B entries, no mesh has a face, a vertex is NaN/inf, textures are asked for but absent
+            or unsupported, `TexturesVertex` rows do not match the vertices, or `TexturesUV` maps differ in
+            channel count.
     """
     if num_samples < 0:
         raise ValueError(f"num_samples must be >= 0, got {num_samples}")

@@ -23,6 +23,17 @@ def sample_uv(texture_map: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
 
     `texture_map` float (values as stored) or uint8 (read as value / 255). Differentiable w.r.t. `uv`
     (inside a texel; the wrap carries no gradient) and a float `texture_map`.
+
+    Args:
+        texture_map: `(H, W, C)` float or uint8 texture image, row 0 at the top.
+        uv: `(..., 2)` float texture coordinates (u right, v up from the bottom-left corner), wrapped into
+            [0, 1) (repeat) before the lookup.
+
+    Returns:
+        `(..., C)` bilinearly interpolated colours in uv's dtype (uint8 maps scaled to [0, 1]).
+
+    Raises:
+        ValueError: if `texture_map` is not 3-D or `uv`'s last dimension is not 2.
     """
     if texture_map.dim() != 3:
         raise ValueError(f"texture_map must be (H, W, C), got {tuple(texture_map.shape)}")

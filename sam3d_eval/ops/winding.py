@@ -58,6 +58,20 @@ def winding_number(verts: torch.Tensor, faces: torch.Tensor, points: torch.Tenso
     w(p) = sum over faces of the signed solid angle / (4 pi): 1 inside a closed outward-oriented mesh, 0
     outside, fractional near holes. Direct O(P * F) sum in float64, evaluated `chunk_size` (point, face)
     pairs at a time so memory stays bounded. Returns `(P,)` float64.
+
+    Args:
+        verts: `(V, 3)` float vertices.
+        faces: `(F, 3)` integer vertex indices of each triangle.
+        points: `(P, 3)` float query points, same units as the vertices.
+        chunk_size: (point, face) pairs evaluated at once (default 2^22).
+
+    Returns:
+        `(P,)` float64 winding numbers (dimensionless), on the points' device; 0 everywhere for F = 0.
+        Undefined for points exactly on the surface.
+
+    Raises:
+        ValueError: if `verts` is not float `(V, 3)`, `faces` not integer `(F, 3)`, or an index is out of
+            range.
     """
     check_mesh_tensors(verts, faces, "mesh")
     tri = verts.to(torch.float64)[faces]  # (F, 3, 3)
@@ -211,6 +225,21 @@ def winding_number_grid(
     Exactly `winding_number` at the grid's cell centres (up to float64 rounding, off the surface), by signed
     ray crossings plus the boundary-curtain correction described in the module docstring. `(R, R, R)`
     float64 indexed [x, y, z].
+
+    Args:
+        verts: `(V, 3)` float vertices.
+        faces: `(F, 3)` integer vertex indices of each triangle.
+        bounds: `(2, 3)` grid box (min corner, max corner) in the vertices' units, positive extent on every
+            axis; cell `(i, j, k)` has its centre at `min + ((i, j, k) + 0.5) * (max - min) / resolution`.
+        resolution: R, cells per axis (default 64).
+        chunk_size: (cell, boundary edge) pairs evaluated at once by the curtain correction (default 2^22).
+
+    Returns:
+        `(R, R, R)` float64 winding numbers at the cell centres, indexed [x, y, z], on the vertices' device.
+
+    Raises:
+        ValueError: if the mesh tensors are malformed (non-float verts, non-integer faces, indices out of
+            range) or `bounds` has a non-positive extent.
     """
     check_mesh_tensors(verts, faces, "mesh")
     lo, h = _grid_box(bounds, resolution, verts.device)
@@ -321,6 +350,7 @@ class Occupancy:
 
     @property
     def volume_cells(self) -> int:
+        """Number of occupied cells, `int(inside.sum())`."""
         return int(self.inside.sum())
 
 
@@ -336,6 +366,24 @@ def occupancy(
 
     method: ``"winding"`` (|generalized winding number| > 1/2, any mesh) or ``"parity"`` (odd +x crossing
     count, watertight meshes). `chunk_size`: (point, triangle) pairs evaluated at once near holes.
+
+    Args:
+        verts: `(V, 3)` float vertices (welded internally: equal coordinates are merged).
+        faces: `(F, 3)` integer vertex indices of each triangle.
+        bounds: `(2, 3)` grid box (min corner, max corner) in the vertices' units, positive extent on every
+            axis.
+        resolution: R, cells per axis (default 64).
+        method: ``"winding"`` (default) or ``"parity"``.
+        chunk_size: (point, cap triangle) pairs evaluated at once near holes (default 2^22).
+
+    Returns:
+        `Occupancy` with `inside` `(R, R, R)` bool [x, y, z] on the vertices' device, the method, the
+        number of boundary (open) edges after welding (0: closed) and the number of cells near holes whose
+        winding number was summed directly.
+
+    Raises:
+        ValueError: if `method` is unknown, the mesh tensors are malformed (non-float verts, non-integer
+            faces, indices out of range), or `bounds` has a non-positive extent.
     """
     if method not in ("winding", "parity"):
         raise ValueError(f"method must be 'winding' or 'parity', got {method!r}")
@@ -384,5 +432,23 @@ def occupancy_grid(
     method: Method = "winding",
     chunk_size: int = 2**22,
 ) -> torch.Tensor:
-    """`(R, R, R)` bool occupancy [x, y, z] of the cell centres of box `bounds (2, 3)` (`occupancy(...).inside`)."""
+    """`(R, R, R)` bool occupancy [x, y, z] of the cell centres of box `bounds (2, 3)` (`occupancy(...).inside`).
+
+    Args:
+        verts: `(V, 3)` float vertices.
+        faces: `(F, 3)` integer vertex indices of each triangle.
+        bounds: `(2, 3)` grid box (min corner, max corner) in the vertices' units, positive extent on every
+            axis.
+        resolution: R, cells per axis (default 64).
+        method: ``"winding"`` (default; |generalized winding number| > 1/2, any mesh) or ``"parity"`` (odd
+            +x crossing count, watertight meshes).
+        chunk_size: (point, cap triangle) pairs evaluated at once near holes (default 2^22).
+
+    Returns:
+        `(R, R, R)` bool, True where the cell centre is inside, indexed [x, y, z], on the vertices' device.
+
+    Raises:
+        ValueError: if `method` is unknown, the mesh tensors are malformed, or `bounds` has a non-positive
+            extent.
+    """
     return occupancy(verts, faces, bounds, resolution, method, chunk_size).inside

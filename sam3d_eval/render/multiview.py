@@ -3,7 +3,7 @@
 Default views (`default_views`): 8 cameras at azimuths 0, 45, ..., 315 degrees with elevation alternating
 15 and 45 degrees (even views at 15), distance 2.8 and a 40 degree vertical field of view, looking at the
 origin with y up. The default protocol normalises the GT's bounding box to the unit cube centred at the
-origin (DESIGN.md section 5), whose bounding sphere (radius sqrt(3)/2) subtends at most 36 of the 40
+origin (the default protocol), whose bounding sphere (radius sqrt(3)/2) subtends at most 36 of the 40
 degrees from there, so a normalised object is never cut by the image border.
 """
 

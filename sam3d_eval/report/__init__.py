@@ -1,11 +1,11 @@
-"""Reports from stored results: tables, figures and one self-contained HTML file (DESIGN.md section 3).
+"""Reports from stored results: tables, figures and one self-contained HTML file (docs/compare-and-report.md).
 
 Imports stats, render, io, structures and transforms of the package only; the analysis records it renders
 come from the evaluation layer through the CLI (`sam3d-eval report`, `sam3d-eval compare --out`).
 """
 
-from .build import (comparison_document, judgement_sections, methods_section, preference_document, runs_document,
-                    thumbs_block)
+from .build import (comparison_document, decision_sentence, judgement_sections, methods_section, preference_document,
+                    runs_document, thumbs_block)
 from .figures import FigureImage, interval_figure, occlusion_figure, phase_gap_figure, stacked_bar_figure
 from .html import ReportDocument, render_html, write_html
 from .tables import METRIC_DEFINITIONS, definition, fmt, fmt_ci, fmt_p
@@ -15,6 +15,7 @@ __all__ = [
     "METRIC_DEFINITIONS",
     "ReportDocument",
     "comparison_document",
+    "decision_sentence",
     "definition",
     "fmt",
     "fmt_ci",

@@ -5,15 +5,18 @@ above it): a comparison payload (`evaluate.compare.Comparison.to_dict()`), per-r
 ``summary``, ``occlusion_accuracy`` and ``domain_gap`` records ``sam3d-eval evaluate`` writes to
 summary.json), phase-boundary gap rows (the training loop's gap.csv) and rendered thumbnails.
 
-Sections, in order: verdict first; the metric table with intervals; strata (domain, occlusion bin); the
-synthetic-vs-real gap (with its plot across curriculum phases or data-engine rounds when given); the
-occlusion-stratified accuracy plot; the per-category breakdown; preference; samples that failed; the worst
-samples as thumbnails; the methods (protocol and fingerprint, metric definitions, versions, seeds,
-substitutes).
+Sections, in order: verdict first, opening with the decision in one sentence (`decision_sentence`: B
+against A; for runs, against the first run when a comparison is given, else the last run); the metric table
+with intervals; strata (domain, occlusion bin); the synthetic-vs-real gap (with its plot across curriculum
+phases or data-engine rounds when given); the occlusion-stratified accuracy plot; the per-category breakdown;
+preference; samples that failed; the worst scored samples as thumbnails; the methods (protocol and
+fingerprint, metric definitions, versions, seeds, substitutes). Each section has its own builder
+(``_metrics_section``, ``_gap_section``, ... for a comparison; ``_runs_metrics_section``, ``_runs_gap_section``,
+... for runs); `comparison_document` and `runs_document` only assemble them.
 
 Human judgements (`judgement_sections`, alone in `preference_document` or appended to `runs_document`) come
-as the ``preference`` and ``rubric`` records of `stats.rubric.preference_summary(...).to_dict()` and
-`rubric_summary(...).to_dict()` (the JSON `sam3d-eval preference --out` writes).
+as the ``preference`` and ``rubric`` records of `stats.preference.preference_summary(...).to_dict()` and
+`stats.rubric.rubric_summary(...).to_dict()` (the JSON `sam3d-eval preference --out` writes).
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ import datetime as _dt
 import json
 from typing import Any, Mapping, Sequence
 
+from ..io.results import GAP_METRICS, direction
 from .figures import interval_figure, occlusion_figure, phase_gap_figure, stacked_bar_figure
 from .html import ReportDocument
 from .tables import cell, definition, fmt, fmt_ci, fmt_p, fmt_rate, gap_counts
 
-__all__ = ["comparison_document", "judgement_sections", "methods_section", "preference_document", "runs_document",
-           "thumbs_block"]
+__all__ = ["comparison_document", "decision_sentence", "judgement_sections", "methods_section", "preference_document",
+           "runs_document", "thumbs_block"]
 
 PROTOCOL_FIELDS = ("name", "version", "alignment", "normalization", "num_samples", "seed", "chamfer", "taus",
                    "metrics", "align_points", "icp_iterations", "overrides")
@@ -41,9 +45,39 @@ def _fig_block(fig) -> dict[str, Any]:
     return {"type": "figure", "uri": fig.uri, "alt": fig.alt, "caption": fig.caption}
 
 
+THUMBS_FRAME = ("Every geometry of a sample is in one frame: the ground truth's unit cube, widened to cover a "
+                "prediction that reaches outside it; two views each, point clouds drawn as points.")
+
+
+def _failure_reason(item: Mapping[str, Any]) -> str | None:
+    """The failure reason of a gallery item: its ``error``, else a caption ``failed: REASON (strata)``."""
+    if item.get("error"):
+        return str(item["error"])
+    cap = str(item.get("caption") or "")
+    if not cap.startswith("failed: "):
+        return None
+    reason = cap[len("failed: "):]
+    return reason.rsplit(" (", 1)[0] if reason.endswith(")") and " (" in reason else reason
+
+
 def thumbs_block(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """A thumbnails block: items with ``title``, ``caption`` and ``images`` ([{"label", "uri"}])."""
-    return {"type": "thumbs", "items": [dict(t) for t in items]}
+    """A thumbnails block: items with ``title``, ``caption`` and ``images`` ([{"label", "uri", "missing"}]).
+
+    The "Worst samples" gallery is meant for the worst *scored* samples: failed samples have their own table,
+    with the reason. An item of a failed sample (``error``: the reason, or a caption ``failed: REASON``) that
+    a caller still passes shows ``failed: REASON`` in place of each missing render but the ground truth's,
+    never a note that the prediction could not be read.
+    """
+    out = []
+    for t in items:
+        t = dict(t)
+        reason = _failure_reason(t)
+        if reason is not None:
+            t["images"] = [dict(im, missing=f"failed: {reason}")
+                           if not im.get("uri") and not str(im.get("label", "")).startswith("ground truth") else dict(im)
+                           for im in t.get("images") or []]
+        out.append(t)
+    return {"type": "thumbs", "items": out}
 
 
 def methods_section(*, protocol: Mapping[str, Any] | None, fingerprint: str | None, metrics: Sequence[str],
@@ -68,7 +102,7 @@ def methods_section(*, protocol: Mapping[str, Any] | None, fingerprint: str | No
     blocks.append({"type": "dl", "items": proto_items or [["protocol", "not recorded"]]})
     defs = [[m, definition(m)] for m in metrics if definition(m)]
     if defs:
-        blocks.append({"type": "table", "caption": "Metric definitions (DESIGN.md section 5)", "header": ["metric", "definition"],
+        blocks.append({"type": "table", "caption": "Metric definitions (docs/definitions.md)", "header": ["metric", "definition"],
                        "rows": defs})
     if statistics:
         blocks.append({"type": "list", "items": list(statistics)})
@@ -94,7 +128,7 @@ def methods_section(*, protocol: Mapping[str, Any] | None, fingerprint: str | No
 
 
 # ----------------------------------------------------------------------------------------------------------
-# comparison
+# comparison: one builder per section, `comparison_document` assembles them
 
 
 def _better_cls(r: Mapping[str, Any]) -> str:
@@ -109,6 +143,11 @@ def _pct(v: Any, lo: Any = None, hi: Any = None) -> str:
     if lo is None or hi is None or lo != lo or hi != hi:
         return f"{100 * v:+.1f}%"
     return f"{100 * v:+.1f}% [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def _delta_header(a: str, b: str) -> list[str]:
+    return ["metric", "better", "n (units)", f"{a} mean [95% CI]", f"{b} mean [95% CI]", f"delta {b} - {a} [95% CI]",
+            "relative", "test p", "Holm p"]
 
 
 def _delta_rows(rows, with_level: bool) -> list[list]:
@@ -169,30 +208,113 @@ def _failure_points(f: Mapping[str, Any], a: str, b: str) -> list[str]:
     return [text + ("" if text.endswith(".") else ".")]
 
 
-def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapping[str, Any]] = (),
-                        sides: Sequence[Mapping[str, Any]] = (), metadata: Mapping[str, Any] | None = None,
-                        title: str | None = None) -> ReportDocument:
-    """The report of a paired comparison (`evaluate.compare.Comparison.to_dict()` as `payload`)."""
-    a, b = payload["labels"]
-    table = payload["table"]
-    settings = payload["settings"]
-    alpha = settings["alpha"]
-    samples = payload["samples"]
-    pref = payload.get("preference") or {}
-    level = "regression" if payload["regressed"] else (
+def _verdict_level(payload: Mapping[str, Any]) -> str:
+    return "regression" if payload["regressed"] else (
         "improvement" if payload["verdict"].startswith("IMPROVEMENT") else "neutral")
-    runs = settings.get("runs") or [1, 1]
+
+
+def _runs_per_side(payload: Mapping[str, Any]) -> list[int]:
+    return payload["settings"].get("runs") or [1, 1]
+
+
+def _shown_metrics(payload: Mapping[str, Any]) -> list[str]:
+    """The metrics of the strata tables: the regression list (else every compared metric)."""
+    settings = payload["settings"]
+    return settings.get("regression_metrics") or settings["metrics"]
+
+
+def _listing(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _rate(v: Any) -> str:
+    return "-" if v is None or v != v else f"{100 * v:.1f}%"
+
+
+def _failure_clause(payload: Mapping[str, Any]) -> str:
+    """How B's failure rate compares with A's, in words ('' when the payload has no failure comparison)."""
+    a, b = payload["labels"]
+    f = payload.get("failures") or {}
+    if not f:
+        return ""
+    ra, rb = f.get("rate_a"), f.get("rate_b")
+    if f.get("significant") and f.get("worse") == "B":
+        regressed = any(r["metric"] == "failure rate" for r in payload.get("regressions") or [])
+        return f"{b} fails more often ({_rate(rb)} against {_rate(ra)}{', a regression' if regressed else ''})"
+    if f.get("significant") and f.get("worse") == "A":
+        return f"{b} fails less often ({_rate(rb)} against {_rate(ra)})"
+    if ra == rb:
+        return f"failures are the same ({_rate(ra)} of the {'pairs' if f.get('unit') == 'cluster' else 'samples'})"
+    if f.get("pvalue") is None:
+        return f"failures were not tested ({a} {_rate(ra)}, {b} {_rate(rb)})"
+    return f"failures do not differ significantly ({a} {_rate(ra)}, {b} {_rate(rb)})"
+
+
+def decision_sentence(payload: Mapping[str, Any]) -> str:
+    """The decision of a comparison (`Comparison.to_dict()`) in one sentence of words: where B is
+    significantly better or worse than A on the "all" stratum (Holm-adjusted), which of the worse metrics
+    count as regressions, and how the failure rates compare. For example:
+
+        stage 2 is better than stage 1 on normal_consistency and no worse elsewhere; failures are the same
+        (0.0% of the samples).
+    """
+    a, b = payload["labels"]
+    overall = [r for r in payload["table"] if r["stratum"] == "all"]
+    regressed = [r["metric"] for r in payload.get("regressions") or [] if r["metric"] != "failure rate"]
+    better = [r["metric"] for r in overall if r.get("significant") and r.get("better") == "B"]
+    worse = [r["metric"] for r in overall if r.get("significant") and r.get("better") == "A"]
+    untested = [r["metric"] for r in overall if r.get("p_holm") is None or r["p_holm"] != r["p_holm"]]
+    rest = len(overall) - len(better) - len(worse) - len(untested)
+    if worse:
+        regs = [m for m in worse if m in regressed]
+        worse_on = _listing(worse) + (" (a regression)" if regs == worse else f" (a regression on {_listing(regs)})"
+                                      if regs else " (not counted as a regression)")
+    if better and worse:
+        text = f"{b} is better than {a} on {_listing(better)} but worse on {worse_on}"
+    elif better:
+        text = f"{b} is better than {a} on {_listing(better)}" + (" and no worse elsewhere" if rest else "")
+    elif worse:
+        text = f"{b} is worse than {a} on {worse_on}" + (" and no better elsewhere" if rest else "")
+    elif rest:
+        text = f"{b} and {a} do not differ significantly on any metric"
+    else:
+        text = f"no metric could be tested between {b} and {a}"
+    if untested and (better or worse or rest):
+        text += f"; not testable: {_listing(untested)}"
+    fail = _failure_clause(payload)
+    return text + (f"; {fail}" if fail else "") + "."
+
+
+def _change_line(r: Mapping[str, Any], what: str) -> str:
+    return (f"{what} on {r['metric']}: {fmt(r['mean_a'])} -> {fmt(r['mean_b'])} (delta "
+            f"{fmt_ci(r['delta'], r['delta_low'], r['delta_high'])}, {100 * (r['rel_delta'] or 0):+.1f}%; verdict on the "
+            f"{r.get('figure')} figure, Holm p {fmt_p(r['p_holm'])}).")
+
+
+def _change_points(payload: Mapping[str, Any]) -> list[str]:
+    """One line per metric that regressed, then one per metric significantly better for B (the failure rate
+    has its own line, `_failure_points`)."""
+    out = [_change_line(r, "Regression") for r in payload["regressions"] if r["metric"] != "failure rate"]
+    return out + [_change_line(r, "Improvement") for r in payload["table"]
+                  if r["stratum"] == "all" and r.get("significant") and r.get("better") == "B"]
+
+
+def _verdict_section(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The verdict box of a comparison: the decision in one sentence (`decision_sentence`), then the
+    verdict as the comparison states it, what it rests on, what changed and what was left out."""
+    a, b = payload["labels"]
+    settings, samples = payload["settings"], payload["samples"]
+    pref = payload.get("preference") or {}
+    runs = _runs_per_side(payload)
     several = max(runs) > 1
     points = [f"{samples['both_ok']} samples scored by both sides under protocol "
               f"{payload['protocol'].get('name')} v{payload['protocol'].get('version')} (fingerprint {payload['fingerprint']})"
               + (f"; {runs[0]} runs of {a} and {runs[1]} of {b} (training seeds), intervals over runs and samples."
                  if several else ".")]
     points += _failure_points(payload.get("failures") or {}, a, b)
-    for r in payload["regressions"]:
-        if r["metric"] == "failure rate":
-            continue
-        points.append(f"{r['metric']}: {fmt(r['mean_a'])} -> {fmt(r['mean_b'])} (delta {fmt_ci(r['delta'], r['delta_low'], r['delta_high'])}, "
-                      f"{100 * (r['rel_delta'] or 0):+.1f}%; verdict on the {r.get('figure')} figure, Holm p {fmt_p(r['p_holm'])}).")
+    points += _change_points(payload)
     if pref.get("samples"):
         points.append(f"Per-sample preference on {pref['metric']}: {b} better on {pref['wins']}, {a} on {pref['losses']}, "
                       f"ties {pref['ties']}; win rate of {b} {fmt_rate(pref['rate'], pref['low'], pref['high'])}.")
@@ -213,35 +335,37 @@ def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapp
     if outliers:
         points.append(f"{len(outliers)} value(s) above {settings.get('outlier_factor', 10):g}x their side's median "
                       f"(kept in every figure; listed under Samples).")
-    verdict = {"level": level, "headline": payload["verdict"], "points": points}
+    return {"level": _verdict_level(payload), "headline": decision_sentence(payload), "points": [payload["verdict"]] + points}
 
-    sections: list[dict[str, Any]] = []
-    header = ["metric", "better", "n (units)", f"{a} mean [95% CI]", f"{b} mean [95% CI]", f"delta {b} - {a} [95% CI]",
-              "relative", "test p", "Holm p"]
-    overall = [r for r in table if r["stratum"] == "all"]
+
+def _overall_table(payload: Mapping[str, Any], caption: str = "All samples both sides scored",
+                   robust_next: bool = True) -> dict[str, Any]:
+    """The table of the "all" stratum: both sides' means, the paired delta and its tests. robust_next: the
+    robust-figures table follows (it names each metric's verdict figure); otherwise the note names them."""
+    a, b = payload["labels"]
+    settings = payload["settings"]
+    figures = "; ".join(f"{k} for {', '.join(v)}" for k, v in (settings.get("verdict_figures") or {}).items())
+    where = "(next table)" if robust_next or not figures else f"({figures})"
+    several = max(_runs_per_side(payload)) > 1
     unit_note = (f"twin pairs ({settings.get('cluster')}) are resampled as one unit" if settings.get("cluster")
                  else "samples are the resampled units")
-    blocks: list[dict[str, Any]] = [{
-        "type": "table", "caption": "All samples both sides scored", "header": header,
-        "rows": _delta_rows(overall, False),
+    return {
+        "type": "table", "caption": caption, "header": _delta_header(a, b),
+        "rows": _delta_rows([r for r in payload["table"] if r["stratum"] == "all"], False),
         "note": ((f"Two-level bootstrap intervals ({settings['n_resamples']} resamples, seed {settings['seed']}): runs "
                   "resampled within each side, units shared by both sides; " if several else
                   f"Bootstrap intervals ({settings['n_resamples']} resamples, seed {settings['seed']}); the delta's "
                   "interval resamples both sides together (studentized below 50 units); ")
-                 + f"{unit_note}. test p: the test of the figure the verdict rests on (next table); Holm-adjusted across "
-                 f"the metrics of this table. Red: significantly worse for {b}; green: significantly better (alpha {alpha:g})."),
-    }, {
-        "type": "table", "caption": "Robust figures: what the verdict rests on, medians, geometric means, probability of improvement",
-        "header": ["metric", "verdict on", f"median {b} - {a} [95% CI]", f"geo-mean ratio {b}/{a} [95% CI]",
-                   f"P({b} better) [95% CI]"] + ([f"{a} runs min - max", f"{b} runs min - max"] if several else []),
-        "rows": _robust_rows(overall, several),
-        "note": ("wilcoxon: paired signed-rank test (on per-unit mean differences); mean / median / geomean: the two-level "
-                 "bootstrap of that figure, p from its percentile interval. The geometric-mean ratio is exp(mean of log B - "
-                 "log A) - 1 (distances only); P(B better) is the share of run pairs in which B is better, per sample, "
-                 "averaged over samples (ties half)."),
-    }]
+                 + f"{unit_note}. test p: the test of the figure the verdict rests on {where}; Holm-adjusted across "
+                 f"the metrics of this table. Red: significantly worse for {b}; green: significantly better (alpha {settings['alpha']:g})."),
+    }
+
+
+def _relative_change_figure(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The forest plot of B's relative change per metric (positive = worse), or None without means."""
+    a, b = payload["labels"]
     rel = []
-    for r in overall:
+    for r in (r for r in payload["table"] if r["stratum"] == "all"):
         ma = r.get("mean_a")
         if r.get("rel_delta") is None or not ma:
             continue
@@ -252,54 +376,99 @@ def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapp
         rel.append({"metric": r["metric"], "value": 100 * worse_sign * r["rel_delta"],
                     "low": ends[0] if len(ends) == 2 else None, "high": ends[1] if len(ends) == 2 else None,
                     "better": r["better"]})
-    if rel:
-        blocks.append(_fig_block(interval_figure(
-            rel, value="value", low="low", high="high", label="metric", colour_by="better",
-            title=f"Change of {b} relative to {a} (positive = worse)", xlabel="% of A's mean (sign: worse is positive)")))
-    sections.append({"id": "metrics", "title": "Metrics", "blocks": blocks,
-                     "intro": [f"Paired comparison of {b} against {a} on the same samples."]})
+    if not rel:
+        return None
+    return _fig_block(interval_figure(
+        rel, value="value", low="low", high="high", label="metric", colour_by="better",
+        title=f"Change of {b} relative to {a} (positive = worse)", xlabel="% of A's mean (sign: worse is positive)"))
 
-    shown = settings.get("regression_metrics") or settings["metrics"]
+
+def _metrics_section(payload: Mapping[str, Any]) -> dict[str, Any]:
+    a, b = payload["labels"]
+    several = max(_runs_per_side(payload)) > 1
+    overall = [r for r in payload["table"] if r["stratum"] == "all"]
+    blocks: list[dict[str, Any]] = [_overall_table(payload), {
+        "type": "table", "caption": "Robust figures: what the verdict rests on, medians, geometric means, probability of improvement",
+        "header": ["metric", "verdict on", f"median {b} - {a} [95% CI]", f"geo-mean ratio {b}/{a} [95% CI]",
+                   f"P({b} better) [95% CI]"] + ([f"{a} runs min - max", f"{b} runs min - max"] if several else []),
+        "rows": _robust_rows(overall, several),
+        "note": ("wilcoxon: paired signed-rank test (on per-unit mean differences); mean / median / geomean: the two-level "
+                 "bootstrap of that figure, p from its percentile interval. The geometric-mean ratio is exp(mean of log B - "
+                 "log A) - 1 (distances only); P(B better) is the share of run pairs in which B is better, per sample, "
+                 "averaged over samples (ties half)."),
+    }]
+    fig = _relative_change_figure(payload)
+    if fig:
+        blocks.append(fig)
+    return {"id": "metrics", "title": "Metrics", "blocks": blocks,
+            "intro": [f"Paired comparison of {b} against {a} on the same samples."]}
+
+
+def _strata_sections(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """"By domain" and "By occlusion bin", each when the comparison has that stratification."""
+    a, b = payload["labels"]
+    shown = _shown_metrics(payload)
+    sections = []
     for strat, heading in (("domain", "By domain"), ("occlusion_bin", "By occlusion bin")):
-        rows = [r for r in table if r["stratum"] == strat and r["metric"] in shown]
+        rows = [r for r in payload["table"] if r["stratum"] == strat and r["metric"] in shown]
         if rows:
             sections.append({"id": strat.replace("_", "-"), "title": heading, "blocks": [{
-                "type": "table", "header": [strat.replace("_", " ")] + header, "rows": _delta_rows(rows, True),
+                "type": "table", "header": [strat.replace("_", " ")] + _delta_header(a, b), "rows": _delta_rows(rows, True),
                 "note": "Holm-adjusted across every level x metric of this stratification (all compared metrics)."}]})
+    return sections
 
+
+def _gap_section(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The synthetic-vs-real gap of both sides, or the comparison's note on why there is none."""
+    a, b = payload["labels"]
+    settings = payload["settings"]
     gap_a, gap_b = (payload.get("gap") or {}).get("A") or [], (payload.get("gap") or {}).get("B") or []
-    if gap_a or gap_b:
-        by_b = {r["metric"]: r for r in gap_b}
-        rows = []
-        for r in gap_a:
-            rb = by_b.get(r["metric"], {})
-            rows.append([r["metric"], r["figure"], cell(fmt_ci(r["estimate"], r["low"], r["high"]), "num"),
-                         cell(fmt_ci(rb.get("estimate"), rb.get("low"), rb.get("high")), "num"),
-                         cell(gap_counts(r), "num"), r.get("note") or ""])
-        paired = any(r.get("design") == "paired" for r in gap_a + gap_b)
-        sections.append({"id": "gap", "title": "Synthetic-vs-real gap", "blocks": [{
-            "type": "table", "header": ["metric", "figure", f"{a} [95% CI]", f"{b} [95% CI]", "n syn/real", "note"],
-            "rows": rows, "note": "gap_ratio = m(real)/m(synthetic) (lower-is-better metrics); relative_drop = "
-                                  "1 - m(real)/m(synthetic); " + (
-                                      "over the synthetic/real twin pairs, bootstrap intervals resampling whole pairs."
-                                      if paired else "two-sample bootstrap intervals, each domain resampled on its own.")}]})
+    if not (gap_a or gap_b):
+        if settings.get("gap_note"):
+            return {"id": "gap", "title": "Synthetic-vs-real gap", "blocks": [{"type": "text", "text": settings["gap_note"]}]}
+        return None
+    by_b = {r["metric"]: r for r in gap_b}
+    rows = []
+    for r in gap_a:
+        rb = by_b.get(r["metric"], {})
+        rows.append([r["metric"], r["figure"], cell(fmt_ci(r["estimate"], r["low"], r["high"]), "num"),
+                     cell(fmt_ci(rb.get("estimate"), rb.get("low"), rb.get("high")), "num"),
+                     cell(gap_counts(r), "num"), r.get("note") or ""])
+    paired = any(r.get("design") == "paired" for r in gap_a + gap_b)
+    return {"id": "gap", "title": "Synthetic-vs-real gap", "blocks": [{
+        "type": "table", "header": ["metric", "figure", f"{a} [95% CI]", f"{b} [95% CI]", "n syn/real", "note"],
+        "rows": rows, "note": "gap_ratio = m(real)/m(synthetic) (lower-is-better metrics); relative_drop = "
+                              "1 - m(real)/m(synthetic); " + (
+                                  "over the synthetic/real twin pairs, bootstrap intervals resampling whole pairs."
+                                  if paired else "two-sample bootstrap intervals, each domain resampled on its own.")}]}
 
-    if not (gap_a or gap_b) and settings.get("gap_note"):
-        sections.append({"id": "gap", "title": "Synthetic-vs-real gap",
-                         "blocks": [{"type": "text", "text": settings["gap_note"]}]})
 
+def _occlusion_section(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    a, b = payload["labels"]
     acc = payload.get("occlusion_accuracy") or {}
     series = {lab: [r for r in (acc.get(k) or []) if r["domain"] == "all"] for k, lab in (("A", a), ("B", b))}
     series = {k: v for k, v in series.items() if v}
-    if series:
-        sections.append({"id": "occlusion", "title": "Occlusion-stratified accuracy", "blocks": [
-            _fig_block(occlusion_figure(series, title=f"Accuracy by occlusion bin (F-score@0.05 >= {settings.get('accuracy_threshold', 0.5)})"))]})
+    if not series:
+        return None
+    threshold = payload["settings"].get("accuracy_threshold", 0.5)
+    return {"id": "occlusion", "title": "Occlusion-stratified accuracy", "blocks": [
+        _fig_block(occlusion_figure(series, title=f"Accuracy by occlusion bin (F-score@0.05 >= {threshold})"))]}
 
-    cats = [r for r in table if r["stratum"] == "category" and r["metric"] in shown]
-    if cats:
-        sections.append({"id": "category", "title": "Per-category breakdown", "blocks": [{
-            "type": "table", "header": ["category"] + header, "rows": _delta_rows(cats, True)}]})
 
+def _category_section(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    a, b = payload["labels"]
+    shown = _shown_metrics(payload)
+    cats = [r for r in payload["table"] if r["stratum"] == "category" and r["metric"] in shown]
+    if not cats:
+        return None
+    return {"id": "category", "title": "Per-category breakdown", "blocks": [{
+        "type": "table", "header": ["category"] + _delta_header(a, b), "rows": _delta_rows(cats, True)}]}
+
+
+def _preference_section(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The proxy preference on one metric and, when given, the human votes between A and B."""
+    a, b = payload["labels"]
+    pref = payload.get("preference") or {}
     pblocks: list[dict[str, Any]] = []
     if pref.get("samples"):
         pblocks.append({"type": "dl", "items": [
@@ -315,11 +484,18 @@ def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapp
             [f"{b} preferred", str(votes["wins"])], [f"{a} preferred", str(votes["losses"])], ["ties", str(votes["ties"])],
             [f"win rate of {b}", f"{fmt_rate(votes['rate'], votes['low'], votes['high'])}, exact binomial p {fmt_p(votes['pvalue'])}"],
         ]})
-    if pblocks:
-        sections.append({"id": "preference", "title": "Preference", "blocks": pblocks, "intro": [
-            "The proxy preference counts, per sample, which side is better on one metric (ties kept); Wilson interval. "
-            "Human votes, when given, are counted the same way."]})
+    if not pblocks:
+        return None
+    return {"id": "preference", "title": "Preference", "blocks": pblocks, "intro": [
+        "The proxy preference counts, per sample, which side is better on one metric (ties kept); Wilson interval. "
+        "Human votes, when given, are counted the same way."]}
 
+
+def _samples_section(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """"Samples left out": failed or one-sided samples with their errors, and the flagged outliers."""
+    a, b = payload["labels"]
+    settings, samples = payload["settings"], payload["samples"]
+    outliers = payload.get("outliers") or []
     sblocks = []
     lists = [(f"failed only in {a}", samples["failed_only_A"]), (f"failed only in {b}", samples["failed_only_B"]),
              ("failed in both", samples["failed_both"]), (f"scored only by {a}", samples["only_in_A"]),
@@ -340,20 +516,38 @@ def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapp
                         "rows": [[o["sample_id"], o["metric"], o["label"], cell(fmt(o["value"]), "num"),
                                   cell(fmt(o["median"]), "num"), cell(f"{o['ratio']:.0f}x", "num")] for o in outliers[:50]],
                         "note": "Flagged, not dropped: every figure includes them."})
-    sections.append({"id": "samples", "title": "Samples left out", "blocks": sblocks})
+    return {"id": "samples", "title": "Samples left out", "blocks": sblocks}
 
-    if thumbnails:
-        sections.append({"id": "worst", "title": "Worst samples", "blocks": [thumbs_block(thumbnails)], "intro": [
-            f"The samples where {b} lost most against {a} on {pref.get('metric', 'the preference metric')}; each mesh "
-            "in the ground truth's unit-cube frame, from two views."]})
 
+def _gallery_section(thumbnails: Sequence[Mapping[str, Any]], intro: str) -> dict[str, Any] | None:
+    """"Worst samples": the rendered thumbnails (`thumbs_block`) under one intro paragraph, None without any."""
+    if not thumbnails:
+        return None
+    return {"id": "worst", "title": "Worst samples", "blocks": [thumbs_block(thumbnails)], "intro": [intro]}
+
+
+def _methods_section(payload: Mapping[str, Any], sides: Sequence[Mapping[str, Any]],
+                     metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`methods_section` of a comparison: its protocol, the two sides, and the statistics of the verdict."""
+    settings = payload["settings"]
     side_items = [[s["label"], f"{s['kind']} {s['path']} (identity {s.get('identity')}; {s.get('rows_reused', 0)} stored rows "
                    f"reused, {s.get('rows_scored', 0)} scored now)"] for s in sides]
     subs = {}
     for s in sides:
         for k, v in ((s.get("checkpoint") or {}).get("substitutes") or {}).items():
             subs[f"{s['label']}: {k}"] = v
-    stats_text = [
+    return methods_section(protocol=payload["protocol"], fingerprint=payload["fingerprint"], metrics=settings["metrics"],
+                           metadata=metadata, seeds={"bootstrap": settings["seed"], "protocol": payload["protocol"].get("seed")},
+                           substitutes=subs, extra=side_items, statistics=_comparison_statistics(payload))
+
+
+def _comparison_statistics(payload: Mapping[str, Any]) -> list[str]:
+    """The Methods lines on how a comparison was tested: delta and intervals, verdict figures, failures, regression."""
+    a, b = payload["labels"]
+    settings = payload["settings"]
+    alpha = settings["alpha"]
+    several = max(_runs_per_side(payload)) > 1
+    return [
         f"Paired delta: mean of {b} - {a} over the samples both scored ok"
         + ("; two-level percentile bootstrap: each side's runs resampled with replacement, and the units resampled "
            "with replacement once for both sides" if several else
@@ -371,43 +565,54 @@ def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapp
         f"(Holm p < {alpha:g}) by more than {100 * settings.get('min_effect', 0):g}% (the verdict figure's relative "
         f"change), or a significant rise in failed samples (p < {alpha:g}).",
     ]
-    sections.append(methods_section(protocol=payload["protocol"], fingerprint=payload["fingerprint"],
-                                    metrics=settings["metrics"], metadata=metadata,
-                                    seeds={"bootstrap": settings["seed"], "protocol": payload["protocol"].get("seed")},
-                                    substitutes=subs, extra=side_items, statistics=stats_text))
+
+
+def _present(*sections: dict[str, Any] | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The sections in order, each given as a section, a list of sections, or None (left out)."""
+    out: list[dict[str, Any]] = []
+    for s in sections:
+        if isinstance(s, list):
+            out += s
+        elif s is not None:
+            out.append(s)
+    return out
+
+
+def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapping[str, Any]] = (),
+                        sides: Sequence[Mapping[str, Any]] = (), metadata: Mapping[str, Any] | None = None,
+                        title: str | None = None) -> ReportDocument:
+    """The report of a paired comparison (`evaluate.compare.Comparison.to_dict()` as `payload`)."""
+    a, b = payload["labels"]
+    pref = payload.get("preference") or {}
+    gallery = (f"The scored samples where {b} lost most against {a} on {pref.get('metric', 'the preference metric')} "
+               f"(samples that failed are listed under Samples left out). {THUMBS_FRAME}")
+    sections = _present(_metrics_section(payload), _strata_sections(payload), _gap_section(payload),
+                        _occlusion_section(payload), _category_section(payload), _preference_section(payload),
+                        _samples_section(payload), _gallery_section(thumbnails, gallery),
+                        _methods_section(payload, sides, metadata))
     return {"title": title or f"sam3d-eval compare: {b} vs {a}", "subtitle": f"A = {a}, B = {b}",
-            "generated": _now(), "verdict": verdict, "sections": sections}
+            "generated": _now(), "verdict": _verdict_section(payload), "sections": sections}
 
 
 # ----------------------------------------------------------------------------------------------------------
-# runs
+# runs: one builder per section, `runs_document` assembles them
 
 
-def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], phases: Sequence[Mapping[str, Any]] = (),
-                  phase_label: str = "curriculum phase", thumbnails: Sequence[Mapping[str, Any]] = (),
-                  substitutes: Mapping[str, Any] | None = None, title: str | None = None,
-                  notes: Sequence[str] = (), engine_rounds: Sequence[Mapping[str, Any]] = (),
-                  judgements: Sequence[Mapping[str, Any]] = (),
-                  gap_change: Sequence[Mapping[str, Any]] = ()) -> ReportDocument:
-    """The report of one or more stored runs.
+def _scored_clause(run: Mapping[str, Any]) -> str:
+    n, failed = run["counts"]["samples"], run["counts"]["failed"]
+    return f"{n - failed} of {n} samples scored" + (f", {failed} failed" if failed else "")
 
-    runs: records with ``label``, ``run_dir``, ``protocol`` (dict), ``fingerprint``, ``counts`` ({samples,
-    failed}), ``summary``, ``occlusion_accuracy`` and ``domain_gap`` (record lists as in summary.json),
-    ``metadata`` (run metadata). metrics: the headline metrics shown. phases: gap rows across curriculum phases
-    (or data-engine rounds): ``label``, ``metric``, ``figure``, ``estimate``, ``low``, ``high``.
-    engine_rounds: data-engine round rows (``round``, ``images``, ``accepted``, ``accept_rate``/``_low``/``_high``,
-    ``cost_per_accepted``, ``agreement_accept``, ``failure_<mode>`` shares), shown as a table when given.
-    judgements: sections from `judgement_sections` (human preference, rubric QC), placed after the breakdowns.
-    gap_change: rows of `evaluate.summary.gap_change` (a training run's gap_change.csv), shown under the gap.
-    """
-    if not runs:
-        raise ValueError("runs_document needs at least one run")
-    labels = [r["label"] for r in runs]
-    sections: list[dict[str, Any]] = []
-    # verdict: the last run is the one a reader cares about (the final checkpoint of a training run)
+
+def _runs_verdict(runs: Sequence[Mapping[str, Any]], metrics: Sequence[str], phases: Sequence[Mapping[str, Any]],
+                  phase_label: str, notes: Sequence[str], comparison: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The verdict box of a runs report. With `comparison` (the last run against the first) it opens with
+    that decision (`decision_sentence`) and lists what regressed and improved; without, it says which run is
+    last and that no comparison was computed. Then the last run, the one a reader cares about (the final
+    checkpoint of a training run): samples, headline metrics, its gap, the gap across phases, notes."""
     last = runs[-1]
     overall = {s["metric"]: s for s in last["summary"] if s["stratum"] == "all"}
-    pts = [f"{last['counts']['samples']} samples, {last['counts']['failed']} failed, under protocol "
+    who = f"{last['label']}: " if len(runs) > 1 else ""
+    pts = [f"{who}{last['counts']['samples']} samples, {last['counts']['failed']} failed, under protocol "
            f"{last['protocol'].get('name')} v{last['protocol'].get('version')} (fingerprint {last['fingerprint']})."]
     for m in metrics[:3]:
         if m in overall:
@@ -423,50 +628,80 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
             pts.append(f"{first_m} gap across {len(seq)} {phase_label}s: {fmt(seq[0]['estimate'], 3)} ({seq[0]['label']}) -> "
                        f"{fmt(seq[-1]['estimate'], 3)} ({seq[-1]['label']})")
     pts += list(notes)
-    headline = (f"{last['label']}: {last['counts']['samples'] - last['counts']['failed']} of {last['counts']['samples']} samples scored"
-                if len(runs) == 1 else f"{len(runs)} runs; latest {last['label']}")
-    verdict = {"level": "info", "headline": headline, "points": pts}
+    if comparison:
+        a, b = comparison["labels"]
+        head = [f"{b} against {a}: {comparison['verdict']}"] + _failure_points(comparison.get("failures") or {}, a, b)
+        return {"level": _verdict_level(comparison), "headline": decision_sentence(comparison),
+                "points": head + _change_points(comparison) + pts}
+    if len(runs) == 1:
+        first = next((m for m in metrics if m in overall), None)
+        value = (f"; mean {first} {fmt_ci(overall[first]['mean'], overall[first]['low'], overall[first]['high'])}"
+                 if first else "")
+        return {"level": "info", "headline": f"{last['label']}: {_scored_clause(last)}{value}.", "points": pts}
+    headline = (f"{len(runs)} runs; the last is {last['label']} ({_scored_clause(last)}); no comparison between the "
+                "runs was computed.")
+    pts.insert(0, "The runs are described one by one: without a paired comparison, whether their intervals overlap "
+                  "is not a test of a difference.")
+    return {"level": "info", "headline": headline, "points": pts}
 
-    header = ["metric", "better"] + [f"{lab} mean [95% CI]" for lab in labels]
+
+def _runs_metrics_section(runs: Sequence[Mapping[str, Any]], metrics: Sequence[str],
+                          comparison: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Each run's mean [95% CI] of the headline metrics, side by side; with `comparison`, then the "all" rows
+    of B against A (paired delta, tests)."""
+    header = ["metric", "better"] + [f"{r['label']} mean [95% CI]" for r in runs]
     by_run = [{s["metric"]: s for s in r["summary"] if s["stratum"] == "all"} for r in runs]
     rows = []
     for m in metrics:
         if not any(m in b for b in by_run):
             continue
-        dirn = "lower" if m.startswith(("chamfer", "emd", "lpips")) else "higher"
-        rows.append([m, cell(dirn, "muted")] + [cell(fmt_ci(b[m]["mean"], b[m]["low"], b[m]["high"]), "num") if m in b else "-"
-                                                for b in by_run])
-    sections.append({"id": "metrics", "title": "Metrics", "blocks": [{
+        rows.append([m, cell(direction(m), "muted")] + [cell(fmt_ci(b[m]["mean"], b[m]["low"], b[m]["high"]), "num") if m in b else "-"
+                                                         for b in by_run])
+    blocks: list[dict[str, Any]] = [{
         "type": "table", "header": header, "rows": rows,
-        "note": "Means over the samples scored ok, percentile bootstrap 95% intervals; failed samples are counted, not averaged."}]})
+        "note": "Means over the samples scored ok, percentile bootstrap 95% intervals; failed samples are counted, not averaged."}]
+    if not comparison:
+        return {"id": "metrics", "title": "Metrics", "blocks": blocks}
+    a, b = comparison["labels"]
+    blocks.append(_overall_table(comparison, caption=f"{b} against {a}", robust_next=False))
+    return {"id": "metrics", "title": "Metrics", "blocks": blocks, "intro": [
+        f"Each run on its own; then {b} against {a}, paired on the samples both scored (the verdict rests on it)."]}
 
-    shown = list(metrics[:4])
+
+def _pivot(runs: Sequence[Mapping[str, Any]], stratum: str, shown: Sequence[str]) -> list[list]:
+    """One row per (run when several, level of `stratum`): n, failed and the `shown` metrics' means."""
     multi = len(runs) > 1
+    out = []
+    for r in runs:
+        cells: dict[str, dict[str, Any]] = {}
+        for s in r["summary"]:
+            if s["stratum"] == stratum and s["metric"] in shown:
+                cells.setdefault(s["level"], {})[s["metric"]] = s
+        for level, by in cells.items():
+            first = next(iter(by.values()))
+            out.append(([r["label"]] if multi else []) + [level, cell(str(first["n"]), "num"), cell(str(first["n_failed"]), "num")]
+                       + [cell(fmt_ci(by[m]["mean"], by[m]["low"], by[m]["high"]), "num") if m in by else "-" for m in shown])
+    return out
 
-    def pivot(stratum: str) -> list[list]:
-        out = []
-        for r in runs:
-            cells: dict[str, dict[str, Any]] = {}
-            for s in r["summary"]:
-                if s["stratum"] == stratum and s["metric"] in shown:
-                    cells.setdefault(s["level"], {})[s["metric"]] = s
-            for level, by in cells.items():
-                first = next(iter(by.values()))
-                out.append(([r["label"]] if multi else []) + [level, cell(str(first["n"]), "num"), cell(str(first["n_failed"]), "num")]
-                           + [cell(fmt_ci(by[m]["mean"], by[m]["low"], by[m]["high"]), "num") if m in by else "-" for m in shown])
-        return out
 
-    strata_header = (["run"] if multi else [])
+def _runs_strata_section(runs: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> dict[str, Any] | None:
+    shown = list(metrics[:4])
+    strata_header = ["run"] if len(runs) > 1 else []
     sblocks = []
     for stratum, what in (("domain", "domain"), ("occlusion_bin", "occlusion bin")):
-        rows = pivot(stratum)
+        rows = _pivot(runs, stratum, shown)
         if rows:
             sblocks.append({"type": "table", "caption": f"By {what}", "header": strata_header + [what, "n", "failed"] + shown,
                             "rows": rows})
-    if sblocks:
-        sblocks[-1]["note"] = "Mean [95% bootstrap interval] over the samples scored ok in each stratum."
-        sections.append({"id": "strata", "title": "By domain and occlusion bin", "blocks": sblocks})
+    if not sblocks:
+        return None
+    sblocks[-1]["note"] = "Mean [95% bootstrap interval] over the samples scored ok in each stratum."
+    return {"id": "strata", "title": "By domain and occlusion bin", "blocks": sblocks}
 
+
+def _runs_gap_section(runs: Sequence[Mapping[str, Any]], metrics: Sequence[str], phases: Sequence[Mapping[str, Any]],
+                      phase_label: str, gap_change: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Each run's synthetic-vs-real gap, the gap across phases or rounds, and how it moved between stages."""
     gblocks: list[dict[str, Any]] = []
     for r in runs:
         if r.get("domain_gap"):
@@ -477,7 +712,7 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
                                       cell(gap_counts(g), "num"), g.get("note") or ""]
                                      for g in r["domain_gap"] if g["metric"] in metrics or g["metric"] == "accuracy"]})
     if phases:
-        gblocks.append(_fig_block(phase_gap_figure(phases, metrics=[m for m in metrics if m.startswith(("chamfer_l2", "fscore@0.05"))]
+        gblocks.append(_fig_block(phase_gap_figure(phases, metrics=[m for m in metrics if m.startswith(GAP_METRICS)]
                                                    or list(metrics[:2]), title=f"Synthetic-vs-real gap across {phase_label}s")))
         gblocks.append({"type": "table", "caption": f"Gap per {phase_label}", "header": [phase_label, "metric", "figure", "synthetic",
                                                                                          "real", "estimate [95% CI]"],
@@ -499,32 +734,41 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
                                 "figure - no gap|) / |stage-1 figure - no gap|; by the real split alone: the same with the synthetic "
                                 "mean held at stage 1's, so a worse synthetic split does not count as closing the gap. "
                                 "Intervals from one set of bootstrap resamples."})
-    paired = any(g.get("design") == "paired" for r in runs for g in (r.get("domain_gap") or [])) or any(
+    if not gblocks:
+        return {"id": "gap", "title": "Synthetic-vs-real gap", "blocks": [{"type": "text", "text":
+                "Not available: the runs do not hold samples of both domains."}]}
+    paired = _gap_is_paired(runs, phases)
+    return {"id": "gap", "title": "Synthetic-vs-real gap", "blocks": gblocks, "intro": [
+        "gap_ratio = m(real)/m(synthetic) for lower-is-better metrics (1 = no gap); relative_drop = 1 - m(real)/m(synthetic) "
+        "for higher-is-better ones (0 = no gap); " + (
+            "the benchmark pairs every real sample with a synthetic twin (same object and camera), so the figures are over "
+            "the pairs and the bootstrap intervals resample whole pairs." if paired else "two-sample bootstrap intervals.")]}
+
+
+def _gap_is_paired(runs: Sequence[Mapping[str, Any]], phases: Sequence[Mapping[str, Any]]) -> bool:
+    return any(g.get("design") == "paired" for r in runs for g in (r.get("domain_gap") or [])) or any(
         p.get("design") == "paired" for p in phases)
-    if gblocks:
-        sections.append({"id": "gap", "title": "Synthetic-vs-real gap", "blocks": gblocks, "intro": [
-            "gap_ratio = m(real)/m(synthetic) for lower-is-better metrics (1 = no gap); relative_drop = 1 - m(real)/m(synthetic) "
-            "for higher-is-better ones (0 = no gap); " + (
-                "the benchmark pairs every real sample with a synthetic twin (same object and camera), so the figures are over "
-                "the pairs and the bootstrap intervals resample whole pairs." if paired else "two-sample bootstrap intervals.")]})
-    else:
-        sections.append({"id": "gap", "title": "Synthetic-vs-real gap", "blocks": [{"type": "text", "text":
-                         "Not available: the runs do not hold samples of both domains."}]})
 
-    if engine_rounds:
-        modes = [k for k in engine_rounds[0] if k.startswith("failure_")]
-        erows = []
-        for e in engine_rounds:
-            erows.append([str(e.get("round")), cell(str(e.get("images", "-")), "num"), cell(str(e.get("accepted", "-")), "num"),
-                          cell(fmt_rate(e.get("accept_rate"), e.get("accept_low"), e.get("accept_high")), "num"),
-                          cell("-" if e.get("cost_per_accepted") is None else f"${e['cost_per_accepted']:.2f}", "num"),
-                          cell(fmt(e.get("agreement_accept"), 3), "num")]
-                         + [cell(fmt_rate(e.get(m)), "num") for m in modes])
-        sections.append({"id": "engine", "title": "Data-engine rounds", "blocks": [{
-            "type": "table", "header": ["round", "images", "accepted", "accept rate [95% Wilson]", "cost / accepted",
-                                        "accept agreement"] + [m[len("failure_"):] for m in modes], "rows": erows,
-            "note": "Failure columns: share of each failure mode among the rejected candidates' ratings."}]})
 
+def _engine_section(engine_rounds: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    if not engine_rounds:
+        return None
+    modes = [k for k in engine_rounds[0] if k.startswith("failure_")]
+    erows = []
+    for e in engine_rounds:
+        erows.append([str(e.get("round")), cell(str(e.get("images", "-")), "num"), cell(str(e.get("accepted", "-")), "num"),
+                      cell(fmt_rate(e.get("accept_rate"), e.get("accept_low"), e.get("accept_high")), "num"),
+                      cell("-" if e.get("cost_per_accepted") is None else f"${e['cost_per_accepted']:.2f}", "num"),
+                      cell(fmt(e.get("agreement_accept"), 3), "num")]
+                     + [cell(fmt_rate(e.get(m)), "num") for m in modes])
+    return {"id": "engine", "title": "Data-engine rounds", "blocks": [{
+        "type": "table", "header": ["round", "images", "accepted", "accept rate [95% Wilson]", "cost / accepted",
+                                    "accept agreement"] + [m[len("failure_"):] for m in modes], "rows": erows,
+        "note": "Failure columns: share of each failure mode among the rejected candidates' ratings."}]}
+
+
+def _runs_occlusion_section(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Accuracy per occlusion bin: per domain for one run, the "all" domain of each run for several."""
     series = {}
     for r in runs:
         acc = r.get("occlusion_accuracy") or []
@@ -534,34 +778,84 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
         else:
             series[r["label"]] = [a for a in acc if a["domain"] == "all"]
     series = {k: v for k, v in series.items() if v}
-    if series:
-        sections.append({"id": "occlusion", "title": "Occlusion-stratified accuracy", "blocks": [
-            _fig_block(occlusion_figure(series, title="Accuracy by occlusion bin (F-score@0.05 >= 0.5), Wilson 95% intervals"))]})
+    if not series:
+        return None
+    return {"id": "occlusion", "title": "Occlusion-stratified accuracy", "blocks": [
+        _fig_block(occlusion_figure(series, title="Accuracy by occlusion bin (F-score@0.05 >= 0.5), Wilson 95% intervals"))]}
 
-    crow = pivot("category")
-    if crow:
-        sections.append({"id": "category", "title": "Per-category breakdown", "blocks": [{
-            "type": "table", "header": strata_header + ["category", "n", "failed"] + shown, "rows": crow}]})
 
-    sections += [dict(j) for j in judgements]
+def _runs_category_section(runs: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> dict[str, Any] | None:
+    shown = list(metrics[:4])
+    crow = _pivot(runs, "category", shown)
+    if not crow:
+        return None
+    return {"id": "category", "title": "Per-category breakdown", "blocks": [{
+        "type": "table", "header": (["run"] if len(runs) > 1 else []) + ["category", "n", "failed"] + shown, "rows": crow}]}
 
+
+def _failed_section(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     frows = [[r["label"], f["sample_id"], f.get("error") or ""] for r in runs for f in r.get("failed", [])]
-    sections.append({"id": "samples", "title": "Failed samples", "blocks": [
+    return {"id": "samples", "title": "Failed samples", "blocks": [
         {"type": "table", "header": ["run", "sample", "error"], "rows": frows} if frows else
-        {"type": "text", "text": "No sample failed."}]})
-    if thumbnails:
-        sections.append({"id": "worst", "title": "Worst samples", "blocks": [thumbs_block(thumbnails)], "intro": [
-            f"The lowest-scoring samples of {last['label']} on {metrics[0] if metrics else 'the headline metric'}: "
-            "prediction beside ground truth in the ground truth's unit-cube frame, two views each."]})
+        {"type": "text", "text": "No sample failed."}]}
+
+
+def _runs_methods_section(runs: Sequence[Mapping[str, Any]], metrics: Sequence[str], phases: Sequence[Mapping[str, Any]],
+                          substitutes: Mapping[str, Any] | None,
+                          comparison: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    last = runs[-1]
     extra = [[r["label"], f"{r['run_dir']} (protocol fingerprint {r['fingerprint']})"] for r in runs]
-    sections.append(methods_section(protocol=last["protocol"], fingerprint=last["fingerprint"], metrics=metrics,
-                                    metadata=last.get("metadata"), seeds={"protocol": last["protocol"].get("seed"), "bootstrap": 0},
-                                    substitutes=substitutes, extra=extra, statistics=[
-                                        "Means with percentile bootstrap intervals (2000 resamples, seed 0); gap ratios with "
-                                        + ("bootstrap intervals over synthetic/real twin pairs" if paired else "two-sample bootstrap intervals")
-                                        + "; accuracy with Wilson intervals."]))
+    compared = []
+    if comparison:
+        a, b = comparison["labels"]
+        compared = _comparison_statistics(comparison)
+        compared[0] = f"{b} against {a}. " + compared[0]
+    return methods_section(protocol=last["protocol"], fingerprint=last["fingerprint"], metrics=metrics,
+                           metadata=last.get("metadata"), seeds={"protocol": last["protocol"].get("seed"), "bootstrap": 0},
+                           substitutes=substitutes, extra=extra, statistics=[
+                               "Means with percentile bootstrap intervals (2000 resamples, seed 0); gap ratios with "
+                               + ("bootstrap intervals over synthetic/real twin pairs" if _gap_is_paired(runs, phases)
+                                  else "two-sample bootstrap intervals")
+                               + "; accuracy with Wilson intervals."] + compared)
+
+
+def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], phases: Sequence[Mapping[str, Any]] = (),
+                  phase_label: str = "curriculum phase", thumbnails: Sequence[Mapping[str, Any]] = (),
+                  substitutes: Mapping[str, Any] | None = None, title: str | None = None,
+                  notes: Sequence[str] = (), engine_rounds: Sequence[Mapping[str, Any]] = (),
+                  judgements: Sequence[Mapping[str, Any]] = (),
+                  gap_change: Sequence[Mapping[str, Any]] = (),
+                  comparison: Mapping[str, Any] | None = None) -> ReportDocument:
+    """The report of one or more stored runs.
+
+    runs: records with ``label``, ``run_dir``, ``protocol`` (dict), ``fingerprint``, ``counts`` ({samples,
+    failed}), ``summary``, ``occlusion_accuracy`` and ``domain_gap`` (record lists as in summary.json),
+    ``metadata`` (run metadata). metrics: the headline metrics shown. phases: gap rows across curriculum phases
+    (or data-engine rounds): ``label``, ``metric``, ``figure``, ``estimate``, ``low``, ``high``.
+    engine_rounds: data-engine round rows (``round``, ``images``, ``accepted``, ``accept_rate``/``_low``/``_high``,
+    ``cost_per_accepted``, ``agreement_accept``, ``failure_<mode>`` shares), shown as a table when given.
+    judgements: sections from `judgement_sections` (human preference, rubric QC), placed after the breakdowns.
+    gap_change: rows of `evaluate.summary.gap_change` (a training run's gap_change.csv), shown under the gap.
+    comparison: `evaluate.compare.Comparison.to_dict()` of the last run (B) against the first (A), when one was
+    computed: the verdict then states B against A (`decision_sentence`, regressions and improvements) and the
+    Metrics section adds the "B against A" table; without it the verdict says that no comparison was made.
+    thumbnails: `thumbs_block` items of the last run's worst scored samples.
+    """
+    if not runs:
+        raise ValueError("runs_document needs at least one run")
+    labels = [r["label"] for r in runs]
+    last = runs[-1]
+    gallery = (f"The worst scored samples of {last['label']} on {metrics[0] if metrics else 'the headline metric'}, "
+               f"prediction beside ground truth (samples that failed are listed under Failed samples, with the "
+               f"reason). {THUMBS_FRAME}")
+    sections = _present(_runs_metrics_section(runs, metrics, comparison), _runs_strata_section(runs, metrics),
+                        _runs_gap_section(runs, metrics, phases, phase_label, gap_change), _engine_section(engine_rounds),
+                        _runs_occlusion_section(runs), _runs_category_section(runs, metrics),
+                        [dict(j) for j in judgements], _failed_section(runs), _gallery_section(thumbnails, gallery),
+                        _runs_methods_section(runs, metrics, phases, substitutes, comparison))
     return {"title": title or ("sam3d-eval report: " + ", ".join(labels)), "subtitle": f"{len(runs)} run(s)",
-            "generated": _now(), "verdict": verdict, "sections": sections}
+            "generated": _now(), "verdict": _runs_verdict(runs, metrics, phases, phase_label, notes, comparison),
+            "sections": sections}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -577,7 +871,7 @@ def _zero(v: Any) -> Any:
     return 0.0 if isinstance(v, float) and abs(v) < 1e-12 else v
 
 
-def _preference_section(pref: Mapping[str, Any]) -> dict[str, Any]:
+def _human_preference_section(pref: Mapping[str, Any]) -> dict[str, Any]:
     c, s = pref["counts"], pref["settings"]
     conf = s.get("confidence", 0.95)
     board = list(pref["leaderboard"])
@@ -697,7 +991,7 @@ def judgement_sections(preference: Mapping[str, Any] | None = None,
     (`preference_summary(...).to_dict()`, `rubric_summary(...).to_dict()`)."""
     out = []
     if preference:
-        out.append(_preference_section(preference))
+        out.append(_human_preference_section(preference))
     if rubric:
         out.append(_rubric_section(rubric))
     return out

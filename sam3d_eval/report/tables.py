@@ -7,7 +7,7 @@ from typing import Any
 
 __all__ = ["METRIC_DEFINITIONS", "cell", "definition", "fmt", "fmt_ci", "fmt_p", "fmt_rate", "gap_counts"]
 
-# DESIGN.md section 5, in words; keyed by column-name prefix (the longest matching prefix wins).
+# The definitions of docs/definitions.md, in words; keyed by column-name prefix (the longest matching prefix wins).
 METRIC_DEFINITIONS = {
     "chamfer_l2": "pytorch3d Chamfer-L2: per point the SQUARED Euclidean distance to the nearest point of the other "
                   "sample, mean over each sample, the two directions summed (lower is better).",
@@ -48,20 +48,23 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def fmt(v: Any, digits: int = 4) -> str:
-    """A number for a table: 4 significant decimals, scientific below 1e-2, '-' when missing."""
+def fmt(v: Any, digits: int = 4, *, missing: str = "-") -> str:
+    """A number for a table: `digits` decimals, scientific below 1e-2, ``inf`` / ``-inf`` as such, `missing`
+    for None and NaN. The one number format of every table the suite prints (HTML and terminal)."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isinf(v):
+        return "inf" if v > 0 else "-inf"
     if not _finite(v):
-        return "-"
+        return missing
     if v != 0 and abs(v) < 1e-2:
         return f"{v:.{max(digits - 1, 1)}e}"
     return f"{v:.{digits}f}"
 
 
-def fmt_ci(v: Any, lo: Any, hi: Any, digits: int = 4) -> str:
+def fmt_ci(v: Any, lo: Any, hi: Any, digits: int = 4, *, missing: str = "-") -> str:
     """``value [low, high]``, or the value alone without an interval."""
     if not (_finite(lo) and _finite(hi)):
-        return fmt(v, digits)
-    return f"{fmt(v, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
+        return fmt(v, digits, missing=missing)
+    return f"{fmt(v, digits, missing=missing)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
 
 
 def fmt_p(p: Any) -> str:

@@ -1,6 +1,6 @@
 """Statistics for evaluation results: intervals, bootstraps, paired tests, preference models, agreement,
 feature-space gap and study sizing. Pure functions on numpy arrays and pandas frames; imports numpy,
-scipy, statsmodels and pandas only (DESIGN.md section 3)."""
+scipy, statsmodels and pandas only (docs/architecture.md)."""
 
 from ._checks import StatsInputError
 from .bootstrap import (

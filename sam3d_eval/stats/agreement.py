@@ -73,6 +73,22 @@ def cohens_kappa(
     (values seen) weights by rank and a score that nobody gave shrinks the distances around it. Ratings
     outside `categories` and missing ratings (None, NaN) are errors. (Cohen 1960, 1968; computed by
     statsmodels `cohens_kappa` on the k x k table over `categories`.)
+
+    Args:
+        r1: `(n,)` ratings by the first rater (numbers or labels of one type), entry i for subject i; no missing
+            entries.
+        r2: `(n,)` ratings by the second rater of the same subjects in the same order.
+        weights: None (default, unweighted), "linear" or "quadratic" disagreement weights, as above.
+        categories: the ordered rating scale; None (default) uses the sorted distinct values in `r1` and `r2`.
+
+    Returns:
+        Kappa as a float: 1 for perfect agreement, 0 for chance-level agreement, negative below chance.
+
+    Raises:
+        StatsInputError: a rating array is not 1-D, is empty or holds None/NaN; `r1` and `r2` differ in length;
+            `weights` is not one of the three choices; `categories` is not flat, holds a missing value or a
+            duplicate; a rating lies outside `categories`; ratings mix types that cannot be sorted; there is only
+            one category, or every rating is the same value (kappa is 0 / 0).
     """
     a = _ratings(r1, "r1")
     b = _ratings(r2, "r2")
@@ -111,7 +127,20 @@ def cohens_kappa(
 
 def fleiss_kappa(counts: Any) -> float:
     """Fleiss' kappa from a subjects x categories table `(N, k)` int: how many of the n raters put subject i
-    in category j (every row sums to the same n >= 2). Fleiss (1971); statsmodels `fleiss_kappa`."""
+    in category j (every row sums to the same n >= 2). Fleiss (1971); statsmodels `fleiss_kappa`.
+
+    Args:
+        counts: `(N, k)` table of whole-number counts (any numeric dtype; read as float64), row = subject,
+            column = category, entry = number of raters who put that subject in that category. k >= 2.
+
+    Returns:
+        Fleiss' kappa as a float: 1 for perfect agreement, 0 for chance level, negative below chance.
+
+    Raises:
+        StatsInputError: `counts` is not 2-D with at least one row and two columns; holds a negative,
+            fractional or non-finite entry; its rows sum to different rater counts; fewer than 2 raters per
+            subject; or every rating falls in one category (kappa is 0 / 0).
+    """
     t = np.asarray(counts, dtype=np.float64)
     if t.ndim != 2 or t.shape[0] == 0 or t.shape[1] < 2:
         raise StatsInputError(f"counts must be a subjects x categories table with >= 2 categories, got shape {t.shape}")
@@ -158,8 +187,22 @@ def _delta2(values: np.ndarray, n_c: np.ndarray, level: str) -> np.ndarray:
 def krippendorff_alpha(reliability_data: Any, level: str = "nominal") -> float:
     """Krippendorff's alpha for a raters x units matrix `(R, U)` of numeric ratings, NaN = missing.
 
-    level: "nominal", "ordinal", "interval" or "ratio" (ratio needs ratings >= 0). Definition in the module
-    docstring (Krippendorff 2011); reproduces that paper's 4 x 12 example (0.743 / 0.815 / 0.849 / 0.797).
+    Definition in the module docstring (Krippendorff 2011); reproduces that paper's 4 x 12 example
+    (0.743 / 0.815 / 0.849 / 0.797 for nominal / ordinal / interval / ratio).
+
+    Args:
+        reliability_data: `(R, U)` numeric ratings (read as float64), row = rater, column = unit; NaN marks a
+            rating that rater did not give. Units with fewer than two ratings drop out (not pairable).
+        level: measurement level of the ratings, which sets the squared difference d_ck: "nominal" (default),
+            "ordinal", "interval" or "ratio" (ratio needs ratings >= 0).
+
+    Returns:
+        Alpha as a float: 1 for perfect reliability, 0 at chance level, negative for systematic disagreement.
+
+    Raises:
+        StatsInputError: `level` is unknown; the data are not numeric, not a non-empty 2-D matrix, hold +-inf or
+            are all NaN; a ratio-level rating is negative; no unit has two ratings; or every pairable rating has
+            the same value (alpha is undefined).
     """
     if level not in LEVELS:
         raise StatsInputError(f"level must be one of {LEVELS}, got {level!r}")

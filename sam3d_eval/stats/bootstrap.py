@@ -57,7 +57,22 @@ _CHUNK_ELEMENTS = 1 << 18
 class BootstrapResult:
     """A bootstrap interval. `estimate` is the statistic on the data; `low`/`high` the interval ends at
     `confidence`; `se` the standard deviation (ddof=1) of the replicates; `drift` how far the ends moved
-    between the intervals of the first and the second half of the `n_resamples` replicates."""
+    between the intervals of the first and the second half of the `n_resamples` replicates.
+
+    Attributes:
+        estimate: the statistic on the original data, in the statistic's units.
+        low: lower interval end, same units as `estimate`.
+        high: upper interval end, same units as `estimate`.
+        confidence: two-sided confidence level in (0, 1), e.g. 0.95.
+        method: the interval actually computed: "percentile", "bca" or "studentized".
+        n_resamples: number of bootstrap replicates B.
+        drift: largest absolute change of an interval end between the intervals from the first and the second
+            half of the replicates; NaN when B < 4 (halves too small), +inf when a studentized half-interval is
+            unbounded.
+        se: standard deviation (ddof=1) of the estimate replicates, in the statistic's units.
+        replicates: `(B,)` float64 estimate replicates (empty when not kept); left out of repr, equality and
+            `as_dict`.
+    """
 
     estimate: float
     low: float
@@ -70,7 +85,12 @@ class BootstrapResult:
     replicates: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.empty(0))
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready fields (without the replicates)."""
+        """JSON-ready fields (without the replicates).
+
+        Returns:
+            Dict with keys estimate, low, high, confidence, drift, se (Python floats, NaN/inf kept as such),
+            method (str) and n_resamples (int).
+        """
         return {
             "estimate": float(self.estimate),
             "low": float(self.low),
@@ -132,6 +152,21 @@ def bootstrap_interval(
 
     For method="bca" pass the jackknife `acceleration` (see module docstring). Used by every bootstrap of the
     package (Bradley-Terry intervals included), so all report interval, se and drift the same way.
+
+    Args:
+        replicates: `(B,)` statistic values on the bootstrap resamples (any shape; flattened, read as float64),
+            all finite, B >= 2.
+        estimate: the statistic on the original data.
+        confidence: two-sided confidence level in (0, 1). Default 0.95.
+        method: "percentile" (default) or "bca".
+        acceleration: BCa acceleration a; ignored by "percentile". Default 0.0 (bias correction only).
+
+    Returns:
+        A `BootstrapResult` holding the flattened replicates; its `drift` is NaN when B < 4.
+
+    Raises:
+        StatsInputError: `confidence` is outside (0, 1); `method` is unknown; fewer than 2 replicates; a
+            replicate is not finite; or (BCa) every replicate lies on one side of the estimate.
     """
     confidence = check_confidence(confidence)
     if method not in METHODS:
@@ -190,6 +225,21 @@ def studentized_interval(
 
     A t-replicate may be +-inf (a resample with se* = 0 whose estimate differs from `estimate`); an end that
     falls on such replicates is unbounded and raises `StatsInputError`. se = 0 gives the zero-width interval.
+
+    Args:
+        t_replicates: `(B,)` t-statistics of the resamples (flattened, read as float64), B >= 2; +-inf allowed,
+            NaN not.
+        estimate: the statistic on the original data; finite.
+        se: its standard error on the data; finite and >= 0.
+        confidence: two-sided confidence level in (0, 1). Default 0.95.
+
+    Returns:
+        `(low, high)` as Python floats, in the units of `estimate`.
+
+    Raises:
+        StatsInputError: `confidence` is outside (0, 1); fewer than 2 t-replicates; a t-replicate is NaN;
+            `estimate` is not finite; `se` is negative or not finite; or an interval end falls on infinite
+            t-replicates (unbounded interval).
     """
     confidence = check_confidence(confidence)
     t = np.asarray(t_replicates, dtype=np.float64).ravel()
@@ -368,6 +418,25 @@ def bootstrap_ci(
     `(chunk, n)` matrix of resamples and `axis=-1`; otherwise it is called once per resample. method is
     "percentile" or "bca" (module docstring). Matches `scipy.stats.bootstrap(..., method=...)` with the same
     Generator when all resamples fit in one chunk. At least 2 values (fewer give a zero-width interval).
+
+    Args:
+        values: `(n,)` finite sample (read as float64), n >= 2.
+        statistic: callable mapping the sample to a float (vectorised: `(chunk, n)` and `axis=-1` to
+            `(chunk,)`). Default `np.mean`.
+        confidence: two-sided confidence level in (0, 1). Default 0.95.
+        n_resamples: number of bootstrap replicates B, an integer >= 2. Default 2000.
+        method: "percentile" (default) or "bca".
+        seed: integer seed or a `np.random.Generator` (used as is, so its state advances). Default 0.
+        vectorized: True/False to force how `statistic` is called; None (default) decides from whether it takes
+            an `axis` parameter.
+
+    Returns:
+        A `BootstrapResult` with the `(B,)` replicates, in the units of `statistic`.
+
+    Raises:
+        StatsInputError: `values` is not 1-D, holds NaN/inf or has fewer than 2 entries; bad `confidence`,
+            `n_resamples`, `method` or `seed`; a vectorised statistic returns the wrong shape; a replicate is not
+            finite; or BCa is undefined (degenerate replicates).
     """
     x = as_sample(values, "values")
     check_units(x.size, "values")
@@ -391,6 +460,25 @@ def two_sample_bootstrap(
     Vectorised when `statistic` takes `axis` (then called with `(chunk, n)`, `(chunk, m)` and `axis=-1`).
     BCa uses the multi-sample jackknife acceleration (Efron & Tibshirani eq. 15.36), as scipy does. At
     least 2 values in each sample (a single value is redrawn unchanged and adds no sampling variation).
+
+    Args:
+        x: `(n,)` finite first sample (read as float64), n >= 2.
+        y: `(m,)` finite second sample, m >= 2; independent of `x` (lengths may differ).
+        statistic: callable `statistic(x, y) -> float` (vectorised: `statistic(xs, ys, axis=-1) -> (chunk,)`).
+        confidence: two-sided confidence level in (0, 1). Default 0.95.
+        n_resamples: number of bootstrap replicates B, an integer >= 2. Default 2000.
+        method: "percentile" (default) or "bca".
+        seed: integer seed or a `np.random.Generator` (used as is, so its state advances). Default 0.
+        vectorized: True/False to force how `statistic` is called; None (default) decides from whether it takes
+            an `axis` parameter.
+
+    Returns:
+        A `BootstrapResult` with the `(B,)` replicates, in the units of `statistic`.
+
+    Raises:
+        StatsInputError: a sample is not 1-D, holds NaN/inf or has fewer than 2 entries; bad `confidence`,
+            `n_resamples`, `method` or `seed`; a vectorised statistic returns the wrong shape; a replicate is not
+            finite; or BCa is undefined (degenerate replicates).
     """
     xs = as_sample(x, "x")
     ys = as_sample(y, "y")
@@ -508,6 +596,27 @@ def paired_bootstrap(
     share of resamples draw units of one value only) "auto" gives the percentile interval of the same
     replicates; `method` of the result records what was used. Without clusters, percentile and BCa match
     `scipy.stats.bootstrap(paired=True)` for the same Generator.
+
+    Args:
+        a: `(n,)` finite scores of the first side (read as float64), e.g. the baseline checkpoint.
+        b: `(n,)` finite scores of the second side, row i paired with `a[i]`.
+        statistic: callable applied to the `(n,)` differences b - a (vectorised when it takes `axis`).
+            Default `np.mean`; `clusters` and "studentized" need exactly `np.mean`.
+        clusters: None (default: every pair is its own unit) or `(n,)` cluster labels, no missing label.
+        confidence: two-sided confidence level in (0, 1). Default 0.95.
+        n_resamples: number of bootstrap replicates B, an integer >= 2. Default 2000.
+        method: "percentile", "bca", "studentized" or "auto" (default), as above.
+        seed: integer seed or a `np.random.Generator` (used as is, so its state advances). Default 0.
+
+    Returns:
+        A `BootstrapResult` of b - a (in the units of the scores) whose `method` is the interval computed
+        ("auto" resolved, "percentile" after a fallback).
+
+    Raises:
+        StatsInputError: `a` or `b` is not 1-D, holds NaN/inf or their lengths differ; `method` is unknown;
+            bad `confidence`, `n_resamples` or `seed`; fewer than 2 pairs or clusters; `clusters` has the wrong
+            shape or a missing label; `clusters` or "studentized" with a statistic other than `np.mean`; an
+            explicitly requested studentized interval is unbounded; or BCa is undefined.
     """
     av = as_sample(a, "a")
     bv = as_sample(b, "b")
@@ -554,7 +663,16 @@ def paired_bootstrap(
 
 def resample_counts(rng: np.random.Generator, n: int, n_resamples: int) -> np.ndarray:
     """How often each of `n` units is drawn in each of `n_resamples` resamples of size n: `(n_resamples, n)`
-    int64 (one multinomial(n, 1/n) row per resample)."""
+    int64 (one multinomial(n, 1/n) row per resample).
+
+    Args:
+        rng: the Generator to draw from (its state advances).
+        n: number of units (>= 1); each resample has size n.
+        n_resamples: number of resamples (rows).
+
+    Returns:
+        `(n_resamples, n)` int64 counts, row = resample, column = unit; every row sums to n.
+    """
     idx = rng.integers(0, n, (n_resamples, n))
     flat = idx + (np.arange(n_resamples) * n)[:, None]
     return np.bincount(flat.ravel(), minlength=n_resamples * n).reshape(n_resamples, n)
@@ -619,6 +737,25 @@ def clustered_bootstrap(
     bootstrap that public arenas use, which overstates certainty when votes share items). Every cluster
     column needs at least 2 clusters (rows, without one): a single cluster gives a zero-width interval.
     BCa needs at most one cluster column (jackknife over its clusters).
+
+    Args:
+        frame: non-empty DataFrame, one row per observation (e.g. one vote).
+        statistic: a column name (mean of that numeric column, which must hold no NaN/inf), a callable
+            `f(frame, weights)` -> `(chunk,)` float, or a callable `f(frame) -> float`, as above.
+        cluster: column name(s) to resample by (at most two), or None for rows. Default `("item_id",)`.
+        confidence: two-sided confidence level in (0, 1). Default 0.95.
+        n_resamples: number of bootstrap replicates B, an integer >= 2. Default 2000.
+        method: "percentile" (default) or "bca" (one cluster column at most).
+        seed: integer seed or a `np.random.Generator` (used as is, so its state advances). Default 0.
+
+    Returns:
+        A `BootstrapResult` with the `(B,)` replicates, in the units of the statistic.
+
+    Raises:
+        StatsInputError: `frame` is not a non-empty DataFrame; bad `confidence`, `n_resamples`, `method` or
+            `seed`; more than two cluster columns, or BCa with two; a cluster column is absent or has a missing
+            value; fewer than 2 clusters (or rows); `statistic` is neither a column of `frame` nor a callable,
+            or names a column with NaN/inf; a replicate is not finite; or BCa is undefined.
     """
     check_frame(frame, (), "frame")
     confidence, n_resamples = _check_setup(confidence, n_resamples, method)

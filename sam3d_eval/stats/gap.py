@@ -100,7 +100,17 @@ def _permutation_mmd2(k0: np.ndarray, n: int, assign: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class MMDResult:
     """`mmd2`: unbiased MMD^2 (can be slightly negative); `pvalue`: permutation p (NaN without
-    permutations); `bandwidth`: the Gaussian kernel's s (NaN for the polynomial kernel)."""
+    permutations); `bandwidth`: the Gaussian kernel's s (NaN for the polynomial kernel).
+
+    Attributes:
+        mmd2: unbiased MMD^2 estimate (squared kernel-feature units; can be slightly negative).
+        pvalue: permutation p-value in (0, 1]; NaN when `n_permutations` is 0.
+        n_permutations: number of label permutations evaluated (0 = no test).
+        kernel: "rbf" or "polynomial".
+        bandwidth: the Gaussian kernel's s in feature units; NaN for the polynomial kernel.
+        null: `(n_permutations,)` float64 MMD^2 under permuted labels (empty without permutations); left out of
+            repr and equality.
+    """
 
     mmd2: float
     pvalue: float
@@ -121,7 +131,27 @@ def mmd2_unbiased(
 ) -> MMDResult:
     """Unbiased MMD^2 between feature sets `x` `(n, d)` and `y` `(m, d)` (n, m >= 2) with a permutation
     p-value (module docstring). kernel "rbf" (bandwidth s, default the pooled median distance) or
-    "polynomial" (the KID kernel). n_permutations=0 skips the test. Memory: one (n+m)^2 kernel matrix."""
+    "polynomial" (the KID kernel). n_permutations=0 skips the test. Memory: one (n+m)^2 kernel matrix.
+
+    Args:
+        x: `(n, d)` numeric features of the first domain (e.g. synthetic), read as float64; a 1-D `(n,)` array
+            is one feature column. No NaN/inf.
+        y: `(m, d)` features of the second domain (e.g. real), same d.
+        kernel: "rbf" (default, Gaussian) or "polynomial" ((a . b / d + 1)^3).
+        bandwidth: Gaussian kernel s in feature units (> 0, finite); None (default) uses the median pairwise
+            distance of the pooled rows. Ignored by the polynomial kernel.
+        n_permutations: number of label permutations for the p-value, an integer >= 0; 0 skips the test.
+            Default 1000.
+        seed: integer seed or a `np.random.Generator` for the permutations. Default 0.
+
+    Returns:
+        An `MMDResult`; `pvalue` is NaN and `null` empty when `n_permutations` is 0.
+
+    Raises:
+        StatsInputError: `x` or `y` is not numeric, not 1-D/2-D, empty, has no columns, holds NaN/inf or has
+            fewer than 2 rows; their feature counts differ; `kernel` is unknown; `n_permutations` is not an
+            integer >= 0; `bandwidth` is not > 0; the median pairwise distance is 0; or `seed` is invalid.
+    """
     xs, ys = _pair(x, y, 2)
     if kernel not in KERNELS:
         raise StatsInputError(f"kernel must be one of {KERNELS}, got {kernel!r}")
@@ -164,7 +194,15 @@ def mmd2_unbiased(
 
 @dataclass(frozen=True)
 class KIDResult:
-    """Kernel Inception Distance: mean and std (ddof=0) of the unbiased polynomial-kernel MMD^2 over subsets."""
+    """Kernel Inception Distance: mean and std (ddof=0) of the unbiased polynomial-kernel MMD^2 over subsets.
+
+    Attributes:
+        mean: mean of the per-subset MMD^2 values (the KID).
+        std: their standard deviation (ddof=0).
+        n_subsets: number of subsets drawn.
+        subset_size: rows per subset actually used, min(requested subset_size, n, m).
+        values: `(n_subsets,)` float64 per-subset MMD^2; left out of repr and equality.
+    """
 
     mean: float
     std: float
@@ -183,7 +221,24 @@ def kid(
 ) -> KIDResult:
     """KID between `x` `(n, d)` and `y` `(m, d)` (Binkowski et al. 2018): unbiased MMD^2 with kernel
     (a . b / d + 1)^3 on `n_subsets` subsets of min(subset_size, n, m) rows drawn without replacement.
-    n_subsets: an integer >= 1; subset_size: an integer >= 2."""
+    n_subsets: an integer >= 1; subset_size: an integer >= 2.
+
+    Args:
+        x: `(n, d)` numeric features of the first domain (e.g. synthetic), read as float64; a 1-D `(n,)` array
+            is one feature column. No NaN/inf.
+        y: `(m, d)` features of the second domain (e.g. real), same d.
+        n_subsets: number of random subsets, an integer >= 1. Default 100.
+        subset_size: rows drawn from each set per subset, an integer >= 2, capped at n and m. Default 1000.
+        seed: integer seed or a `np.random.Generator` for the subsets. Default 0.
+
+    Returns:
+        A `KIDResult` with the per-subset values.
+
+    Raises:
+        StatsInputError: `x` or `y` is not numeric, not 1-D/2-D, empty, has no columns, holds NaN/inf or has
+            fewer than 2 rows; their feature counts differ; `n_subsets` or `subset_size` is not an integer of
+            at least 1 or 2; or `seed` is invalid.
+    """
     xs, ys = _pair(x, y, 2)
     for name, value, least in (("n_subsets", n_subsets, 1), ("subset_size", subset_size, 2)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
@@ -240,7 +295,16 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, max_iter: int = 100) 
 @dataclass(frozen=True)
 class PADResult:
     """Proxy A-distance `pad` = 2 (1 - 2 `error`) with `error` the mean held-out balanced error over folds;
-    `low`, `high`: t interval over the per-fold values `fold_values` at `confidence`."""
+    `low`, `high`: t interval over the per-fold values `fold_values` at `confidence`.
+
+    Attributes:
+        pad: proxy A-distance, at most 2 (0: indistinguishable, 2: separable, below 0: worse than chance).
+        low: lower end of the t interval (n_folds - 1 degrees of freedom) over the per-fold values.
+        high: upper end of that interval.
+        error: mean held-out balanced error over the folds, in [0, 1].
+        confidence: two-sided confidence level of `low`/`high`.
+        fold_values: `(n_folds,)` float64 per-fold proxy A-distances; left out of repr and equality.
+    """
 
     pad: float
     low: float
@@ -260,7 +324,25 @@ def proxy_a_distance(
     seed: int | np.random.Generator = 0,
 ) -> PADResult:
     """Proxy A-distance between `x` `(n, d)` and `y` `(m, d)` (Ben-David et al. 2007; module docstring):
-    a linear domain classifier is trained on k-1 folds and scored on the held-out fold, k = `n_folds`."""
+    a linear domain classifier is trained on k-1 folds and scored on the held-out fold, k = `n_folds`.
+
+    Args:
+        x: `(n, d)` numeric features of the first domain (e.g. synthetic), read as float64; a 1-D `(n,)` array
+            is one feature column. No NaN/inf.
+        y: `(m, d)` features of the second domain (e.g. real), same d.
+        n_folds: number of stratified folds k, an integer >= 2; each set needs at least k rows. Default 5.
+        l2: L2 penalty on the classifier weights (intercept unpenalised), >= 0. Default 1e-3.
+        confidence: two-sided level of the t interval over folds, in (0, 1). Default 0.95.
+        seed: integer seed or a `np.random.Generator` for the fold assignment. Default 0.
+
+    Returns:
+        A `PADResult`.
+
+    Raises:
+        StatsInputError: `confidence` is outside (0, 1); `n_folds` is not an integer >= 2; `x` or `y` is not
+            numeric, not 1-D/2-D, empty, has no columns, holds NaN/inf or has fewer than `n_folds` rows; their
+            feature counts differ; `l2` is negative; or `seed` is invalid.
+    """
     confidence = check_confidence(confidence)
     if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
         raise StatsInputError(f"n_folds must be an integer >= 2, got {n_folds!r}")

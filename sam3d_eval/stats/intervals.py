@@ -3,7 +3,7 @@
 - Wilson (1927) score interval, computed by `statsmodels.stats.proportion.proportion_confint(method="wilson")`.
 - Exact two-sided binomial test (Clopper-Pearson style: sum of outcome probabilities not above the observed
   one), computed by `scipy.stats.binomtest`.
-- Win rate of A over B (DESIGN.md section 5): wins / (wins + losses) with ties reported separately, and the
+- Win rate of A over B (docs/definitions.md): wins / (wins + losses) with ties reported separately, and the
   ties-as-half variant (wins + ties/2) / (wins + losses + ties).
 """
 
@@ -36,6 +36,19 @@ def wilson_interval(successes: Any, n: Any, confidence: float = 0.95) -> tuple[A
     successes may be fractional (ties counted as half). Computed by statsmodels `proportion_confint`
     (method="wilson"); Wilson, JASA 22 (1927). The lower end is exactly 0 at successes = 0 and the upper
     end exactly 1 at successes = n (the closed form's values).
+
+    Args:
+        successes: success count(s), finite and >= 0 (fractional allowed), scalar or array.
+        n: trial count(s), whole numbers > 0, broadcastable against `successes`.
+        confidence: two-sided confidence level in (0, 1). Default 0.95.
+
+    Returns:
+        `(lo, hi)` proportions in [0, 1]: Python floats when both inputs are scalars, else float64 arrays of the
+        broadcast shape.
+
+    Raises:
+        StatsInputError: `confidence` is outside (0, 1); a count is negative or not finite; `n` is not whole or
+            is 0; or `successes` exceeds `n`.
     """
     confidence = check_confidence(confidence)
     k = _count(successes, "successes", integer=False)
@@ -56,7 +69,20 @@ def wilson_interval(successes: Any, n: Any, confidence: float = 0.95) -> tuple[A
 
 def binomial_test(k: int, n: int, p: float = 0.5) -> float:
     """Two-sided exact binomial test p-value of `k` successes in `n` trials against success probability
-    `p` (`scipy.stats.binomtest(k, n, p).pvalue`)."""
+    `p` (`scipy.stats.binomtest(k, n, p).pvalue`).
+
+    Args:
+        k: number of successes, a scalar whole number >= 0.
+        n: number of trials, a scalar whole number > 0, at least `k`.
+        p: success probability under the null, in [0, 1]. Default 0.5.
+
+    Returns:
+        The two-sided p-value as a float in (0, 1].
+
+    Raises:
+        StatsInputError: `k` or `n` is negative, not finite, not whole or not a scalar; `n` is 0; `k` exceeds
+            `n`; or `p` lies outside [0, 1].
+    """
     kk = _count(k, "k")
     nn = _count(n, "n")
     if kk.ndim or nn.ndim:
@@ -72,13 +98,25 @@ def binomial_test(k: int, n: int, p: float = 0.5) -> float:
 
 @dataclass(frozen=True)
 class WinRate:
-    """Win rate of A over B under both tie conventions (DESIGN.md section 5).
+    """Win rate of A over B under both tie conventions (docs/definitions.md).
 
     `rate`, `interval`, `pvalue`: ties excluded, wins / (wins + losses), Wilson interval, two-sided exact
     binomial p against 0.5. `rate_ties_half`, `interval_ties_half`, `pvalue_ties_half`: ties as half a win
     and half a loss, (wins + ties/2) / (wins + losses + ties); when ties is odd the count wins + ties/2 is
     not whole and the p-value is the larger (conservative) of the exact tests at its floor and ceiling.
     NaN where the denominator is 0.
+
+    Attributes:
+        wins: number of comparisons A won.
+        losses: number A lost.
+        ties: number tied.
+        rate: wins / (wins + losses); NaN when wins + losses is 0.
+        interval: Wilson `(low, high)` of `rate`; `(NaN, NaN)` when wins + losses is 0.
+        pvalue: two-sided exact binomial p of wins against 0.5 with ties dropped; NaN when wins + losses is 0.
+        rate_ties_half: (wins + ties/2) / (wins + losses + ties).
+        interval_ties_half: Wilson `(low, high)` of `rate_ties_half` over all comparisons.
+        pvalue_ties_half: two-sided exact binomial p with ties as half (conservative for odd ties).
+        confidence: two-sided confidence level of both intervals.
     """
 
     wins: int
@@ -93,6 +131,12 @@ class WinRate:
     confidence: float
 
     def as_dict(self) -> dict[str, Any]:
+        """Flat dict of the fields, each interval split into two keys.
+
+        Returns:
+            Dict with keys wins, losses, ties, rate, low, high, pvalue, rate_ties_half, low_ties_half,
+            high_ties_half, pvalue_ties_half and confidence; NaN entries are kept as NaN.
+        """
         return {
             "wins": self.wins,
             "losses": self.losses,
@@ -110,7 +154,21 @@ class WinRate:
 
 
 def win_rate(wins: int, losses: int, ties: int = 0, *, confidence: float = 0.95) -> WinRate:
-    """Win rate of A over B from counts of wins, losses and ties, both conventions (see `WinRate`)."""
+    """Win rate of A over B from counts of wins, losses and ties, both conventions (see `WinRate`).
+
+    Args:
+        wins: number of comparisons A won, a whole number >= 0.
+        losses: number A lost, a whole number >= 0.
+        ties: number tied, a whole number >= 0. Default 0.
+        confidence: two-sided confidence level of the Wilson intervals, in (0, 1). Default 0.95.
+
+    Returns:
+        A `WinRate`; its ties-excluded rate, interval and p-value are NaN when wins + losses is 0.
+
+    Raises:
+        StatsInputError: a count is negative, not finite or not whole; all three counts are 0; or
+            `confidence` is outside (0, 1).
+    """
     w, l, t = (int(_count(v, name)) for v, name in ((wins, "wins"), (losses, "losses"), (ties, "ties")))
     if w + l + t == 0:
         raise StatsInputError("win_rate needs at least one comparison (wins + losses + ties == 0)")

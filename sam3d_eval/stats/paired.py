@@ -38,7 +38,16 @@ __all__ = [
 @dataclass(frozen=True)
 class WilcoxonResult:
     """`statistic`: scipy's signed-rank statistic (smaller rank sum for two-sided); `pvalue`; `n`: pairs
-    with a non-zero difference; `mean_diff`, `median_diff`: of b - a over all pairs."""
+    with a non-zero difference; `mean_diff`, `median_diff`: of b - a over all pairs.
+
+    Attributes:
+        statistic: scipy's signed-rank statistic (for two-sided, the smaller of the positive and negative rank
+            sums; for one-sided, the positive rank sum).
+        pvalue: p-value for `alternative`, in [0, 1].
+        n: number of pairs with a non-zero difference (the ones ranked).
+        mean_diff: mean of b - a over all pairs, zeros included, in the units of the scores.
+        median_diff: median of b - a over all pairs, zeros included.
+    """
 
     statistic: float
     pvalue: float
@@ -54,7 +63,22 @@ def wilcoxon_signed_rank(
     (`scipy.stats.wilcoxon(b - a, alternative=alternative, method=method)`; zero differences dropped).
 
     alternative: "two-sided", "greater" (b tends to be larger than a: d > 0) or "less" (d < 0), the same
-    direction as `mean_diff` and `paired_bootstrap`."""
+    direction as `mean_diff` and `paired_bootstrap`.
+
+    Args:
+        a: `(n,)` finite scores of the first side (read as float64).
+        b: `(n,)` finite scores of the second side, row i paired with `a[i]`.
+        alternative: "two-sided" (default), "greater" or "less", as above.
+        method: scipy's p-value method ("auto" (default), "exact", "asymptotic"...), passed through.
+
+    Returns:
+        A `WilcoxonResult`.
+
+    Raises:
+        StatsInputError: `a` or `b` is not 1-D, is empty or holds NaN/inf; their lengths differ; every
+            difference is zero; or `alternative` is unknown.
+        ValueError: scipy rejects `method`.
+    """
     av = as_sample(a, "a")
     bv = as_sample(b, "b")
     if av.size != bv.size:
@@ -74,7 +98,15 @@ class McNemarResult:
     """Exact McNemar test. `only_a`, `only_b`: discordant samples (the event on side A only, on side B only);
     `n_discordant` = only_a + only_b; `pvalue`: two-sided exact p; `min_attainable_p`: the smallest p the
     exact test can give with `n_discordant` samples, min(1, 2 * 0.5**n_discordant) (when it is above the
-    test level, no outcome could be significant: collect more samples)."""
+    test level, no outcome could be significant: collect more samples).
+
+    Attributes:
+        only_a: samples with the event on side A only.
+        only_b: samples with the event on side B only.
+        n_discordant: only_a + only_b.
+        pvalue: two-sided exact p-value in (0, 1]; 1.0 when there are no discordant samples.
+        min_attainable_p: min(1, 2 * 0.5**n_discordant).
+    """
 
     only_a: int
     only_b: int
@@ -83,7 +115,11 @@ class McNemarResult:
     min_attainable_p: float
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready fields."""
+        """JSON-ready fields.
+
+        Returns:
+            Dict of every field by name (`dataclasses.asdict`), values as stored.
+        """
         return asdict(self)
 
 
@@ -103,6 +139,16 @@ def mcnemar_exact(only_a: int, only_b: int) -> McNemarResult:
     min(1, 2 P(X <= min)), X ~ Binomial(n, 1/2); 1.0 without discordant samples. Equals
     `statsmodels.stats.contingency_tables.mcnemar([[0, only_a], [only_b, 0]], exact=True).pvalue`
     (McNemar 1947; Fagerland, Lydersen & Laake 2013 for the exact form).
+
+    Args:
+        only_a: samples with the event on side A only, a whole number >= 0 (int or integral float; not bool).
+        only_b: samples with the event on side B only, same type.
+
+    Returns:
+        A `McNemarResult`.
+
+    Raises:
+        StatsInputError: a count is not a whole number >= 0 (or is a bool, NaN or inf).
     """
     na = _whole_count(only_a, "only_a")
     nb = _whole_count(only_b, "only_b")
@@ -116,7 +162,16 @@ class SignFlipResult:
     """Sign-flip test. `statistic`: T = sum of the differences; `pvalue`: two-sided, P(|T*| >= |T|);
     `n_nonzero`: units with a non-zero difference (the others cannot change T); `exact`: every sign pattern
     enumerated (else `n_resamples` random patterns, p = (1 + count) / (n_resamples + 1));
-    `min_attainable_p`: the smallest exact p with this many non-zero units, min(1, 2 * 0.5**n_nonzero)."""
+    `min_attainable_p`: the smallest exact p with this many non-zero units, min(1, 2 * 0.5**n_nonzero).
+
+    Attributes:
+        statistic: T = sum of the differences, in their units.
+        pvalue: two-sided p-value in (0, 1]; 1.0 when every difference is 0.
+        n_nonzero: units with a non-zero difference.
+        exact: True when every sign pattern was enumerated (also when every difference is 0).
+        n_resamples: random sign patterns drawn; 0 for the exact test.
+        min_attainable_p: min(1, 2 * 0.5**n_nonzero).
+    """
 
     statistic: float
     pvalue: float
@@ -126,7 +181,11 @@ class SignFlipResult:
     min_attainable_p: float
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready fields."""
+        """JSON-ready fields.
+
+        Returns:
+            Dict of every field by name (`dataclasses.asdict`), values as stored.
+        """
         return asdict(self)
 
 
@@ -141,6 +200,20 @@ def sign_flip_test(d: Any, *, max_exact: int = 20, n_resamples: int = 20_000,
     failed on one side only) it is the exact McNemar test, and for any d it is exact whatever their
     distribution, so it suits per-unit shares (a unit's failures averaged over runs) where no binomial model
     holds. Ties |T*| = |T| are decided to the rounding of the sums (1e-9 relative).
+
+    Args:
+        d: `(n,)` finite per-unit differences (read as float64), e.g. b - a.
+        max_exact: largest number of non-zero differences enumerated exactly (2^m patterns). Default 20.
+        n_resamples: random sign patterns for the Monte Carlo test, a positive integer; only checked and used
+            when there are more than `max_exact` non-zero differences. Default 20,000.
+        seed: integer seed or a `np.random.Generator` for the Monte Carlo patterns. Default 0.
+
+    Returns:
+        A `SignFlipResult`.
+
+    Raises:
+        StatsInputError: `d` is not 1-D, is empty or holds NaN/inf; or, on the Monte Carlo path, `n_resamples`
+            is not a positive integer or `seed` is invalid.
     """
     x = as_sample(d, "d")
     nz = x[x != 0]
@@ -169,7 +242,12 @@ def sign_flip_test(d: Any, *, max_exact: int = 20, n_resamples: int = 20_000,
 
 
 class Adjusted(NamedTuple):
-    """Adjusted p-values `(m,)` in the input order and which hypotheses are rejected at `alpha`."""
+    """Adjusted p-values `(m,)` in the input order and which hypotheses are rejected at `alpha`.
+
+    Attributes:
+        pvalues: `(m,)` float64 adjusted p-values in [0, 1], in the input order.
+        reject: `(m,)` bool, True where the hypothesis is rejected at `alpha`.
+    """
 
     pvalues: np.ndarray
     reject: np.ndarray
@@ -186,10 +264,34 @@ def _adjust(pvalues: Any, alpha: float, method: str) -> Adjusted:
 
 
 def holm(pvalues: Any, alpha: float = 0.05) -> Adjusted:
-    """Holm-Bonferroni step-down adjusted p-values (family-wise error rate `alpha`; Holm 1979)."""
+    """Holm-Bonferroni step-down adjusted p-values (family-wise error rate `alpha`; Holm 1979).
+
+    Args:
+        pvalues: `(m,)` raw p-values in [0, 1] (read as float64), no NaN.
+        alpha: family-wise error rate for `reject`, in (0, 1). Default 0.05.
+
+    Returns:
+        An `Adjusted` with `(m,)` float64 adjusted p-values and `(m,)` bool rejections, in the input order.
+
+    Raises:
+        StatsInputError: `pvalues` is not 1-D, is empty, holds NaN/inf or a value outside [0, 1]; or `alpha`
+            lies outside (0, 1).
+    """
     return _adjust(pvalues, alpha, "holm")
 
 
 def benjamini_hochberg(pvalues: Any, alpha: float = 0.05) -> Adjusted:
-    """Benjamini-Hochberg step-up adjusted p-values (false discovery rate `alpha`; Benjamini & Hochberg 1995)."""
+    """Benjamini-Hochberg step-up adjusted p-values (false discovery rate `alpha`; Benjamini & Hochberg 1995).
+
+    Args:
+        pvalues: `(m,)` raw p-values in [0, 1] (read as float64), no NaN.
+        alpha: false discovery rate for `reject`, in (0, 1). Default 0.05.
+
+    Returns:
+        An `Adjusted` with `(m,)` float64 adjusted p-values and `(m,)` bool rejections, in the input order.
+
+    Raises:
+        StatsInputError: `pvalues` is not 1-D, is empty, holds NaN/inf or a value outside [0, 1]; or `alpha`
+            lies outside (0, 1).
+    """
     return _adjust(pvalues, alpha, "fdr_bh")

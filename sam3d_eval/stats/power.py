@@ -30,7 +30,15 @@ __all__ = ["StudySize", "votes_needed", "win_rate_claim_power"]
 class StudySize:
     """`votes`: total votes to collect (design effect included); `effective_votes`: independent votes the
     claim needs; `items`: items to show (when votes_per_item is known, else None); `power`: exact power
-    at `effective_votes`."""
+    at `effective_votes`.
+
+    Attributes:
+        votes: total votes to collect, ceil(effective_votes * design_effect).
+        effective_votes: independent votes the claim needs.
+        items: items to show, ceil(votes / votes_per_item); None when votes_per_item was not given.
+        design_effect: the design effect applied (1.0 for independent votes).
+        power: exact power, in [0, 1], at `effective_votes` independent votes.
+    """
 
     votes: int
     effective_votes: int
@@ -42,7 +50,22 @@ class StudySize:
 def win_rate_claim_power(n: int | np.ndarray, true_rate: float, threshold: float, confidence: float = 0.95) -> np.ndarray:
     """Exact probability that the Wilson lower bound of n independent votes exceeds `threshold` when the
     true win rate is `true_rate` (module docstring). Vectorised over n: a positive whole number or an array
-    of them; true_rate in [0, 1], threshold in (0, 1)."""
+    of them; true_rate in [0, 1], threshold in (0, 1).
+
+    Args:
+        n: number of independent votes, a whole number >= 1 or an array of them (any shape; bool refused).
+        true_rate: the win rate assumed true, in [0, 1].
+        threshold: the win rate the Wilson lower bound must exceed, in (0, 1).
+        confidence: two-sided level of the Wilson interval, in (0, 1). Default 0.95.
+
+    Returns:
+        float64 array of the shape of `n` (a numpy float64 scalar for a scalar `n`) with the power in [0, 1]
+        at each n.
+
+    Raises:
+        StatsInputError: `n` is not numeric, is empty, or holds a value that is not a finite whole number
+            >= 1; `true_rate` lies outside [0, 1]; `threshold` outside (0, 1); or `confidence` outside (0, 1).
+    """
     try:
         nn = np.asarray(n, dtype=np.float64)
     except (TypeError, ValueError):
@@ -75,6 +98,27 @@ def votes_needed(
 
     design_effect: given directly, or computed as 1 + (votes_per_item - 1) * icc when both are given
     (default 1: independent votes). Definitions and references: module docstring.
+
+    Args:
+        true_rate: the win rate assumed true, in (threshold, 1).
+        threshold: the win rate the claim's Wilson lower bound must exceed, in (0, true_rate).
+        confidence: two-sided level of the Wilson interval, in (0, 1). Default 0.95.
+        power: target probability that the claim holds, in (0, 1). Default 0.8.
+        design_effect: variance inflation from votes that share items, >= 1; None (default) computes it from
+            `votes_per_item` and `icc`, or uses 1.0 without `icc`. Not together with `icc`.
+        votes_per_item: votes collected per item, a whole number >= 1; also sets `StudySize.items`. Default
+            None (items unknown).
+        icc: intra-item correlation of votes, in [0, 1]; needs `votes_per_item`. Default None.
+        max_votes: largest number of independent votes scanned. Default 10,000,000.
+
+    Returns:
+        A `StudySize`.
+
+    Raises:
+        StatsInputError: `confidence` or `power` is outside (0, 1); not 0 < threshold < true_rate < 1; `icc`
+            without `votes_per_item`, together with `design_effect`, or outside [0, 1]; `votes_per_item` is not
+            a whole number >= 1; `design_effect` is below 1 or not finite; or the target power is not reached
+            within the scan (up to min(max_votes, about 3 times the normal-approximation guess) votes).
     """
     confidence = check_confidence(confidence)
     if not (0.0 < threshold < true_rate < 1.0):

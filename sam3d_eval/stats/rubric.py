@@ -1,13 +1,5 @@
-"""Human-judgement analysis: pairwise preference votes and rubric quality control (DESIGN.md sections 4-5).
-
-Preference (`preference_summary`): per pair of models the win rate with ties separate and ties as half
-(`win_rate`: Wilson intervals, exact binomial p), a Bradley-Terry leaderboard with bootstrap intervals
-clustered by item and rater (crossed when both vary), and per rater: agreement with the other raters
-(share of the rater's votes equal to the majority of the others on the same item and pair, ties of the
-majority skipped), consistency with the consensus (share of the rater's decisive votes that pick the
-leaderboard's stronger model) and circular triads (A>B, B>C, C>A by one rater on one item). Overall
-agreement on votes: Krippendorff's alpha (nominal) over units (item, pair), the outcome oriented to the
-pair's sorted names.
+"""Human-judgement analysis: rubric quality control (docs/engine.md); pairwise preference votes are
+analysed in `stats.preference`.
 
 Rubric (`rubric_summary`): four criteria scored 0-10 (geometry, texture, completeness, multiview). Definitions
 used throughout (module constants, overridable):
@@ -38,7 +30,7 @@ Inputs are frames validated by `sam3d_eval.io.judgements` (this layer imports nu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -47,8 +39,7 @@ import pandas as pd
 from ..jsonable import to_jsonable
 from ._checks import StatsInputError, check_frame
 from .agreement import cohens_kappa, fleiss_kappa, krippendorff_alpha
-from .intervals import wilson_interval, win_rate
-from .preference import bradley_terry
+from .intervals import wilson_interval
 
 __all__ = [
     "ACCEPT_THRESHOLD",
@@ -58,20 +49,15 @@ __all__ = [
     "NEAR_MARGIN",
     "OCCLUSION_FAILURE",
     "SCORE_SCALE",
-    "PreferenceSummary",
     "RubricSummary",
     "accept_rates",
     "accept_trend",
     "failure_mix",
     "item_decisions",
-    "pairwise_win_rates",
-    "preference_summary",
-    "rater_agreement",
     "rater_bias",
     "rating_decisions",
     "rubric_agreement",
     "rubric_summary",
-    "vote_agreement",
 ]
 
 CRITERIA = ("geometry", "texture", "completeness", "multiview")
@@ -81,231 +67,6 @@ NEAR_MARGIN = 2.0
 OCCLUSION_FAILURE = 0.3
 SCORE_SCALE = tuple(range(11))  # every criterion is scored 0..10; weighted agreement weighs these distances
 FAILURE_MODES = ("geometry", "texture", "incompleteness", "occlusion", "multi-view")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Preference votes
-# ---------------------------------------------------------------------------------------------------------
-def _oriented(votes: pd.DataFrame) -> pd.DataFrame:
-    """Votes with the pair in sorted order: `first`, `second`, `outcome` in {"first", "second", "tie"}."""
-    a, b = votes["model_a"].astype(str).to_numpy(), votes["model_b"].astype(str).to_numpy()
-    swap = a > b
-    first, second = np.where(swap, b, a), np.where(swap, a, b)
-    w = votes["winner"].to_numpy()
-    winner_name = np.where(w == "a", a, np.where(w == "b", b, None))
-    outcome = np.where(w == "tie", "tie", np.where(winner_name == first, "first", "second"))
-    out = votes.copy()
-    out["first"], out["second"], out["outcome"] = first, second, outcome
-    return out
-
-
-def pairwise_win_rates(votes: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
-    """One row per compared pair (model < opponent by name): wins/losses/ties of `model` over `opponent`,
-    the win rate with ties excluded and with ties as half (Wilson intervals, exact two-sided p against
-    0.5; `stats.win_rate`), the number of votes, items and raters."""
-    check_frame(votes, ("model_a", "model_b", "winner"), "votes")
-    o = _oriented(votes)
-    rows = []
-    for (x, y), g in o.groupby(["first", "second"], sort=True):
-        res = win_rate(int((g["outcome"] == "first").sum()), int((g["outcome"] == "second").sum()),
-                       int((g["outcome"] == "tie").sum()), confidence=confidence)
-        row = {"model": x, "opponent": y, "votes": len(g), **res.as_dict()}
-        row["items"] = int(g["item_id"].nunique()) if "item_id" in g.columns else len(g)
-        row["raters"] = int(g["rater_id"].nunique()) if "rater_id" in g.columns else 1
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _units(o: pd.DataFrame) -> pd.Series:
-    item = o["item_id"].astype(str) if "item_id" in o.columns else pd.Series(np.arange(len(o)).astype(str), index=o.index)
-    return item + "\x1f" + o["first"] + "\x1f" + o["second"]
-
-
-def vote_agreement(votes: pd.DataFrame) -> dict[str, Any]:
-    """Agreement between raters on votes: Krippendorff's alpha (nominal: first / second / tie) over units
-    (item, pair) judged by two or more raters; `units_shared` counts them. alpha is None (with `note`) when
-    no unit is shared or every shared vote is the same outcome."""
-    check_frame(votes, ("model_a", "model_b", "winner", "rater_id"), "votes")
-    o = _oriented(votes)
-    o["unit"] = _units(o)
-    code = o["outcome"].map({"first": 0.0, "second": 1.0, "tie": 2.0})
-    table = pd.DataFrame({"unit": o["unit"], "rater": o["rater_id"].astype(str), "v": code}).pivot(
-        index="rater", columns="unit", values="v")
-    shared = int((table.notna().sum(axis=0) >= 2).sum())
-    out: dict[str, Any] = {"method": "krippendorff_alpha (nominal)", "units_shared": shared,
-                           "raters": int(table.shape[0]), "alpha": None, "note": None}
-    if shared == 0:
-        out["note"] = "no item and pair was judged by two raters"
-        return out
-    try:
-        out["alpha"] = krippendorff_alpha(table.to_numpy(), "nominal")
-    except StatsInputError as err:
-        out["note"] = str(err)
-    return out
-
-
-def rater_agreement(votes: pd.DataFrame, leaderboard: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per rater (module docstring): votes, ties, `shared` (votes on an item and pair another rater also
-    judged with a clear majority), `agreement` (share of those equal to the others' majority), `consistency`
-    (share of decisive votes for the leaderboard's stronger model; needs `leaderboard` from
-    `stats.bradley_terry`) and `circular_triads` (intransitive triples on one item)."""
-    check_frame(votes, ("model_a", "model_b", "winner", "rater_id"), "votes")
-    o = _oriented(votes)
-    # Array code throughout (per-vote pandas look-ups took ~45 s on 150k votes): outcome 0 first, 1 second, 2 tie.
-    outcome = o["outcome"].to_numpy()
-    oc = np.where(outcome == "first", 0, np.where(outcome == "second", 1, 2))
-    rater_code, raters = pd.factorize(o["rater_id"].astype(str).to_numpy(), sort=True)
-    n_raters, n = len(raters), len(o)
-    if n == 0:
-        return pd.DataFrame([])
-    unit_code = pd.factorize(_units(o).to_numpy(), use_na_sentinel=False)[0]  # a missing item: one unit
-    counts = np.bincount(unit_code * 3 + oc, minlength=3 * (int(unit_code.max()) + 1)).reshape(-1, 3)
-    others = counts[unit_code]
-    others[np.arange(n), oc] -= 1  # the other votes on the same unit (item and pair)
-    top = others.max(axis=1)
-    # a clear majority: someone else voted and exactly one outcome has the most votes
-    shared = (others.sum(axis=1) > 0) & ((others == top[:, None]).sum(axis=1) == 1)
-    agree = shared & (others.argmax(axis=1) == oc)
-
-    def per_rater(mask: np.ndarray) -> np.ndarray:
-        return np.bincount(rater_code[mask], minlength=n_raters)
-
-    n_votes, n_ties = per_rater(np.ones(n, dtype=bool)), per_rater(oc == 2)
-    n_shared, n_agree = per_rater(shared), per_rater(agree)
-    decisive = oc != 2
-    n_decisive = per_rater(decisive)
-    consistent = None
-    if leaderboard is not None:
-        strength = leaderboard["log_strength"].to_dict()
-        first, second = o["first"].to_numpy(), o["second"].to_numpy()
-        names, inv = np.unique(np.concatenate([first, second]), return_inverse=True)
-        s = np.array([strength.get(x, 0.0) for x in names], dtype=np.float64)[inv]
-        fav_first = s[:n] >= s[n:]
-        consistent = per_rater(decisive & (fav_first == (oc == 0)))
-    triads = _circular_triads(o, rater_code, oc, n_raters)
-    rows = []
-    for r, rater in enumerate(raters):
-        k = int(n_shared[r])
-        consistency = math.nan
-        if consistent is not None and n_decisive[r]:
-            consistency = float(consistent[r] / n_decisive[r])
-        rows.append({"rater_id": rater, "votes": int(n_votes[r]), "ties": int(n_ties[r]), "shared": k,
-                     "agreement": int(n_agree[r]) / k if k else math.nan, "consistency": consistency,
-                     "circular_triads": int(triads[r])})
-    return pd.DataFrame(rows)
-
-
-# Elements (groups x models x models) of one batch of circular-triad adjacency matrices.
-_TRIAD_ELEMENTS = 1 << 20
-
-
-def _circular_triads(o: pd.DataFrame, rater_code: np.ndarray, oc: np.ndarray, n_raters: int) -> np.ndarray:
-    """Per rater: intransitive triples (A>B, B>C, C>A) among the rater's decisive votes, counted per item
-    (over all the rater's votes when there is no `item_id` column; votes whose item is missing are skipped).
-
-    With A the beat graph of one rater on one item (A[x, y] = 1 when x beat y at least once), the triples
-    holding a directed 3-cycle number trace(A^3) / 3 - trace(M^3) / 6 with M = A and A^T: trace(A^3) / 3
-    counts each cycle orientation present, and a triple holds both orientations exactly when all its pairs
-    are mutual, a triangle of M (trace(M^3) = 6 triangles)."""
-    out = np.zeros(n_raters, dtype=np.int64)
-    dec = np.flatnonzero(oc != 2)
-    if "item_id" in o.columns:
-        item = pd.factorize(o["item_id"].to_numpy())[0][dec]  # -1 for a missing item, as groupby drops it
-        dec, item = dec[item >= 0], item[item >= 0]
-    else:
-        item = np.zeros(dec.size, dtype=np.int64)
-    if dec.size < 3:
-        return out
-    models = pd.factorize(np.concatenate([o["first"].to_numpy()[dec], o["second"].to_numpy()[dec]]))[0]
-    n_models = int(models.max()) + 1
-    first, second = models[: dec.size], models[dec.size :]
-    win = np.where(oc[dec] == 0, first, second)
-    lose = np.where(oc[dec] == 0, second, first)
-    group = pd.factorize(rater_code[dec].astype(np.int64) * (int(item.max()) + 1) + item)[0]
-    rater_of = np.zeros(int(group.max()) + 1, dtype=np.int64)
-    rater_of[group] = rater_code[dec]
-    # a 3-cycle needs three distinct edges: only groups with three decisive votes or more can hold one
-    keep = (np.bincount(group)[group] >= 3) & (win != lose)
-    if not keep.any():
-        return out
-    eg, ew, el = np.unique(np.stack([group[keep], win[keep], lose[keep]], axis=1), axis=0).T  # distinct edges
-    # number each group's models 0..k-1: node keys sorted by group, then position within the group's block
-    nodes, node_of = np.unique(np.concatenate([eg * n_models + ew, eg * n_models + el]), return_inverse=True)
-    node_of = node_of.ravel()
-    node_group = nodes // n_models
-    local = np.arange(nodes.size) - np.searchsorted(node_group, node_group)
-    lw, ll = local[node_of[: eg.size]], local[node_of[eg.size :]]
-    size = np.bincount(node_group, minlength=rater_of.size)
-    for k in np.unique(size[size >= 3]):
-        in_k = np.flatnonzero(size == k)
-        per = max(1, _TRIAD_ELEMENTS // int(k * k))
-        slot = np.full(size.size, -1, dtype=np.int64)
-        for start in range(0, in_k.size, per):
-            chunk = in_k[start : start + per]
-            slot[chunk] = np.arange(chunk.size)
-            e = np.flatnonzero(slot[eg] >= 0)
-            adj = np.zeros((chunk.size, k, k))
-            adj[slot[eg[e]], lw[e], ll[e]] = 1.0
-            adj_t = np.swapaxes(adj, 1, 2)
-            mutual = adj * adj_t
-            cycles = ((adj @ adj) * adj_t).sum(axis=(1, 2)) / 3.0 - ((mutual @ mutual) * mutual).sum(axis=(1, 2)) / 6.0
-            np.add.at(out, rater_of[chunk], np.rint(cycles).astype(np.int64))
-            slot[chunk] = -1
-    return out
-
-
-@dataclass
-class PreferenceSummary:
-    """What `preference_summary` measured; `to_dict()` is the JSON the CLI prints and the report renders."""
-
-    pairwise: pd.DataFrame
-    leaderboard: pd.DataFrame
-    raters: pd.DataFrame
-    agreement: dict[str, Any]
-    counts: dict[str, int]
-    settings: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        board = self.leaderboard.reset_index().sort_values("elo", ascending=False)
-        return to_jsonable({"counts": self.counts, "pairwise": self.pairwise, "leaderboard": board,
-                      "raters": self.raters, "agreement": self.agreement, "settings": self.settings,
-                      "notes": self.notes})
-
-
-def preference_summary(
-    votes: pd.DataFrame,
-    *,
-    bootstrap: int = 1000,
-    seed: int = 0,
-    confidence: float = 0.95,
-    ties: str = "half",
-) -> PreferenceSummary:
-    """Everything the module docstring lists for a validated votes frame. The Bradley-Terry bootstrap is
-    clustered by item and rater (crossed) when both vary, by whichever varies otherwise. When the plain MLE
-    does not exist (a model never loses) the fit is repeated with the documented small penalty
-    (regularization 0.01, a N(0, 100) prior on log-strengths) and a note says so."""
-    check_frame(votes, ("item_id", "model_a", "model_b", "winner", "rater_id"), "votes")
-    cluster = [c for c in ("item_id", "rater_id") if votes[c].nunique() > 1]
-    notes: list[str] = []
-    reg = 0.0
-    try:
-        board = bradley_terry(votes, ties=ties, bootstrap=bootstrap, cluster=cluster or None, seed=seed,
-                              confidence=confidence)
-    except StatsInputError as err:
-        if "disconnected" in str(err):
-            raise
-        reg = 0.01
-        notes.append(f"Bradley-Terry: {err}; refitted with regularization {reg}")
-        board = bradley_terry(votes, ties=ties, bootstrap=bootstrap, cluster=cluster or None, seed=seed,
-                              confidence=confidence, regularization=reg)
-    counts = {"votes": len(votes), "items": int(votes["item_id"].nunique()),
-              "raters": int(votes["rater_id"].nunique()),
-              "models": int(len(board)), "ties": int((votes["winner"] == "tie").sum())}
-    settings = {"bootstrap": bootstrap, "cluster": cluster, "confidence": confidence, "ties": ties,
-                "regularization": reg, "seed": seed, "drift": board.attrs.get("drift")}
-    return PreferenceSummary(pairwise_win_rates(votes, confidence=confidence), board,
-                             rater_agreement(votes, board), vote_agreement(votes), counts, settings, notes)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -320,7 +81,28 @@ def rating_decisions(
     occlusion_failure: float = OCCLUSION_FAILURE,
 ) -> pd.DataFrame:
     """Per rating: `total`, `accepted`, `n_failing`, `compensatory`, `near_threshold` and one boolean column
-    `fail_<mode>` per failure mode (module docstring definitions)."""
+    `fail_<mode>` per failure mode (module docstring definitions).
+
+    Args:
+        ratings: non-empty frame with `item_id`, `rater_id` and the four criteria columns (scores 0-10, no
+            missing score), optional `round` (default 1 for every rating) and `occlusion` (hidden fraction in
+            [0, 1]; NaN or absent = not occluded), as validated by `sam3d_eval.io.judgements`.
+        threshold: accept threshold on the sum of the four scores (0-40 points). Default `ACCEPT_THRESHOLD` (32).
+        fail_below: a criterion score below this fails (points, 0-10 scale). Default `FAIL_BELOW` (6).
+        margin: a rating is near the threshold when |total - threshold| <= margin (points). Default
+            `NEAR_MARGIN` (2).
+        occlusion_failure: `occlusion` at or above which a failing completeness score counts as "occlusion"
+            instead of "incompleteness". Default `OCCLUSION_FAILURE` (0.3).
+
+    Returns:
+        A copy of `ratings` (index kept, `round` added as 1 when absent) with `total` (float64 points),
+        `accepted`, `n_failing` (int), `compensatory`, `near_threshold` and `fail_geometry`, `fail_texture`,
+        `fail_incompleteness`, `fail_occlusion`, `fail_multi-view` (bool).
+
+    Raises:
+        StatsInputError: `ratings` is not a non-empty DataFrame with `item_id`, `rater_id` and the criteria, or
+            has a missing score.
+    """
     check_frame(ratings, ("item_id", "rater_id", *CRITERIA), "ratings")
     out = ratings.copy()
     if "round" not in out.columns:
@@ -347,7 +129,24 @@ def rating_decisions(
 
 def item_decisions(ratings: pd.DataFrame, *, threshold: float = ACCEPT_THRESHOLD, **kw: float) -> pd.DataFrame:
     """Per (round, item_id): raters, `mean_total`, `accepted` (mean_total >= threshold), `unanimous` (every
-    rater's own decision agrees), the criteria means, and how many ratings were compensatory/near."""
+    rater's own decision agrees), the criteria means, and how many ratings were compensatory/near.
+
+    Args:
+        ratings: non-empty frame with `item_id`, `rater_id` and the four criteria columns (scores 0-10, no
+            missing score), optional `round` (default 1 for every rating) and `occlusion` (hidden fraction in
+            [0, 1]; NaN or absent = not occluded), as validated by `sam3d_eval.io.judgements`.
+        threshold: accept threshold on the sum of the four scores (0-40 points). Default `ACCEPT_THRESHOLD` (32).
+        **kw: `fail_below`, `margin` and `occlusion_failure`, passed to `rating_decisions`.
+
+    Returns:
+        A frame sorted by (round, item_id) with columns round, item_id, raters (ratings of the item),
+        mean_total (points), rating_accepts, compensatory, near_threshold (counts of ratings), mean_geometry,
+        mean_texture, mean_completeness, mean_multiview, accepted and unanimous (bool).
+
+    Raises:
+        StatsInputError: `ratings` is not a non-empty DataFrame with `item_id`, `rater_id` and the criteria, or
+            has a missing score.
+    """
     d = rating_decisions(ratings, threshold=threshold, **kw)
     agg = d.groupby(["round", "item_id"], sort=True).agg(
         raters=("rater_id", "size"), mean_total=("total", "mean"), rating_accepts=("accepted", "sum"),
@@ -363,7 +162,26 @@ def accept_rates(ratings: pd.DataFrame, *, confidence: float = 0.95, threshold: 
                  **kw: float) -> pd.DataFrame:
     """Per round: items, accepted items, `rate` with Wilson `low`/`high` (item = unit), ratings, accepting
     ratings, `rating_rate` with its Wilson interval (ratings are clustered by item: read it as descriptive),
-    `compensatory` and `near_threshold` (counts of ratings) and `split_items` (items the raters disagreed on)."""
+    `compensatory` and `near_threshold` (counts of ratings) and `split_items` (items the raters disagreed on).
+
+    Args:
+        ratings: non-empty frame with `item_id`, `rater_id` and the four criteria columns (scores 0-10, no
+            missing score), optional `round` (default 1 for every rating) and `occlusion` (hidden fraction in
+            [0, 1]; NaN or absent = not occluded), as validated by `sam3d_eval.io.judgements`.
+        confidence: two-sided level of the Wilson intervals, in (0, 1). Default 0.95.
+        threshold: accept threshold on the sum of the four scores (0-40 points). Default `ACCEPT_THRESHOLD` (32).
+        **kw: `fail_below`, `margin` and `occlusion_failure`, passed to `rating_decisions`.
+
+    Returns:
+        A frame, one row per round in ascending order, with columns round, items, accepted, rate, low, high,
+        ratings, rating_accepts, rating_rate, rating_low, rating_high, compensatory, near_threshold,
+        split_items and confidence (rates and interval ends are shares in [0, 1]).
+
+    Raises:
+        StatsInputError: `ratings` is not a non-empty DataFrame with `item_id`, `rater_id` and the criteria, or
+            has a missing score.
+            Also when `confidence` lies outside (0, 1).
+    """
     d = rating_decisions(ratings, threshold=threshold, **kw)
     items = item_decisions(ratings, threshold=threshold, **kw)
     rows = []
@@ -428,7 +246,25 @@ def _agreement_one(matrix: np.ndarray, target: str, scores: bool) -> dict[str, A
 
 def rubric_agreement(ratings: pd.DataFrame, *, threshold: float = ACCEPT_THRESHOLD) -> pd.DataFrame:
     """Agreement per criterion and on the accept decision (module docstring: method by design, plus
-    Krippendorff's alpha always). Units are (round, item_id); only units with two or more ratings count."""
+    Krippendorff's alpha always). Units are (round, item_id); only units with two or more ratings count.
+
+    Args:
+        ratings: non-empty frame with `item_id`, `rater_id` and the four criteria columns (scores 0-10, no
+            missing score), optional `round` (default 1 for every rating) and `occlusion` (hidden fraction in
+            [0, 1]; NaN or absent = not occluded), as validated by `sam3d_eval.io.judgements`.
+        threshold: accept threshold on the sum of the four scores (0-40 points). Default `ACCEPT_THRESHOLD` (32).
+
+    Returns:
+        A frame with one row per target (geometry, texture, completeness, multiview, accept) and columns
+        target, method (the statistic in `value`; None when no unit has two ratings), value, krippendorff_alpha
+        (both float, NaN when undefined), units, raters (ints), complete (bool: no missing rating among the
+        counted units) and note (None, or why a statistic is undefined; "; "-joined).
+
+    Raises:
+        StatsInputError: `ratings` is not a non-empty DataFrame with `item_id`, `rater_id` and the criteria, or
+            has a missing score.
+        ValueError: a rater rated the same (round, item_id) twice (pandas cannot pivot duplicates).
+    """
     d = rating_decisions(ratings, threshold=threshold)
     unit = d["round"].astype(str) + "\x1f" + d["item_id"].astype(str)
     rows = []
@@ -442,7 +278,22 @@ def rubric_agreement(ratings: pd.DataFrame, *, threshold: float = ACCEPT_THRESHO
 
 def failure_mix(ratings: pd.DataFrame, **kw: float) -> pd.DataFrame:
     """Per round and failure mode: `count` of ratings with that mode, `share` of all the round's ratings,
-    `share_of_failures` (of all mode occurrences in the round). Every mode has a row (zeros included)."""
+    `share_of_failures` (of all mode occurrences in the round). Every mode has a row (zeros included).
+
+    Args:
+        ratings: non-empty frame with `item_id`, `rater_id` and the four criteria columns (scores 0-10, no
+            missing score), optional `round` (default 1 for every rating) and `occlusion` (hidden fraction in
+            [0, 1]; NaN or absent = not occluded), as validated by `sam3d_eval.io.judgements`.
+        **kw: `threshold`, `fail_below`, `margin` and `occlusion_failure`, passed to `rating_decisions`.
+
+    Returns:
+        A frame with 5 rows per round (rounds ascending, modes in `FAILURE_MODES` order) and columns round,
+        mode, count, share, share_of_failures (0.0 when the round has no failure) and ratings.
+
+    Raises:
+        StatsInputError: `ratings` is not a non-empty DataFrame with `item_id`, `rater_id` and the criteria, or
+            has a missing score.
+    """
     d = rating_decisions(ratings, **kw)
     rows = []
     for rnd, g in d.groupby("round", sort=True):
@@ -456,7 +307,20 @@ def failure_mix(ratings: pd.DataFrame, **kw: float) -> pd.DataFrame:
 
 def rater_bias(ratings: pd.DataFrame) -> pd.DataFrame:
     """Per rater and criterion: mean of (the rater's score - the mean of the OTHER raters' scores on the same
-    unit) over units with another rater, i.e. the rater's additive bias relative to the panel; `units`."""
+    unit) over units with another rater, i.e. the rater's additive bias relative to the panel; `units`.
+
+    Args:
+        ratings: non-empty frame with `item_id`, `rater_id` and the four criteria columns (scores 0-10),
+            optional `round` (default 1). A unit is (round, item_id).
+
+    Returns:
+        A frame sorted by rater_id (as str) with columns rater_id, geometry, texture, completeness, multiview
+        (mean bias in score points; positive = more generous than the others) and units (units shared with
+        another rater). Raters who share no unit are left out.
+
+    Raises:
+        StatsInputError: `ratings` is not a non-empty DataFrame with `item_id`, `rater_id` and the criteria.
+    """
     check_frame(ratings, ("item_id", "rater_id", *CRITERIA), "ratings")
     r = ratings.copy()
     if "round" not in r.columns:
@@ -479,7 +343,16 @@ def rater_bias(ratings: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class RubricSummary:
-    """What `rubric_summary` measured; `to_dict()` is JSON-ready (CLI `--json`, the report, engine rounds)."""
+    """What `rubric_summary` measured; `to_dict()` is JSON-ready (CLI `--json`, the report, engine rounds).
+
+    Attributes:
+        accept: `accept_rates` frame, one row per round.
+        agreement: `rubric_agreement` frame over all rounds, one row per target.
+        agreement_by_round: `rubric_agreement` per round, stacked, with a leading `round` column.
+        failure_mix: `failure_mix` frame, one row per round and failure mode.
+        raters: `rater_bias` frame, one row per rater.
+        definitions: the thresholds, criteria, failure modes and accept unit used.
+    """
 
     accept: pd.DataFrame
     agreement: pd.DataFrame
@@ -489,6 +362,11 @@ class RubricSummary:
     definitions: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready data (`to_jsonable`: frames become lists of records, NaN/inf become None).
+
+        Returns:
+            Dict with keys accept, agreement, agreement_by_round, failure_mix, raters and definitions.
+        """
         return to_jsonable({"accept": self.accept, "agreement": self.agreement, "agreement_by_round": self.agreement_by_round,
                       "failure_mix": self.failure_mix, "raters": self.raters, "definitions": self.definitions})
 
@@ -503,7 +381,27 @@ def rubric_summary(
     occlusion_failure: float = OCCLUSION_FAILURE,
 ) -> RubricSummary:
     """Accept rates per round, agreement (all rounds and per round), failure-mode mix per round and per-rater
-    bias for a validated ratings frame (definitions in the module docstring, echoed in `definitions`)."""
+    bias for a validated ratings frame (definitions in the module docstring, echoed in `definitions`).
+
+    Args:
+        ratings: non-empty frame with `item_id`, `rater_id` and the four criteria columns (scores 0-10, no
+            missing score), optional `round` (default 1 for every rating) and `occlusion` (hidden fraction in
+            [0, 1]; NaN or absent = not occluded), as validated by `sam3d_eval.io.judgements`.
+        confidence: two-sided level of the Wilson intervals, in (0, 1). Default 0.95.
+        threshold: accept threshold on the sum of the four scores (0-40 points). Default `ACCEPT_THRESHOLD` (32).
+        fail_below: a criterion score below this fails (points). Default `FAIL_BELOW` (6).
+        margin: half-width of the near-threshold band (points). Default `NEAR_MARGIN` (2).
+        occlusion_failure: occlusion from which a completeness failure is "occlusion". Default 0.3.
+
+    Returns:
+        A `RubricSummary`.
+
+    Raises:
+        StatsInputError: `ratings` is not a non-empty DataFrame with `item_id`, `rater_id` and the criteria, or
+            has a missing score.
+            Also when `confidence` lies outside (0, 1).
+        ValueError: a rater rated the same (round, item_id) twice (pandas cannot pivot duplicates).
+    """
     kw = {"fail_below": fail_below, "margin": margin, "occlusion_failure": occlusion_failure}
     by_round = []
     rounds = ratings["round"] if "round" in ratings.columns else pd.Series(1, index=ratings.index)
@@ -529,7 +427,24 @@ def accept_trend(rounds: Sequence[float], accepted: Sequence[int], n: Sequence[i
     """Is the accept rate changing over rounds? Binomial GLM (logit link) of `accepted` out of `n` per round
     on the round number (statsmodels): `slope` (log-odds per round) with its Wald interval and two-sided p,
     `odds_ratio_per_round`, the fitted first and last rates, and the rounds' pooled counts. Reads "rises"
-    only when the interval excludes 0; rounds are treated as independent samples of images."""
+    only when the interval excludes 0; rounds are treated as independent samples of images.
+
+    Args:
+        rounds: `(R,)` round numbers (read as float64), R >= 2.
+        accepted: `(R,)` accepted items per round, 0 <= accepted <= n.
+        n: `(R,)` items judged per round, > 0.
+        confidence: two-sided level of the Wald interval of the slope (not checked; use (0, 1)). Default 0.95.
+
+    Returns:
+        Dict with rounds (int R), accepted and n (pooled ints), confidence, slope, low, high, pvalue and note.
+        When every decision is the same, or the fit separates perfectly, slope/low/high/pvalue are NaN and
+        note says why; otherwise note is None and the dict also holds odds_ratio_per_round, fitted_first and
+        fitted_last (fitted accept rates at the first and last round).
+
+    Raises:
+        StatsInputError: the three sequences are not 1-D of one length >= 2, or a round has n <= 0 or
+            accepted outside [0, n].
+    """
     import statsmodels.api as sm
 
     x = np.asarray(rounds, dtype=np.float64)

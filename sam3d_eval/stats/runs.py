@@ -68,6 +68,15 @@ def iqm(scores: Any) -> float:
 
     Exactly rliable's `aggregate_iqm`, `scipy.stats.trim_mean(scores, proportiontocut=0.25, axis=None)`
     (int(0.25 * N) entries cut at each end). Agarwal et al. 2021.
+
+    Args:
+        scores: `(num_runs, num_tasks)` finite scores (read as float64), row = run (seed), column = task.
+
+    Returns:
+        The interquartile mean as a float, in the units of the scores.
+
+    Raises:
+        StatsInputError: `scores` is not numeric, not 2-D, empty or holds NaN/inf.
     """
     arr = _as_scores(scores, "scores")
     return float(trim_mean(arr, proportiontocut=0.25, axis=None))
@@ -83,6 +92,16 @@ def probability_of_improvement(scores_x: Any, scores_y: Any) -> float:
     same number as `probability_of_improvement(y, x)`). P(X > Y) + P(Y > X) = 1.
     rliable's `probability_of_improvement` (scipy `mannwhitneyu(x, y, alternative="greater").statistic /
     (n_x * n_y)` per task); Agarwal et al. 2021.
+
+    Args:
+        scores_x: `(n_x, num_tasks)` finite scores of X (read as float64), row = run, column = task.
+        scores_y: `(n_y, num_tasks)` finite scores of Y on the same tasks in the same column order.
+
+    Returns:
+        P(X > Y) as a float in [0, 1].
+
+    Raises:
+        StatsInputError: an array is not numeric, not 2-D, empty or holds NaN/inf; or their task counts differ.
     """
     x = _as_scores(scores_x, "scores_x")
     y = _as_scores(scores_y, "scores_y")
@@ -153,8 +172,24 @@ def stratified_bootstrap_ci(
     num_tasks))` `idx_k`, and resample b of array k is `array_k[idx_k[b], arange(num_tasks)]`
     (entry (i, j) = array_k[idx_k[b, i, j], j]). `rng = as_generator(seed)`.
 
-    Returns a `BootstrapResult` (method "percentile": linear quantiles of the replicates; se, drift and the
-    replicates as every bootstrap of the package). Agarwal et al. 2021.
+    Agarwal et al. 2021.
+
+    Args:
+        scores: one `(num_runs, num_tasks)` finite array, or a tuple / list of 2-D arrays `(n_k, num_tasks)`, as
+            above; at least 2 runs in every array.
+        statistic: callable taking the array(s) (one resample each) and returning one number.
+        n_resamples: number of bootstrap replicates B, an integer >= 2. Default 2000.
+        confidence: two-sided confidence level in (0, 1). Default 0.95.
+        seed: integer seed or a `np.random.Generator` (used as is, so its state advances). Default 0.
+
+    Returns:
+        A `BootstrapResult` (method "percentile": linear quantiles of the replicates; se, drift and the
+        replicates as every bootstrap of the package), in the units of `statistic`.
+
+    Raises:
+        StatsInputError: bad `confidence`, `n_resamples` or `seed`; `statistic` is not callable; an array is
+            not numeric, not 2-D, empty, holds NaN/inf or has fewer than 2 runs; arrays differ in task count;
+            an empty tuple; `statistic` returns more than one number; or a replicate is not finite.
     """
     confidence, n_resamples = _check_setup(confidence, n_resamples, "percentile")
     if not callable(statistic):

@@ -59,6 +59,18 @@ class TwoLevelResult:
     estimates: the statistic on the data; intervals: a `BootstrapResult` (percentile) per statistic whose
     replicates are all finite; undefined: why a statistic has no interval (e.g. a ratio whose denominator is 0
     on some resamples); n_runs: (R_a, R_b); n_clusters: the units resampled.
+
+    Attributes:
+        estimates: `{name: value}` of each statistic on the data (every run once, unit weights); may be NaN or
+            inf when the statistic is undefined on the data.
+        intervals: `{name: BootstrapResult}` percentile intervals, only for statistics whose estimate and every
+            replicate are finite.
+        undefined: `{name: reason}` for the statistics left out of `intervals` ("undefined on the data" or
+            "undefined on k of B resamples").
+        n_runs: `(R_a, R_b)` runs per side.
+        n_clusters: K, the number of resampled units (clusters, or samples without clusters).
+        replicates: `{name: (B,) float64}` replicates of every statistic, undefined ones included (they may hold
+            NaN/inf); left out of repr.
     """
 
     estimates: dict[str, float]
@@ -69,12 +81,28 @@ class TwoLevelResult:
     replicates: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
 
     def interval(self, name: str) -> tuple[float, float]:
-        """(low, high) of one statistic, NaN when undefined."""
+        """(low, high) of one statistic, NaN when undefined.
+
+        Args:
+            name: a key of the `statistics` mapping given to `two_level_bootstrap`.
+
+        Returns:
+            `(low, high)` floats in the statistic's units; `(NaN, NaN)` when `name` has no interval (undefined
+            or unknown).
+        """
         r = self.intervals.get(name)
         return (r.low, r.high) if r is not None else (float("nan"), float("nan"))
 
     def pvalue(self, name: str, null: float = 0.0) -> float:
-        """Two-sided bootstrap p-value of one statistic against `null` (`bootstrap_pvalue`); NaN when undefined."""
+        """Two-sided bootstrap p-value of one statistic against `null` (`bootstrap_pvalue`); NaN when undefined.
+
+        Args:
+            name: a key of the `statistics` mapping given to `two_level_bootstrap`.
+            null: the value tested, in the statistic's units. Default 0.0.
+
+        Returns:
+            The p-value as a float in (0, 1]; NaN when `name` has no interval (undefined or unknown).
+        """
         reps = self.replicates.get(name)
         return bootstrap_pvalue(reps, null) if reps is not None and name in self.intervals else float("nan")
 
@@ -87,6 +115,16 @@ def bootstrap_pvalue(replicates: Any, null: float = 0.0) -> float:
     at least 2 / (B + 1)), it is the smallest alpha at which the (1 - alpha) percentile interval excludes
     `null` (the interval inversion of Efron & Tibshirani 1993, section 15.4), so "p < alpha" and "the
     percentile interval at 1 - alpha excludes the null" agree up to about 2 / B.
+
+    Args:
+        replicates: `(B,)` finite bootstrap replicates (any shape; flattened, read as float64), B >= 1.
+        null: the value tested, in the statistic's units. Default 0.0.
+
+    Returns:
+        The p-value as a float in [2 / (B + 1), 1].
+
+    Raises:
+        StatsInputError: `replicates` is empty or holds NaN/inf.
     """
     reps = np.asarray(replicates, dtype=np.float64).ravel()
     if reps.size == 0 or not np.all(np.isfinite(reps)):
@@ -105,6 +143,15 @@ def run_means(values: np.ndarray, weights: np.ndarray, runs: np.ndarray) -> np.n
     """Per resample, the mean over the drawn runs of each run's weighted mean over samples.
 
     values `(R, N)` finite; weights `(c, N)` sample multiplicities; runs `(c, R')` drawn run indices. -> `(c,)`.
+
+    Args:
+        values: `(R, N)` float scores, row = run, column = sample; finite (not checked).
+        weights: `(c, N)` float sample multiplicities, row = resample; each row must have a positive sum (a
+            zero-sum row gives NaN).
+        runs: `(c, R')` int indices into the rows of `values`, the runs drawn for each resample.
+
+    Returns:
+        `(c,)` float64, one value per resample, in the units of `values`.
     """
     totals = weights.sum(axis=1, keepdims=True)
     per_run = (weights @ values.T) / totals
@@ -126,7 +173,18 @@ def _weighted_median_rows(x_sorted: np.ndarray, w_sorted: np.ndarray) -> np.ndar
 
 def run_medians(values: np.ndarray, weights: np.ndarray, runs: np.ndarray) -> np.ndarray:
     """Per resample, the mean over the drawn runs of each run's median over samples, each sample counted
-    with its multiplicity (integer weights). values `(R, N)` finite; weights `(c, N)`; runs `(c, R')` -> `(c,)`."""
+    with its multiplicity (integer weights). values `(R, N)` finite; weights `(c, N)`; runs `(c, R')` -> `(c,)`.
+
+    Args:
+        values: `(R, N)` float scores, row = run, column = sample; finite (not checked).
+        weights: `(c, N)` whole-number sample multiplicities (any numeric dtype), row = resample; each row must
+            have a positive sum.
+        runs: `(c, R')` int indices into the rows of `values`, the runs drawn for each resample.
+
+    Returns:
+        `(c,)` float64, one value per resample, in the units of `values`; with an even total count a run's
+        median is the mean of the two middle values.
+    """
     per_run = np.empty((weights.shape[0], values.shape[0]))
     for r in range(values.shape[0]):
         order = np.argsort(values[r], kind="stable")
@@ -142,6 +200,16 @@ def run_probability_of_improvement(x: np.ndarray, y: np.ndarray, weights: np.nda
     lower-is-better scores pass them negated.
 
     x `(R_x, N)`, y `(R_y, N)`, weights `(c, N)`, runs_x `(c, R_x')`, runs_y `(c, R_y')` -> `(c,)`.
+
+    Args:
+        x: `(R_x, N)` float scores of X, row = run, column = sample.
+        y: `(R_y, N)` float scores of Y on the same samples.
+        weights: `(c, N)` float sample multiplicities, row = resample; each row must have a positive sum.
+        runs_x: `(c, R_x')` int indices of the X runs drawn per resample.
+        runs_y: `(c, R_y')` int indices of the Y runs drawn per resample.
+
+    Returns:
+        `(c,)` float64 P(X > Y) in [0, 1], one per resample.
     """
     rx, ry = x.shape[0], y.shape[0]
     # wins[j, i, n]: run j of X against run i of Y on sample n
@@ -196,20 +264,28 @@ def two_level_bootstrap(
 ) -> TwoLevelResult:
     """Percentile intervals of several statistics over one set of two-level resamples (module docstring).
 
-    Args:
-        statistics: ``{name: f(runs_a (c, R_a), runs_b (c, R_b), weights (c, N)) -> (c,)}``.
-        n_runs: (R_a, R_b), each >= 1; a side with one run is not resampled over runs.
-        n_samples: N, the shared samples.
-        clusters: `(N,)` labels of the resampled units (None: every sample is its own unit).
-        strata: `(N,)` labels; units are drawn within each stratum (None: one stratum).
-        confidence, n_resamples, seed: the interval level, resamples (>= 2) and the Generator's seed.
-
-    Returns:
-        `TwoLevelResult`. Raises `StatsInputError` for fewer than 2 units (no interval), bad sizes, clusters
-        that span strata, or a statistic returning the wrong shape.
-
     Random draws, per chunk of c resamples: the run indices of A `(c, R_a)`, then of B `(c, R_b)`, then the
     unit indices of each stratum in turn `(c, K_s)` (`Generator.integers`).
+
+    Args:
+        statistics: ``{name: f(runs_a (c, R_a), runs_b (c, R_b), weights (c, N)) -> (c,)}``; run indices are
+            int64, weights float64 sample multiplicities. A side with one run always gets `(c, 1)` zeros.
+        n_runs: (R_a, R_b), each >= 1; a side with one run is not resampled over runs.
+        n_samples: N, the shared samples.
+        clusters: `(N,)` labels of the resampled units, no missing label (None: every sample is its own unit).
+        strata: `(N,)` labels, no missing label; units are drawn within each stratum (None: one stratum).
+        confidence: two-sided interval level in (0, 1). Default 0.95.
+        n_resamples: number of resamples B, an integer >= 2. Default 2000.
+        seed: integer seed or a `np.random.Generator` (used as is, so its state advances). Default 0.
+
+    Returns:
+        `TwoLevelResult`; a statistic that is NaN/inf on the data or on any resample is listed in `undefined`
+        instead of `intervals`.
+
+    Raises:
+        StatsInputError: `confidence` outside (0, 1); `n_resamples` not an integer >= 2; a side with fewer than
+            one run; fewer than 2 units (no interval); `clusters` or `strata` of the wrong shape or with missing
+            labels; clusters that span strata; a bad `seed`; or a statistic returning the wrong shape.
     """
     confidence = check_confidence(confidence)
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 2:

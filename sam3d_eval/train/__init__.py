@@ -1,5 +1,5 @@
 """Training core: loss mixes, the curriculum, the loop (one file, top to bottom), DDP helpers, recipes and
-the phase-boundary evaluation hook (DESIGN.md section 6)."""
+the phase-boundary evaluation hook (training/README.md)."""
 
 from .curriculum import STAGE1_SCHEDULE, STAGE2_SCHEDULE, Phase, curriculum_phases, lr_at, phase_of
 from .data import ManifestTrainData, camera_from_record

@@ -1,4 +1,4 @@
-"""The data-mixing curriculum (DESIGN.md section 6) and the learning-rate schedule.
+"""The data-mixing curriculum (training/README.md) and the learning-rate schedule.
 
 The stage-2 curriculum over 100 epochs: epochs 1-20 80% synthetic / 20% real, 21-50 50/50, 51-90 20/80,
 the final 10 epochs 100% real. `curriculum_phases(epochs)` scales those boundaries to the configured epoch

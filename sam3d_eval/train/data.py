@@ -1,4 +1,4 @@
-"""Training data over an evaluation manifest (DESIGN.md section 4): decoded once, held in memory, mixed by domain.
+"""Training data over an evaluation manifest (docs/data.md): decoded once, held in memory, mixed by domain.
 
 `ManifestTrainData(manifest, split)` reads the rows of one split with the data layer's `ManifestDataset`
 (image and visible mask resized to `image_size`, the GT mesh with its vertex colours, grey when absent) and

@@ -9,12 +9,13 @@ samples), as in the one-process run.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import torch
 import torch.distributed as dist
+
+from ..distributed import dist_info, join_process_group
 
 __all__ = ["DistContext", "average_gradients", "init_distributed", "shard", "all_reduce_sum"]
 
@@ -43,22 +44,11 @@ class DistContext:
 
 
 def init_distributed(device: str | torch.device) -> DistContext:
-    """Join the torchrun job described by the environment, or return a one-process context.
-
-    With WORLD_SIZE > 1 the process group is initialised (gloo for CPU, nccl for CUDA, each rank on cuda:LOCAL_RANK)
-    unless one exists already."""
-    device = torch.device(device)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistContext(device=device)
-    rank = int(os.environ["RANK"])
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    owns = False
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        owns = True
+    """Join the torchrun job described by the environment (`distributed.join_process_group`: gloo for CPU,
+    nccl for CUDA, each rank on cuda:LOCAL_RANK, unless a group exists already), or return a one-process
+    context."""
+    device, owns = join_process_group(device)
+    rank, world = dist_info()
     return DistContext(rank, world, device, owns)
 
 

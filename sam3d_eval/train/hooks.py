@@ -20,10 +20,12 @@ from ..evaluate.protocols import get_protocol
 from ..evaluate.runner import run_evaluation
 from ..evaluate.sources import PredictorSource
 from ..evaluate.summary import domain_gap, gap_change
+from ..io.results import GAP_METRICS
 
-__all__ = ["GAP_METRICS", "PhaseEvaluator", "compare_stage_runs", "stage_gap_change"]
+__all__ = ["PHASE_METRICS", "PhaseEvaluator", "compare_stage_runs", "stage_gap_change"]
 
-GAP_METRICS = ("chamfer_l2", "chamfer_l1", "fscore@0.05", "fscore@0.02")
+# The gap table of every phase boundary: the headline pair (`io.results.GAP_METRICS`) and a second of each kind.
+PHASE_METRICS = (*GAP_METRICS, "chamfer_l1", "fscore@0.02")
 
 
 class PhaseEvaluator:
@@ -38,20 +40,19 @@ class PhaseEvaluator:
         split: str = "test",
         protocol: str = "default",
         num_samples: int | None = 20_000,
-        metrics: Sequence[str] = GAP_METRICS,
+        metrics: Sequence[str] = PHASE_METRICS,
         batch_size: int = 16,
         device: str = "cpu",
         n_resamples: int = 2000,
         log: Callable[[str], None] | None = None,
     ):
-        from ..data.manifest import load_manifest
+        from ..data.manifest import Manifest
 
-        frame = load_manifest(manifest)
-        if "split" in frame.columns:
-            frame = frame[frame["split"] == split]
+        test = Manifest.read(manifest).split(split)
+        frame = test.frame
         if not len(frame) or "domain" not in frame.columns or set(frame["domain"]) != {"synthetic", "real"}:
             raise ValueError(f"{manifest}: the {split!r} split needs samples of both domains to measure the gap")
-        self.frame = frame
+        self.manifest = test
         self.gap_table = Path(gap_table)
         self.stage = stage
         proto = get_protocol(protocol)
@@ -65,7 +66,7 @@ class PhaseEvaluator:
     def __call__(self, phase, checkpoint: Path, model) -> None:
         run_dir = checkpoint.parent / "eval" / f"stage{self.stage}-{checkpoint.stem}"
         model.name = f"reference/stage{self.stage}/{phase.name}"
-        result = run_evaluation(PredictorSource(model), self.frame, self.protocol, run_dir, batch_size=self.batch_size,
+        result = run_evaluation(PredictorSource(model), self.manifest, self.protocol, run_dir, batch_size=self.batch_size,
                                 device=self.device, resume=run_dir.exists(), torch_threads=None, command=["train"])
         self.run_dirs.append(run_dir)
         gap = domain_gap(result.frame, [m for m in self.metrics if m in result.frame.columns],
@@ -78,7 +79,7 @@ class PhaseEvaluator:
         self._append(rows)
         by = {r["metric"]: r for r in rows}
         parts = []
-        for m in ("chamfer_l2", "fscore@0.05"):
+        for m in GAP_METRICS:
             if m in by:
                 r = by[m]
                 parts.append(f"{m} syn {r['mean_synthetic']:.4f} real {r['mean_real']:.4f} {r['figure']} "
@@ -104,7 +105,7 @@ class PhaseEvaluator:
             new.to_csv(tmp, index=False)
 
 
-def compare_stage_runs(run_a: Path, run_b: Path, out_csv: Path, metrics: Sequence[str] = ("chamfer_l2", "fscore@0.05"),
+def compare_stage_runs(run_a: Path, run_b: Path, out_csv: Path, metrics: Sequence[str] = GAP_METRICS,
                        labels: tuple[str, str] = ("stage1", "stage2"), n_resamples: int = 2000):
     """The paired comparison (`evaluate.compare.compare_frames`) of two stored evaluation runs of the same
     test samples (e.g. the final checkpoints of stage 1 and stage 2): per domain, the mean delta B - A with
@@ -120,7 +121,7 @@ def compare_stage_runs(run_a: Path, run_b: Path, out_csv: Path, metrics: Sequenc
     return table[table["stratum"].isin(["all", "domain"])]
 
 
-def stage_gap_change(run_a: Path, run_b: Path, out_csv: Path, metrics: Sequence[str] = ("chamfer_l2", "fscore@0.05"),
+def stage_gap_change(run_a: Path, run_b: Path, out_csv: Path, metrics: Sequence[str] = GAP_METRICS,
                      n_resamples: int = 2000):
     """How the synthetic-vs-real gap moved between two stored evaluation runs of the same test samples
     (`evaluate.summary.gap_change`: the change of each gap figure and the share of A's gap closed, with

@@ -1,4 +1,4 @@
-"""The stage-1 and stage-2 loss mixes (DESIGN.md section 6), computed with the suite's own kernels.
+"""The stage-1 and stage-2 loss mixes (training/README.md), computed with the suite's own kernels.
 
 Terms (each logged on its own, unweighted; `LossWeights` holds every weight):
 - chamfer: `metrics.chamfer_distance` (pytorch3d: squared L2, directional means summed) between points
@@ -63,7 +63,7 @@ class LossWeights:
 
     @classmethod
     def stage(cls, stage: int, **overrides: float) -> "LossWeights":
-        """DESIGN.md section 6: stage 1 the four terms; stage 2 adds VGG perceptual (0.1) and GAN (0.001).
+        """Stage 1 the four terms; stage 2 adds VGG perceptual (0.1) and GAN (0.001).
 
         The seed gives no GAN weight. At 0.01 the generator term (softplus, ~0.7 and rising as the
         discriminator wins) outweighed Chamfer (~2e-3 m^2) within 50 demo steps and degraded the geometry of

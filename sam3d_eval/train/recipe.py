@@ -1,4 +1,4 @@
-"""Training recipes: the TOML files of `training/` turned into `TrainConfig`s (DESIGN.md section 6).
+"""Training recipes: the TOML files of `training/` turned into `TrainConfig`s (training/README.md).
 
 A recipe holds `out_dir`, a `[data]` table (a `manifest`, or `generate` settings for the built-in benchmark),
 an optional `[eval]` table (phase-boundary evaluation), and one or both of `[stage1]` / `[stage2]`, each with
@@ -10,13 +10,12 @@ are refused with their name.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config_io import check_keys, dataclass_from_mapping, read_config_file
 from ..models.reference import ReferenceConfig
 from .losses import LossConfig, LossWeights
 from .loop import TrainConfig
@@ -37,12 +36,11 @@ class Recipe:
     stages: list[TrainConfig] = field(default_factory=list)
 
 
-def _fields(cls, table: dict, where: str) -> dict:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(table) - names)
-    if unknown:
-        raise RecipeError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
-    return table
+def _view_angles(loss_t: dict[str, Any]) -> dict[str, Any]:
+    for key in ("view_azimuths", "view_elevations"):
+        if key in loss_t:
+            loss_t[key] = tuple(float(x) for x in loss_t[key])
+    return loss_t
 
 
 def _stage(raw: dict, k: int, out_dir: Path, where: str) -> TrainConfig:
@@ -51,15 +49,17 @@ def _stage(raw: dict, k: int, out_dir: Path, where: str) -> TrainConfig:
     loss_t = dict(raw.pop("loss", {}))
     weights_t = dict(loss_t.pop("weights", {}))
     preset = model_t.pop("preset", "tiny")
+    at = f"{where} [stage{k}"
     try:
-        model = ReferenceConfig.preset(preset, **_fields(ReferenceConfig, model_t, f"{where} [stage{k}.model]"))
-        weights = LossWeights.stage(k, **_fields(LossWeights, weights_t, f"{where} [stage{k}.loss.weights]"))
-        for key in ("view_azimuths", "view_elevations"):
-            if key in loss_t:
-                loss_t[key] = tuple(float(x) for x in loss_t[key])
-        loss = LossConfig(weights=weights, **_fields(LossConfig, loss_t, f"{where} [stage{k}.loss]"))
+        model = dataclass_from_mapping(ReferenceConfig, model_t, where=f"{at}.model]", error=RecipeError,
+                                       make=lambda **kw: ReferenceConfig.preset(preset, **kw))
+        weights = dataclass_from_mapping(LossWeights, weights_t, where=f"{at}.loss.weights]", error=RecipeError,
+                                         make=lambda **kw: LossWeights.stage(k, **kw))
+        loss = dataclass_from_mapping(LossConfig, loss_t, where=f"{at}.loss]", error=RecipeError, convert=_view_angles,
+                                      make=lambda **kw: LossConfig(weights=weights, **kw))
         raw.setdefault("out_dir", str(out_dir / f"stage{k}"))
-        return TrainConfig(stage=k, model=model, loss=loss, **_fields(TrainConfig, raw, f"{where} [stage{k}]"))
+        return dataclass_from_mapping(TrainConfig, raw, where=f"{at}]", error=RecipeError,
+                                      make=lambda **kw: TrainConfig(stage=k, model=model, loss=loss, **kw))
     except RecipeError:
         raise
     except (TypeError, ValueError) as err:  # a value of the wrong type or range, named by its field
@@ -69,16 +69,9 @@ def _stage(raw: dict, k: int, out_dir: Path, where: str) -> TrainConfig:
 def load_recipe(path: str | os.PathLike, **overrides: Any) -> Recipe:
     """Read a recipe; `overrides` (e.g. out_dir, device, epochs) replace top-level and per-stage values."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe not found: {path}")
-    try:
-        doc = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise RecipeError(f"{path}: not valid TOML ({err})") from None
-    known = {"out_dir", "data", "eval", "stage1", "stage2", "description"}
-    unknown = sorted(set(doc) - known)
-    if unknown:
-        raise RecipeError(f"{path}: unknown top-level key(s) {unknown}; known: {sorted(known)}")
+    doc = read_config_file(path, what="recipe", format="toml", error=RecipeError)
+    check_keys(doc, ("out_dir", "data", "eval", "stage1", "stage2", "description"), where=str(path),
+               noun="top-level key(s)", error=RecipeError)
     if "stage1" not in doc and "stage2" not in doc:
         raise RecipeError(f"{path}: needs a [stage1] or [stage2] table")
     base = path.parent

@@ -1,0 +1,100 @@
+"""The whole method on the built-in benchmark, with no data of the user's own (what ``sam3d-eval demo`` runs).
+
+1. `run_recipe` on the demo recipe: generates the built-in benchmark, trains stage 1 and stage 2 with the
+   curriculum, scores every phase boundary, writes gap.csv, stage_comparison.csv and gap_change.csv;
+2. `compare_sides` of the stage-1 and stage-2 final checkpoints (their phase-boundary evaluations are reused,
+   not recomputed): compare.txt (`report.text.comparison_text`) and compare.html;
+3. `report_runs`: report.html (verdict, tables, the gap across curriculum phases).
+
+Everything stays in OUT; a second call continues where the first stopped.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+__all__ = ["DEMO_RECIPE", "DemoResult", "run_demo"]
+
+# The demo recipe ships inside the package (setuptools package data) so that an installed `sam3d-eval demo`
+# finds it; training/demo.toml is a symlink to this file, the copy users read and pass to `sam3d-eval train
+# --config`. One file, two names: the demo and the documented recipe cannot drift apart.
+DEMO_RECIPE = pathlib.Path(__file__).with_name("demo.toml")
+
+
+@dataclass
+class DemoResult:
+    """out: the folder; recipe: what `run_recipe` returned; comparison: what `compare_sides` returned; files:
+    the outputs a reader opens, relative to `out`, those that exist."""
+
+    out: pathlib.Path
+    recipe: Any
+    comparison: Any
+    files: list[str]
+
+
+def run_demo(
+    out: str | pathlib.Path = "reports/demo",
+    *,
+    config: str | pathlib.Path | None = None,
+    device: str = "cpu",
+    fresh: bool = False,
+    log: Callable[[str], None] = print,
+    step: Callable[[int, int, str], None] | None = None,
+    progress: Callable[[int, int], Any] | None = None,
+    compare_progress: Callable[[str], Any] | None = None,
+) -> DemoResult:
+    """Run the demo into `out` (module docstring).
+
+    Args:
+        out: the output folder. config: the training recipe (default: the packaged demo recipe).
+        device: where to train and score. fresh: start the training over.
+        log: progress lines. step: called with (k, 3, what) as each of the three steps starts.
+        progress: the training's per-stage progress factory (`run_recipe`); compare_progress: the scoring's
+            (`compare_sides`).
+
+    Returns:
+        `DemoResult`. Raises FileNotFoundError for a missing recipe, ValueError when the recipe lacks a stage or
+        its evaluation.
+    """
+    from ..atomic import write_text_atomic
+    from ..report.text import comparison_text
+    from ..train.recipe import load_recipe
+    from .compare import compare_sides, write_comparison_report
+    from .recipe import run_recipe
+    from .report import report_runs
+
+    out = pathlib.Path(out)
+    recipe_path = pathlib.Path(config) if config is not None else DEMO_RECIPE
+    if not recipe_path.is_file():
+        raise FileNotFoundError(f"--config {recipe_path}: no such recipe")
+    step = step or (lambda k, n, what: log(f"\n[{k}/{n}] {what}"))
+
+    step(1, 3, f"train: built-in benchmark, stage 1, stage 2 with the curriculum, gap at every phase -> {out}")
+    recipe = run_recipe(load_recipe(recipe_path, out_dir=out, device=device), fresh=fresh, log=log, progress=progress)
+    finals = [out / f"stage{k}" / "final.safetensors" for k in (1, 2)]
+    missing = [str(f) for f in finals if not f.is_file()]
+    if missing:
+        raise ValueError(f"{recipe_path}: the demo needs both stages; no {', '.join(missing)} after training")
+
+    step(2, 3, "compare: stage-1 vs final (stage-2) checkpoint on the same test samples")
+    compared = compare_sides(finals[0], finals[1], labels=("stage 1", "stage 2 (final)"), runs_dir=out / "compare",
+                             device=device, progress=compare_progress, log=log)
+    text = comparison_text(compared.comparison.to_dict())
+    log(text)
+    write_text_atomic(out / "compare.txt", text + "\n")
+    write_comparison_report(out / "compare.html", compared, log=log)
+
+    step(3, 3, "report: verdict, metric and gap tables, the gap across curriculum phases")
+    stage1_runs = sorted((out / "stage1" / "eval").glob("stage1-phase*"))
+    if not stage1_runs:
+        raise ValueError(f"{out}/stage1/eval: no phase-boundary evaluation (is [eval] enabled in {recipe_path}?)")
+    # stage 1's last evaluation beside the training folder (whose gap.csv gives the phases plot and whose last
+    # phase-boundary run is the final checkpoint's)
+    report_runs([stage1_runs[-1], out], out / "report.html", labels=["stage 1", "stage 2 (final)"],
+                title="sam3d-eval demo: stage 1 vs stage 2 on the built-in benchmark", log=log)
+    files = ["stage1/final.safetensors", "stage2/final.safetensors", "gap.csv", "stage_comparison.csv",
+             "gap_change.csv", "compare.txt", "compare.html", "report.html"]
+    return DemoResult(out, recipe, compared, [f for f in files if (out / f).exists()])
