@@ -131,3 +131,10 @@ def test_cli_train_end_to_end(tmp_path, capsys):
     rows = compare_stage_runs(run, run, tmp_path / "cmp.csv", n_resamples=100)
     assert set(rows["level"]) >= {"all", "real", "synthetic"} and (rows["delta"] == 0).all()
     assert main(["train", "--config", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_phase_gap_table_leads_with_the_headline_pair():
+    from sam3d_eval.io.results import GAP_METRICS
+    from sam3d_eval.train.hooks import PHASE_METRICS
+
+    assert set(GAP_METRICS) <= set(PHASE_METRICS)

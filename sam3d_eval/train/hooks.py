@@ -24,8 +24,9 @@ from ..io.results import GAP_METRICS
 
 __all__ = ["PHASE_METRICS", "PhaseEvaluator", "compare_stage_runs", "stage_gap_change"]
 
-# The gap table of every phase boundary: the headline pair (`io.results.GAP_METRICS`) and a second of each kind.
-PHASE_METRICS = (*GAP_METRICS, "chamfer_l1", "fscore@0.02")
+# The gap table of every phase boundary: the headline pair (`io.results.GAP_METRICS`) and a second of each kind,
+# distances first.
+PHASE_METRICS = ("chamfer_l2", "chamfer_l1", "fscore@0.05", "fscore@0.02")
 
 
 class PhaseEvaluator:
