@@ -155,7 +155,7 @@ def _strip(doc):
     return doc
 
 
-def test_engine_rounds_are_deterministic_and_resume_to_the_same_result(tmp_path, benchmark_manifest):
+def test_engine_rounds_are_deterministic_and_resume_to_the_same_result(tmp_path, benchmark_manifest, capsys):
     with runtime_policy("cpu"):
         full = run_engine(_tiny(tmp_path / "a", benchmark_manifest))
         part = run_engine(_tiny(tmp_path / "b", benchmark_manifest), stop_after=1)
@@ -164,6 +164,13 @@ def test_engine_rounds_are_deterministic_and_resume_to_the_same_result(tmp_path,
     assert resumed.resumed_rounds == [1]
     a, b = _strip(read_engine_run(tmp_path / "a")), _strip(read_engine_run(tmp_path / "b"))
     assert a == b
+    # what `sam3d-eval engine show` prints: one line per round under the header, then the trend
+    from sam3d_eval.cli.main import main
+
+    assert main(["engine", "show", str(tmp_path / "a")]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[0].split()[:3] == ["round", "accepted", "accept"] and set(shown[1]) <= {"-", " "}
+    assert shown[2].split()[0] == "1" and shown[3].split()[0] == "2" and "%" in shown[2]
     rounds = a["rounds"]
     assert [r["round"] for r in rounds] == [1, 2] and all(r["candidates"] == 9 for r in rounds)
     assert rounds[-1]["pool_size"] == sum(r["accepted"] for r in rounds) > 0

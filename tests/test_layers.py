@@ -89,3 +89,33 @@ def test_the_rule_catches_an_upward_import(tmp_path, monkeypatch):
     got = _imports(fake / "metrics" / "bad.py")
     assert got == [(1, "evaluate"), (2, "ops")]
     assert "evaluate" not in BELOW["metrics"] and "ops" in BELOW["metrics"]
+
+
+def test_every_import_inside_the_package_resolves():
+    """Imports inside functions run only on their path; a name moved or renamed breaks them silently."""
+    import importlib
+
+    bad = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG.parent).with_suffix("").parts
+        package = ".".join(rel[:-1])  # what a relative import starts from, for a module and an __init__ alike
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if not target.startswith("sam3d_eval"):
+                continue
+            module = importlib.import_module(target)
+            for alias in node.names:
+                if alias.name == "*" or hasattr(module, alias.name):
+                    continue
+                try:
+                    importlib.import_module(f"{target}.{alias.name}")
+                except ModuleNotFoundError:
+                    bad.append(f"{path.relative_to(PKG.parent)}:{node.lineno}: {target} has no {alias.name}")
+    assert not bad, "\n".join(bad)

@@ -328,3 +328,15 @@ def test_worst_samples_gallery_gives_a_failed_sample_its_reason():
     assert worst.count("not rendered") == 2  # the ground truths, whatever the prediction did
     assert "The worst scored samples of r" in worst and "Failed samples" in worst
     assert thumbs_block(thumbs)["items"][0]["images"][0]["missing"] == "failed: no prediction for this sample"
+
+
+def test_one_number_format_for_terminal_and_html():
+    from sam3d_eval.cli.table import _fmt
+    from sam3d_eval.report.tables import fmt, fmt_ci, fmt_fixed, fmt_rate
+
+    assert fmt(0.5) == "0.5000" and fmt(1.234e-3) == "1.234e-03" and fmt(float("inf")) == "inf"
+    assert fmt(float("nan")) == "-" and fmt(None, missing="nan") == "nan" and fmt(-float("inf")) == "-inf"
+    assert _fmt(1.234e-3) == fmt(1.234e-3) and _fmt(float("nan")) == "nan"  # the terminal table's missing value
+    assert fmt_ci(0.5, 0.4, float("nan")) == "0.5000" and fmt_ci(0.5, 0.4, 0.6) == "0.5000 [0.4000, 0.6000]"
+    assert fmt_fixed(1503.4, 0) == "1503" and fmt_fixed(None) == "-"
+    assert fmt_rate(0.25, 0.089, 0.532) == "0.250 [0.089, 0.532]" and fmt_rate(0.25) == "0.250"

@@ -37,13 +37,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def format_rounds(rounds: list[dict]) -> str:
-    from .table import _grid
+    """The rounds table of a data-engine run (`engine.read_engine_run`'s ``rounds``) for the terminal."""
+    from ..report.tables import fmt_fixed
+    from ..report.text import grid
 
     def pct(x):
-        return "-" if x is None else f"{x:.0%}"
-
-    def num(x, d=3):
-        return "-" if x is None else f"{x:.{d}f}"
+        return "-" if x is None or x != x else f"{x:.0%}"
 
     rows = []
     for r in rounds:
@@ -51,10 +50,11 @@ def format_rounds(rounds: list[dict]) -> str:
                      f"{pct(r['accept_rate'])} [{pct(r['accept_low'])}, {pct(r['accept_high'])}]",
                      pct(r.get("candidate_accept_rate")),
                      "-" if r.get("cost_per_accepted") is None else f"${r['cost_per_accepted']:.2f}",
-                     num(r.get("alpha_accept")), num(r.get("chamfer_l2_synthetic"), 4), num(r.get("chamfer_l2_real"), 4),
-                     num(r.get("chamfer_l2_gap_ratio"), 2), str(r.get("pool_size")), num(r.get("seconds"), 1)])
-    return "\n".join(_grid(["round", "accepted", "accept rate", "cand.", "$/accepted", "alpha(accept)",
-                            "CD syn", "CD real", "gap", "pool", "s"], rows))
+                     fmt_fixed(r.get("alpha_accept")), fmt_fixed(r.get("chamfer_l2_synthetic"), 4),
+                     fmt_fixed(r.get("chamfer_l2_real"), 4), fmt_fixed(r.get("chamfer_l2_gap_ratio"), 2),
+                     str(r.get("pool_size")), fmt_fixed(r.get("seconds"), 1)])
+    return "\n".join(grid(["round", "accepted", "accept rate", "cand.", "$/accepted", "alpha(accept)",
+                           "CD syn", "CD real", "gap", "pool", "s"], rows))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -40,12 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _f(x, digits: int = 3) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
-
-
 def format_analysis(doc: dict) -> str:
     """Plain-text tables of `analyse`'s document."""
+    from ..report.tables import fmt_fixed, fmt_p, fmt_rate
     from ..report.text import grid
 
     lines: list[str] = []
@@ -56,23 +53,23 @@ def format_analysis(doc: dict) -> str:
                      f"{c['ties']} ties")
         lines.append("")
         rows = [[r["model"], r["opponent"], str(r["wins"]), str(r["losses"]), str(r["ties"]),
-                 f"{_f(r['rate'])} [{_f(r['low'])}, {_f(r['high'])}]", _f(r["pvalue"], 4),
-                 f"{_f(r['rate_ties_half'])} [{_f(r['low_ties_half'])}, {_f(r['high_ties_half'])}]"]
+                 fmt_rate(r["rate"], r["low"], r["high"]), fmt_p(r["pvalue"]),
+                 fmt_rate(r["rate_ties_half"], r["low_ties_half"], r["high_ties_half"])]
                 for r in pref["pairwise"]]
         lines += grid(["model", "vs", "wins", "losses", "ties", "win rate (ties apart)", "p", "ties as half"], rows)
         lines.append("")
         s = pref["settings"]
         lines.append(f"Bradley-Terry (ties {s['ties']}, {s['bootstrap']} resamples clustered by "
                      f"{' x '.join(s['cluster']) or 'vote'}, {s['confidence']:.0%} intervals)")
-        rows = [[str(r["model"]), f"{_f(r['elo'], 0)} [{_f(r.get('elo_low'), 0)}, {_f(r.get('elo_high'), 0)}]",
-                 _f(r["log_strength"]), str(r["wins"]), str(r["losses"]), str(r["ties"])] for r in pref["leaderboard"]]
+        rows = [[str(r["model"]), f"{fmt_fixed(r['elo'], 0)} [{fmt_fixed(r.get('elo_low'), 0)}, {fmt_fixed(r.get('elo_high'), 0)}]",
+                 fmt_fixed(r["log_strength"]), str(r["wins"]), str(r["losses"]), str(r["ties"])] for r in pref["leaderboard"]]
         lines += grid(["model", "elo", "log-strength", "wins", "losses", "ties"], rows)
         lines.append("")
-        rows = [[str(r["rater_id"]), str(r["votes"]), str(r["shared"]), _f(r["agreement"]), _f(r["consistency"]),
+        rows = [[str(r["rater_id"]), str(r["votes"]), str(r["shared"]), fmt_fixed(r["agreement"]), fmt_fixed(r["consistency"]),
                  str(r["circular_triads"])] for r in pref["raters"]]
         lines += grid(["rater", "votes", "shared", "agreement", "consistency", "circular triads"], rows)
         a = pref["agreement"]
-        lines.append(f"inter-rater alpha (nominal) over {a['units_shared']} shared item-pairs: {_f(a['alpha'])}"
+        lines.append(f"inter-rater alpha (nominal) over {a['units_shared']} shared item-pairs: {fmt_fixed(a['alpha'])}"
                      + (f" ({a['note']})" if a.get("note") else ""))
         lines += [f"note: {n}" for n in pref["notes"]]
         lines.append("")
@@ -81,12 +78,12 @@ def format_analysis(doc: dict) -> str:
         d = rub["definitions"]
         lines.append(f"rubric: accepted when the sum >= {d['accept_threshold']:g}/40 (item: mean of its raters); "
                      f"a criterion fails below {d['fail_below']:g}; near = within +-{d['near_margin']:g}")
-        rows = [[str(r["round"]), str(r["items"]), str(r["accepted"]), f"{_f(r['rate'])} [{_f(r['low'])}, {_f(r['high'])}]",
-                 _f(r["rating_rate"]), str(r["compensatory"]), str(r["near_threshold"]), str(r["split_items"])]
+        rows = [[str(r["round"]), str(r["items"]), str(r["accepted"]), fmt_rate(r["rate"], r["low"], r["high"]),
+                 fmt_fixed(r["rating_rate"]), str(r["compensatory"]), str(r["near_threshold"]), str(r["split_items"])]
                 for r in rub["accept"]]
         lines += grid(["round", "items", "accepted", "accept rate", "per rating", "compensatory", "near", "split"], rows)
         lines.append("")
-        rows = [[r["target"], str(r["method"]), _f(r["value"]), _f(r["krippendorff_alpha"]), str(r["units"]),
+        rows = [[r["target"], str(r["method"]), fmt_fixed(r["value"]), fmt_fixed(r["krippendorff_alpha"]), str(r["units"]),
                  str(r["raters"]), r["note"] or ""] for r in rub["agreement"]]
         lines += grid(["target", "method", "value", "alpha", "units", "raters", "note"], rows)
         lines.append("")
@@ -94,7 +91,7 @@ def format_analysis(doc: dict) -> str:
         for r in rub["failure_mix"]:
             mix.setdefault(r["round"], {})[r["mode"]] = r["share"]
         modes = d["failure_modes"]
-        rows = [[str(k), *(_f(v.get(m), 2) for m in modes)] for k, v in mix.items()]
+        rows = [[str(k), *(fmt_fixed(v.get(m), 2) for m in modes)] for k, v in mix.items()]
         lines += grid(["round", *modes], rows)
         lines.append("(share of ratings with each failing criterion)")
     return "\n".join(lines).rstrip()

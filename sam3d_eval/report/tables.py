@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["METRIC_DEFINITIONS", "cell", "definition", "fmt", "fmt_ci", "fmt_p", "fmt_rate", "gap_counts"]
+__all__ = ["METRIC_DEFINITIONS", "cell", "definition", "fmt", "fmt_ci", "fmt_fixed", "fmt_p", "fmt_rate", "gap_counts"]
 
 # The definitions of docs/definitions.md, in words; keyed by column-name prefix (the longest matching prefix wins).
 METRIC_DEFINITIONS = {
@@ -74,12 +74,15 @@ def fmt_p(p: Any) -> str:
     return "<1e-4" if p < 1e-4 else f"{p:.3g}"
 
 
-def fmt_rate(rate: Any, low: Any = None, high: Any = None) -> str:
-    """A proportion with 3 decimals and its interval, ``0.250 [0.089, 0.532]`` ('-' when missing)."""
-    def one(v: Any) -> str:
-        return f"{v:.3f}" if _finite(v) else "-"
+def fmt_fixed(v: Any, digits: int = 3) -> str:
+    """A number with a fixed count of decimals (rates, agreements, Elo), '-' when missing."""
+    return f"{v:.{digits}f}" if _finite(v) else "-"
 
-    return one(rate) + (f" [{one(low)}, {one(high)}]" if _finite(low) and _finite(high) else "")
+
+def fmt_rate(rate: Any, low: Any = None, high: Any = None, digits: int = 3) -> str:
+    """A proportion with 3 decimals and its interval, ``0.250 [0.089, 0.532]`` ('-' when missing)."""
+    return fmt_fixed(rate, digits) + (f" [{fmt_fixed(low, digits)}, {fmt_fixed(high, digits)}]"
+                                      if _finite(low) and _finite(high) else "")
 
 
 def gap_counts(row: Any) -> str:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["DEMO_RECIPE", "DemoResult", "run_demo"]
+__all__ = ["DEMO_RECIPE", "QUICK_LEVELS", "DemoResult", "run_demo", "write_quick_demo_data"]
 
 # The demo recipe ships inside the package (setuptools package data) so that an installed `sam3d-eval demo`
 # finds it; training/demo.toml is a symlink to this file, the copy users read and pass to `sam3d-eval train
@@ -98,3 +98,34 @@ def run_demo(
     files = ["stage1/final.safetensors", "stage2/final.safetensors", "gap.csv", "stage_comparison.csv",
              "gap_change.csv", "compare.txt", "compare.html", "report.html"]
     return DemoResult(out, recipe, compared, [f for f in files if (out / f).exists()])
+
+
+# The two prediction qualities of the quick demo: keyword arguments of `data.shapes.Degradation`.
+QUICK_LEVELS = {
+    "mild": dict(noise=0.003, stretch=0.03, color_shift=0.03),
+    "severe": dict(noise=0.01, stretch=0.12, dent=0.08, drop_fraction=0.1, color_shift=0.15),
+}
+
+
+def write_quick_demo_data(out: pathlib.Path, seed: int) -> tuple[pathlib.Path, pathlib.Path]:
+    """The data of ``sam3d-eval demo --quick``: GT and prediction meshes of every built-in shape at each
+    `QUICK_LEVELS` degradation (seeded by `seed`), written to ``out/gt`` and ``out/pred``; returns both folders."""
+    import torch
+
+    from ..data.shapes import SHAPES, Degradation, degrade, make_shape, shape_colors
+    from ..io.mesh_io import save_mesh
+
+    gt_dir, pred_dir = out / "gt", out / "pred"
+    gt_dir.mkdir(parents=True, exist_ok=True)
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    for s, name in enumerate(sorted(SHAPES)):
+        verts, faces = make_shape(name)
+        colors = shape_colors(verts)
+        for level, (tag, degradation) in enumerate(QUICK_LEVELS.items()):
+            sample_id = f"{name}_{tag}"
+            save_mesh(gt_dir / f"{sample_id}.ply", (torch.from_numpy(verts), torch.from_numpy(faces)),
+                      colors=torch.from_numpy(colors))
+            dv, df, dc = degrade(verts, faces, Degradation(**degradation), seed=seed * 1000 + 10 * s + level, colors=colors)
+            save_mesh(pred_dir / f"{sample_id}.ply", (torch.from_numpy(dv), torch.from_numpy(df)),
+                      colors=torch.from_numpy(dc))
+    return gt_dir, pred_dir
