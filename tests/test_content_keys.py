@@ -221,3 +221,24 @@ def test_materials_textures_and_buffers_are_part_of_a_mesh_key(tmp_path):
     ply = tmp_path / "p.ply"
     ply.write_bytes(b"ply\n")
     assert referenced_files(ply) == [] and mesh_sha256(ply) == file_sha256(ply)
+
+
+def test_the_mask_joins_the_row_key_only_under_the_visibility_split(tmp_path):
+    mask = tmp_path / "m.png"
+    mask.write_bytes(b"first mask bytes")
+    row = {"sample_id": "s1", "gt_mesh": str(tmp_path / "none.obj"), "mask": str(mask), "domain": "real"}
+
+    class Keyless:
+        def content_hash(self, row):
+            return "pred"
+
+    plain = sample_keys([row], Keyless())["s1"]
+    split = sample_keys([row], Keyless(), mask_content=True)["s1"]
+    assert plain.row_sha256 == manifest_row_sha256(row) != split.row_sha256
+    mask.write_bytes(b"another mask")
+    assert sample_keys([row], Keyless())["s1"] == plain  # the mask does not enter other protocols' scores
+    assert sample_keys([row], Keyless(), mask_content=True)["s1"].row_sha256 != split.row_sha256
+    # a row without a mask, or with an unreadable one, is keyed apart from both
+    no_mask = sample_keys([{**row, "mask": None}], Keyless(), mask_content=True)["s1"].row_sha256
+    gone = sample_keys([{**row, "mask": str(tmp_path / "gone.png")}], Keyless(), mask_content=True)["s1"].row_sha256
+    assert len({no_mask, gone, split.row_sha256}) == 3

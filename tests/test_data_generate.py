@@ -233,3 +233,182 @@ def test_ensure_benchmark_makes_or_finishes_the_table_s_benchmark(bench, tmp_pat
         ensure_benchmark({"synthetic": 2}, tmp_path, where="recipe.toml [data.generate]")
     with pytest.raises(ValueError, match="another seed or configuration"):
         ensure_benchmark({**table, "seed": SEED + 1}, bench)
+
+
+# ---- synthetic overlap occluders, the real occluder pattern, unworn ground truth, validation split ----------
+def _visible_in_amodal(s) -> bool:
+    return not (s.mask & ~s.amodal).any()
+
+
+def test_synthetic_occlusion_spreads_over_the_summary_bins():
+    """The synthetic side is occluded too (overlap occluders), over at least three of the bins the summaries
+    use, not only [0, 0.1)."""
+    from sam3d_eval.evaluate.summary import occlusion_bin
+
+    cfg = GenerationConfig(image_size=32)
+    samples = [generate_sample(SEED, f"syn_{i:06d}", "synthetic", cfg) for i in range(30)]
+    occ = np.array([s.record["occlusion"] for s in samples])
+    bins = set(occlusion_bin(occ).tolist())
+    assert len(bins) >= 3, bins
+    assert occ.mean() > 0.15
+    for s in samples:
+        assert _visible_in_amodal(s)
+        assert s.record["occlusion"] <= cfg.max_occlusion + 1e-9
+        overlap = s.record["details"]["overlap"]
+        if overlap is not None:  # every occluder's parameters are recorded
+            assert overlap["count"] == len(overlap["occluders"]) and 1 <= overlap["count"] <= 2
+            for occ_rec in overlap["occluders"]:
+                assert occ_rec["category"] in CATEGORIES and occ_rec["material"]["kind"] in ("diffuse", "metallic", "translucent")
+                assert {"pattern", "centre", "size_m", "yaw_deg", "category_params", "kept"} <= set(occ_rec)
+            assert s.record["num_occluders"] == sum(o["kept"] for o in overlap["occluders"])
+        else:
+            assert s.record["num_occluders"] == 0
+
+
+def test_twins_share_the_overlap_occluders_and_the_real_twin_adds_clutter():
+    paired = GenerationConfig(image_size=48, paired=True, shift_prob=1.0)
+    kinds, frag = set(), {"synthetic": [], "real": []}
+    from scipy import ndimage
+
+    for k in range(4):
+        syn = generate_sample(SEED, f"syn_{k:06d}", "synthetic", paired)
+        real = generate_sample(SEED, f"real_{k:06d}", "real", paired)
+        a, b = syn.record["details"]["overlap"], real.record["details"]["overlap"]
+        assert (a is None) == (b is None)
+        if a is not None:  # the same objects, in the same places (the real target is worn, the scene is not)
+            strip = lambda d: [{k2: v for k2, v in o.items() if k2 != "kept"} for o in d["occluders"]]  # noqa: E731
+            assert strip(a) == strip(b) and a["aim"] == b["aim"]
+        assert real.record["shift_wear"] > 0 and real.record["shift_occluders"] > 0
+        assert real.record["num_occluders"] > syn.record["num_occluders"]
+        kinds |= set(real.record["details"]["shifts"]["occluders"]["kinds"])
+        assert _visible_in_amodal(syn) and _visible_in_amodal(real)
+        for s in (syn, real):
+            assert s.record["occlusion"] == pytest.approx(1 - s.mask.sum() / s.amodal.sum(), abs=1e-6)
+            frag[s.record["domain"]].append(ndimage.label(s.mask)[1])
+    assert kinds <= {"branch", "wire", "fence", "leaf", "rock"}
+    # A different kind of occlusion: the clutter cuts the visible target into more pieces.
+    assert np.mean(frag["real"]) > np.mean(frag["synthetic"])
+
+
+def test_overlap_off_leaves_every_other_draw_as_it_was():
+    """overlap_prob = 0: no overlap occluders, and the samples whose scene drew none at overlap_prob = 0.5 are
+    the same bytes (the setting only gates its own stream: images, masks, meshes and cameras are those of a
+    generator without overlap occluders; records gain the num_occluders column and details.overlap = null)."""
+    off = GenerationConfig(image_size=32, overlap_prob=0.0)
+    half = GenerationConfig(image_size=32, overlap_prob=0.5)
+    same = 0
+    for i in range(8):
+        a = generate_sample(SEED, f"syn_{i:06d}", "synthetic", off)
+        assert a.record["num_occluders"] == 0 and a.record["details"]["overlap"] is None
+        b = generate_sample(SEED, f"syn_{i:06d}", "synthetic", half)
+        if b.record["details"]["overlap"] is None:
+            same += 1
+            assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
+            assert np.array_equal(a.verts, b.verts) and a.camera == b.camera
+        else:
+            assert not np.array_equal(a.image, b.image)
+    assert 0 < same < 8
+    with pytest.raises(ValueError, match="overlap_count"):
+        GenerationConfig(overlap_count=(0, 2))
+    with pytest.raises(ValueError, match="overlap_occlusion"):
+        GenerationConfig(overlap_occlusion=(0.5, 0.2))
+    with pytest.raises(ValueError, match="overlap_prob"):
+        GenerationConfig(overlap_prob=1.5)
+    assert GenerationConfig.from_dict(half.to_dict()) == half
+
+
+@pytest.fixture(scope="module")
+def worn_bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("worn") / "b"
+    make_benchmark(out, 2, 2, SEED, GenerationConfig(image_size=32, paired=True, shift_prob=1.0), workers=1)
+    return out
+
+
+def test_gt_mesh_unworn_is_written_validated_and_in_the_camera_frame(worn_bench, tmp_path):
+    frame = load_manifest(worn_bench / "manifest.csv")
+    assert "gt_mesh_unworn" in frame.columns
+    for _, row in frame.iterrows():
+        path = pathlib.Path(row["gt_mesh_unworn"])
+        assert path.is_absolute() and path.is_file() and path.is_relative_to(worn_bench)
+        if row["domain"] == "synthetic":
+            assert row["gt_mesh_unworn"] == row["gt_mesh"]
+            continue
+        assert path.parent.name == "meshes_unworn" and row["shift_wear"] > 0
+        assert path.read_bytes() != pathlib.Path(row["gt_mesh"]).read_bytes()
+        worn, unworn = load_mesh(row["gt_mesh"]), load_mesh(path)
+        assert torch.equal(worn.faces_list()[0], unworn.faces_list()[0])
+        # Same frame, vertex for vertex: the wear displacement, bounded as the shift says.
+        rec = json.loads((worn_bench / "records" / f"{row['sample_id']}.json").read_text())
+        wear = rec["details"]["shifts"]["wear"]
+        d = (worn.verts_list()[0] - unworn.verts_list()[0]).norm(dim=1)
+        assert 0 < float(d.max()) <= wear["bound"] + 1e-5
+        # Its own centre of gravity sits where the record says: the origin is the worn mesh's.
+        from sam3d_eval.data.scene import centre_of_gravity
+
+        v, f = unworn.verts_list()[0].double().numpy(), unworn.faces_list()[0].numpy()
+        assert np.allclose(centre_of_gravity(v, f), wear["unworn_centre_of_gravity"], atol=1e-5)
+        # Seen through the recorded camera it still covers the target's amodal mask closely.
+        c = json.loads(row["camera"])
+        K = np.array(c["K"])
+        cam = PerspectiveCameras(torch.tensor(c["R"], dtype=torch.float64)[None],
+                                 torch.tensor(c["T"], dtype=torch.float64)[None],
+                                 torch.tensor([K[0, 0], K[1, 1]]), tuple(c["image_size"]),
+                                 torch.tensor([K[0, 2], K[1, 2]]))
+        vt = torch.from_numpy(v)
+        mask = (rasterize_meshes(Meshes([vt], [torch.from_numpy(f)]), cam.project(vt),
+                                 tuple(c["image_size"])).pix_to_face[0] >= 0).numpy()
+        amodal = np.asarray(Image.open(worn_bench / row["amodal_mask"])) > 127
+        assert (mask & amodal).sum() / (mask | amodal).sum() > 0.8
+    # Without wear the unworn file is the GT mesh, byte for byte.
+    out = tmp_path / "nowear"
+    make_benchmark(out, 0, 1, SEED, GenerationConfig(image_size=32, shifts={"wear": 0}))
+    row = load_manifest(out / "manifest.parquet").iloc[0]
+    assert row["shift_wear"] == 0 and row["gt_mesh_unworn"] != row["gt_mesh"]
+    assert pathlib.Path(row["gt_mesh_unworn"]).read_bytes() == pathlib.Path(row["gt_mesh"]).read_bytes()
+
+
+def test_gt_mesh_unworn_is_a_path_column(worn_bench):
+    """Validated like gt_mesh (a path leaving the folder is refused) and left out of the row's content hash."""
+    import pandas as pd
+
+    from sam3d_eval.data.manifest import ManifestError, validate_manifest
+    from sam3d_eval.evaluate.content import manifest_row_sha256
+
+    frame = pd.read_csv(worn_bench / "manifest.csv", dtype=str, keep_default_na=False)
+    bad = frame.copy()
+    bad.loc[0, "gt_mesh_unworn"] = "../outside.ply"
+    with pytest.raises(ManifestError, match="gt_mesh_unworn path '../outside.ply' leaves"):
+        validate_manifest(bad, worn_bench)
+    blank = frame.copy()
+    blank.loc[0, "gt_mesh_unworn"] = ""
+    assert validate_manifest(blank, worn_bench)["gt_mesh_unworn"].iloc[0] is None
+    row = load_manifest(worn_bench / "manifest.csv").iloc[2].to_dict()
+    assert manifest_row_sha256(row) == manifest_row_sha256({**row, "gt_mesh_unworn": "/elsewhere/x.ply"})
+
+
+def test_the_demo_recipe_has_a_validation_split_and_a_zero_share_warns(tmp_path):
+    import tomllib
+
+    from sam3d_eval.data.generate import NoValidationSplitWarning, _split
+    from sam3d_eval.seeding import numpy_generator
+
+    demo = pathlib.Path(__file__).resolve().parents[1] / "sam3d_eval" / "workflows" / "demo.toml"
+    gen = tomllib.loads(demo.read_text())["data"]["generate"]
+    cfg = GenerationConfig.from_dict({k: v for k, v in gen.items() if k not in ("synthetic", "real", "seed", "workers")})
+    assert cfg.split_fractions[1] > 0 and cfg.has_validation and cfg.paired
+    # The splits the demo's pairs get (drawn per pair, from the pair's split stream): ~150 test pairs stay.
+    splits = [_split(numpy_generator(gen["seed"], f"pair_{i:06d}", "split"), cfg.split_fractions)
+              for i in range(gen["synthetic"])]
+    assert splits.count("val") >= 30 and 130 <= splits.count("test") <= 170
+    zero = GenerationConfig(image_size=16, split_fractions=(0.7, 0.0, 0.3), overlap_prob=0.0)
+    assert not zero.has_validation
+    with pytest.warns(NoValidationSplitWarning, match="no share"):
+        make_benchmark(tmp_path / "z", 1, 0, SEED, zero)
+    allowed = GenerationConfig(image_size=16, split_fractions=(0.7, 0.0, 0.3), overlap_prob=0.0,
+                               allow_no_validation=True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NoValidationSplitWarning)
+        make_benchmark(tmp_path / "a", 1, 0, SEED, allowed)
+    assert "allow_no_validation" not in zero.to_dict() and allowed.to_dict()["allow_no_validation"] is True

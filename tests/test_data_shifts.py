@@ -163,18 +163,55 @@ def test_occluders_raise_occlusion():
         assert np.array_equal(on.amodal, off.amodal)
         assert not (on.mask & ~off.mask).any()  # occluders can only hide the target
         deltas.append(on.record["occlusion"] - off.record["occlusion"])
+        # The clutter comes on top of the scene's synthetic overlap occluders, which stay as they were.
+        assert on.record["details"]["overlap"] == off.record["details"]["overlap"]
+        assert on.record["num_occluders"] > off.record["num_occluders"]
     assert min(deltas) >= 0 and np.mean(deltas) > 0.05
 
 
+def test_occluder_clutter_is_thin_irregular_and_photo_textured():
+    """The real pattern: clutter kinds the synthetic side never draws, photographs as paint, real-looking
+    materials; every piece recorded with its parameters."""
+    from sam3d_eval.data.clutter import CLUTTER_KINDS, make_clutter
+    from sam3d_eval.data.procedural import signed_volume
+    from sam3d_eval.data.shifts import CLUTTER_MATERIALS, PHOTOS
+
+    kinds = set()
+    for sid in ("real_000001", "real_000002", "real_000003", "real_000004", "real_000005"):
+        on, _ = _pair("occluders", sid=sid)
+        rec = on.record["details"]["shifts"]["occluders"]
+        assert rec["count"] == len(rec["occluders"]) == len(rec["kinds"]) >= 1
+        for occ in rec["occluders"]:
+            assert occ["kind"] in CLUTTER_KINDS and occ["texture"]["photo"] in PHOTOS
+            assert occ["material"]["kind"] in CLUTTER_MATERIALS and occ["material"]["opacity"] == 1
+            assert occ["kept"] and len(occ["centre"]) == 3
+            kinds.add(occ["kind"])
+    assert len(kinds) >= 3
+    for kind in CLUTTER_KINDS:  # closed, outward, in the documented frame
+        v, f, params = make_clutter(kind, numpy_generator(0, "clutter", kind), 0.2)
+        assert signed_volume(v, f) > 0 and np.allclose((v.min(0) + v.max(0)) / 2, 0, atol=1e-12)
+        assert f.min() == 0 and f.max() == len(v) - 1 and params
+    thin = make_clutter("wire", numpy_generator(0, "clutter", "thin"), 0.2)[0]
+    assert np.ptp(thin, axis=0).max() > 10 * 2 * 0.04 * 0.2  # far longer than thick
+
+
 def test_occlusion_is_capped_by_dropping_occluders():
-    """real_000003 at this seed is fully hidden by its three occluders when nothing caps it."""
+    """With a low cap the clutter goes first (the last occluder each time), then the overlap occluders; the
+    masks stay exact and the amodal mask does not change."""
     shifts = {"all": 0, "occluders": 1.0}
-    free = generate_sample(SEED, "real_000003", "real", _cfg(shifts, max_occlusion=1.0))
-    capped = generate_sample(SEED, "real_000003", "real", _cfg(shifts))
-    assert free.record["occlusion"] > 0.9 and not free.mask.any()
-    assert 0 < capped.record["occlusion"] <= 0.9 and capped.mask.any()
-    assert capped.record["details"]["shifts"]["occluders"]["dropped_for_max_occlusion"] >= 1
-    assert np.array_equal(capped.amodal, free.amodal)
+    sid = "real_000004"
+    free = generate_sample(SEED, sid, "real", _cfg(shifts, max_occlusion=1.0))
+    capped = generate_sample(SEED, sid, "real", _cfg(shifts, max_occlusion=0.3))
+    assert free.record["occlusion"] > 0.6 and capped.record["occlusion"] <= 0.3 and capped.mask.any()
+    assert capped.record["num_occluders"] < free.record["num_occluders"]
+    clutter = capped.record["details"]["shifts"]["occluders"]
+    overlap = capped.record["details"]["overlap"]
+    assert clutter["dropped_for_max_occlusion"] >= 1
+    kept = [o["kept"] for o in clutter["occluders"]]
+    assert kept == sorted(kept, reverse=True)  # dropped from the end
+    if overlap["dropped_for_max_occlusion"]:
+        assert not any(kept)  # the overlap occluders only after every piece of clutter
+    assert np.array_equal(capped.amodal, free.amodal) and not (capped.mask & ~capped.amodal).any()
 
 
 def test_photo_background_and_clutter_raise_background_edge_density():

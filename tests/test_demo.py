@@ -95,6 +95,14 @@ def test_demo_end_to_end_small(tmp_path, capsys):
     assert (sc[sc["stratum"] == "domain"]["n_units"] == sc[sc["stratum"] == "domain"]["n"]).all()
     # the packaged recipe pairs every real sample with a synthetic twin: paired gap intervals, and how the gap moved
     assert (gap["design"] == "paired").all() and (gap["n_pairs"] > 0).all()
+    # what the gap is made of: raw, covariate-matched and wear-free figures, beside visibility and appearance rows
+    last = gap[(gap["stage"] == 2) & (gap["phase"] == "real100")].set_index("metric")
+    for col in ("matched", "covariate", "wear_free", "wear"):
+        assert col in gap.columns
+    assert np.isfinite(last.loc["chamfer_l2", "wear_free"]) and last.loc["chamfer_l2", "n_unworn"] > 0
+    assert {"chamfer_acc_visible", "chamfer_comp_self_hidden", "psnr", "ssim", "silhouette_iou", "psnr_input"} <= set(last.index)
+    # LPIPS has no backbone weights here: named as missing, never a row of NaN (or of a random backbone)
+    assert "lpips" not in set(gap["metric"]) and "LPIPS is not" in captured.out
     change = pd.read_csv(out / "gap_change.csv").set_index("metric")
     assert set(change.index) == {"chamfer_l2", "fscore@0.05"} and (change["design"] == "paired").all()
     ch = change.loc["chamfer_l2"]
@@ -113,10 +121,44 @@ def test_demo_end_to_end_small(tmp_path, capsys):
             re.findall(r'<img src="data:image/[^"]+" alt="(Synthetic-vs-real gap across curriculum phases[^"]*)"', page)]
     assert len(figs) == 1, "the report has no embedded figure of the gap across curriculum phases"
     assert "stage 1" in page and "stage 2 (final)" in page  # both checkpoints' runs are reported
+    # each phase run's unworn-GT sibling (stageN/eval_unworn/) gives the report's wear part; LPIPS is named missing
+    assert "GT wear accounts for" in html.unescape(page) and "GT wear was not measured" not in html.unescape(page)
+    assert "Not computed for any sample, so not in these tables: lpips" in html.unescape(page)
+    assert "Visible and hidden surfaces" in page
     for label in ("s1 synthetic", "s2 mix80-20", "s2 mix50-50", "s2 mix20-80", "s2 real100"):
         assert f"chamfer_l2 {label}:" in figs[0]
     # the CI budget (90 s on 2 cores), as this process's CPU time: wall time on a shared machine measures the load
     assert cpu < 90, f"the reduced demo took {cpu:.0f} CPU-s"
+
+
+def test_demo_with_several_seeds_compares_every_run_on_one_benchmark(tmp_path, capsys):
+    from sam3d_eval.io.results import read_results
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--config", str(tiny_recipe(tmp_path / "tiny.toml")), "--out", str(out), "--quiet",
+                 "--seeds", "2", "--benchmark-seed", "3"]) == 0
+    captured = capsys.readouterr()
+    # one benchmark, generated once with the asked seed, and one training folder per seed
+    assert (out / "benchmark" / "manifest.csv").is_file() and not (out / "seed1" / "benchmark").exists()
+    assert '"seed": 3' in (out / "benchmark" / "generation.json").read_text().replace("'", '"')
+    finals = [out / f"seed{k}" / "stage2" / "final.safetensors" for k in (0, 1)]
+    assert all(f.is_file() for f in finals) and finals[0].read_bytes() != finals[1].read_bytes()
+    # every run of a stage scored the same samples
+    runs = [sorted((out / f"seed{k}" / "stage2" / "eval").glob("stage2-phase*"))[-1] for k in (0, 1)]
+    ids = [set(read_results(r)["sample_id"]) for r in runs]
+    assert ids[0] == ids[1] and ids[0]
+    # the gap change over runs: two runs per side, a two-level interval, and the share closed by the real split
+    change = pd.read_csv(out / "gap_change.csv").set_index("metric")
+    ch = change.loc["chamfer_l2"]
+    assert ch.n_runs_a == ch.n_runs_b == 2 and ch.run_min_a <= ch.estimate_a <= ch.run_max_a
+    per_seed = [pd.read_csv(out / f"seed{k}" / "gap_change.csv").set_index("metric").loc["chamfer_l2"] for k in (0, 1)]
+    assert ch.estimate_a == pytest.approx(np.mean([p.estimate_a for p in per_seed]))
+    assert "closed by the real split alone" in captured.out
+    table = (out / "compare.txt").read_text()
+    assert "runs min-max" in table  # two runs per side: their spread is shown
+    # the visibility split and the input-view appearance are compared too; LPIPS (no weights here) is not
+    assert "chamfer_acc_visible" in table and "psnr_input" in table and "\nlpips " not in table
+    assert (out / "report.html").is_file()
 
 
 def test_demo_refuses_a_missing_recipe(tmp_path, capsys):

@@ -279,3 +279,71 @@ def test_auto_pairs_fall_back_when_the_ids_never_meet_and_say_what_was_left_out(
     one_side.loc[one_side.domain == "real", "pair_id"] = None  # paired synthetic beside unpaired real data
     h = domain_gap(one_side, ["chamfer_l2"], n_resamples=100).iloc[0]
     assert h.design == "two-sample" and math.isfinite(h.estimate) and pd.isna(h.note)
+
+
+def test_gap_change_runs_with_one_run_per_side_is_gap_change():
+    from sam3d_eval.evaluate.summary import gap_change_runs
+
+    a, _, _ = _twins(30, seed=2)
+    b, _, _ = _twins(30, seed=2, real_factor=1.1)
+    one = gap_change(a, b, ["chamfer_l2", "fscore@0.05"], n_resamples=200).set_index("metric")
+    runs = gap_change_runs([a], [b], ["chamfer_l2", "fscore@0.05"], n_resamples=200).set_index("metric")
+    for m in one.index:
+        for col in ("estimate_a", "estimate_b", "change", "closed", "closed_by_real", "n_units_real"):
+            assert runs.loc[m, col] == pytest.approx(one.loc[m, col], rel=1e-12), (m, col)
+    # weighted sums against plain means: the same sums in another order
+    assert (runs.n_runs_a == 1).all()
+    assert runs.loc["chamfer_l2", "run_min_a"] == pytest.approx(runs.loc["chamfer_l2", "estimate_a"], rel=1e-12)
+
+
+def test_gap_change_runs_averages_runs_and_widens_with_run_variation():
+    from sam3d_eval.evaluate.summary import gap_change_runs
+
+    n = 12
+    x = np.linspace(1.0, 3.0, n)
+
+    def run(syn_scale, real_factor):
+        rows = [dict(sample_id=f"syn_{i}", pair_id=f"p{i}", domain="synthetic", status="ok", chamfer_l2=syn_scale * x[i])
+                for i in range(n)]
+        rows += [dict(sample_id=f"real_{i}", pair_id=f"p{i}", domain="real", status="ok",
+                      chamfer_l2=syn_scale * real_factor * x[i]) for i in range(n)]
+        return pd.DataFrame(rows)
+    # A: ratios 2.0 and 2.4 (mean 2.2); B: 1.5 and 1.3 (mean 1.4); every pair keeps the ratio, so only the runs vary.
+    a = [run(1.0, 2.0), run(1.0, 2.4)]
+    b = [run(2.0, 1.5), run(1.0, 1.3)]
+    c = gap_change_runs(a, b, ["chamfer_l2"], n_resamples=400, seed=1).iloc[0]
+    assert (c.estimate_a, c.estimate_b, c.change) == pytest.approx((2.2, 1.4, -0.8))
+    assert c.closed == pytest.approx((1.2 - 0.4) / 1.2)
+    assert (c.run_min_a, c.run_max_a, c.run_min_b, c.run_max_b) == pytest.approx((2.0, 2.4, 1.3, 1.4 + 0.1))
+    # B's real means against A's synthetic means, every (A run, B run) couple: real = 3x and 1.3x the synthetic
+    mix = np.mean([2.0 * 1.5, 1.3, 2.0 * 1.5, 1.3])
+    assert c.closed_by_real == pytest.approx((1.2 - (mix - 1.0)) / 1.2)
+    # with the runs resampled the interval spans the run-to-run spread; it cannot exceed the extremes
+    assert c.estimate_a_low == pytest.approx(2.0) and c.estimate_a_high == pytest.approx(2.4)
+    assert c.change_low < c.change < c.change_high
+    assert c.n_runs_a == c.n_runs_b == 2 and c.design == "paired" and c.note is None
+
+
+def test_gap_change_runs_uses_units_usable_in_every_run():
+    from sam3d_eval.evaluate.summary import gap_change_runs
+
+    a1, _, _ = _twins(20, seed=4)
+    a2 = a1.copy()
+    a2.loc[a2.index[0], "status"] = "failed"  # that pair leaves every run's figure
+    b, _, _ = _twins(20, seed=4, real_factor=1.05)
+    c = gap_change_runs([a1, a2], [b, b], ["chamfer_l2"], n_resamples=100).iloc[0]
+    one = gap_change(a1, b, ["chamfer_l2"], n_resamples=100).iloc[0]
+    assert c.n_units_real == one.n_units_real - 1
+    with pytest.raises(ValueError, match="at least one run"):
+        gap_change_runs([], [b])
+
+
+def test_run_summary_names_a_metric_without_values_instead_of_summarising_it():
+    from sam3d_eval.evaluate.summary import run_summary
+
+    f = _frame()
+    f["lpips"] = math.nan  # LPIPS scored without its backbone weights
+    out = run_summary(f, n_resamples=50)
+    assert out["metrics_without_values"] == ["lpips"] and "lpips" not in out["metrics"]
+    assert not any(r["metric"] == "lpips" for r in out["summary"]) and "chamfer_l2" in out["metrics"]
+    assert not any(r["metric"] == "lpips" for r in out["domain_gap"])

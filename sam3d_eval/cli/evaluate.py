@@ -55,6 +55,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a sample is accurate when F-score@0.05 >= this (default 0.5)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any sample failed")
     add_metric_options(p)
+    p.add_argument("--visibility", action="store_true",
+                   help="also split the geometry by what the input camera sees (the protocol metric 'visibility'): "
+                        "accuracy on the visible GT surface, completeness and recall on the visible, self-hidden "
+                        "and occluder-hidden parts; needs the manifest's camera and mask columns, and says so "
+                        "when they are missing")
     add_appearance_options(p, default=False)
     p.set_defaults(run=run)
 
@@ -63,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from .eval_meshes import check_metric_options
 
     protocol = check_metric_options(args)
+    if args.visibility and "visibility" not in protocol.metrics:
+        protocol = protocol.with_overrides(metrics=(*protocol.metrics, "visibility"))
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
     if not 0.0 <= args.accuracy_threshold <= 1.0:
@@ -145,6 +152,10 @@ def report(frame, args: argparse.Namespace, protocol) -> int:
         shown = headline_metrics(summary["metrics"])
         print(format_summary(pd.DataFrame(summary["summary"]), shown,
                              title=f"protocol: {protocol.label()}  ({n} samples, {n_failed} failed)"))
+        visibility = protocol.visibility_columns()
+        if visibility:
+            print()
+            print(_visibility_text(frame, pd.DataFrame(summary["summary"]), visibility, format_summary))
         if summary["occlusion_accuracy"] is not None:
             print()
             print(format_accuracy(pd.DataFrame(summary["occlusion_accuracy"])))
@@ -158,3 +169,25 @@ def report(frame, args: argparse.Namespace, protocol) -> int:
     if n_failed:
         print(format_failures(summary["failures"], n), file=sys.stderr)
     return 1 if n_failed and args.strict else 0
+
+
+def _visibility_text(frame, summary, columns: list[str], format_summary) -> str:
+    """The visibility split's summary table, or the reason it is unavailable (the rows' own note)."""
+    import json as _json
+
+    have = [c for c in columns if c in frame.columns and frame[c].notna().any()]
+    if have:
+        return format_summary(summary, have, title="visible and hidden surfaces (accuracy on the visible part, "
+                                                   "completeness and recall per part; docs/definitions.md)")
+    reasons: dict[str, int] = {}
+    for notes in frame.get("notes", []):
+        try:
+            items = _json.loads(notes) if isinstance(notes, str) else []
+        except ValueError:
+            items = []
+        for n in items:
+            if n.startswith("visibility unavailable"):
+                reasons[n] = reasons.get(n, 0) + 1
+    if not reasons:
+        return "note: visibility split unavailable: no sample was scored"
+    return "\n".join(f"note: {reason} ({k} of {len(frame)} samples)" for reason, k in reasons.items())

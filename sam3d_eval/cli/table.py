@@ -142,13 +142,16 @@ def format_accuracy(acc) -> str:
 
 
 def format_gap(gap) -> str:
-    """Synthetic-vs-real gap figures with bootstrap intervals."""
+    """Synthetic-vs-real gap figures with bootstrap intervals, then what each is made of: the covariate mix
+    (raw - matched) and the GT wear (raw - wear-free), each with its share of the raw excess, when the frame
+    has them (`evaluate.summary.domain_gap`)."""
     from ..report.text import grid
 
-    from ..report.tables import gap_counts
+    from ..report.tables import gap_counts, gap_share, has_decomposition, mix_words
 
     rows = []
-    for r in gap.to_dict("records"):
+    records = gap.to_dict("records")
+    for r in records:
         rows.append([r["metric"], r["figure"], _fmt(r["mean_synthetic"]), _fmt(r["mean_real"]),
                      _with_interval(r["estimate"], r["low"], r["high"]),
                      gap_counts(r),
@@ -157,8 +160,37 @@ def format_gap(gap) -> str:
     head = "synthetic-vs-real gap (gap_ratio = real/synthetic; relative_drop = 1 - real/synthetic; texture_degradation = LPIPS ratio - 1)"
     if "design" in gap.columns and (gap["design"] == "paired").any():
         head += "; over synthetic/real twin pairs, intervals resample whole pairs"
-    return "\n".join([head, *grid(["metric", "figure", "synthetic", "real", "estimate", "n syn/real",
-                                    "failed", "nan", "note"], rows)])
+    lines = [head, *grid(["metric", "figure", "synthetic", "real", "estimate", "n syn/real",
+                          "failed", "nan", "note"], rows)]
+    parts = [r for r in records if has_decomposition(r)]
+    if parts:
+        mix = mix_words(next((r.get("matching") for r in parts if isinstance(r.get("matching"), str)), None))
+
+        def share(r, k):
+            v = gap_share(r, k)
+            return "-" if v is None else f"{100 * v:.0f}%"
+
+        def cover(r):
+            c = r.get("matched_coverage")
+            return "-" if c is None or c != c else f"{100 * c:.0f}% ({int(r['matched_cells'])} cells)"
+
+        lines += ["", f"what the gap is made of: {mix} mix = raw - matched (the synthetic side reweighted to the real "
+                      f"side's {mix} cells; coverage = share of real samples whose cell has a synthetic one); GT wear = "
+                      "raw - wear-free (the real samples scored against their unworn GT); share = part / (raw - no "
+                      "gap), '-' when the raw interval includes no gap; intervals from the gap's own resamples"]
+        lines += grid(["metric", f"{mix} mix", "share", "matched", "coverage", "GT wear", "share", "wear-free"],
+                      [[r["metric"], _with_interval(r.get("covariate"), r.get("covariate_low"), r.get("covariate_high")),
+                        share(r, "covariate"), _with_interval(r.get("matched"), r.get("matched_low"), r.get("matched_high")),
+                        cover(r), _with_interval(r.get("wear"), r.get("wear_low"), r.get("wear_high")), share(r, "wear"),
+                        _with_interval(r.get("wear_free"), r.get("wear_free_low"), r.get("wear_free_high"))]
+                       for r in parts])
+        notes: dict[str, list[str]] = {}
+        for r in parts:
+            for n in (r.get("decomposition_note") or "").split("; "):
+                if n:
+                    notes.setdefault(n, []).append(r["metric"])
+        lines += [f"note ({', '.join(ms) if len(ms) < len(parts) else 'every metric'}): {n}" for n, ms in notes.items()]
+    return "\n".join(lines)
 
 
 def format_failures(failures: dict, n: int) -> str:

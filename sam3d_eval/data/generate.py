@@ -31,6 +31,7 @@ import math
 import os
 import pathlib
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -42,18 +43,25 @@ from ..io.mesh_io import save_mesh
 from ..seeding import numpy_generator
 from .appearance import sample_material, sample_pattern, vertex_colors
 from .procedural import CATEGORIES, make_object
+from .overlap import Overlap, overlap_occluders
 from .scene import (ELEVATION_RANGE, SceneObject, background_image, centre_of_gravity, floor_object, make_camera,
-                    occlusion_fraction, place_objects, render_scene, FLOOR_MIN_ELEVATION)
+                    occlusion_fraction, place_objects, render_scene, target_masks, FLOOR_MIN_ELEVATION)
 from .shifts import (SHIFTS, apply_blur, apply_color_temperature, apply_exposure, apply_hard_shadows,
                      apply_harsh_light, apply_jpeg, apply_sensor_noise, apply_wear, draw_intensity, make_occluders,
                      parse_shift_settings, photo_background)
 from .lighting import LightRig
 
-__all__ = ["BENCHMARK_KEYS", "GenerationConfig", "Sample", "ensure_benchmark", "generate_sample", "make_benchmark",
-           "sample_ids", "twin_key", "write_sample"]
+__all__ = ["BENCHMARK_KEYS", "GenerationConfig", "NoValidationSplitWarning", "Sample", "ensure_benchmark",
+           "generate_sample", "make_benchmark", "sample_ids", "twin_key", "write_sample"]
 
-FORMAT_VERSION = 1
+# 2: synthetic overlap occluders, the real occluders' clutter pattern, meshes_unworn/ and gt_mesh_unworn (a
+# folder made by version 1 is refused rather than finished with different samples).
+FORMAT_VERSION = 2
 SPLITS = ("train", "val", "test")
+
+
+class NoValidationSplitWarning(UserWarning):
+    """A benchmark is made whose `split_fractions` give the validation split no share."""
 
 
 @dataclass(frozen=True)
@@ -63,10 +71,15 @@ class GenerationConfig:
     image_size: square images, pixels. background_complexity: the maximum level in [0, 1] (training can step
     it up). second_object_prob: chance of a second object. shifts: strength per shift name in [0, 1]
     (missing names default to 1, 0 switches a shift off). shift_prob: chance each shift is applied to a real
-    image. split_fractions: train/val/test shares. categories: the families drawn from. paired: every real
-    sample is the twin of the synthetic sample with the same number (`real_000012` of `syn_000012`: the same
-    object, appearance, camera, scene, lights and split), so the two differ only by the shifts and the gap can
-    be measured object by object; records then carry `pair_id`.
+    image. split_fractions: train/val/test shares; a zero validation share warns when a benchmark is made
+    (`make_benchmark`) unless allow_no_validation is true. categories: the families drawn from. paired: every
+    real sample is the twin of the synthetic sample with the same number (`real_000012` of `syn_000012`: the
+    same object, appearance, camera, scene, lights, synthetic occluders and split), so the two differ only by
+    the shifts and the gap can be measured object by object; records then carry `pair_id`.
+    overlap_prob: chance a scene gets synthetic overlap occluders (`data.overlap`; 0 switches them off, and
+    then every file of a synthetic sample but its record is what it was before they existed).
+    overlap_count: (min, max) of their number per scene. overlap_occlusion: (low, high) of the occlusion they
+    aim at, drawn uniformly per scene and capped at max_occlusion.
     """
 
     image_size: int = 128
@@ -78,14 +91,20 @@ class GenerationConfig:
     categories: tuple[str, ...] = tuple(CATEGORIES)
     max_occlusion: float = 0.9
     paired: bool = False
+    overlap_prob: float = 0.8
+    overlap_count: tuple[int, int] = (1, 2)
+    overlap_occlusion: tuple[float, float] = (0.05, 0.8)
+    allow_no_validation: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shifts", parse_shift_settings(dict(self.shifts)))
         object.__setattr__(self, "categories", tuple(self.categories))
         object.__setattr__(self, "split_fractions", tuple(float(x) for x in self.split_fractions))
+        object.__setattr__(self, "overlap_count", tuple(self.overlap_count))
+        object.__setattr__(self, "overlap_occlusion", tuple(float(x) for x in self.overlap_occlusion))
         if not (isinstance(self.image_size, int) and 16 <= self.image_size <= 4096):
             raise ValueError(f"image_size must be an integer in [16, 4096], got {self.image_size!r}")
-        for name in ("background_complexity", "second_object_prob", "shift_prob", "max_occlusion"):
+        for name in ("background_complexity", "second_object_prob", "shift_prob", "max_occlusion", "overlap_prob"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {v}")
@@ -94,16 +113,34 @@ class GenerationConfig:
         bad = [c for c in self.categories if c not in CATEGORIES]
         if bad or not self.categories:
             raise ValueError(f"unknown or no categories {bad}; choose from {sorted(CATEGORIES)}")
-        if not isinstance(self.paired, bool):
-            raise ValueError(f"paired must be true or false, got {self.paired!r}")
+        for name in ("paired", "allow_no_validation"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        lo_hi = self.overlap_count
+        if (len(lo_hi) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in lo_hi)
+                or not 1 <= lo_hi[0] <= lo_hi[1] <= 8):
+            raise ValueError(f"overlap_count must be two integers 1 <= min <= max <= 8, got {list(lo_hi)} "
+                             "(overlap_prob = 0 switches the overlap occluders off)")
+        lo_hi = self.overlap_occlusion
+        if len(lo_hi) != 2 or not 0.0 <= lo_hi[0] <= lo_hi[1] <= 1.0:
+            raise ValueError(f"overlap_occlusion must be (low, high) with 0 <= low <= high <= 1, got {list(lo_hi)}")
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether the splits give the validation split a share (or the config says none is wanted)."""
+        return self.split_fractions[1] > 0 or self.allow_no_validation
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["shifts"] = dict(self.shifts)
         d["split_fractions"] = list(self.split_fractions)
         d["categories"] = list(self.categories)
+        d["overlap_count"] = list(self.overlap_count)
+        d["overlap_occlusion"] = list(self.overlap_occlusion)
         if not self.paired:  # benchmarks made before the setting existed keep their generation.json
             del d["paired"]
+        if not self.allow_no_validation:  # changes no byte: recorded only when set
+            del d["allow_no_validation"]
         return d
 
     @classmethod
@@ -117,7 +154,9 @@ class GenerationConfig:
 class Sample:
     """One generated sample in memory: image `(H, W, 3)` uint8, visible and amodal masks `(H, W)` bool, the
     GT mesh (verts `(V, 3)` float64 in the object frame, faces `(F, 3)` int64, colours `(V, 3)` float32),
-    the camera dict and the manifest record (without file paths)."""
+    the camera dict, the manifest record (without file paths) and, for a real sample, `unworn_verts`: the GT
+    mesh before the `wear` shift in the same frame (vertex for vertex; equal to `verts` without wear; None
+    for a synthetic sample, whose GT is never worn)."""
 
     sample_id: str
     image: np.ndarray
@@ -128,6 +167,7 @@ class Sample:
     colors: np.ndarray
     camera: dict
     record: dict
+    unworn_verts: np.ndarray | None = None
 
 
 def sample_ids(domain: str, count: int) -> list[str]:
@@ -207,18 +247,41 @@ class _Layout:
     second: tuple | None
 
 
-def _target(rng: Callable[[str], np.random.Generator], config: GenerationConfig, shifts: _Shifts):
-    """The target: category, size, procedural mesh, verts (object frame), faces, colours, material and pattern,
-    worn by the `wear` shift when it is on (the paint stays where the clean shape had it)."""
+@dataclass
+class _Target:
+    """The target: category, size, procedural mesh, verts (object frame), faces, colours, material, pattern;
+    `clean` the unworn verts in their own object frame (what a twin without wear has: the synthetic occluders
+    are placed around it) and `unworn` the same shape in the frame of `verts` (vertex i of `verts` is vertex i
+    of `unworn` moved by the wear)."""
+
+    category: str
+    size: float
+    mesh: Any
+    verts: np.ndarray
+    faces: np.ndarray
+    colors: np.ndarray
+    material: Any
+    pattern: dict
+    clean: np.ndarray
+    unworn: np.ndarray
+
+
+def _target(rng: Callable[[str], np.random.Generator], config: GenerationConfig, shifts: _Shifts) -> _Target:
+    """The target, worn by the `wear` shift when it is on (the paint stays where the clean shape had it). The
+    worn shape is re-centred at its own centre of gravity (the GT frame's origin); the unworn shape moves with
+    it, so both files share one frame and the recorded camera sees each where the scene had it."""
     category, size, m, verts, material, pattern = _object(rng("object"), rng("appearance"), config.categories)
     colors = vertex_colors(verts, pattern)  # on the clean shape: wear moves geometry, not the paint
     faces = m.faces
+    clean = unworn = verts
     if shifts.on("wear"):
         verts, params = apply_wear(verts, faces, shifts.intensity["wear"], shifts.rng["wear"])
         cog = centre_of_gravity(verts, faces)
         verts = verts - cog
+        unworn = clean - cog
+        params["unworn_centre_of_gravity"] = (-cog).tolist()  # where the unworn shape's own origin sits
         shifts.applied["wear"] = params
-    return category, size, m, verts, faces, colors, material, pattern
+    return _Target(category, size, m, verts, faces, colors, material, pattern, clean, unworn)
 
 
 def _view(rc: np.random.Generator) -> tuple[float, float, float, float]:
@@ -230,14 +293,20 @@ def _view(rc: np.random.Generator) -> tuple[float, float, float, float]:
     return azimuth, elevation, fov, fill
 
 
-def _layout(rng: Callable[[str], np.random.Generator], config: GenerationConfig, elevation: float, verts: np.ndarray,
-            faces: np.ndarray, colors: np.ndarray, material) -> _Layout:
-    """Background level and kind, template, an optional second object, and every object placed in the world."""
-    rs = rng("scene")
+def _scene_draws(rs: np.random.Generator, config: GenerationConfig, elevation: float) -> tuple[float, str, str, bool]:
+    """The first draws of the scene stream: background level, its kind, the template, a second object or not."""
     level = float(rs.uniform(0.0, config.background_complexity))
     bg_kind = "empty" if level < 0.2 else ("simple" if level < 0.5 else "cluttered")
     template = "tabletop" if (elevation >= FLOOR_MIN_ELEVATION and bg_kind != "empty") else "studio"
     two = bool(rs.uniform() < config.second_object_prob)
+    return level, bg_kind, template, two
+
+
+def _layout(rng: Callable[[str], np.random.Generator], config: GenerationConfig, elevation: float, verts: np.ndarray,
+            faces: np.ndarray, colors: np.ndarray, material) -> _Layout:
+    """Background level and kind, template, an optional second object, and every object placed in the world."""
+    rs = rng("scene")
+    level, bg_kind, template, two = _scene_draws(rs, config, elevation)
     meshes = [(verts, faces)]
     second = None
     if two:
@@ -254,6 +323,46 @@ def _layout(rng: Callable[[str], np.random.Generator], config: GenerationConfig,
         else:
             objects.append(SceneObject(world, f, vertex_colors(second[3], second[5]), second[4], "object"))
     return _Layout(level, bg_kind, template, objects, poses, second)
+
+
+def _frame(world: np.ndarray, pose: dict, view: tuple[float, float, float, float], size_px: int):
+    """The camera of a target placed at `pose` (world verts `world`): it looks at the target's centre of
+    gravity from `fill` times the distance at which its bounding sphere fills the view.
+
+    Returns:
+        (centre, radius, distance, camera).
+    """
+    azimuth, elevation, fov, fill = view
+    centre = pose["t"] + pose["R"] @ (-pose["cog"])
+    radius = float(np.linalg.norm(world - centre, axis=1).max())
+    distance = radius / math.sin(math.radians(fov) / 2) * fill
+    return centre, radius, distance, make_camera(azimuth, elevation, distance, centre, fov, size_px)
+
+
+def _clean_scene(rng: Callable[[str], np.random.Generator], config: GenerationConfig, target: _Target,
+                 view: tuple[float, float, float, float], layout: _Layout, size_px: int):
+    """The clean target's world verts and camera: what the twin without wear has. With wear off they are the
+    scene's own; with wear on the scene stream is replayed for the clean shape (the target's pose draws come
+    first and do not depend on the shape), so both twins place their synthetic occluders from equal inputs.
+
+    Returns:
+        (world verts, camera), or None when the target is not worn (use the scene's own).
+    """
+    if target.clean is target.unworn:
+        return None
+    rs = rng("scene")
+    _scene_draws(rs, config, view[1])
+    pose = place_objects([(target.clean, target.faces)], layout.template, rs)[0]
+    world = (target.clean - pose["cog"]) @ pose["R"].T + pose["t"]
+    return world, _frame(world, pose, view, size_px)[3]
+
+
+def _overlap(rng: Callable[[str], np.random.Generator], config: GenerationConfig, target: _Target, world: np.ndarray,
+             camera) -> Overlap:
+    """The scene's synthetic overlap occluders (`overlap.overlap_occluders`), from the pair's streams."""
+    return overlap_occluders(world, target.faces, target.size, camera, rng("overlap"),
+                             lambda k: rng(f"overlap:{k}"), config.categories, config.overlap_prob,
+                             config.overlap_count, config.overlap_occlusion, config.max_occlusion)
 
 
 def _backdrop(rb: np.random.Generator, layout: _Layout, size_px: int, centre: np.ndarray, radius: float,
@@ -285,17 +394,28 @@ def _lighting(rl: np.random.Generator, centre: np.ndarray, radius: float, shifts
 
 
 def _render(objects: list[SceneObject], camera, rig: LightRig, background: np.ndarray, size_px: int,
-            max_occlusion: float, shifts: _Shifts):
-    """Render; while the target is hidden beyond `max_occlusion`, drop the last occluder and render again."""
-    out = render_scene(objects, camera, rig, background, shadow_resolution=max(256, size_px))
-    dropped = 0
-    while occlusion_fraction(out.visible, out.amodal) > max_occlusion and objects[-1].role == "occluder":
-        objects.pop()
-        dropped += 1
-        out = render_scene(objects, camera, rig, background, shadow_resolution=max(256, size_px))
+            max_occlusion: float, amodal: np.ndarray | None) -> tuple[Any, list[SceneObject]]:
+    """Render; while the target is hidden beyond `max_occlusion`, drop the last occluder (the real side's
+    clutter before the synthetic overlap occluders, which come earlier in `objects`) and render again. The
+    drops are decided on the masks alone (`scene.target_masks`, the render's own), so a scene over the cap
+    costs one more render, not one per dropped occluder. `amodal`: the target's silhouette when known.
+
+    Returns:
+        (the `SceneRender`, the dropped occluders).
+    """
+    res = max(256, size_px)
+    out = render_scene(objects, camera, rig, background, shadow_resolution=res, amodal=amodal)
+    vis, amo = out.visible, out.amodal
+    dropped = []
+    while occlusion_fraction(vis, amo) > max_occlusion:
+        last = [i for i, o in enumerate(objects) if o.role == "occluder"]
+        if not last:
+            break
+        dropped.append(objects.pop(last[-1]))
+        vis, amo = target_masks(objects, camera, amodal=amo)
     if dropped:
-        shifts.applied["occluders"]["dropped_for_max_occlusion"] = dropped
-    return out
+        out = render_scene(objects, camera, rig, background, shadow_resolution=res, amodal=amo)
+    return out, dropped
 
 
 def _photo_shifts(rgb: np.ndarray, shifts: _Shifts) -> np.ndarray:
@@ -357,19 +477,38 @@ def generate_sample(seed: int, sample_id: str, domain: str, config: GenerationCo
     size_px = config.image_size
     shifts = _Shifts(seed, sample_id, config, real=domain == "real")
 
-    category, size, m, verts, faces, colors, material, pattern = _target(rng, config, shifts)
-    azimuth, elevation, fov, fill = _view(rng("camera"))
-    layout = _layout(rng, config, elevation, verts, faces, colors, material)
+    target = _target(rng, config, shifts)
+    category, size, m, verts, faces = target.category, target.size, target.mesh, target.verts, target.faces
+    material, pattern = target.material, target.pattern
+    view = _view(rng("camera"))
+    azimuth, elevation, fov, fill = view
+    layout = _layout(rng, config, elevation, verts, faces, target.colors, material)
     pose = layout.poses[0]
-    centre = pose["t"] + pose["R"] @ (-pose["cog"])
-    radius = float(np.linalg.norm(layout.objects[0].verts - centre, axis=1).max())
-    distance = radius / math.sin(math.radians(fov) / 2) * fill
-    camera = make_camera(azimuth, elevation, distance, centre, fov, size_px)
+    centre, radius, distance, camera = _frame(layout.objects[0].verts, pose, view, size_px)
     eye = camera.get_camera_center()[0].numpy()
+    clean = _clean_scene(rng, config, target, view, layout, size_px)
+    placed = _overlap(rng, config, target, *(clean or (layout.objects[0].verts, camera)))
+    overlap, overlap_record = placed.objects, placed.record
+    layout.objects.extend(overlap)  # before the floor and the real side's clutter: dropped last
     background = _backdrop(rng("background"), layout, size_px, centre, radius, eye, shifts)
+    clutter = [o for o in layout.objects[len(layout.poses) + len(overlap):] if o.role == "occluder"]
     rig = _lighting(rng("lights"), centre, radius, shifts)
-    out = _render(layout.objects, camera, rig, background, size_px, config.max_occlusion, shifts)
+    # The silhouette the overlap occluders were placed around is this scene's amodal mask unless it was the
+    # clean twin's (a worn target).
+    known = placed.amodal if clean is None else None
+    out, dropped = _render(layout.objects, camera, rig, background, size_px, config.max_occlusion, known)
     img_u8 = _photo_shifts(out.rgb, shifts)
+    gone = {id(o) for o in dropped}
+    if overlap_record is not None:
+        for obj, rec in zip(overlap, overlap_record["occluders"]):
+            rec["kept"] = id(obj) not in gone
+        overlap_record["dropped_for_max_occlusion"] = sum(id(o) in gone for o in overlap)
+    if clutter:
+        for obj, rec in zip(clutter, shifts.applied["occluders"]["occluders"]):
+            rec["kept"] = id(obj) not in gone
+        n_gone = sum(id(o) in gone for o in clutter)
+        if n_gone:
+            shifts.applied["occluders"]["dropped_for_max_occlusion"] = n_gone
 
     applied = shifts.applied
     for name, params in applied.items():
@@ -391,6 +530,7 @@ def generate_sample(seed: int, sample_id: str, domain: str, config: GenerationCo
         "elevation_deg": round(elevation, 4),
         "visible_px": int(np.count_nonzero(out.visible)),
         "amodal_px": int(np.count_nonzero(out.amodal)),
+        "num_occluders": sum(o.role == "occluder" for o in layout.objects),
         **{f"shift_{name}": shifts.intensity[name] for name in SHIFTS},
     }
     if pair_id is not None:
@@ -400,10 +540,11 @@ def generate_sample(seed: int, sample_id: str, domain: str, config: GenerationCo
                "lights": rig.to_dict(), "shifts": applied, "placement": [
                    {"anchor": p["anchor"].tolist(), "noise": p["noise"].tolist(), "t": p["t"].tolist()}
                    for p in layout.poses],
-               "second_category": second[0] if second else None}
+               "second_category": second[0] if second else None, "overlap": overlap_record}
     record["details"] = details
     cam = _camera_record(camera, pose, size_px, fov, azimuth, elevation, distance)
-    return Sample(sample_id, img_u8, out.visible, out.amodal, verts, faces, colors, cam, record)
+    unworn = target.unworn if domain == "real" else None
+    return Sample(sample_id, img_u8, out.visible, out.amodal, verts, faces, target.colors, cam, record, unworn)
 
 
 # ---- files ------------------------------------------------------------------------------------------
@@ -426,17 +567,26 @@ def _json_bytes(obj) -> bytes:
 
 def write_sample(sample: Sample, out: str | os.PathLike) -> dict:
     """Write a sample's files under `out` (each atomically, the record last); returns the manifest row with
-    paths relative to `out`."""
+    paths relative to `out`.
+
+    A real sample also gets meshes_unworn/<id>.ply (`Sample.unworn_verts`: its GT before the wear shift, in
+    the GT mesh's frame, so the recorded camera sees it where the scene had the object; the same bytes as
+    meshes/<id>.ply when wear was off); `gt_mesh_unworn` names it, and names the GT mesh itself for a
+    synthetic sample (never worn).
+    """
     out = pathlib.Path(out)
     sid = sample.sample_id
     paths = {"image": f"images/{sid}.png", "mask": f"masks/{sid}.png", "amodal_mask": f"amodal/{sid}.png",
              "gt_mesh": f"meshes/{sid}.ply", "camera_file": f"cameras/{sid}.json"}
+    paths["gt_mesh_unworn"] = paths["gt_mesh"] if sample.unworn_verts is None else f"meshes_unworn/{sid}.ply"
     for rel in paths.values():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out / paths["image"], _png(sample.image))
     write_bytes_atomic(out / paths["mask"], _png(sample.mask.astype(np.uint8) * 255))
     write_bytes_atomic(out / paths["amodal_mask"], _png(sample.amodal.astype(np.uint8) * 255))
     _atomic_mesh(out / paths["gt_mesh"], sample.verts, sample.faces, sample.colors)
+    if sample.unworn_verts is not None:
+        _atomic_mesh(out / paths["gt_mesh_unworn"], sample.unworn_verts, sample.faces, sample.colors)
     write_bytes_atomic(out / paths["camera_file"], _json_bytes(sample.camera))
     record = {**sample.record, **paths, "camera": json.dumps(sample.camera, sort_keys=True)}
     (out / "records").mkdir(parents=True, exist_ok=True)
@@ -454,7 +604,7 @@ def _complete(out: pathlib.Path, sid: str) -> dict | None:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    keys = ("image", "mask", "amodal_mask", "gt_mesh", "camera_file")
+    keys = ("image", "mask", "amodal_mask", "gt_mesh", "gt_mesh_unworn", "camera_file")
     if not all(k in record and (out / record[k]).is_file() for k in keys):
         return None
     return record
@@ -510,13 +660,20 @@ def make_benchmark(
     processes (1: in this process; otherwise a pool forked on Linux, spawned elsewhere, one torch thread
     per worker). Same seed and config, same bytes, whatever `workers`. `progress(done,
     total)` is called after each sample. Raises ValueError when `out` holds a benchmark made with another
-    seed or configuration.
+    seed or configuration. Warns (`NoValidationSplitWarning`) when the config gives the validation split no
+    share and does not say `allow_no_validation`.
     """
     config = config or GenerationConfig()
     if num_synthetic < 0 or num_real < 0 or num_synthetic + num_real == 0:
         raise ValueError(f"need a positive number of samples, got synthetic={num_synthetic}, real={num_real}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if not config.has_validation:
+        # A warning, not a refusal: recipes and tests made before the rule keep running, and say so loudly.
+        warnings.warn(f"split_fractions {list(config.split_fractions)} give the validation split no share: "
+                      f"{out} will have no 'val' samples to choose checkpoints or settings on without touching the "
+                      "test split; give it a share (e.g. [0.6, 0.1, 0.3]) or set allow_no_validation = true",
+                      NoValidationSplitWarning, stacklevel=2)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"format_version": FORMAT_VERSION, "seed": int(seed), "config": config.to_dict()}

@@ -10,7 +10,11 @@ Columns (only the first two are required):
 - ``category`` (optional, str);
 - ``image``, ``mask`` (optional paths): the input image and the visible-object mask; required by
   sources that run a model (`Predictor`);
-- ``camera`` (optional, a JSON object of intrinsics/extrinsics), ``split`` (optional, str).
+- ``camera`` (optional, a JSON object of intrinsics/extrinsics), ``split`` (optional, str);
+- ``gt_mesh_unworn`` (optional path): the ground truth before a shape-changing shift (the built-in
+  benchmark's real samples before `wear`, in the frame of ``gt_mesh`` and its camera; a synthetic row names its
+  ``gt_mesh``); a blank cell is allowed (no such mesh). Validated and resolved like ``gt_mesh``, and like
+  every path column left out of a row's content hash (`evaluate.content.manifest_row_sha256`).
 
 An optional column, when present, is validated on every row (a blank ``domain`` or ``occlusion`` is an
 error; a blank ``category`` is the empty string); when absent it stays absent (no placeholder values), and
@@ -67,13 +71,13 @@ __all__ = [
 
 REQUIRED_COLUMNS = ("sample_id", "gt_mesh")
 # STRATA_COLUMNS (io.results): optional, validated when present; the strata the summaries break results down by.
-PATH_COLUMNS = ("gt_mesh", "image", "mask")
-KNOWN_COLUMNS = REQUIRED_COLUMNS + STRATA_COLUMNS + ("image", "mask", "camera", "split")
+PATH_COLUMNS = ("gt_mesh", "image", "mask", "gt_mesh_unworn")
+KNOWN_COLUMNS = REQUIRED_COLUMNS + STRATA_COLUMNS + ("image", "mask", "camera", "split", "gt_mesh_unworn")
 DOMAINS = ("synthetic", "real")
 # Names of the results table (io.results.RESULT_COLUMNS) a manifest column may not shadow.
 _RESERVED = ("run_id", "status", "error", "source", "fingerprint", "protocol", "pred_kind", "transform", "notes",
              "rank", "written_at", "part")
-_STR_COLUMNS = ("sample_id", "gt_mesh", "image", "mask", "domain", "category", "camera", "split")
+_STR_COLUMNS = ("sample_id", "gt_mesh", "image", "mask", "domain", "category", "camera", "split", "gt_mesh_unworn")
 
 
 class ManifestError(ValueError):
@@ -252,7 +256,7 @@ def validate_manifest(frame, root: str | os.PathLike):
     if missing:
         raise ManifestError(f"{name}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, frame.columns))}); "
                             f"required: {', '.join(REQUIRED_COLUMNS)}; optional: {', '.join(STRATA_COLUMNS)}, image, "
-                            "mask, camera, split")
+                            "mask, camera, split, gt_mesh_unworn")
     reserved = [c for c in frame.columns if c in _RESERVED]
     if reserved:
         raise ManifestError(f"{name}: column name(s) {', '.join(reserved)} are used by the results table; rename them")

@@ -6,7 +6,9 @@ a floor at y = 0, `studio` lets them float (used for views from below, elevation
 backgrounds). Objects are inserted by their centre of gravity (volume centroid): it goes to the template's
 anchor plus uniform +-0.1 m noise in x and z (in y too for `studio`); on the tabletop the object is then
 lowered to rest on the floor. A second object (up to 2 per scene) takes an anchor far enough from the
-target that the noise cannot make them intersect, so it occludes only by the view.
+target that the noise cannot make them intersect, so it occludes only by the view. Occluders (role
+"occluder": the synthetic overlap occluders of `data.overlap`, the real side's clutter of
+`shifts.make_occluders`) float between the camera and the target.
 
 Occlusion of the target is `1 - visible / amodal` pixel area: visible is the target's pixels in the full
 render (everything in front of it drawn), amodal its pixels rendered alone.
@@ -38,6 +40,8 @@ __all__ = [
     "occlusion_fraction",
     "place_objects",
     "render_scene",
+    "silhouette",
+    "target_masks",
 ]
 
 AZIMUTH_RANGE = (0.0, 360.0)
@@ -247,15 +251,61 @@ def _shade_layer(objects, camera, rig, background, shadow_scene, centre, radius,
     return rgb, obj_index
 
 
+def silhouette(verts: np.ndarray, faces: np.ndarray, camera: PerspectiveCameras) -> np.ndarray:
+    """The pixels `(H, W)` bool a mesh (world verts `(V, 3)`, faces `(F, 3)`) covers seen alone by a
+    one-camera batch (the rasteriser of `render_scene`, no shading)."""
+    obj = SceneObject(np.asarray(verts, dtype=np.float64), np.asarray(faces, dtype=np.int64),
+                      np.zeros((len(verts), 3), np.float32), Material(), "target")
+    return (_rasterize([obj], camera)[-1].pix_to_face[0] >= 0).numpy()
+
+
+def _harmless(objects: list[SceneObject], camera: PerspectiveCameras, target: SceneObject) -> bool:
+    """Whether nothing in `objects` can hide the target (a floor under it, seen from above, never does)."""
+    eye_y = float(camera.get_camera_center()[0, 1])
+    low = float(target.verts[:, 1].min())
+    return all(o.role == "target" or (o.role == "floor" and float(o.verts[:, 1].max()) <= min(low, eye_y))
+               for o in objects)
+
+
+def target_masks(objects: list[SceneObject], camera: PerspectiveCameras, amodal: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The target's visible and amodal masks `(H, W)` bool exactly as `render_scene` makes them (the same
+    rasterisation, no shading): the cheap pass that decides which occluders a scene keeps.
+
+    Args:
+        objects: the scene, exactly one object with role "target".
+        camera: a one-camera batch.
+        amodal: the target's silhouette alone (`silhouette`) when already known; it depends on the target
+            and the camera only.
+
+    Returns:
+        (visible, amodal).
+    """
+    ti = [i for i, o in enumerate(objects) if o.role == "target"]
+    if len(ti) != 1:
+        raise ValueError(f"a scene needs exactly one target object, got {len(ti)}")
+    *_, face_obj, frags = _rasterize(objects, camera)
+    p2f = frags.pix_to_face[0]
+    covered = p2f >= 0
+    visible = (covered & (face_obj[p2f.clamp(min=0)] == ti[0])).numpy()
+    if _harmless(objects, camera, objects[ti[0]]):
+        return visible, visible.copy()
+    if amodal is None:
+        amodal = (_rasterize([objects[ti[0]]], camera)[-1].pix_to_face[0] >= 0).numpy()
+    return visible, amodal.copy()
+
+
 def render_scene(
     objects: list[SceneObject],
     camera: PerspectiveCameras,
     rig: LightRig,
     background: np.ndarray,
     shadow_resolution: int = 256,
+    amodal: np.ndarray | None = None,
 ) -> SceneRender:
     """Render `objects` (exactly one with role "target") seen by a one-camera batch over `background`
-    `(H, W, 3)`; shadows where `rig.shadow_strength` asks for them. Float64 on the CPU."""
+    `(H, W, 3)`; shadows where `rig.shadow_strength` asks for them. Float64 on the CPU. `amodal`: the
+    target's silhouette alone when already known (`silhouette`: saves a rasterisation)."""
     targets = [i for i, o in enumerate(objects) if o.role == "target"]
     if len(targets) != 1:
         raise ValueError(f"a scene needs exactly one target object, got {len(targets)}")
@@ -272,14 +322,12 @@ def render_scene(
     shadow_scene = Meshes([sverts], [sfaces])
     rgb, obj_index = _shade_layer(objects, camera, rig, background, shadow_scene, centre, radius, shadow_resolution)
     visible = (obj_index == targets[0]).numpy()
-    eye_y = float(camera.get_camera_center()[0, 1])
-    low = float(target.verts[:, 1].min())
-    harmless = lambda o: o.role == "target" or (  # noqa: E731
-        o.role == "floor" and float(o.verts[:, 1].max()) <= min(low, eye_y))
-    if all(harmless(o) for o in objects):
+    if _harmless(objects, camera, target):
         # Nothing can hide the target (a floor under it, seen from above, never does): amodal = visible.
         amodal = visible.copy()
-    else:
+    elif amodal is None:
         _, _, _, _, _, frags_t = _rasterize([target], camera)
         amodal = (frags_t.pix_to_face[0] >= 0).numpy()
+    else:
+        amodal = np.array(amodal, dtype=bool)
     return SceneRender(rgb.numpy().astype(np.float32), obj_index.numpy(), visible, amodal)

@@ -9,7 +9,7 @@ so a gap can be attributed to its causes. Parameters at intensity i (size = the 
 | name | stage | what it does at intensity i |
 |---|---|---|
 | wear | geometry | 2 + round(6 i) inward dents (depth up to 6% of size), a bend and smooth roughness of the GT mesh itself; every vertex moves by at most 0.08 * i * size |
-| occluders | scene | 1 + floor(2.99 i) bars, blobs and plates between the camera and the target, nearer its line of sight as i grows |
+| occluders | scene | 2 + floor(3.99 i) pieces of clutter (branches, wires, fences, leaves, rocks: thin or irregular) painted with photographs in rough, glossy or metallic materials, between the camera and the target, nearer its line of sight as i grows; added to the scene's synthetic overlap occluders, which stay |
 | photo_background | scene | a random crop of a scikit-image photograph as the background, contrast 0.4 + 0.6 i |
 | harsh_light | lighting | environment light scaled by 1 - 0.8 i, 1-2 extra strong low point lights of intensity 0.6 + 1.4 i at mixed colour temperatures (2700 K / 9000 K) |
 | hard_shadows | lighting | shadow maps for every light, shadow darkness min(1, 0.3 + 0.7 i) |
@@ -30,8 +30,8 @@ from functools import lru_cache
 import numpy as np
 
 from .appearance import Material
+from .clutter import CLUTTER_KINDS, make_clutter, photo_colors
 from .lighting import LightRig
-from .procedural import sphere_grid_faces
 from .scene import SceneObject
 
 __all__ = [
@@ -159,52 +159,79 @@ def apply_wear(verts: np.ndarray, faces: np.ndarray, intensity: float, rng: np.r
 
 
 # ---- scene ------------------------------------------------------------------------------------------
+CLUTTER_MATERIALS = ("rough", "glossy", "metallic")
+# Thin shapes (branch, wire, fence) are the common real occluders the synthetic side never shows; lumps
+# (leaf, rock) are rarer. Order of `clutter.CLUTTER_KINDS`.
+CLUTTER_WEIGHTS = (0.25, 0.2, 0.2, 0.2, 0.15)
+
+
+def _clutter_material(rng: np.random.Generator) -> Material:
+    """A real-looking opaque surface: rough (matte, faint sheen), glossy (a sharp highlight) or metallic
+    (a tinted highlight), unlike the synthetic side's clean materials."""
+    kind = str(rng.choice(CLUTTER_MATERIALS))
+    if kind == "rough":
+        return Material("rough", float(rng.uniform(0.8, 1.0)), float(rng.uniform(0.0, 0.08)), float(rng.uniform(2, 8)),
+                        False, 1.0)
+    if kind == "glossy":
+        return Material("glossy", float(rng.uniform(0.7, 0.95)), float(rng.uniform(0.3, 0.7)),
+                        float(rng.uniform(40, 120)), False, 1.0)
+    return Material("metallic", float(rng.uniform(0.4, 0.7)), float(rng.uniform(0.5, 1.0)), float(rng.uniform(20, 80)),
+                    True, 1.0)
+
+
 def make_occluders(target_centre: np.ndarray, target_radius: float, eye: np.ndarray, intensity: float,
                    rng: np.random.Generator) -> tuple[list[SceneObject], dict]:
-    """Occluders between the camera at `eye` and the target (bounding sphere `target_centre`, `target_radius`):
-    bars, blobs and plates, more and nearer the line of sight as `intensity` grows."""
-    count = 1 + int(math.floor(2.99 * intensity))
+    """Real-world clutter between the camera at `eye` and the target (bounding sphere `target_centre`,
+    `target_radius`): `2 + floor(3.99 * intensity)` thin or irregular shapes (`clutter.CLUTTER_KINDS`:
+    branches, wires, fences, leaves, rocks) painted with a photograph (`clutter.photo_colors`) in
+    real-looking materials, each crossing the view at its own depth and angle, nearer the line of sight as
+    `intensity` grows. They never reach into the target's bounding sphere.
+
+    Returns:
+        (the occluders, role "occluder"; {"count", "kinds", "occluders": one dict of parameters each}).
+    """
+    count = 1 + int(math.floor(3.99 * intensity))
     to_cam = eye - target_centre
     dist = float(np.linalg.norm(to_cam))
     fwd = to_cam / dist
     right = np.cross(fwd, [0.0, 1.0, 0.0])
     right = right / max(np.linalg.norm(right), 1e-9) if np.linalg.norm(right) > 1e-6 else np.array([1.0, 0, 0])
     up = np.cross(right, fwd)
-    objs, kinds = [], []
-    for _ in range(count):
-        kind = str(rng.choice(["bar", "blob", "plate"]))
+    objs, kinds, params = [], [], []
+    for k in range(count):
+        kind = str(rng.choice(list(CLUTTER_KINDS), p=CLUTTER_WEIGHTS))
         tpos = rng.uniform(0.3, 0.6)
-        lateral = target_radius * rng.uniform(0.1, 1.0) * (1.3 - intensity)
+        # Clutter is spread over the view (some misses the target), nearer the line of sight as i grows; the
+        # first piece always crosses near the target's centre, so the shift never leaves it untouched.
+        lateral = target_radius * rng.uniform(0.1, 0.5 if k == 0 else 1.5) * (1.2 - 0.5 * intensity)
         ang = rng.uniform(0, 2 * np.pi)
-        centre = target_centre + fwd * (tpos * (dist - target_radius) + target_radius) \
-            + lateral * (math.cos(ang) * right + math.sin(ang) * up)
-        scale = target_radius * rng.uniform(0.25, 0.6) * (0.6 + 0.6 * intensity) * (1 - 0.6 * tpos)
-        if kind == "blob":
-            n_lat, n_lon = 12, 16
-            th = np.linspace(0, np.pi, n_lat + 1)[1:-1]
-            ph = np.linspace(0, 2 * np.pi, n_lon, endpoint=False)
-            t, p = np.meshgrid(th, ph, indexing="ij")
-            d = np.stack([np.sin(t) * np.cos(p), -np.cos(t), np.sin(t) * np.sin(p)], -1).reshape(-1, 3)
-            d = np.concatenate([[[0, -1, 0]], d, [[0, 1, 0]]])
-            r = 1 + 0.3 * np.sin(d @ rng.normal(size=3) * 3)
-            v = centre + scale * d * r[:, None] * rng.uniform(0.7, 1.3, 3)
-            f = sphere_grid_faces(n_lat, n_lon)
-        else:
-            if kind == "bar":
-                ext = np.array([0.15, 2.5, 0.15]) * scale
-            else:
-                ext = np.array([1.6, 1.1, 0.08]) * scale
-            tilt = rng.uniform(-0.6, 0.6)
-            axes = np.stack([math.cos(tilt) * right + math.sin(tilt) * up, -math.sin(tilt) * right + math.cos(tilt) * up, fwd])
-            corners = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)]) * ext
-            v = centre + corners @ axes
-            f = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
-                          [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]], dtype=np.int64)
-        colour = rng.uniform(0.1, 0.9, 3)
-        objs.append(SceneObject(v, f, np.broadcast_to(colour, v.shape).astype(np.float32).copy(),
-                                Material("diffuse", 1.0, 0.05, 8.0, False, 1.0), "occluder"))
+        depth = tpos * (dist - target_radius) + target_radius
+        centre = target_centre + fwd * depth + lateral * (math.cos(ang) * right + math.sin(ang) * up)
+        # Nearer the camera a shape looks larger: shrink it so it crosses the target rather than fills the view.
+        scale = target_radius * rng.uniform(0.4, 0.8) * (1 - 0.5 * tpos)
+        local, faces, shape = make_clutter(kind, rng, scale)
+        photo = str(rng.choice(PHOTOS))
+        colors, texture = photo_colors(local, _photo(photo), rng)
+        material = _clutter_material(rng)
+        roll, tilt = rng.uniform(-np.pi, np.pi), rng.uniform(-0.3, 0.3)
+        # Local x-y spans the image plane (rolled), a small tilt out of it; z points to the camera.
+        cr, sr, ct, st = math.cos(roll), math.sin(roll), math.cos(tilt), math.sin(tilt)
+        ax = cr * right + sr * up
+        ay = -sr * right + cr * up
+        ay, az = ct * ay + st * fwd, -st * ay + ct * fwd
+        # Keep the shape clear of the target: its extent along the line of sight from its centre.
+        world = local @ np.stack([ax, ay, az])
+        reach = float(-(world @ fwd).min())
+        clearance = depth - target_radius - reach
+        if clearance < 0.02 * target_radius:
+            centre = centre + fwd * (0.02 * target_radius - clearance)
+        v = world + centre
+        objs.append(SceneObject(v, faces, colors, material, "occluder"))
         kinds.append(kind)
-    return objs, {"count": count, "kinds": kinds}
+        params.append({"kind": kind, "shape": shape, "scale": float(scale), "centre": centre.tolist(),
+                       "roll": float(roll), "tilt": float(tilt), "lateral": float(lateral),
+                       "texture": {"photo": photo, **texture}, "material": material.to_dict()})
+    return objs, {"count": count, "kinds": kinds, "occluders": params}
 
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",

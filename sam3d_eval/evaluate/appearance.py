@@ -24,6 +24,16 @@ not colour.
 - Each per-sample score is the mean of its V per-view scores (PSNR and SSIM skip views where neither mesh
   is seen, which are NaN). Identical renders give PSNR `+inf` (no cap), SSIM 1 and LPIPS 0.
 
+Input view (`INPUT_VIEW_METRICS`: ``psnr_input``, ``ssim_input``, ``silhouette_iou_input``): where a sample
+has an input camera (`scoring.InputCamera`, the manifest row's ``camera``), both meshes are also rendered
+from it, at its image size, and scored like one novel view (PSNR and SSIM over the union of the silhouettes,
+the silhouettes' IoU). The camera is the GT frame's; `score_batch` hands it over re-expressed in the
+protocol's frame of the pair (`InputCamera.in_frame`): the GT normalised, the prediction aligned in that
+frame. A similarity of the whole scene, camera included, leaves the image unchanged, so these are the renders
+of the GT in its own frame and of the aligned prediction mapped back to the GT's frame. No LPIPS here: the
+input view is one image, and its masked figures are what the other columns report. A sample without a camera
+(or with one the renderer cannot use: a skewed K) gets NaN and a note.
+
 LPIPS runs once on all views of all samples of a call. On the CPU each sample is rendered on its own, so a
 sample's scores do not depend on the other samples of its batch (rendering, PSNR and SSIM are per sample,
 LPIPS per image); on a GPU samples whose meshes share a texture kind are rendered in one call per side.
@@ -45,12 +55,13 @@ from ..render.multiview import default_views, render_views
 from ..structures.meshes import Meshes
 from ..structures.textures import TexturesVertex
 from ..transforms import SimilarityTransform, bbox_centre_scale, normalize_points
-from .protocols import APPEARANCE_METRICS, Protocol
+from .protocols import APPEARANCE_METRICS, INPUT_VIEW_METRICS, Protocol
 
 __all__ = ["AppearanceScorer", "appearance_metrics", "load_lpips_or_none", "protocol_views"]
 
 NO_LPIPS_REASON = "LPIPS unavailable: no LPIPS module was given"
 NOT_MESHES = "appearance unavailable: it needs a mesh prediction and a mesh ground truth"
+NO_CAMERA = "the manifest row has no camera"  # the reason of an input view without a camera
 _LPIPS_CHUNK = 512  # images per LPIPS call: one call for any batch of up to 64 samples x 8 views
 
 
@@ -189,7 +200,8 @@ def _floats(t: torch.Tensor) -> list[float]:
 
 class AppearanceScorer:
     """Appearance scoring for `scoring.score_batch`: LPIPS (when a module is given), PSNR, SSIM and silhouette
-    IoU of the prediction against its GT, rendered in the protocol's aligned frame from the protocol's views.
+    IoU of the prediction against its GT, rendered in the protocol's aligned frame from the protocol's views,
+    and PSNR, SSIM and silhouette IoU from the input camera where the sample has one (`INPUT_VIEW_METRICS`).
 
     lpips: an `LPIPS` module (or any callable `(in0, in1, normalize=True) -> (N,)`, run on its own device),
         or None: LPIPS is NaN and `lpips_reason` says why (say it once; rows carry no note for it).
@@ -208,7 +220,8 @@ class AppearanceScorer:
         self.background = _check_background(background)
 
     def score_framed(
-        self, pairs: Sequence[tuple[Meshes | None, Meshes | None]], protocol: Protocol
+        self, pairs: Sequence[tuple[Meshes | None, Meshes | None]], protocol: Protocol, *,
+        input_cameras: Sequence[Any] | None = None,
     ) -> tuple[dict[str, torch.Tensor], list[list[str]]]:
         """Score B (prediction, GT) pairs already in the protocol's aligned, normalised frame.
 
@@ -218,17 +231,25 @@ class AppearanceScorer:
             pairs: B `(prediction, GT)` pairs of one-element `Meshes` (or None), in the protocol's frame; the
                 prediction is moved to its GT's device.
             protocol: sets the views, image size and camera distance (`protocol_views`).
+            input_cameras: per pair its input camera in the same frame (an object with ``K`` (3, 3), ``R``
+                (3, 3), ``T`` (3,) and ``image_size`` (H, W), e.g. `scoring.InputCamera.in_frame`), or a str
+                saying why there is none (the note's reason); None (default): no pair has one.
 
         Returns:
-            `(scores, notes)`: `APPEARANCE_METRICS` -> `(B,)` float64 CPU (means over the views; PSNR/SSIM skip
-            views where neither mesh is seen; PSNR in dB, `inf` for identical renders; NaN for pairs with a
-            None side, and LPIPS NaN without a module) and per-pair lists of notes.
+            `(scores, notes)`: `APPEARANCE_METRICS` and `INPUT_VIEW_METRICS` -> `(B,)` float64 CPU (novel
+            views: means over the views, PSNR/SSIM skipping views where neither mesh is seen; PSNR in dB, `inf`
+            for identical renders; input view: the same figures from the one input camera; NaN for pairs with
+            a None side, LPIPS NaN without a module, the input-view figures NaN without a camera) and per-pair
+            lists of notes.
 
         Raises:
-            ValueError: a GT mesh is empty, has NaN/inf vertices or a box of zero extent (camera framing).
+            ValueError: a GT mesh is empty, has NaN/inf vertices or a box of zero extent (camera framing), or
+                `input_cameras` does not have B entries.
         """
         B = len(pairs)
-        out = {k: torch.full((B,), math.nan, dtype=torch.float64) for k in APPEARANCE_METRICS}
+        if input_cameras is not None and len(input_cameras) != B:
+            raise ValueError(f"{len(input_cameras)} input cameras for {B} pairs")
+        out = {k: torch.full((B,), math.nan, dtype=torch.float64) for k in APPEARANCE_METRICS + INPUT_VIEW_METRICS}
         notes: list[list[str]] = [[] for _ in range(B)]
         todo = [b for b, (p, g) in enumerate(pairs) if p is not None and g is not None]
         for b in range(B):
@@ -236,6 +257,17 @@ class AppearanceScorer:
                 notes[b].append(NOT_MESHES)
         if not todo:
             return out, notes
+        for b in todo:
+            camera = NO_CAMERA if input_cameras is None else input_cameras[b]
+            reason = camera if isinstance(camera, str) else _unrenderable(camera)
+            if reason is not None:
+                notes[b].append(f"input-view appearance unavailable: {reason}")
+                continue
+            pred, gt = pairs[b]
+            r = _render_input_view(pred.to(gt.device), gt, camera, self.background)
+            out["psnr_input"][b] = float(r["psnr"][0])
+            out["ssim_input"][b] = float(r["ssim"][0])
+            out["silhouette_iou_input"][b] = float(r["iou"][0])
         framed = []
         dtype, device = pairs[todo[0]][1].verts_list()[0].dtype, pairs[todo[0]][1].device
         for b in todo:
@@ -252,6 +284,31 @@ class AppearanceScorer:
             out["ssim"][b] = float(r["ssim"].nanmean())
             out["silhouette_iou"][b] = float(r["iou"].mean())
         return out, notes
+
+
+def _unrenderable(camera: Any) -> str | None:
+    """Why the renderer cannot use an input camera (a skewed K, an image below the SSIM window), or None."""
+    skew = float(camera.K[0][1])
+    if skew != 0:
+        return f"the camera's K has skew (K[0][1] = {skew:g}), which the renderer does not model"
+    if min(camera.image_size) < 11:
+        H, W = camera.image_size
+        return f"the camera's image is {H}x{W} pixels, below the 11x11 SSIM window"
+    return None
+
+
+def _render_input_view(pred: Meshes, gt: Meshes, camera: Any, background) -> dict[str, torch.Tensor]:
+    """`(1,)` psnr, ssim and iou of one pair rendered from its input camera (each side on its own, so the
+    figures of a sample do not depend on its batch)."""
+    dtype, device = gt.verts_list()[0].dtype, gt.device
+    K = torch.as_tensor(camera.K, dtype=dtype, device=device)
+    cams = PerspectiveCameras(torch.as_tensor(camera.R, dtype=dtype, device=device)[None],
+                              torch.as_tensor(camera.T, dtype=dtype, device=device)[None],
+                              torch.stack([K[0, 0], K[1, 1]]), tuple(camera.image_size), torch.stack([K[0, 2], K[1, 2]]))
+    with torch.no_grad():
+        rp = render_views(pred, cams, background=background)
+        rg = render_views(gt, cams, background=background)
+        return _pair_scores(rp.rgb[0], rg.rgb[0], rp.mask[0], rg.mask[0])
 
 
 def appearance_metrics(

@@ -31,6 +31,11 @@ The object's own difficulty cancels inside each pair, so category and other shar
 (categorical columns are refused), contribution_k = b_k mean(x_k), and the residual is b0: the gap left at
 no shift and no covariate difference. With `shift_prob` < 1 every shift has twins where it is off, and
 nothing is extrapolated.
+
+`gap_attribution` runs it on a results frame the way the report shows it: every ``shift_*`` column that varies
+among the real samples, the headline gap metrics (log scale for a positive lower-is-better metric, the metric
+itself otherwise), paired on ``pair_id`` when both domains carry ids that meet, and returns a JSON-ready record
+(None when the frame records no shift).
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy.special import ndtri
 
-__all__ = ["AttributionError", "shift_attribution"]
+__all__ = ["AttributionError", "SHIFT_PREFIX", "gap_attribution", "shift_attribution"]
+
+SHIFT_PREFIX = "shift_"  # the built-in benchmark records each real-side shift's intensity as shift_<name>
 
 _COLUMNS = ["term", "kind", "coef", "low", "high", "pvalue", "mean_target", "mean_reference",
             "contribution", "contribution_low", "contribution_high", "share"]
@@ -274,3 +281,84 @@ def _paired_attribution(frame: pd.DataFrame, metric: str, shifts: list[str], cov
     result.attrs.update(n_target=len(d), n_reference=len(d), n_pairs=len(d), metric=metric, log=log,
                         r_squared=float(fit.rsquared), cov_type="HC3", confidence=confidence, design="paired")
     return result
+
+
+def gap_attribution(
+    frame: pd.DataFrame,
+    metrics: Sequence[str] | None = None,
+    *,
+    confidence: float = 0.95,
+    pairs: str | None = "auto",
+    categorical: Sequence[str] = ("category",),
+) -> dict | None:
+    """The per-shift attribution of the synthetic-vs-real gap of each headline metric, for a report section.
+
+    Per metric, `shift_attribution` on the ok rows with a finite value (positive too when on the log scale)
+    of the ``shift_*`` columns that vary among those real rows (a shift switched off, or always at one
+    intensity, cannot be told from the intercept and is listed in ``constant_shifts``). Paired (design
+    "paired") on `pairs` when both domains carry ids that meet, else unpaired with `categorical` as dummies
+    (those present with two levels or more). A fit the data cannot support (too few rows, collinear shifts) is
+    a ``note`` instead of rows.
+
+    Args:
+        frame: a results frame (`io.read_results`) with ``status``, ``domain``, the metrics and ``shift_*``
+            intensities (0 = not applied; 0 on synthetic rows).
+        metrics: metric columns; None (default): those of `io.results.GAP_METRICS` present.
+        confidence: two-sided level of the intervals, in (0, 1). Default 0.95.
+        pairs: "auto" (``pair_id`` when both domains carry ids that meet), a column name, or None (unpaired).
+        categorical: columns entered as dummies in the unpaired fit. Default ("category",).
+
+    Returns:
+        None when the frame has no ``shift_*`` column or no "real" and "synthetic" rows; else ``{"shifts":
+        [columns], "design": "paired" | "two-sample", "confidence", "metrics": [{"metric", "log", "design",
+        "n_target", "n_reference", "n_pairs", "r_squared", "shifts" (used), "constant_shifts", "rows"
+        (`shift_attribution` records), "note"}]}``, JSON-ready (NaN as None).
+
+    Raises:
+        AttributionError: `confidence` outside (0, 1).
+    """
+    from ..io.results import GAP_METRICS, direction
+    from ..jsonable import to_jsonable
+
+    if not 0.0 < confidence < 1.0:
+        raise AttributionError(f"confidence must lie in (0, 1), got {confidence}")
+    shifts = [c for c in frame.columns if str(c).startswith(SHIFT_PREFIX) and pd.api.types.is_numeric_dtype(frame[c])]
+    if not shifts or "domain" not in frame.columns:
+        return None
+    real, syn = frame[frame["domain"] == "real"], frame[frame["domain"] == "synthetic"]
+    if not len(real) or not len(syn):
+        return None
+    metrics = [m for m in (GAP_METRICS if metrics is None else metrics) if m in frame.columns]
+    pair_col = None
+    if pairs == "auto":
+        if "pair_id" in frame.columns and (set(real["pair_id"].dropna().astype(str))
+                                           & set(syn["pair_id"].dropna().astype(str))):
+            pair_col = "pair_id"
+    elif pairs is not None:
+        if pairs not in frame.columns:
+            raise AttributionError(f"pairs column {pairs!r} is not in the results")
+        pair_col = pairs
+    design = "paired" if pair_col else "two-sample"
+    out = []
+    for m in metrics:
+        ok = (frame["status"] == "ok") & np.isfinite(frame[m].to_numpy(np.float64))
+        log = direction(m) == "lower" and bool((frame.loc[ok, m] > 0).all())
+        rows = frame[ok & frame["domain"].isin(["real", "synthetic"])]
+        tgt = rows[rows["domain"] == "real"]
+        varying = [c for c in shifts if tgt[c].notna().all() and tgt[c].nunique() > 1]
+        rec = {"metric": m, "log": log, "design": design, "shifts": varying,
+               "constant_shifts": [c for c in shifts if c not in varying], "rows": [], "note": None}
+        cats = [] if pair_col else [c for c in categorical if c in rows.columns and rows[c].nunique() > 1]
+        if not varying:
+            rec["note"] = "no shift varies among the real samples"
+        else:
+            try:
+                res = shift_attribution(rows, m, varying, categorical=cats, log=log, confidence=confidence,
+                                        pairs=pair_col)
+                rec.update(rows=res.to_dict("records"), n_target=res.attrs["n_target"],
+                           n_reference=res.attrs["n_reference"], n_pairs=res.attrs.get("n_pairs"),
+                           r_squared=res.attrs["r_squared"], categorical=cats)
+            except AttributionError as err:
+                rec["note"] = str(err)
+        out.append(rec)
+    return to_jsonable({"shifts": shifts, "design": design, "confidence": confidence, "metrics": out})

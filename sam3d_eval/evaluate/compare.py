@@ -56,7 +56,7 @@ from ..stats import (
     win_rate,
 )
 from ..stats.two_level import run_means, run_medians, run_probability_of_improvement
-from .protocols import APPEARANCE_METRICS, Protocol
+from .protocols import APPEARANCE_METRICS, INPUT_VIEW_METRICS, Protocol
 from .common_samples import CommonSamples, as_runs, check_same_protocol, common_samples
 from .sides import CompareInputError, Side
 from .summary import domain_gap_runs, gap_unavailable, occlusion_accuracy
@@ -152,7 +152,9 @@ class Comparison:
     p_holm, significant (p_holm < alpha), better ("A" | "B" | "=" by that figure's direction),
     interval_method (of the mean difference's interval).
     failures: the failure-rate comparison (counts, rates with intervals, test, p, significant, worse).
-    gap_a, gap_b: `summary.domain_gap_runs` frames; accuracy_a, accuracy_b: `summary.occlusion_accuracy`
+    gap_a, gap_b: `summary.domain_gap_runs` frames, each side's gap with what it is made of (the
+    covariate-matched figure and the covariate part over occlusion bin x category, with their coverage;
+    the wear-free columns stay NaN here: a comparison has no unworn-GT scores); accuracy_a, accuracy_b: `summary.occlusion_accuracy`
     frames (one run per side only; None otherwise or without occlusion and F-score@0.05). preference:
     per-sample proxy preference on one metric; votes: the human votes' win rate of B (None when not given);
     samples: counts and lists of ids; outliers: samples above `OUTLIER_FACTOR` x their side's median;
@@ -454,7 +456,12 @@ def _chosen_metrics(runs: Sequence[Any], protocol: Protocol | None, metrics: Seq
     if metrics is None:
         # the protocol's headline columns (+ appearance): precision/recall only restate the F-score and
         # would widen the Holm family
-        headline = [m for m in protocol.columns() + list(APPEARANCE_METRICS) if m in have] if protocol is not None else []
+        # the protocol's headline columns, its visibility split, then appearance (precision/recall only
+        # restate the F-score); a column no run filled (LPIPS without its weights) is left out
+        wanted = (protocol.columns() + protocol.visibility_columns() + list(APPEARANCE_METRICS + INPUT_VIEW_METRICS)
+                  if protocol is not None else [])
+        filled = [m for m in have if any(f[m].notna().any() for f in runs)]
+        headline = [m for m in wanted if m in filled]
         metrics = headline or have
     else:
         unknown = [m for m in metrics if m not in have]
@@ -476,23 +483,29 @@ def _chosen_metrics(runs: Sequence[Any], protocol: Protocol | None, metrics: Seq
     return list(metrics), list(regression_metrics), preference_metric
 
 
-def _holm_by_stratification(rows: list[dict[str, Any]], failures: dict[str, Any], alpha: float) -> None:
-    """Set ``p_holm`` and ``significant`` of every row and of `failures`, in place. One Holm family per
-    stratification (every (level, metric) test of it); the "all" family also holds the failure test, so that
-    the regression gate (any of them) keeps its family-wise error rate at alpha."""
+def _holm_by_stratification(rows: list[dict[str, Any]], failures: dict[str, Any], alpha: float,
+                            gate: Sequence[str]) -> None:
+    """Set ``p_holm`` and ``significant`` of every row and of `failures`, in place. Per stratification, one Holm
+    family holds every (level, metric) test of the `gate` metrics (the regression metrics; the "all" family
+    also holds the failure test, so that the regression gate keeps its family-wise error rate at alpha), and a
+    second family the other compared metrics (descriptive: e.g. the visibility split and the input-view
+    appearance, which would otherwise widen the gate's family without ever triggering it)."""
+    gate = set(gate)
     for stratum in dict.fromkeys(r["stratum"] for r in rows):
-        block = [r for r in rows if r["stratum"] == stratum]
-        ps = [r["pvalue"] for r in block] + ([failures["pvalue"]] if stratum == "all" else [])
-        ps = np.array(ps, dtype=np.float64)
-        fin = np.isfinite(ps)
-        adj = np.full(ps.shape, np.nan)
-        if fin.any():
-            adj[fin] = holm(ps[fin], alpha).pvalues
-        for r, q in zip(block, adj):
-            r["p_holm"] = float(q)
-            r["significant"] = bool(q < alpha) if q == q else False
-        if stratum == "all":
-            failures["p_holm"] = float(adj[-1])
+        for gated in (True, False):
+            block = [r for r in rows if r["stratum"] == stratum and (r["metric"] in gate) == gated]
+            with_failures = gated and stratum == "all"
+            ps = [r["pvalue"] for r in block] + ([failures["pvalue"]] if with_failures else [])
+            ps = np.array(ps, dtype=np.float64)
+            fin = np.isfinite(ps)
+            adj = np.full(ps.shape, np.nan)
+            if fin.any():
+                adj[fin] = holm(ps[fin], alpha).pvalues
+            for r, q in zip(block, adj):
+                r["p_holm"] = float(q)
+                r["significant"] = bool(q < alpha) if q == q else False
+            if with_failures:
+                failures["p_holm"] = float(adj[-1])
     failures["alpha"] = alpha
     q = failures.get("p_holm", math.nan)
     failures["significant"] = bool(q == q and q < alpha and failures["more_failures"] is not None)
@@ -616,7 +629,7 @@ def compare_frames(
             cell.update(stratum=stratum, level=level, metric=m, direction=direction(m),
                         n_failed_a=int((~sides.ok_a[:, idx]).sum()), n_failed_b=int((~sides.ok_b[:, idx]).sum()))
             rows.append(cell)
-    _holm_by_stratification(rows, failures, alpha)
+    _holm_by_stratification(rows, failures, alpha, regression_metrics)
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
     regressions = _regressions(table, regression_metrics, failures, min_effect)

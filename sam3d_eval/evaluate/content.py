@@ -53,9 +53,9 @@ class SampleKey:
 
 
 def manifest_row_sha256(row: Mapping[str, Any]) -> str:
-    """SHA-256 of a manifest row's canonical JSON without its path columns (``gt_mesh``, ``image``,
-    ``mask``), so the same row read from CSV, JSONL or Parquet at any location hashes the same when its
-    values are the same.
+    """SHA-256 of a manifest row's canonical JSON without its path columns (`data.manifest.PATH_COLUMNS`:
+    ``gt_mesh``, ``image``, ``mask``, ``gt_mesh_unworn``), so the same row read from CSV, JSONL or Parquet
+    at any location hashes the same when its values are the same.
 
     Args:
         row: one manifest row, column name -> value (keys are compared as `str`; NaN and inf hash as null).
@@ -66,7 +66,20 @@ def manifest_row_sha256(row: Mapping[str, Any]) -> str:
     return json_sha256({str(k): v for k, v in row.items() if k not in PATH_COLUMNS})
 
 
-def sample_keys(rows: Iterable[Mapping[str, Any]], source: PredictionSource) -> dict[str, SampleKey]:
+def _mask_sha256(path: Any) -> str:
+    """`io.hashing.file_sha256` of a row's ``mask``, or a marker without one (or when it cannot be read)."""
+    from ..io.hashing import file_sha256
+
+    if path is None or (isinstance(path, float) and path != path) or not str(path).strip():
+        return "no mask"
+    try:
+        return file_sha256(path)
+    except OSError:
+        return "unreadable mask"
+
+
+def sample_keys(rows: Iterable[Mapping[str, Any]], source: PredictionSource, *,
+                mask_content: bool = False) -> dict[str, SampleKey]:
     """``{sample_id: SampleKey}`` of manifest rows for `source`: reads (hashes) every prediction and
     ground-truth file once.
 
@@ -74,6 +87,8 @@ def sample_keys(rows: Iterable[Mapping[str, Any]], source: PredictionSource) -> 
         rows: manifest rows, each a mapping with at least `sample_id` (and usually `gt_mesh`; a missing or
             unreadable one is keyed `NO_FILE`).
         source: the prediction source whose `content_hash(row)` gives each row's prediction key.
+        mask_content: fold the bytes of each row's ``mask`` file into its row key (a protocol with the
+            visibility split scores against the mask, so a changed mask must rescore the row). Default False.
 
     Returns:
         Dict from `str(sample_id)` to its `SampleKey`, in row order; a repeated id keeps its last row.
@@ -81,8 +96,12 @@ def sample_keys(rows: Iterable[Mapping[str, Any]], source: PredictionSource) -> 
     Raises:
         KeyError: a row has no `sample_id`.
     """
-    return {str(r["sample_id"]): SampleKey(source.content_hash(r), gt_content_hash(r.get("gt_mesh")),
-                                           manifest_row_sha256(r))
+    def row_key(r):
+        if not mask_content:
+            return manifest_row_sha256(r)
+        return json_sha256({"row": manifest_row_sha256(r), "mask_sha256": _mask_sha256(r.get("mask"))})
+
+    return {str(r["sample_id"]): SampleKey(source.content_hash(r), gt_content_hash(r.get("gt_mesh")), row_key(r))
             for r in rows}
 
 

@@ -34,12 +34,14 @@ __all__ = [
     "ALIGNMENTS",
     "APPEARANCE_METRICS",
     "CHAMFER_VARIANTS",
+    "INPUT_VIEW_METRICS",
     "METRICS",
     "NORMALIZATIONS",
     "PROTOCOLS",
     "Protocol",
     "ROLES",
     "PROTOCOL_FILE_KEYS",
+    "VISIBILITY_PARTS",
     "get_protocol",
     "load_protocol",
     "protocol_from_settings",
@@ -63,8 +65,14 @@ CHAMFER_VARIANTS = {
     "occnet": ("chamfer_l1_occnet", "chamfer_l2_occnet"),
 }
 # Metric names a protocol may ask for; `evaluate.scoring.METRIC_FUNCTIONS` holds one function per name.
-METRICS = ("chamfer", "fscore", "normal_consistency", "normal_consistency_signed", "volume_iou", "emd")
+# "visibility" splits accuracy, completeness and recall by what the input camera sees (docs/definitions.md,
+# "Visible and hidden surfaces"); no preset asks for it (add it with `with_overrides(metrics=...)` or a file).
+METRICS = ("chamfer", "fscore", "normal_consistency", "normal_consistency_signed", "volume_iou", "emd", "visibility")
 APPEARANCE_METRICS = ("lpips", "psnr", "ssim", "silhouette_iou")
+# Appearance from the input camera (rows with a camera): the same figures from that one view.
+INPUT_VIEW_METRICS = ("psnr_input", "ssim_input", "silhouette_iou_input")
+# The parts of the GT surface the visibility split scores, in label order (`ops.visibility.VISIBILITY_LABELS`).
+VISIBILITY_PARTS = ("visible", "self_hidden", "occluder_hidden")
 # The random streams of one sample (`seeding.stream_seed(protocol.seed, sample_id, role)`).
 ROLES = ("gt_surface", "pred_surface", "pred_splat", "align_subset", "emd")
 VOLUME_BOUNDS = {
@@ -73,7 +81,7 @@ VOLUME_BOUNDS = {
 }
 LPIPS_NETS = ("alex", "vgg")
 _OVERRIDABLE = ("num_samples", "taus", "seed", "alignment", "align_points", "icp_iterations", "emd_points",
-                "voxel_resolution", "appearance_views", "appearance_image_size", "lpips_net")
+                "voxel_resolution", "appearance_views", "appearance_image_size", "lpips_net", "metrics")
 # Fields that describe a protocol but never change a number: left out of the fingerprint.
 _DESCRIPTIVE = ("source",)
 
@@ -101,7 +109,7 @@ class Protocol:
 
     Raises:
         ValueError: on construction, for an unknown alignment, normalization, Chamfer variant, metric, volume
-            method or bounds, LPIPS net or rotation grid; a count below 1; a tau that is not positive; fscore
+            method or bounds, LPIPS net or rotation grid; a metric listed twice; a count below 1; a tau that is not positive; fscore
             without taus or chamfer without variants; no appearance view or elevation; an image side below 11;
             or appearance_distance <= 0 or appearance_fov outside (0, 180).
     """
@@ -142,6 +150,8 @@ class Protocol:
         if bad:
             raise ValueError(f"{where}: unknown chamfer variants or metrics {bad}; "
                              f"variants {list(CHAMFER_VARIANTS)}, metrics {list(METRICS)}")
+        if len(set(self.metrics)) != len(self.metrics):
+            raise ValueError(f"{where}: metrics lists a name twice: {list(self.metrics)}")
         if min(self.num_samples, self.align_points, self.emd_points, self.icp_iterations, self.voxel_resolution) < 1:
             raise ValueError(f"{where}: num_samples, align_points, emd_points, icp_iterations and voxel_resolution must be positive")
         if any(not (t > 0) for t in self.taus):
@@ -173,8 +183,9 @@ class Protocol:
         Args:
             **changes: new values of overridable fields (`num_samples`, `taus`, `seed`, `alignment`,
                 `align_points`, `icp_iterations`, `emd_points`, `voxel_resolution`, `appearance_views`,
-                `appearance_image_size`, `lpips_net`); None leaves a field as it is; `taus` is read as a tuple
-                of floats.
+                `appearance_image_size`, `lpips_net`, `metrics`); None leaves a field as it is; `taus` is read
+                as a tuple of floats, `metrics` as a tuple of names (e.g. ``metrics=(*p.metrics,
+                "visibility")`` adds the visibility split).
 
         Returns:
             A new `Protocol` (same name and version) whose `overrides` record every field that changed, sorted
@@ -193,6 +204,10 @@ class Protocol:
         """`with_overrides` without the check of which fields may change (`load_protocol` checks its own)."""
         if "taus" in changes:
             changes["taus"] = tuple(float(t) for t in changes["taus"])
+        if "metrics" in changes:
+            if isinstance(changes["metrics"], str):
+                raise ValueError(f"metrics must be a sequence of names, got the string {changes['metrics']!r}")
+            changes["metrics"] = tuple(str(m) for m in changes["metrics"])
         changes = {k: v for k, v in changes.items() if v != getattr(self, k)}
         if not changes:
             return self
@@ -206,7 +221,8 @@ class Protocol:
         Returns:
             List of column names: the Chamfer columns of each variant, ``fscore@{tau:g}`` per tau, then
             normal_consistency, normal_consistency_signed, volume_iou and emd, each only when its metric is
-            in `metrics`. Appearance columns are not included.
+            in `metrics`. Appearance and visibility columns are not included (`visibility_columns`;
+            `evaluate.scoring.metric_names` lists every column).
         """
         cols: list[str] = []
         if "chamfer" in self.metrics:
@@ -214,6 +230,21 @@ class Protocol:
         if "fscore" in self.metrics:
             cols += [f"fscore@{t:g}" for t in self.taus]
         cols += [m for m in ("normal_consistency", "normal_consistency_signed", "volume_iou", "emd") if m in self.metrics]
+        return cols
+
+    def visibility_columns(self) -> list[str]:
+        """The metric columns of the visibility split (empty unless "visibility" is in `metrics`).
+
+        Returns:
+            ``chamfer_acc_visible``, then ``chamfer_comp_{part}`` and, when the protocol has taus,
+            ``recall@{max tau:g}_{part}`` for each part of `VISIBILITY_PARTS` (visible, self_hidden,
+            occluder_hidden).
+        """
+        if "visibility" not in self.metrics:
+            return []
+        cols = ["chamfer_acc_visible"] + [f"chamfer_comp_{part}" for part in VISIBILITY_PARTS]
+        if self.taus:
+            cols += [f"recall@{max(self.taus):g}_{part}" for part in VISIBILITY_PARTS]
         return cols
 
     def label(self) -> str:
@@ -325,7 +356,9 @@ def _canonical(v: Any) -> Any:
 
 
 def _fmt_value(v: Any) -> str:
-    return ",".join(f"{x:g}" for x in v) if isinstance(v, tuple) else str(v)
+    if isinstance(v, tuple):
+        return ",".join(x if isinstance(x, str) else f"{x:g}" for x in v)
+    return str(v)
 
 
 _V2 = ("v2: every random draw comes from a stream keyed by (seed, sample id, role), so a "

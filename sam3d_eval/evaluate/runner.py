@@ -21,9 +21,11 @@
 3. the remaining sample ids, sorted, are sharded over the ranks of `torch.distributed` when a process group
    is initialised (``torchrun``): rank 0 reads the store and broadcasts the list before any rank writes,
    and rank r takes ids r, r + W, r + 2W, ... of it;
-4. batches of `batch_size` samples are loaded (ground truth and prediction, CPU), the source finishes them
-   (a `Predictor` runs here), `score_batch` scores them, and each batch is written as one Parquet part
-   (atomic rename), so an interruption loses at most the batches in flight.
+4. batches of `batch_size` samples are loaded (ground truth and prediction, CPU; the visible mask when the
+   protocol asks for the "visibility" split), the source finishes them (a `Predictor` runs here),
+   `score_batch` scores them (with each row's ``camera`` when the protocol asks for the visibility split or
+   an appearance scorer is given, and its ``mask`` for the visibility split), and each batch is written as
+   one Parquet part (atomic rename), so an interruption loses at most the batches in flight.
 
 Failures: anything a sample's loading, finishing or scoring raises (an `Exception`, `MemoryError` included:
 it comes from one absurd allocation, such as a file header declaring 10^12 vertices) becomes that sample's
@@ -82,7 +84,8 @@ from ..runtime import runtime_policy
 from .content import CONTENT_COLUMNS, SampleKey, sample_keys, split_stored
 from .protocols import Protocol, get_protocol
 from .scoring import BatchScores, concat_scores, failed_scores, metric_names, score_batch
-from .sources import LoadedPrediction, PredictionSource, SampleError, describe_error, load_ground_truth
+from .sources import (LoadedPrediction, PredictionSource, SampleError, describe_error, load_ground_truth,
+                      load_visible_mask)
 
 try:
     import fcntl
@@ -416,14 +419,16 @@ class _RunFolder:
 
 
 def _load_item(row: Mapping[str, Any], source: PredictionSource, protocol: Protocol):
-    """One sample's CPU work: (row, ground truth or exception, loaded prediction); never raises, so one bad
-    file cannot end a batch (or a loader worker)."""
+    """One sample's CPU work: (row, ground truth or exception, loaded prediction, visible mask or exception or
+    None); never raises, so one bad file cannot end a batch (or a loader worker). The mask is read only for
+    the visibility split."""
     gt = load_ground_truth(row.get("gt_mesh"))
     try:
         pred = source.load(row, protocol)
     except Exception as err:  # noqa: BLE001 - a source that raises for one row fails that row only
         pred = LoadedPrediction(row["sample_id"], error=SampleError(describe_error(err)))
-    return row, gt, pred
+    mask = load_visible_mask(row.get("mask")) if "visibility" in protocol.metrics else None
+    return row, gt, pred, mask
 
 
 class _Items(torch.utils.data.Dataset):
@@ -457,16 +462,20 @@ def _batches(rows, source, protocol, batch_size: int, num_workers: int):
 def _finish_and_score(items: list, source: PredictionSource, protocol: Protocol, device: torch.device,
                       appearance: Any, timings: dict[str, float]) -> BatchScores:
     """The batched steps of loaded items: the source's `finish` (a model runs here) and `score_batch`."""
-    ids = [row["sample_id"] for row, _, _ in items]
-    gts = [g if isinstance(g, BaseException) else g.to(device) for _, g, _ in items]
+    ids = [row["sample_id"] for row, *_ in items]
+    gts = [g if isinstance(g, BaseException) else g.to(device) for _, g, *_ in items]
     t = time.perf_counter()
-    finished = source.finish([pred for _, _, pred in items], device)
+    finished = source.finish([pred for _, _, pred, _ in items], device)
     if len(finished) != len(items):
         raise RuntimeError(f"source {source.name!r} finished {len(finished)} of {len(items)} samples")
     t2 = time.perf_counter()
     timings["predict"] += t2 - t
+    visibility = "visibility" in protocol.metrics
+    # The input camera serves the visibility split and the input-view appearance; the mask only the split.
+    cameras = [row.get("camera") for row, *_ in items] if visibility or appearance is not None else None
+    masks = [mask for *_, mask in items] if visibility else None
     scores = score_batch(ids, [p for p, _ in finished], gts, protocol, appearance=appearance,
-                         pred_kinds=[k for _, k in finished])
+                         pred_kinds=[k for _, k in finished], cameras=cameras, masks=masks)
     timings["score"] += time.perf_counter() - t2
     return scores
 
@@ -490,7 +499,7 @@ def _score_items(items: list, source: PredictionSource, protocol: Protocol, devi
     alone can differ from the batched one by float rounding on some devices. Errors of the run itself
     (`_is_run_error`) are raised, not turned into failed rows."""
     def failed(item, err: BaseException) -> BatchScores:
-        row, _, pred = item
+        row, _, pred, _ = item
         return failed_scores([row["sample_id"]], [describe_error(err)], protocol,
                              appearance=appearance is not None, pred_kinds=[getattr(pred, "kind", None)])
 
@@ -627,7 +636,8 @@ def run_evaluation(
     # every rank hashes its share of the files (the keys are what a stored row is reused by)
     ids = sorted(by_id)
     keys: dict[str, Any] = {}
-    for part in _all_gather(sample_keys((by_id[sid] for sid in ids[rank::world]), source)):
+    for part in _all_gather(sample_keys((by_id[sid] for sid in ids[rank::world]), source,
+                                        mask_content="visibility" in protocol.metrics)):
         keys.update(part)
     folder: _RunFolder | None = None
     if run_dir is not None:

@@ -13,7 +13,9 @@ metric, each element's transform and its status, in a `BatchScores`. Per element
    "align_subset" role draws nothing), then map the whole prediction (and its normals) by the transform;
 4. one nearest-neighbour query per direction (`ScoringContext.to_gt` / `to_pred`), shared by every metric
    of `METRIC_FUNCTIONS` that needs it; volume IoU on the normalised, aligned meshes; EMD on subsamples
-   from the stream ``(..., "emd")``.
+   from the stream ``(..., "emd")``; the visibility split (protocol metric "visibility") labels the GT
+   samples from the sample's input camera (`cameras`, `masks`; `ops.visibility.point_visibility`, in the GT's
+   own frame) and splits the same nearest-neighbour distances by label.
 
 Batch invariance: every draw depends only on (seed, sample id, role), and on the CPU each element runs
 through steps 3-4 on its own (the KD-tree engine is per element anyway, so this costs nothing), so a
@@ -32,8 +34,9 @@ Adding a metric: write `fn(ctx: ScoringContext) -> dict[column, (G,) tensor]` an
 from __future__ import annotations
 
 import functools
+import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,14 +49,16 @@ from ..metrics.normal_consistency import normal_consistency_from_idx
 from ..metrics.volume_iou import volume_iou
 from ..ops.knn import KNN, knn_points
 from ..ops.sample_points import sample_points_from_meshes
+from ..ops.visibility import VISIBILITY_LABELS, point_visibility
 from ..seeding import stream_seed, torch_generator
 from ..structures.meshes import Meshes
 from ..structures.pointclouds import Pointclouds
 from ..transforms import SimilarityTransform, bbox_centre_scale, normalize_points
-from .protocols import APPEARANCE_METRICS, METRICS, Protocol, get_protocol
+from .protocols import APPEARANCE_METRICS, INPUT_VIEW_METRICS, METRICS, VISIBILITY_PARTS, Protocol, get_protocol
 
 __all__ = [
     "BatchScores",
+    "InputCamera",
     "METRIC_FUNCTIONS",
     "ScoringContext",
     "concat_scores",
@@ -65,6 +70,125 @@ __all__ = [
 Geometry = Meshes | Pointclouds
 NO_PREDICTION = "no prediction for this sample"
 NO_GROUND_TRUTH = "no ground truth for this sample"
+NO_CAMERA = "the manifest row has no camera"
+NO_MASK = "the manifest row has no mask"
+assert VISIBILITY_PARTS == VISIBILITY_LABELS, "protocols.VISIBILITY_PARTS names the labels of ops.visibility"
+
+
+@dataclass(frozen=True)
+class InputCamera:
+    """The camera of a sample's input image, in the frame of its GT mesh (a manifest row's ``camera``).
+
+    OpenCV convention: ``x_cam = R x + T`` maps GT-mesh coordinates to camera coordinates (x right, y down,
+    z forward), ``[u, v, 1] ~ K x_cam`` in pixels, pixel ``(r, c)`` centred at ``(c + 0.5, r + 0.5)``.
+    K `(3, 3)`, R `(3, 3)` (a rotation), T `(3,)`: float64 CPU tensors; image_size `(H, W)` in pixels.
+    """
+
+    K: torch.Tensor
+    R: torch.Tensor
+    T: torch.Tensor
+    image_size: tuple[int, int]
+
+    @classmethod
+    def parse(cls, camera: Mapping[str, Any] | str) -> InputCamera:
+        """The camera a manifest row's ``camera`` (a JSON object, or its text) describes.
+
+        Args:
+            camera: a mapping (or its JSON text) with ``K`` (3x3 intrinsics: ``K[1][0] = 0`` and last row
+                ``0 0 1``, focal lengths > 0), ``R`` (3x3 rotation, det +1, within 1e-3), ``T`` (3 numbers) and
+                ``image_size`` ``[H, W]`` (positive integers); other keys are ignored.
+
+        Returns:
+            The `InputCamera`.
+
+        Raises:
+            ValueError: one line naming the key and the problem.
+        """
+        if isinstance(camera, str):
+            try:
+                camera = json.loads(camera)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"not valid JSON ({err.msg})") from None
+        if not isinstance(camera, Mapping):
+            raise ValueError(f"must be a JSON object, got {type(camera).__name__}")
+        missing = [k for k in ("K", "R", "T", "image_size") if k not in camera]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)} (needs K, R, T and image_size)")
+        out = {}
+        for key, shape in (("K", (3, 3)), ("R", (3, 3)), ("T", (3,))):
+            try:
+                t = torch.as_tensor(camera[key], dtype=torch.float64)
+            except (TypeError, ValueError, RuntimeError):
+                raise ValueError(f"{key} must be numbers of shape {shape}") from None
+            if tuple(t.shape) != shape or not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{key} must be finite numbers of shape {shape}, got shape {tuple(t.shape)}")
+            out[key] = t
+        K, R = out["K"], out["R"]
+        if not (K[0, 0] > 0 and K[1, 1] > 0 and K[1, 0] == 0 and K[2].tolist() == [0.0, 0.0, 1.0]):
+            raise ValueError(f"K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0, got {K.tolist()}")
+        if not (torch.allclose(R @ R.T, torch.eye(3, dtype=torch.float64), atol=1e-3) and torch.det(R) > 0):
+            raise ValueError("R must be a rotation (orthonormal, det +1)")
+        size = camera["image_size"]
+        if (not isinstance(size, (list, tuple)) or len(size) != 2
+                or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in size)):
+            raise ValueError(f"image_size must be [H, W], two positive integers, got {size!r}")
+        return cls(K, R, out["T"], (int(size[0]), int(size[1])))
+
+    def in_frame(self, centre: torch.Tensor, scale: torch.Tensor) -> InputCamera:
+        """The same camera for coordinates normalised as ``x' = (x - centre) * scale`` (a protocol's frame).
+
+        Camera coordinates scaled by `scale` project to the same pixels, so this is a rigid camera with
+        ``T' = scale * (R @ centre + T)``: renders and pixel coordinates are the GT frame's.
+
+        Args:
+            centre: `(3,)`; scale: `()` positive, as `BatchScores.transforms`' ``gt_normalization``.
+
+        Returns:
+            An `InputCamera` with the same K, R and image size.
+        """
+        c = centre.detach().to("cpu", torch.float64).reshape(3)
+        k = float(scale)
+        return InputCamera(self.K, self.R, k * (self.R @ c + self.T), self.image_size)
+
+
+def _missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x)) or (isinstance(x, str) and not x.strip())
+
+
+def _reason(err: BaseException) -> str:
+    # File errors name the file and the problem; anything else keeps its type.
+    return str(err) if isinstance(err, (ValueError, OSError)) and str(err) else _message(err)
+
+
+def _input_camera(camera: Any) -> InputCamera | str:
+    """A row's camera, or why there is none (for the notes)."""
+    if isinstance(camera, InputCamera):
+        return camera
+    if _missing(camera):
+        return NO_CAMERA
+    if isinstance(camera, BaseException):
+        return f"the camera could not be read ({_reason(camera)})"
+    try:
+        return InputCamera.parse(camera)
+    except ValueError as err:
+        return f"camera: {err}"
+
+
+def _input_mask(mask: Any, camera: InputCamera | str) -> torch.Tensor | str:
+    """A row's visible mask as `(H, W)` bool, or why there is none."""
+    if mask is None:
+        return NO_MASK
+    if isinstance(mask, BaseException):
+        return f"the mask could not be read ({_reason(mask)})"
+    m = torch.as_tensor(mask)
+    if m.dim() == 3 and m.shape[-1] == 1:
+        m = m[..., 0]
+    if m.dim() != 2:
+        return f"the mask must be one channel (H, W), got shape {tuple(m.shape)}"
+    if isinstance(camera, InputCamera) and tuple(m.shape) != camera.image_size:
+        H, W = camera.image_size
+        return f"the mask is {m.shape[0]}x{m.shape[1]} pixels (HxW) but the camera's image_size is {H}x{W}"
+    return m > 0
 
 
 @dataclass
@@ -129,6 +253,8 @@ class _Element:
     pr_nrm: torch.Tensor | None
     gt_pts: torch.Tensor  # (G, 3)
     gt_nrm: torch.Tensor | None
+    camera: InputCamera | str = NO_CAMERA  # the input camera in the GT's frame, or why there is none
+    mask: torch.Tensor | str = NO_MASK  # (H, W) bool visible mask, or why there is none
 
 
 def _points(x: Geometry) -> torch.Tensor:
@@ -255,7 +381,10 @@ class ScoringContext:
     pred_points `(G, P, 3)` (aligned), pred_lengths `(G,)` or None (all full), pred_normals `(G, P, 3)` or
     None; the same for gt; pred_meshes / gt_meshes: per element the normalised (and for the prediction,
     aligned) `Meshes`, or None for a point cloud. `to_gt` / `to_pred` are the nearest-neighbour queries,
-    computed once on first use. `note(g, text)` attaches a note to element g.
+    computed once on first use. `note(g, text)` attaches a note to element g. gt_frames: per element the
+    GT's normalisation (centre `(3,)`, scale `()`: normalised = (raw - centre) * scale); cameras / masks: per
+    element its `InputCamera` in the GT's raw frame and `(H, W)` bool visible mask, or a str saying why there
+    is none (the visibility split).
     """
 
     protocol: Protocol
@@ -269,6 +398,9 @@ class ScoringContext:
     pred_meshes: list[Meshes | None]
     gt_meshes: list[Meshes | None]
     notes: list[list[str]] = field(default_factory=list)
+    gt_frames: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    cameras: list[InputCamera | str] = field(default_factory=list)
+    masks: list[torch.Tensor | str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -408,6 +540,59 @@ def _emd(ctx: ScoringContext) -> dict[str, torch.Tensor]:
     return {"emd": torch.stack(values)}
 
 
+def _visibility(ctx: ScoringContext) -> dict[str, torch.Tensor]:
+    """The visibility split (docs/definitions.md, "Visible and hidden surfaces"): the GT samples labelled by
+    `point_visibility` in the GT's raw frame, then the shared nearest-neighbour distances averaged per label."""
+    p = ctx.protocol
+    cols = {c: ctx.nan() for c in p.visibility_columns()}
+    tau = max(p.taus) if p.taus else None
+    G, P = ctx.pred_points.shape[:2]
+    M = ctx.gt_points.shape[1]
+    pl = [P] * G if ctx.pred_lengths is None else ctx.pred_lengths.tolist()
+    gl = [M] * G if ctx.gt_lengths is None else ctx.gt_lengths.tolist()
+    for g in range(G):
+        camera, mask, gt = ctx.cameras[g], ctx.masks[g], ctx.gt_meshes[g]
+        reason = camera if isinstance(camera, str) else mask if isinstance(mask, str) else None
+        if reason is None and gt is None:
+            reason = "it needs a mesh ground truth"
+        if reason is not None:
+            ctx.note(g, f"visibility unavailable: {reason}")
+            continue
+        n, m = gl[g], pl[g]
+        centre, scale = ctx.gt_frames[g]
+        # Labels in the GT's own frame, where the camera is defined (undo the protocol's normalisation).
+        pts = ctx.gt_points[g, :n] / scale + centre
+        verts = gt.verts_list()[0] / scale + centre
+        normals = None if ctx.gt_normals is None else ctx.gt_normals[g, :n]
+        vis = point_visibility(pts, verts, gt.faces_list()[0], camera.K, camera.R, camera.T, camera.image_size,
+                               normals=normals, mask=mask)
+        labels = vis.labels
+        d_gp = ctx.to_pred.dists[g, :n, 0].detach().double()
+        d_pg = ctx.to_gt.dists[g, :m, 0].detach().double()
+        nearest = labels[ctx.to_gt.idx[g, :m, 0]]
+        counts = torch.bincount(labels, minlength=len(VISIBILITY_PARTS)).tolist()
+        shares = ", ".join(f"{part} {c / n:.4f}" for part, c in zip(VISIBILITY_PARTS, counts))
+        outside = int((~vis.in_image).sum())
+        ctx.note(g, f"visibility shares of the {n} GT samples: {shares}"
+                 + (f" ({outside} outside the image)" if outside else ""))
+        for k, part in enumerate(VISIBILITY_PARTS):
+            if not counts[k]:
+                extra = ", chamfer_acc_visible included" if part == "visible" else ""
+                ctx.note(g, f"visibility: no {part} GT sample: its columns{extra} are NaN")
+                continue
+            part_d = d_gp[labels == k]
+            cols[f"chamfer_comp_{part}"][g] = float(part_d.mean())
+            if tau is not None:
+                cols[f"recall@{tau:g}_{part}"][g] = float((part_d.clamp(min=0).sqrt() < tau).double().mean())
+        if counts[0]:
+            acc = d_pg[nearest == 0]
+            if acc.numel():
+                cols["chamfer_acc_visible"][g] = float(acc.mean())
+            else:
+                ctx.note(g, "visibility: no predicted point has a visible nearest GT sample: chamfer_acc_visible is NaN")
+    return cols
+
+
 METRIC_FUNCTIONS: dict[str, MetricFunction] = {
     "chamfer": _chamfer,
     "fscore": _fscore,
@@ -415,6 +600,7 @@ METRIC_FUNCTIONS: dict[str, MetricFunction] = {
     "normal_consistency_signed": _normal_consistency("normal_consistency_signed", False),
     "volume_iou": _volume_iou,
     "emd": _emd,
+    "visibility": _visibility,
 }
 assert set(METRIC_FUNCTIONS) == set(METRICS), "every protocols.METRICS name needs its function here"
 
@@ -479,7 +665,8 @@ def _score_group(elements: list[_Element], protocol: Protocol) -> _GroupResult:
         gt_meshes = [e.gt if isinstance(e.gt, Meshes) else None for e in elements]
         ctx = ScoringContext(
             p, [e.sample_id for e in elements], pr_pts, pl, pr_nrm, gt_pts, gl, gt_nrm, pred_meshes, gt_meshes,
-            [[] for _ in elements],
+            [[] for _ in elements], [e.gt_cs for e in elements], [e.camera for e in elements],
+            [e.mask for e in elements],
         )
         columns: dict[str, torch.Tensor] = {}
         for name in p.metrics:
@@ -528,6 +715,8 @@ def score_batch(
     *,
     appearance: Any | None = None,
     pred_kinds: Sequence[str | None] | None = None,
+    cameras: Sequence[Mapping[str, Any] | str | InputCamera | BaseException | None] | None = None,
+    masks: Sequence[Any] | None = None,
 ) -> BatchScores:
     """Score B predictions against their ground truths under `protocol`; never raises for a bad element.
 
@@ -538,11 +727,21 @@ def score_batch(
         gts: per sample a one-element `Meshes` (or `Pointclouds`), an exception or None, as `preds`.
         protocol: a `Protocol` or a preset name. Default "default".
         appearance: an `evaluate.appearance.AppearanceScorer`: also LPIPS / PSNR / SSIM / silhouette IoU of
-            renders of each ok (mesh, mesh) pair in the protocol's aligned frame, LPIPS batched over the batch.
-            None (default) computes no appearance columns. A pair whose renders raise becomes a failed row
-            (its geometry metrics NaN too).
+            renders of each ok (mesh, mesh) pair in the protocol's aligned frame, LPIPS batched over the batch,
+            and PSNR / SSIM / silhouette IoU from the input camera (``*_input``; NaN with a note without
+            `cameras`). None (default) computes no appearance columns. A pair whose renders raise becomes a
+            failed row (its geometry metrics NaN too).
         pred_kinds: optional per-sample kind recorded in `pred_kind` (e.g. "splat"); default (None, or a
             falsy entry) from the type: "mesh", "pointcloud" or None.
+        cameras: optional per-sample input camera in the GT mesh's frame: a manifest row's ``camera`` (a
+            mapping or its JSON text with K, R, T, image_size; `InputCamera.parse`), an `InputCamera`, None
+            (no camera) or an exception (could not be read). Used by the visibility split and, with
+            `appearance`, for the input-view renders. A missing or invalid camera never fails a row: the
+            columns that need it are NaN and the row's notes say why ("visibility unavailable: the manifest
+            row has no camera").
+        masks: optional per-sample visible mask of the object for the visibility split, `(H, W)` (> 0 is
+            visible; a tensor or an array), None (no mask) or an exception; it must have the camera's
+            image size.
 
     Returns:
         `BatchScores` (distances in the protocol's normalised units, e.g. unit-cube sides for ``default``);
@@ -562,6 +761,10 @@ def score_batch(
         raise ValueError(f"score_batch: duplicate sample ids {dup[:5]}: every sample needs its own random streams")
     if pred_kinds is not None and len(pred_kinds) != B:
         raise ValueError(f"score_batch: {len(pred_kinds)} pred_kinds for {B} samples")
+    for name, seq in (("cameras", cameras), ("masks", masks)):
+        if seq is not None and len(seq) != B:
+            raise ValueError(f"score_batch: {len(seq)} {name} for {B} samples")
+    views = [_input_camera(None if cameras is None else cameras[b]) for b in range(B)]
     status = ["failed"] * B
     error: list[str | None] = [None] * B
     transforms: list[dict | None] = [None] * B
@@ -576,12 +779,17 @@ def score_batch(
             error[b] = NO_PREDICTION if pred is None else f"prediction: {_message(pred)}"
         else:
             try:
-                elements.append(_prepare(b, ids[b], pred, gt, protocol))
+                e = _prepare(b, ids[b], pred, gt, protocol)
+                if "visibility" in protocol.metrics:
+                    e.camera = views[b]
+                    e.mask = _input_mask(None if masks is None else masks[b], views[b])
+                elements.append(e)
             except Exception as err:  # noqa: BLE001 (a bad element is a failed row, never a failed batch)
                 error[b] = _message(err)
 
     columns: dict[str, torch.Tensor] = {}
     framed: dict[int, tuple[Meshes | None, Meshes | None]] = {}
+    gt_frames: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def run(group: list[_Element]) -> None:
         try:
@@ -600,6 +808,7 @@ def score_batch(
             transforms[e.index] = _transform_record(e, res.alignment[g])
             notes[e.index] += res.notes[g]
             framed[e.index] = (res.pred_meshes[g], res.gt_meshes[g])
+            gt_frames[e.index] = e.gt_cs
 
     for group in _groups(elements):
         run(group)
@@ -607,25 +816,32 @@ def score_batch(
     metrics = {col: columns.get(col, torch.full((B,), math.nan, dtype=torch.float64)) for col in _column_order(protocol, columns)}
     if appearance is not None:
         pairs = [framed.get(b, (None, None)) for b in range(B)]
+        # The input camera in the protocol's frame of the pair (the GT's normalisation), or why there is none;
+        # passed only when the caller gave cameras, so a scorer without input views keeps working.
+        framed_views = [views[b].in_frame(*gt_frames[b]) if isinstance(views[b], InputCamera) and b in gt_frames
+                        else views[b] for b in range(B)]
+        kw = lambda rows: {} if cameras is None else {"input_cameras": [framed_views[b] for b in rows]}  # noqa: E731
+        names = APPEARANCE_METRICS + INPUT_VIEW_METRICS
         try:
-            values, extra = appearance.score_framed(pairs, protocol)
+            values, extra = appearance.score_framed(pairs, protocol, **kw(range(B)))
         except Exception:  # noqa: BLE001 - the renders run on the whole batch: find the pair that fails
-            values = {k: torch.full((B,), math.nan, dtype=torch.float64) for k in APPEARANCE_METRICS}
+            values = {k: torch.full((B,), math.nan, dtype=torch.float64) for k in names}
             extra = [[] for _ in range(B)]
             for b in range(B):
                 try:
-                    one, one_notes = appearance.score_framed([pairs[b]], protocol)
+                    one, one_notes = appearance.score_framed([pairs[b]], protocol, **kw([b]))
                 except Exception as err:  # noqa: BLE001
                     # A failed row has no numbers: blank its geometry metrics too.
                     status[b], error[b], transforms[b] = "failed", f"appearance: {_message(err)}", None
                     for col in metrics:
                         metrics[col][b] = math.nan
                     continue
-                for k in APPEARANCE_METRICS:
-                    values[k][b] = one[k][0]
+                for k in names:
+                    if k in one:
+                        values[k][b] = one[k][0]
                 extra[b] = one_notes[0]
-        for k in APPEARANCE_METRICS:
-            metrics[k] = values[k]
+        for k in names:
+            metrics[k] = values[k] if k in values else torch.full((B,), math.nan, dtype=torch.float64)
         for b in range(B):
             if status[b] == "ok":
                 notes[b] += extra[b]
@@ -638,17 +854,18 @@ def metric_names(protocol: Protocol | str = "default", *, appearance: bool = Tru
 
     Args:
         protocol: a `Protocol` or a preset name. Default "default".
-        appearance: also list `APPEARANCE_METRICS` (lpips, psnr, ssim, silhouette_iou) at the end. Default True.
+        appearance: also list `APPEARANCE_METRICS` (lpips, psnr, ssim, silhouette_iou) and
+            `INPUT_VIEW_METRICS` (psnr_input, ssim_input, silhouette_iou_input) at the end. Default True.
 
     Returns:
         List of column names: `Protocol.columns()`, then ``precision@tau`` and ``recall@tau`` per tau when the
-        protocol has fscore, then the appearance ones.
+        protocol has fscore, then `Protocol.visibility_columns()`, then the appearance ones.
 
     Raises:
         ValueError: `protocol` is an unknown preset name.
     """
     cols = _column_order(get_protocol(protocol), {})
-    return cols + list(APPEARANCE_METRICS) if appearance else cols
+    return cols + list(APPEARANCE_METRICS + INPUT_VIEW_METRICS) if appearance else cols
 
 
 def failed_scores(sample_ids: Sequence[str], errors: Sequence[str], protocol: Protocol | str = "default", *,
@@ -704,4 +921,5 @@ def _column_order(protocol: Protocol, columns: dict[str, torch.Tensor]) -> list[
     cols = list(protocol.columns())
     for tau in protocol.taus if "fscore" in protocol.metrics else ():
         cols += [f"precision@{tau:g}", f"recall@{tau:g}"]
+    cols += protocol.visibility_columns()
     return cols + [c for c in columns if c not in cols]

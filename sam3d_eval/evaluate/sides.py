@@ -380,7 +380,7 @@ def _score_rest(source, manifest, protocol: Protocol, found: pathlib.Path | None
     stored = None
     if found is not None:
         stored = read_results(found)
-        keys = sample_keys(manifest.rows(), source)
+        keys = sample_keys(manifest.rows(), source, mask_content="visibility" in protocol.metrics)
         if stale_rule == "resume":
             keep, stale_found = split_stored(stored, keys, source.identity, fp)
         else:
@@ -446,7 +446,7 @@ def _run_side(spec: pathlib.Path, label: str, manifest, protocol, runs_dir, devi
         side.info = dict(record)
         return side
     # the source is gone: the ground truth and the manifest rows can still be checked
-    keys = sample_keys(sub.rows(), _KeyOnly())
+    keys = sample_keys(sub.rows(), _KeyOnly(), mask_content="visibility" in own.metrics)
     stale, unknown = set(), 0
     for sid, g, r in zip(frame["sample_id"], frame.get("gt_sha256", [None] * len(frame)),
                          frame.get("row_sha256", [None] * len(frame))):

@@ -60,6 +60,7 @@ __all__ = [
     "gt_content_hash",
     "load_ground_truth",
     "load_prediction",
+    "load_visible_mask",
 ]
 
 NO_PREDICTION = "no prediction for this sample"
@@ -142,6 +143,18 @@ def load_ground_truth(path: str | os.PathLike | None, device: torch.device | str
         return load_mesh(path, device=device)
     except Exception as err:  # noqa: BLE001 - one unreadable file is one failed row, never a failed run
         return SampleError(_with_path(err, path))
+
+
+def load_visible_mask(path: str | os.PathLike | None) -> torch.Tensor | SampleError | None:
+    """A manifest row's ``mask`` (the visible pixels of the target object) as `(H, W)` bool, > 0 visible in any
+    image mode; None without a path, and a `SampleError` saying why when the file cannot be read (never
+    raises for a bad file: the visibility split of that row is unavailable, the row is still scored)."""
+    if path is None or (isinstance(path, float) and path != path) or not str(path).strip():
+        return None
+    try:
+        return torch.from_numpy(_read_image(str(path), "L") > 0)
+    except Exception as err:  # noqa: BLE001 - one unreadable mask loses that row's visibility split only
+        return err if isinstance(err, SampleError) else SampleError(_with_path(err, path))
 
 
 def _sha_or(path, missing: str) -> str:

@@ -2,7 +2,8 @@
 
 Nearest neighbours (`knn_points`), point-to-triangle and point-to-segment distances, area-weighted surface
 sampling, joint unit-cube normalisation, triangle rasterisation, alignment (Umeyama, ICP, rotation search,
-bounding box) and optimal matching for the EMD (auction and exact assignment).
+bounding box), optimal matching for the EMD (auction and exact assignment) and the visibility of surface points
+from a camera (`point_visibility`).
 """
 
 from .alignment import (
@@ -33,6 +34,15 @@ from .point_mesh import (
 from .rasterize import Fragments, extended_face_index, rasterize_meshes
 from .sample_points import sample_points_from_meshes
 from .texture_lookup import sample_uv
+from .visibility import (
+    OCCLUDER_HIDDEN,
+    SELF_HIDDEN,
+    VISIBILITY_LABELS,
+    VISIBLE,
+    PointVisibility,
+    point_visibility,
+    project_points,
+)
 
 __all__ = [
     "ALIGNMENTS",
@@ -41,6 +51,11 @@ __all__ = [
     "ICPSolution",
     "KNN",
     "MIN_TRIANGLE_AREA",
+    "OCCLUDER_HIDDEN",
+    "PointVisibility",
+    "SELF_HIDDEN",
+    "VISIBILITY_LABELS",
+    "VISIBLE",
     "align",
     "auction_assignment",
     "bbox_alignment",
@@ -59,6 +74,8 @@ __all__ = [
     "point_face_distance",
     "point_segment_sqdist",
     "point_triangle_sqdist",
+    "point_visibility",
+    "project_points",
     "rasterize_meshes",
     "rotation_grid",
     "rotation_search_icp",

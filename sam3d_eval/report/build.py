@@ -7,9 +7,13 @@ summary.json), phase-boundary gap rows (the training loop's gap.csv) and rendere
 
 Sections, in order: verdict first, opening with the decision in one sentence (`decision_sentence`: B
 against A; for runs, against the first run when a comparison is given, else the last run); the metric table
-with intervals; strata (domain, occlusion bin); the synthetic-vs-real gap (with its plot across curriculum
-phases or data-engine rounds when given); the occlusion-stratified accuracy plot; the per-category breakdown;
-preference; samples that failed; the worst scored samples as thumbnails; the methods (protocol and
+with intervals; strata (domain, occlusion bin); the synthetic-vs-real gap, led by what it is made of in words
+(`gap_decomposition_sentence`: the occlusion-and-category mix, appearance at matched covariates, GT wear),
+with its plot across curriculum phases or data-engine rounds when given; the gap by shift
+(`attribution_section`, when the results record ``shift_*`` intensities); for runs, the visible and hidden
+surfaces (`visibility_section`, when the protocol scored the visibility split: each run by domain and occlusion
+bin, and the change from the first run to the last, led by `visibility_change_sentences`); the
+occlusion-stratified accuracy plot; the per-category breakdown; preference; samples that failed; the worst scored samples as thumbnails; the methods (protocol and
 fingerprint, metric definitions, versions, seeds, substitutes). Each section has its own builder
 (``_metrics_section``, ``_gap_section``, ... for a comparison; ``_runs_metrics_section``, ``_runs_gap_section``,
 ... for runs); `comparison_document` and `runs_document` only assemble them.
@@ -23,15 +27,19 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 from typing import Any, Mapping, Sequence
 
 from ..io.results import GAP_METRICS, direction
 from .figures import interval_figure, occlusion_figure, phase_gap_figure, stacked_bar_figure
 from .html import ReportDocument
-from .tables import cell, definition, fmt, fmt_ci, fmt_p, fmt_rate, gap_counts
+from .tables import (GAP_PART_DEFINITIONS, cell, definition, fmt, fmt_ci, fmt_p, fmt_rate, gap_counts, gap_share,
+                     has_decomposition, mix_words, no_gap, visibility_change, visibility_columns, visibility_label,
+                     visibility_part, visibility_strata)
 
-__all__ = ["comparison_document", "decision_sentence", "judgement_sections", "methods_section", "preference_document",
-           "runs_document", "thumbs_block"]
+__all__ = ["attribution_section", "comparison_document", "decision_sentence", "gap_decomposition_sentence",
+           "judgement_sections", "methods_section", "preference_document", "runs_document", "thumbs_block",
+           "visibility_change_sentences", "visibility_section"]
 
 PROTOCOL_FIELDS = ("name", "version", "alignment", "normalization", "num_samples", "seed", "chamfer", "taus",
                    "metrics", "align_points", "icp_iterations", "overrides")
@@ -418,8 +426,102 @@ def _strata_sections(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
     return sections
 
 
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and v not in (float("inf"), float("-inf"))
+
+
+def _share_words(row: Mapping[str, Any], part: str) -> str:
+    """`` (N% of the excess over 1)`` of a part of a gap (`gap_share`), '' without a share."""
+    share = gap_share(row, part)
+    return "" if share is None else f" ({100 * share:.0f}% of the excess over {no_gap(row['figure']):g})"
+
+
+def gap_decomposition_sentence(row: Mapping[str, Any], who: str = "") -> str | None:
+    """What one gap figure is made of, in words: how much is the covariate (occlusion and category) mix, what
+    is left at matched covariates (appearance, and whatever else the cells do not hold fixed), and how much
+    is GT wear. For example:
+
+        chamfer_l2 gap_ratio 1.110 [0.991, 1.240]: 0.225 [0.083, 0.351] of it is the occlusion-and-category
+        mix; at matched occlusion-and-category the figure is 0.885 [0.806, 1.001] (appearance and whatever
+        else the cells do not hold fixed; the cells cover 44% of the real samples); GT wear was not measured.
+
+    Args:
+        row: a `domain_gap` record with the decomposition columns (matched, covariate, wear_free, wear, ...).
+        who: a label to open the sentence with (a run or a side), or ''.
+
+    Returns:
+        The sentence, or None when the row has neither a matched nor a wear-free figure.
+    """
+    if not has_decomposition(row):
+        return None
+    est = fmt_ci(row.get("estimate"), row.get("low"), row.get("high"), 3)
+    text = f"{who + ': ' if who else ''}{row['metric']} {row['figure']} {est}"
+    parts = []
+    if _finite(row.get("matched")):
+        mix = mix_words(row.get("matching"))
+        cover = row.get("matched_coverage")
+        parts.append(f"{fmt_ci(row['covariate'], row.get('covariate_low'), row.get('covariate_high'), 3)} of it"
+                     f"{_share_words(row, 'covariate')} is the {mix} mix")
+        parts.append(f"at matched {mix} the figure is "
+                     f"{fmt_ci(row['matched'], row.get('matched_low'), row.get('matched_high'), 3)} (appearance and "
+                     "whatever else the cells do not hold fixed"
+                     + (f"; the cells cover {100 * cover:.0f}% of the real samples" if _finite(cover) else "") + ")")
+    else:
+        parts.append("the covariate mix was not measured"
+                     + (f" ({row['decomposition_note'].split('; ')[0]})" if row.get("decomposition_note") else ""))
+    if _finite(row.get("wear")):
+        parts.append(f"GT wear accounts for {fmt_ci(row['wear'], row.get('wear_low'), row.get('wear_high'), 3)}"
+                     f"{_share_words(row, 'wear')}: against the unworn GT the figure is "
+                     f"{fmt_ci(row['wear_free'], row.get('wear_free_low'), row.get('wear_free_high'), 3)}")
+    else:
+        parts.append("GT wear was not measured (no real results scored against the unworn GT)")
+    return f"{text}: " + "; ".join(parts) + "."
+
+
+def _decomposition_table(rows: Sequence[Mapping[str, Any]], caption: str) -> dict[str, Any] | None:
+    """The decomposition of each gap row (raw, covariate part, matched, coverage, wear, wear-free), or None when
+    no row has one."""
+    shown = [r for r in rows if has_decomposition(r)]
+    if not shown:
+        return None
+    mix = mix_words(next((r.get("matching") for r in shown if r.get("matching")), None))
+
+    def part(r, k):
+        return cell(fmt_ci(r.get(k), r.get(f"{k}_low"), r.get(f"{k}_high"), 3), "num")
+
+    def share(r, k):
+        v = gap_share(r, k)
+        return cell("-" if v is None else f"{100 * v:.0f}%", "num")
+
+    out = []
+    for r in shown:
+        cover = r.get("matched_coverage")
+        out.append([r["metric"], r["figure"], cell(fmt_ci(r.get("estimate"), r.get("low"), r.get("high"), 3), "num"),
+                    part(r, "covariate"), share(r, "covariate"), part(r, "matched"),
+                    cell(f"{100 * cover:.0f}% ({r.get('matched_cells')} cells)" if _finite(cover) else "-", "num"),
+                    part(r, "wear"), share(r, "wear"), part(r, "wear_free"), r.get("decomposition_note") or ""])
+    return {"type": "table", "caption": caption,
+            "header": ["metric", "figure", "raw [95% CI]", f"{mix} mix [95% CI]", "share", "matched [95% CI]",
+                       "coverage", "GT wear [95% CI]", "share", "wear-free [95% CI]", "note"],
+            "rows": out,
+            "note": (f"{mix} mix = raw - matched, where matched reweights the synthetic side to the real side's "
+                     f"{mix} cells (real cells without a synthetic sample left out: coverage is the share of real "
+                     "samples kept); GT wear = raw - wear-free, where wear-free scores the real samples against "
+                     "their unworn GT. Share = part / (raw - no gap), '-' when the raw interval includes no gap. "
+                     "Every interval comes from the raw figure's own bootstrap resamples (whole twin pairs on a "
+                     "paired benchmark).")}
+
+
+def _lead_sentences(rows: Sequence[Mapping[str, Any]], who: str = "") -> list[str]:
+    """The decomposition sentences of the headline gap figures (`io.results.GAP_METRICS`, else the first row)."""
+    rows = list(rows)
+    lead = [r for r in rows if r["metric"] in GAP_METRICS] or rows[:1]
+    return [t for t in (gap_decomposition_sentence(r, who) for r in lead) if t]
+
+
 def _gap_section(payload: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The synthetic-vs-real gap of both sides, or the comparison's note on why there is none."""
+    """The synthetic-vs-real gap of both sides, led by what it is made of, or the comparison's note on why
+    there is none."""
     a, b = payload["labels"]
     settings = payload["settings"]
     gap_a, gap_b = (payload.get("gap") or {}).get("A") or [], (payload.get("gap") or {}).get("B") or []
@@ -435,12 +537,246 @@ def _gap_section(payload: Mapping[str, Any]) -> dict[str, Any] | None:
                      cell(fmt_ci(rb.get("estimate"), rb.get("low"), rb.get("high")), "num"),
                      cell(gap_counts(r), "num"), r.get("note") or ""])
     paired = any(r.get("design") == "paired" for r in gap_a + gap_b)
-    return {"id": "gap", "title": "Synthetic-vs-real gap", "blocks": [{
+    blocks: list[dict[str, Any]] = []
+    lead = _lead_sentences(gap_a, a) + _lead_sentences(gap_b, b)
+    if lead:
+        blocks.append({"type": "list", "items": lead})
+    blocks.append({
         "type": "table", "header": ["metric", "figure", f"{a} [95% CI]", f"{b} [95% CI]", "n syn/real", "note"],
         "rows": rows, "note": "gap_ratio = m(real)/m(synthetic) (lower-is-better metrics); relative_drop = "
                               "1 - m(real)/m(synthetic); " + (
                                   "over the synthetic/real twin pairs, bootstrap intervals resampling whole pairs."
-                                  if paired else "two-sample bootstrap intervals, each domain resampled on its own.")}]}
+                                  if paired else "two-sample bootstrap intervals, each domain resampled on its own.")})
+    for label, gap in ((a, gap_a), (b, gap_b)):
+        table = _decomposition_table(gap, f"What the gap of {label} is made of")
+        if table:
+            blocks.append(table)
+    out: dict[str, Any] = {"id": "gap", "title": "Synthetic-vs-real gap", "blocks": blocks}
+    if lead:
+        out["intro"] = ["What each side's gap is made of: the part the occlusion and category mix accounts for, "
+                        "what is left at matched covariates (appearance), and the part that is GT wear."]
+    return out
+
+
+def attribution_section(attribution: Mapping[str, Mapping[str, Any] | None] | None) -> dict[str, Any] | None:
+    """"Gap by shift": the per-shift attribution of each run's (or side's) gap, from the records of
+    `evaluate.attribution.gap_attribution` keyed by label; None when no record is given (the results record
+    no ``shift_*`` intensities).
+
+    Args:
+        attribution: ``{label: gap_attribution record or None}``.
+
+    Returns:
+        The section (one table per label and metric, or the fit's note), or None.
+    """
+    records = {k: v for k, v in (attribution or {}).items() if v}
+    if not records:
+        return None
+    blocks: list[dict[str, Any]] = []
+    conf = next(iter(records.values())).get("confidence", 0.95)
+    for label, rec in records.items():
+        for m in rec.get("metrics") or []:
+            who = f"{label}: {m['metric']}" if len(records) > 1 else m["metric"]
+            if not m.get("rows"):
+                blocks.append({"type": "text", "text": f"{who}: no attribution ({m.get('note') or 'no fit'})."})
+                continue
+            log = bool(m.get("log"))
+            rows = []
+            for r in m["rows"]:
+                if r["kind"] == "intercept":
+                    continue
+                term = r["term"][len("shift_"):] if str(r["term"]).startswith("shift_") else r["term"]
+                contrib = r.get("contribution")
+                factor = f"x{math.exp(contrib):.3f}" if log and _finite(contrib) else "-"
+                rows.append([term, cell(r["kind"], "muted"),
+                             cell(fmt_ci(r.get("coef"), r.get("low"), r.get("high"), 3), "num"),
+                             cell(fmt_p(r.get("pvalue")), "num"), cell(fmt(r.get("mean_target"), 3), "num"),
+                             cell(fmt_ci(contrib, r.get("contribution_low"), r.get("contribution_high"), 3), "num")]
+                            + ([cell(factor, "num")] if log else [])
+                            + [cell("-" if not _finite(r.get("share")) else f"{100 * r['share']:.0f}%", "num")])
+            scale = f"log {m['metric']}" if log else m["metric"]
+            paired = m.get("design") == "paired"
+            n = (f"{m.get('n_pairs')} pairs" if paired else f"{m.get('n_target')} real, {m.get('n_reference')} synthetic samples")
+            blocks.append({
+                "type": "table", "caption": f"{who}: the gap in mean {scale} by shift ({n}, R^2 {fmt(m.get('r_squared'), 2)})",
+                "header": ["term", "kind", f"coefficient [{conf:.0%} CI]", "p", "mean intensity (real)",
+                           f"contribution [{conf:.0%} CI]"] + (["as a ratio"] if log else []) + ["share of total"],
+                "rows": rows,
+                "note": ((f"Per pair: the difference of {scale} between the real twin and its synthetic twin, regressed "
+                          "on the real twin's shift intensities; contribution = coefficient x mean intensity; the "
+                          "residual is the gap left at no shift." if paired else
+                          f"{scale} of the real samples regressed on their shift intensities"
+                          + (f" and {', '.join(m.get('categorical') or [])}" if m.get("categorical") else "")
+                          + "; contribution = coefficient x (mean real - mean synthetic) of the term (synthetic "
+                          "intensities are 0, so a shift's effect is extrapolated from its variation among the real "
+                          "samples); the residual is the gap no recorded term explains.")
+                         + " The contributions add up to the total" + (" (exp(total) = the geometric-mean gap ratio)"
+                                                                        if log else "")
+                         + "; HC3 sandwich intervals, normal quantile."
+                         + (f" Left out (constant among the real samples): {', '.join(m['constant_shifts'])}."
+                            if m.get("constant_shifts") else ""))})
+    return {"id": "gap-attribution", "title": "Gap by shift", "blocks": blocks, "intro": [
+        "Which recorded real-side shift the gap comes from: an OLS fit of the metric on each real sample's shift "
+        "intensities splits the gap into one contribution per shift and a residual."]}
+
+
+VISIBILITY_TITLE = "Visible and hidden surfaces"
+VISIBILITY_NO_CAMERA = "visibility split unavailable: the manifest has no camera"
+
+
+def _part_words(metric: str) -> str:
+    """The part of a visibility column in words: ``chamfer_comp_occluder_hidden`` -> "occluder-hidden"."""
+    return visibility_part(metric)[1].replace("_", "-")
+
+
+def _interval_words(settings: Mapping[str, Any]) -> str:
+    """How a comparison's delta intervals were drawn, in words (from its settings)."""
+    conf = settings.get("confidence", 0.95)
+    several = max(settings.get("runs") or [1, 1]) > 1
+    how = ("two-level bootstrap interval (runs and units resampled)" if several else
+           "paired bootstrap interval (studentized below 50 units)")
+    return f"{conf:.0%} {how}" + (f", resampling whole {settings['cluster']} groups" if settings.get("cluster") else "")
+
+
+def visibility_change_sentences(comparison: Mapping[str, Any]) -> list[str]:
+    """Which part of the visibility split moved most from A to B, in words, from a comparison payload
+    (`evaluate.compare.Comparison.to_dict()`, "all" stratum): one sentence on completeness, its parts ranked by
+    their change relative to A's mean (the squared distances of the hidden parts are larger to begin with),
+    and one on recall at the largest tau, ranked by the change of the share itself; each names the figure it
+    rests on. For example:
+
+        From stage 1 to stage 2 (final), completeness on the occluder-hidden part changed by -0.0120 [-0.0200,
+        -0.0050] (-35% of stage 1's mean), on the self-hidden part by ... and on the visible part by ...: the
+        occluder-hidden part moved most relative to stage 1's mean (figure: the mean paired difference stage 2
+        (final) - stage 1 of chamfer_comp_<part>, a squared distance, over the samples both scored with a value
+        in the part (occluder-hidden 6, ...); 95% paired bootstrap interval, resampling whole pair_id groups).
+
+    Returns:
+        The sentences; [] when the comparison holds no visibility column or no part has a value.
+    """
+    a, b = comparison["labels"]
+    rows = [r for r in visibility_change(comparison) if r["stratum"] == "all" and _finite(r.get("delta"))]
+    interval = _interval_words(comparison.get("settings") or {})
+    kinds = list(dict.fromkeys(visibility_part(r["metric"])[0] for r in rows))
+    recall = [k for k in kinds if k.startswith("recall@")]
+    out = []
+    for kind in ["completeness"] + recall[-1:]:  # recall at the last (largest) tau the comparison holds
+        parts = [r for r in rows if visibility_part(r["metric"])[0] == kind]
+        if not parts:
+            continue
+        relative = kind == "completeness"
+
+        def size(r: Mapping[str, Any]) -> float:
+            v = r.get("rel_delta") if relative else r.get("delta")
+            return abs(v) if _finite(v) else -1.0
+
+        parts.sort(key=size, reverse=True)
+
+        def change(r: Mapping[str, Any]) -> str:
+            rel = r.get("rel_delta")
+            extra = f" ({100 * rel:+.0f}% of {a}'s mean)" if relative and _finite(rel) else ""
+            return fmt_ci(r["delta"], r.get("delta_low"), r.get("delta_high")) + extra
+
+        clauses = [f"on the {_part_words(r['metric'])} part {'changed ' if i == 0 else ''}by {change(r)}"
+                   for i, r in enumerate(parts)]
+        text = f"From {a} to {b}, {kind} {_listing(clauses)}"
+        text += ((f": the {_part_words(parts[0]['metric'])} part moved most" + (f" relative to {a}'s mean" if relative else ""))
+                 if len(parts) > 1 else " (the only part with values)")
+        column = "chamfer_comp_<part>" if relative else f"{kind}_<part>"
+        unit = "a squared distance" if relative else "a share of the part's GT samples"
+        n = ", ".join(f"{_part_words(r['metric'])} {r['n']}" for r in parts)
+        out.append(f"{text} (figure: the mean paired difference {b} - {a} of {column}, {unit}, over the samples both "
+                   f"scored with a value in the part ({n}); {interval}).")
+    return out
+
+
+def _visibility_strata_table(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], caption: str) -> dict[str, Any]:
+    """One run's visibility split by stratum (`visibility_strata` rows) as a table block."""
+    cols = visibility_columns(rows[0])
+    out = []
+    for r in rows:
+        level = f"occlusion {r['level']}" if r["stratum"] == "occlusion_bin" else r["level"]
+        out.append([level, cell(str(r["n"]), "num")]
+                   + [cell(fmt_ci(r[c], r[f"{c}_low"], r[f"{c}_high"])
+                           + ("" if r[f"{c}_n"] == r["n"] else f" (n={r[f'{c}_n']})"), "num") for c in cols])
+    norm = (run.get("protocol") or {}).get("normalization")
+    return {"type": "table", "caption": caption, "header": ["stratum", "n"] + [visibility_label(c) for c in cols],
+            "rows": out,
+            "note": ("Mean [95% bootstrap interval] over the samples scored ok with a value in that column (whole twin "
+                     "pairs resampled on a paired benchmark); n: the samples with a value in any column, (n=k) where a "
+                     "column has fewer (a part without GT samples, e.g. no occluder-hidden part in an unoccluded view, "
+                     "is NaN). Accuracy and completeness are squared distances, as chamfer_l2 (units: the protocol's "
+                     "normalised length" + (f", {norm}" if norm else "") + ", squared); recall is the share of the "
+                     "part's GT samples closer than tau to the prediction. Occlusion: the hidden share of the object "
+                     "(the manifest's occlusion column).")}
+
+
+def visibility_section(runs: Sequence[Mapping[str, Any]],
+                       comparison: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """"Visible and hidden surfaces": each run's visibility split (accuracy on the visible part, completeness and
+    recall on each part) by domain and occlusion bin, from its summary records (`visibility_strata`); with a
+    comparison of the last run against the first that holds the split, the change per domain and overall
+    (`visibility_change`, the comparison's paired intervals) led by `visibility_change_sentences`.
+
+    Args:
+        runs: the run records of `runs_document` (their ``summary``).
+        comparison: `evaluate.compare.Comparison.to_dict()` of the last run against the first, or None.
+
+    Returns:
+        The section, or None when no run has a visibility column. A run whose visibility columns are all NaN
+        (no manifest row had a camera) gets a line saying the split is unavailable instead of a table.
+    """
+    split = [(r, visibility_strata(r.get("summary") or [])) for r in runs]
+    # a run whose visibility columns hold no value has them in metrics_without_values (`run_summary`)
+    split = [(r, rows) for r, rows in split if rows or visibility_columns(r.get("metrics_without_values") or [])]
+    if not split:
+        return None
+    several = len(runs) > 1
+    blocks: list[dict[str, Any]] = []
+    change = visibility_change(comparison) if comparison else []
+    lead = visibility_change_sentences(comparison) if change else []
+    if lead:
+        blocks.append({"type": "list", "items": lead})
+    for run, rows in split:
+        label = run["label"]
+        overall = next((r for r in rows if r["stratum"] == "all"), None) if rows else None
+        if overall is None or overall["n"] == 0:
+            counts = run.get("counts") or {}
+            who = f"{label}: " if several else ""
+            if counts and (counts.get("samples") or 0) - (counts.get("failed") or 0) <= 0:
+                text = f"{who}visibility split unavailable: no sample was scored ok."
+            else:
+                text = (f"{who}{VISIBILITY_NO_CAMERA} (no scored sample has a value in any visibility column; each "
+                        "results row's notes give the reason, e.g. \"visibility unavailable: the manifest row has no "
+                        "camera\", or no mask).")
+            blocks.append({"type": "text", "text": text})
+            continue
+        blocks.append(_visibility_strata_table(run, rows, f"{label}: by domain and occlusion bin"))
+    if change:
+        a, b = comparison["labels"]
+        settings = comparison.get("settings") or {}
+        gated = [m for m in dict.fromkeys(r["metric"] for r in change) if m in (settings.get("regression_metrics") or ())]
+        blocks.append({"type": "table", "caption": f"Change from {a} to {b} (same samples)",
+                       "header": ["level", "part"] + _delta_header(a, b), "rows": [
+                           [r["level"], visibility_label(r["metric"])] + row[1:]
+                           for r, row in zip(change, _delta_rows(change, True))],
+                       "note": (f"delta = mean of {b} - {a} over the samples both scored ok with a value in that column "
+                                f"(paired); {_interval_words(settings)}. Relative: delta / {a}'s mean. test p and Holm p "
+                                "as in the comparison's tables: "
+                                + ("the visibility columns are a descriptive Holm family of their own (with the other "
+                                   "compared metrics outside the regression gate)" if not gated else
+                                   f"{_listing(gated)} in the regression gate's family, the other columns a descriptive one")
+                                + f"; green / red: significantly better / worse for {b}.")})
+    elif sum(1 for _, rows in split if rows and rows[0]["n"]) > 1:
+        blocks.append({"type": "text", "text": (
+            "No change table: the comparison of the last run against the first holds no visibility column."
+            if comparison else "No change table: no paired comparison of the last run against the first was computed "
+                               "(other protocols or no shared sample).")})
+    return {"id": "visibility", "title": VISIBILITY_TITLE, "blocks": blocks, "intro": [
+        "The geometry split by what the input camera saw (docs/definitions.md, \"Visible and hidden surfaces\"): "
+        "accuracy on the visible part, and completeness and recall on the visible part, the self-hidden part "
+        "(back-facing, behind the object itself or out of view) and the occluder-hidden part (facing the camera "
+        "but covered by something else)."]}
 
 
 def _occlusion_section(payload: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -536,8 +872,10 @@ def _methods_section(payload: Mapping[str, Any], sides: Sequence[Mapping[str, An
     for s in sides:
         for k, v in ((s.get("checkpoint") or {}).get("substitutes") or {}).items():
             subs[f"{s['label']}: {k}"] = v
-    return methods_section(protocol=payload["protocol"], fingerprint=payload["fingerprint"], metrics=settings["metrics"],
-                           metadata=metadata, seeds={"bootstrap": settings["seed"], "protocol": payload["protocol"].get("seed")},
+    gaps = [r for k in ("A", "B") for r in ((payload.get("gap") or {}).get(k) or [])]
+    parts = list(GAP_PART_DEFINITIONS) if any(has_decomposition(r) for r in gaps) else []
+    return methods_section(protocol=payload["protocol"], fingerprint=payload["fingerprint"],
+                           metrics=list(settings["metrics"]) + parts, metadata=metadata, seeds={"bootstrap": settings["seed"], "protocol": payload["protocol"].get("seed")},
                            substitutes=subs, extra=side_items, statistics=_comparison_statistics(payload))
 
 
@@ -580,14 +918,19 @@ def _present(*sections: dict[str, Any] | list[dict[str, Any]] | None) -> list[di
 
 def comparison_document(payload: Mapping[str, Any], *, thumbnails: Sequence[Mapping[str, Any]] = (),
                         sides: Sequence[Mapping[str, Any]] = (), metadata: Mapping[str, Any] | None = None,
-                        title: str | None = None) -> ReportDocument:
-    """The report of a paired comparison (`evaluate.compare.Comparison.to_dict()` as `payload`)."""
+                        title: str | None = None,
+                        attribution: Mapping[str, Mapping[str, Any] | None] | None = None) -> ReportDocument:
+    """The report of a paired comparison (`evaluate.compare.Comparison.to_dict()` as `payload`).
+
+    attribution: ``{side label: evaluate.attribution.gap_attribution record or None}``; a "Gap by shift"
+    section follows the gap when a record is given (the results record ``shift_*`` intensities).
+    """
     a, b = payload["labels"]
     pref = payload.get("preference") or {}
     gallery = (f"The scored samples where {b} lost most against {a} on {pref.get('metric', 'the preference metric')} "
                f"(samples that failed are listed under Samples left out). {THUMBS_FRAME}")
     sections = _present(_metrics_section(payload), _strata_sections(payload), _gap_section(payload),
-                        _occlusion_section(payload), _category_section(payload), _preference_section(payload),
+                        attribution_section(attribution), _occlusion_section(payload), _category_section(payload), _preference_section(payload),
                         _samples_section(payload), _gallery_section(thumbnails, gallery),
                         _methods_section(payload, sides, metadata))
     return {"title": title or f"sam3d-eval compare: {b} vs {a}", "subtitle": f"A = {a}, B = {b}",
@@ -701,23 +1044,35 @@ def _runs_strata_section(runs: Sequence[Mapping[str, Any]], metrics: Sequence[st
 
 def _runs_gap_section(runs: Sequence[Mapping[str, Any]], metrics: Sequence[str], phases: Sequence[Mapping[str, Any]],
                       phase_label: str, gap_change: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Each run's synthetic-vs-real gap, the gap across phases or rounds, and how it moved between stages."""
+    """Each run's synthetic-vs-real gap, led by what it is made of (`gap_decomposition_sentence`), the gap
+    across phases or rounds, and how it moved between stages."""
     gblocks: list[dict[str, Any]] = []
+    lead = [t for r in runs for t in _lead_sentences(r.get("domain_gap") or [], r["label"] if len(runs) > 1 else "")]
+    if lead:
+        gblocks.append({"type": "list", "items": lead})
     for r in runs:
         if r.get("domain_gap"):
+            shown = [g for g in r["domain_gap"] if g["metric"] in metrics or g["metric"] == "accuracy"]
             gblocks.append({"type": "table", "caption": f"{r['label']}", "header": ["metric", "figure", "synthetic", "real",
                                                                                   "estimate [95% CI]", "n syn/real", "note"],
                             "rows": [[g["metric"], g["figure"], cell(fmt(g["mean_synthetic"]), "num"), cell(fmt(g["mean_real"]), "num"),
                                       cell(fmt_ci(g["estimate"], g["low"], g["high"], 3), "num"),
                                       cell(gap_counts(g), "num"), g.get("note") or ""]
-                                     for g in r["domain_gap"] if g["metric"] in metrics or g["metric"] == "accuracy"]})
+                                     for g in shown]})
+            table = _decomposition_table(shown, f"{r['label']}: what the gap is made of")
+            if table:
+                gblocks.append(table)
     if phases:
         gblocks.append(_fig_block(phase_gap_figure(phases, metrics=[m for m in metrics if m.startswith(GAP_METRICS)]
                                                    or list(metrics[:2]), title=f"Synthetic-vs-real gap across {phase_label}s")))
+        parts = any(has_decomposition(p) for p in phases)  # gap.csv written since the decomposition existed
         gblocks.append({"type": "table", "caption": f"Gap per {phase_label}", "header": [phase_label, "metric", "figure", "synthetic",
-                                                                                         "real", "estimate [95% CI]"],
+                                                                                         "real", "estimate [95% CI]"]
+                        + (["matched [95% CI]", "covariate mix [95% CI]", "GT wear [95% CI]"] if parts else []),
                         "rows": [[p["label"], p["metric"], p["figure"], cell(fmt(p.get("mean_synthetic")), "num"),
                                   cell(fmt(p.get("mean_real")), "num"), cell(fmt_ci(p["estimate"], p["low"], p["high"], 3), "num")]
+                                 + ([cell(fmt_ci(p.get(k), p.get(f"{k}_low"), p.get(f"{k}_high"), 3), "num")
+                                     for k in ("matched", "covariate", "wear")] if parts else [])
                                  for p in phases if p["metric"] in metrics]})
     if gap_change:
         gblocks.append({"type": "table", "caption": "How the gap moved from stage 1 to stage 2 (same test samples)",
@@ -738,11 +1093,22 @@ def _runs_gap_section(runs: Sequence[Mapping[str, Any]], metrics: Sequence[str],
         return {"id": "gap", "title": "Synthetic-vs-real gap", "blocks": [{"type": "text", "text":
                 "Not available: the runs do not hold samples of both domains."}]}
     paired = _gap_is_paired(runs, phases)
-    return {"id": "gap", "title": "Synthetic-vs-real gap", "blocks": gblocks, "intro": [
+    intro = []
+    if lead:
+        intro.append("What the gap is made of: the part the occlusion and category mix accounts for, what is left at "
+                     "matched covariates (appearance), and the part that is GT wear (each with an interval from the "
+                     "gap's own resamples).")
+    missing = sorted({m for r in runs for m in (r.get("metrics_without_values") or [])})
+    if missing:
+        intro.append(f"Not computed for any sample, so not in these tables: {', '.join(missing)}"
+                     + (" (LPIPS needs its pretrained backbone weights, which were absent when these runs were scored; "
+                        "a random backbone is never reported as LPIPS)." if "lpips" in missing else "."))
+    intro.append(
         "gap_ratio = m(real)/m(synthetic) for lower-is-better metrics (1 = no gap); relative_drop = 1 - m(real)/m(synthetic) "
         "for higher-is-better ones (0 = no gap); " + (
             "the benchmark pairs every real sample with a synthetic twin (same object and camera), so the figures are over "
-            "the pairs and the bootstrap intervals resample whole pairs." if paired else "two-sample bootstrap intervals.")]}
+            "the pairs and the bootstrap intervals resample whole pairs." if paired else "two-sample bootstrap intervals."))
+    return {"id": "gap", "title": "Synthetic-vs-real gap", "blocks": gblocks, "intro": intro}
 
 
 def _gap_is_paired(runs: Sequence[Mapping[str, Any]], phases: Sequence[Mapping[str, Any]]) -> bool:
@@ -805,6 +1171,10 @@ def _runs_methods_section(runs: Sequence[Mapping[str, Any]], metrics: Sequence[s
                           comparison: Mapping[str, Any] | None = None) -> dict[str, Any]:
     last = runs[-1]
     extra = [[r["label"], f"{r['run_dir']} (protocol fingerprint {r['fingerprint']})"] for r in runs]
+    if any(has_decomposition(g) for r in runs for g in (r.get("domain_gap") or [])):
+        metrics = list(metrics) + list(GAP_PART_DEFINITIONS)
+    split = visibility_columns(s["metric"] for r in runs for s in r.get("summary") or [])
+    metrics = list(metrics) + [m for m in split if m not in metrics]  # the "Visible and hidden surfaces" columns
     compared = []
     if comparison:
         a, b = comparison["labels"]
@@ -825,7 +1195,8 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
                   notes: Sequence[str] = (), engine_rounds: Sequence[Mapping[str, Any]] = (),
                   judgements: Sequence[Mapping[str, Any]] = (),
                   gap_change: Sequence[Mapping[str, Any]] = (),
-                  comparison: Mapping[str, Any] | None = None) -> ReportDocument:
+                  comparison: Mapping[str, Any] | None = None,
+                  attribution: Mapping[str, Mapping[str, Any] | None] | None = None) -> ReportDocument:
     """The report of one or more stored runs.
 
     runs: records with ``label``, ``run_dir``, ``protocol`` (dict), ``fingerprint``, ``counts`` ({samples,
@@ -840,6 +1211,11 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
     computed: the verdict then states B against A (`decision_sentence`, regressions and improvements) and the
     Metrics section adds the "B against A" table; without it the verdict says that no comparison was made.
     thumbnails: `thumbs_block` items of the last run's worst scored samples.
+    attribution: ``{run label: evaluate.attribution.gap_attribution record or None}``; a "Gap by shift" section
+    follows the gap when a record is given (the results record ``shift_*`` intensities).
+    A "Visible and hidden surfaces" section (`visibility_section`) follows when a run's summary holds the
+    visibility split's columns (protocol metric "visibility"), with the change from the first run to the last
+    when `comparison` holds them too.
     """
     if not runs:
         raise ValueError("runs_document needs at least one run")
@@ -849,7 +1225,8 @@ def runs_document(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], 
                f"prediction beside ground truth (samples that failed are listed under Failed samples, with the "
                f"reason). {THUMBS_FRAME}")
     sections = _present(_runs_metrics_section(runs, metrics, comparison), _runs_strata_section(runs, metrics),
-                        _runs_gap_section(runs, metrics, phases, phase_label, gap_change), _engine_section(engine_rounds),
+                        _runs_gap_section(runs, metrics, phases, phase_label, gap_change), attribution_section(attribution),
+                        _engine_section(engine_rounds), visibility_section(runs, comparison),
                         _runs_occlusion_section(runs), _runs_category_section(runs, metrics),
                         [dict(j) for j in judgements], _failed_section(runs), _gallery_section(thumbnails, gallery),
                         _runs_methods_section(runs, metrics, phases, substitutes, comparison))

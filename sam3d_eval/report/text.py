@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from .tables import fmt, fmt_ci, fmt_p, fmt_rate
+from .tables import fmt, fmt_ci, fmt_p, fmt_rate, gap_share, has_decomposition, mix_words
 
 __all__ = ["comparison_text", "failures_text", "grid"]
 
@@ -32,7 +32,8 @@ def grid(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 def comparison_text(c: Mapping[str, Any]) -> str:
     """The comparison as plain-text tables (what ``sam3d-eval compare`` prints and the demo writes to
     compare.txt): verdict, failures, the overall metrics (means, then the robust figures), the preference
-    metric per stratum, the gap, outliers, the preference and the samples left out.
+    metric per stratum, the gap and what each side's gap is made of (covariate mix, matched figure, GT wear),
+    outliers, the preference and the samples left out.
 
     Args:
         c: the JSON-ready payload of a comparison (`evaluate.compare.Comparison.to_dict()`).
@@ -112,6 +113,7 @@ def comparison_text(c: Mapping[str, Any]) -> str:
                 rows.append([r["metric"], r["figure"], r.get("design") or "", fmt_ci(r["estimate"], r["low"], r["high"]),
                              fmt_ci(q.get("estimate"), q.get("low"), q.get("high"))])
         lines += grid(["gap metric", "figure", "design", f"A {a}", f"B {b}"], rows)
+        lines += _gap_parts_text(c)
     elif st.get("gap_note"):
         lines += ["", st["gap_note"]]
     outliers = c.get("outliers") or []
@@ -145,6 +147,39 @@ def comparison_text(c: Mapping[str, Any]) -> str:
         if ids:
             lines.append(f"  {what}: {len(ids)}: {', '.join(ids[:8])}{' ...' if len(ids) > 8 else ''}")
     return "\n".join(lines)
+
+
+def _gap_parts_text(c: Mapping[str, Any]) -> list[str]:
+    """What each side's gap is made of (`evaluate.summary.domain_gap_runs` decomposition columns), for the
+    gap metrics of `comparison_text`; [] when neither side has a matched or wear-free figure."""
+    a, b = c["labels"]
+    st = c["settings"]
+    gap = c.get("gap") or {}
+    sides = [(a, {r["metric"]: r for r in gap.get("A") or []}), (b, {r["metric"]: r for r in gap.get("B") or []})]
+    shown = [m for m in sides[0][1] if m in st["regression_metrics"] or m == "accuracy"]
+    if not any(has_decomposition(s[m]) for _, s in sides for m in shown if m in s):
+        return []
+    matching = next((s[m].get("matching") for _, s in sides for m in shown if m in s and s[m].get("matching")), None)
+    mix = mix_words(matching)
+
+    def part(r, k):
+        text = fmt_ci(r.get(k), r.get(f"{k}_low"), r.get(f"{k}_high"))
+        share = gap_share(r, k)
+        return text + ("" if share is None else f" ({100 * share:.0f}%)")
+
+    rows = []
+    for m in shown:
+        for label, s in sides:
+            r = s.get(m)
+            if r is None:
+                continue
+            cover = r.get("matched_coverage")
+            rows.append([f"{m} {label}", part(r, "covariate"), fmt_ci(r.get("matched"), r.get("matched_low"), r.get("matched_high")),
+                         "-" if cover is None or cover != cover else f"{100 * cover:.0f}%", part(r, "wear")])
+    return ["", f"what the gap is made of ({mix} mix = raw - matched, the synthetic side reweighted to the real side's "
+                f"{mix} cells; GT wear = raw - wear-free; in brackets a part's share of the raw excess, where the raw "
+                "interval excludes no gap; intervals from the gap's own resamples)",
+            *grid(["gap metric, side", f"{mix} mix", "matched", "coverage", "GT wear"], rows)]
 
 
 def failures_text(c: Mapping[str, Any]) -> list[str]:

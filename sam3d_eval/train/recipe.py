@@ -66,6 +66,12 @@ def _stage(raw: dict, k: int, out_dir: Path, where: str) -> TrainConfig:
         raise RecipeError(f"{where} [stage{k}]: {err}") from None
 
 
+# The [eval] table: phase-boundary evaluation (`train.hooks.PhaseEvaluator`). appearance / visibility switch on
+# the rendered-appearance and visible/hidden-surface metrics; the appearance_* keys are protocol overrides.
+EVAL_KEYS = ("enabled", "split", "protocol", "num_samples", "batch_size", "n_resamples", "appearance",
+             "appearance_image_size", "appearance_views", "visibility", "wear_free")
+
+
 def load_recipe(path: str | os.PathLike, **overrides: Any) -> Recipe:
     """Read a recipe; `overrides` (e.g. out_dir, device, epochs) replace top-level and per-stage values."""
     path = Path(path)
@@ -86,6 +92,7 @@ def load_recipe(path: str | os.PathLike, **overrides: Any) -> Recipe:
                 p = Path(raw["init_from"])
                 raw["init_from"] = str(p if p.is_absolute() else base / p)
             stages.append(_stage(raw, k, out_dir, str(path)))
+    check_keys(doc.get("eval", {}), EVAL_KEYS, where=f"{path} [eval]", error=RecipeError)
     data = dict(doc.get("data", {}))
     if "manifest" in data and not Path(data["manifest"]).is_absolute():
         data["manifest"] = str(base / data["manifest"])

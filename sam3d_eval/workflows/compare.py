@@ -10,7 +10,9 @@
 4. every run is loaded (`evaluate.sides.load_side`: stored rows reused while their content keys match,
    the rest scored into `runs_dir`), and the analysis runs (`evaluate.compare.compare_frames`).
 
-`write_comparison_report` renders B's worst scored samples and writes the self-contained HTML file.
+`write_comparison_report` renders B's worst scored samples, attributes each side's gap to the recorded real-side
+shifts when the results hold ``shift_*`` intensities (`evaluate.attribution.gap_attribution`, first run of
+each side) and writes the self-contained HTML file.
 """
 
 from __future__ import annotations
@@ -205,7 +207,9 @@ def _log_side(s, name: str, spec: pathlib.Path, log: Callable[[str], None]) -> N
 def write_comparison_report(path: str | pathlib.Path, result: CompareResult, *, n_thumbs: int = 6,
                             log: Callable[[str], None] = lambda line: None) -> pathlib.Path:
     """Render B's worst scored samples (its largest losses on the preference metric, from the first run of
-    each side) and write the comparison's self-contained HTML report to `path`; returns its path."""
+    each side) and write the comparison's self-contained HTML report to `path`, with each side's gap attributed
+    to the recorded shifts (first run of each side); returns its path."""
+    from ..evaluate.attribution import gap_attribution
     from ..evaluate.sides import prediction_source
     from ..io.results import run_metadata
     from ..report import comparison_document, write_html
@@ -230,6 +234,10 @@ def write_comparison_report(path: str | pathlib.Path, result: CompareResult, *, 
             sources = [(f"{k}: {lab}", prediction_source(side), side.protocol)
                        for k, lab, side in zip("AB", comparison.labels, firsts)]
             cards = gallery([rows[s] for s in chosen], sources, captions)
+    ids = None if ps is None else set(ps["sample_id"].astype(str))  # the samples both sides hold, as in the gap
+    attribution = {lab: gap_attribution(side.frame if ids is None else
+                                        side.frame[side.frame["sample_id"].astype(str).isin(ids)])
+                   for lab, side in zip(comparison.labels, firsts)}
     doc = comparison_document(comparison.to_dict(), thumbnails=cards, sides=[s.describe() for s in result.flat_sides],
-                              metadata=run_metadata())
+                              metadata=run_metadata(), attribution=attribution)
     return write_html(path, doc)

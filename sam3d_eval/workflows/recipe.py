@@ -138,7 +138,10 @@ def run_recipe(
                 hook = PhaseEvaluator(manifest, gap_table, stage=cfg.stage, split=ev.get("split", "test"),
                                       protocol=ev.get("protocol", "default"), num_samples=ev.get("num_samples", 20_000),
                                       batch_size=int(ev.get("batch_size", 16)), device=cfg.device,
-                                      n_resamples=n_resamples, log=say)
+                                      n_resamples=n_resamples, appearance=bool(ev.get("appearance", False)),
+                                      visibility=bool(ev.get("visibility", False)),
+                                      overrides={k: ev[k] for k in ("appearance_image_size", "appearance_views") if k in ev},
+                                      wear_free=bool(ev.get("wear_free", True)), log=say)
             steps = cfg.epochs * (cfg.epoch_size // cfg.batch_size)
             reporter = progress(cfg.stage, steps) if (progress is not None and main) else None
             say(f"stage {cfg.stage}: {cfg.epochs} epochs x {cfg.epoch_size // cfg.batch_size} steps of batch "

@@ -7,7 +7,9 @@ runs under ``*/eval/*/``; its last phase's run is reported and the gap across th
 A ``rounds.csv`` with a ``round`` column (data-engine rounds) is plotted the same way, and a data-engine
 folder (``rounds/<k>/eval/`` runs, ``rounds.csv``, ``engine_rounds.csv``) gets its rounds table. Nothing is
 recomputed: results are read with `io.read_results`. With two runs or more, the last is compared with the
-first (`evaluate.compare.compare_frames`) and the verdict says how B fares against A.
+first (`evaluate.compare.compare_frames`) and the verdict says how B fares against A. When the results record
+the real-side shifts' intensities (``shift_*`` columns, as the built-in benchmark does), each run's gap is
+attributed to them (`evaluate.attribution.gap_attribution`) for the "Gap by shift" section.
 """
 
 from __future__ import annotations
@@ -57,6 +59,20 @@ def phase_rows(folder: pathlib.Path) -> tuple[list[dict], str]:
     return [], ""
 
 
+def unworn_results(run_dir: pathlib.Path):
+    """The real samples of a phase-boundary run scored against their unworn GT (`train.hooks.PhaseEvaluator`
+    writes them to ``<stage>/eval_unworn/<name>`` beside ``<stage>/eval/<name>``), or None when there are none:
+    the rows under that run's own protocol, which is the phase run's."""
+    from ..evaluate.sides import StoredRun
+
+    run_dir = pathlib.Path(run_dir)
+    sibling = run_dir.parent.parent / "eval_unworn" / run_dir.name
+    if run_dir.parent.name != "eval" or not (sibling / "run.json").is_file():
+        return None
+    frame = StoredRun.read(sibling).rows_under_protocol()
+    return frame if len(frame) else None
+
+
 def summarise_run(run_dir: pathlib.Path, label: str, *, threshold: float = 0.5, n_resamples: int = 2000) -> dict:
     """The record `report.runs_document` takes, from a run folder's stored results (read, not recomputed):
     `evaluate.summary.run_summary` of the rows under the run's protocol, with its label, folder, protocol and
@@ -74,7 +90,7 @@ def summarise_run(run_dir: pathlib.Path, label: str, *, threshold: float = 0.5, 
     return {
         "label": label, "run_dir": str(run_dir), "protocol": stored.protocol.to_dict(),
         "fingerprint": stored.protocol.fingerprint(),
-        **run_summary(frame, threshold=threshold, n_resamples=n_resamples),
+        **run_summary(frame, threshold=threshold, n_resamples=n_resamples, unworn=unworn_results(run_dir)),
         "metadata": stored.record.get("metadata") or {},
         "failed": failed[["sample_id", "error"]].to_dict("records"), "stored": stored,
     }
@@ -136,6 +152,7 @@ def report_runs(
     """
     import pandas as pd
 
+    from ..evaluate.attribution import gap_attribution
     from ..io.results import headline_metrics, read_run_json
     from ..jsonable import to_jsonable
     from ..report import judgement_sections, preference_document, runs_document, write_html
@@ -180,9 +197,10 @@ def report_runs(
     comparison = _last_against_first(summaries, n_resamples, threshold)
     cards = worst_samples(summaries[-1], thumbnails, log=log)
     clean = [to_jsonable({k: v for k, v in r.items() if k != "stored"}) for r in summaries]
+    attribution = {r["label"]: gap_attribution(r["stored"].frame) for r in summaries}
     doc = runs_document(clean, metrics=metrics, phases=to_jsonable(phases), phase_label=phase_label, thumbnails=cards,
                         substitutes=subs, title=title, notes=notes, engine_rounds=to_jsonable(engine),
-                        gap_change=to_jsonable(change), comparison=comparison,
+                        gap_change=to_jsonable(change), comparison=comparison, attribution=attribution,
                         judgements=judgement_sections(judged["preference"], judged["rubric"]) if judged else ())
     return write_html(out, doc)
 
