@@ -364,8 +364,9 @@ def _overall_table(payload: Mapping[str, Any], caption: str = "All samples both 
                   "resampled within each side, units shared by both sides; " if several else
                   f"Bootstrap intervals ({settings['n_resamples']} resamples, seed {settings['seed']}); the delta's "
                   "interval resamples both sides together (studentized below 50 units); ")
-                 + f"{unit_note}. test p: the test of the figure the verdict rests on {where}; Holm-adjusted across "
-                 f"the metrics of this table. Red: significantly worse for {b}; green: significantly better (alpha {settings['alpha']:g})."),
+                 + f"{unit_note}. test p: the test of the figure the verdict rests on {where}; Holm-adjusted within "
+                 "one family: the regression metrics with the failure test, or the other (descriptive) metrics of this "
+                 f"table. Red: significantly worse for {b}; green: significantly better (alpha {settings['alpha']:g})."),
     }
 
 
@@ -422,7 +423,8 @@ def _strata_sections(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
         if rows:
             sections.append({"id": strat.replace("_", "-"), "title": heading, "blocks": [{
                 "type": "table", "header": [strat.replace("_", " ")] + _delta_header(a, b), "rows": _delta_rows(rows, True),
-                "note": "Holm-adjusted across every level x metric of this stratification (all compared metrics)."}]})
+                "note": "Holm-adjusted across every level x metric of this stratification, the regression metrics and "
+                        "the other (descriptive) compared metrics each a family of their own."}]})
     return sections
 
 
