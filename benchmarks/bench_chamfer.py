@@ -7,9 +7,21 @@ Peers: our `chamfer_distance` (auto dispatch) inside `runtime_policy` as the CLI
 directly (two-way query), torch.cdist (only where the n x n matrix fits: 2k, 10k). Every peer returns
 the same number (mean squared nearest distance, summed over the two directions). A CUDA-only group
 compares the Triton kernel with torch.cdist and the tiled torch brute force when a GPU is present.
+
+The interleaved case (`test_chamfer_interleaved_vs_pykdtree`, 100k x 100k) is the figure to quote for
+"library call vs pykdtree": our `chamfer_distance` called plainly (no policy, as a user's script calls it)
+and inside `runtime_policy("cpu")` (as the CLI calls it), each alternated round by round with the same work
+in pykdtree (two trees, two queries with sqr_dists, two means), so load swings on a shared machine hit both
+alike. Its extra_info holds both sides' median seconds, the median of the per-round ratios ours / peer, and
+the load average before and after.
+
+    python -m pytest benchmarks/bench_chamfer.py -k interleaved -s
 """
 
 from __future__ import annotations
+
+import os
+import time
 
 import numpy as np
 import pytest
@@ -24,6 +36,9 @@ from sizes import sizes_for
 
 S = sizes_for("chamfer")  # sizes and peers: benchmarks/sizes.py
 SIZES, CDIST_MAX = S.SIZES, S.CDIST_MAX
+# interleaved case: one pair of this many points each, this many rounds of (ours, peer) alternated
+INTERLEAVED_N = 300 if S.QUICK else 100_000
+INTERLEAVED_ROUNDS = 1 if S.QUICK else 9
 
 
 def clouds(n: int, batch: int = 1, device: str = "cpu", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,3 +161,61 @@ def test_gpu_knn_one_way(benchmark, n, peer):
         return out
 
     run(benchmark, fn, n)
+
+
+def pykdtree_same_work(x, y):
+    """The work of one plain B=1 `chamfer_distance` in pykdtree: a tree on y queried with x, a tree on x
+    queried with y (squared distances), the two means (float32, as ours)."""
+    a, b = x[0].numpy(), y[0].numpy()
+    da, _ = KDTree(b).query(a, k=1, sqr_dists=True)
+    db, _ = KDTree(a).query(b, k=1, sqr_dists=True)
+    return float(da.mean()) + float(db.mean())
+
+
+def one_round(fns: dict, times: dict[str, list[float]]) -> None:
+    """One call of each function in `fns`, appending its seconds to `times`; the order rotates every round
+    (by the rounds already in `times`), so no function always runs right after the same one (OpenMP threads
+    still spinning, warm caches)."""
+    names = list(fns)
+    r = len(times[names[0]]) % len(names)
+    for name in names[r:] + names[:r]:
+        t0 = time.perf_counter()
+        fns[name]()
+        times[name].append(time.perf_counter() - t0)
+
+
+@pytest.mark.parametrize("mode", ["plain", "policy"])
+def test_chamfer_interleaved_vs_pykdtree(benchmark, mode):
+    """Plain call (or inside the CPU policy) vs pykdtree doing the same work, interleaved, 100k x 100k.
+
+    The benchmark row times one round; extra_info holds each side's median and the median of the per-round
+    ratios ours / pykdtree (goal: <= 1.0 in both modes), with the load average. An A/A control - pykdtree
+    timed twice per round, ``aa_ratio_median`` - shows how far two identical calls drift apart on this
+    machine: a ratio within that distance of 1 is parity.
+    """
+    n = INTERLEAVED_N
+    x, y = clouds(n)
+    benchmark.group = f"chamfer interleaved vs pykdtree n={n} {mode}"
+    ours_fn = ours if mode == "policy" else ours_no_policy
+    fns = {"ours": lambda: ours_fn(x, y), "pykdtree": lambda: pykdtree_same_work(x, y),
+           "pykdtree_again": lambda: pykdtree_same_work(x, y)}
+    assert fns["ours"]() == pytest.approx(fns["pykdtree"](), rel=1e-5)  # same number before timing
+    load_before = os.getloadavg()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    if not S.QUICK:
+        one_round(fns, {k: [] for k in fns})  # warm-up, not recorded
+    benchmark.pedantic(lambda: one_round(fns, times), rounds=INTERLEAVED_ROUNDS, iterations=1)
+    ratios = [a / b for a, b in zip(times["ours"], times["pykdtree"])]
+    aa = [a / b for a, b in zip(times["pykdtree_again"], times["pykdtree"])]
+    info = {
+        "mode": mode, "n": n, "rounds": len(ratios),
+        "ours_median_s": float(np.median(times["ours"])), "pykdtree_median_s": float(np.median(times["pykdtree"])),
+        "ratio_median": float(np.median(ratios)), "ratio_min": min(ratios), "ratio_max": max(ratios),
+        "aa_ratio_median": float(np.median(aa)),
+        "loadavg_before": load_before[0], "loadavg_after": os.getloadavg()[0],
+    }
+    benchmark.extra_info.update(info)
+    print(f"\nchamfer {mode} vs pykdtree, interleaved, n={n}: ours {info['ours_median_s'] * 1e3:.1f} ms, "
+          f"pykdtree {info['pykdtree_median_s'] * 1e3:.1f} ms, ratio median {info['ratio_median']:.3f} "
+          f"(min {info['ratio_min']:.3f}, max {info['ratio_max']:.3f}, {len(ratios)} rounds; A/A "
+          f"{info['aa_ratio_median']:.3f}), load {info['loadavg_before']:.2f} -> {info['loadavg_after']:.2f}")

@@ -55,9 +55,14 @@ SIZES: dict[str, dict[str, dict]] = {
         "full": dict(PAIRS=16, SIDE=256, ROUNDS={"alex": (6, 1), "vgg": (1, 0)}, INTERLEAVED=6),
         "quick": dict(PAIRS=2, SIDE=64, ROUNDS={"alex": (1, 0), "vgg": (1, 0)}, INTERLEAVED=1),
     },
-    "point_mesh": {  # eval case: N points near an icosphere of level SUBDIV; train case: TRAIN_B meshes
-        "full": dict(SUBDIV=5, N=100_000, SUBSAMPLE=1000, TRAIN_B=8, TRAIN_SUBDIV=4, TRAIN_N=5000),
-        "quick": dict(SUBDIV=2, N=2_000, SUBSAMPLE=100, TRAIN_B=2, TRAIN_SUBDIV=1, TRAIN_N=200),
+    "point_mesh": {  # eval case: N points near an icosphere of level SUBDIV; train case: TRAIN_B meshes;
+        # point-to-surface against peers: NEAR_N points near a CAD gear (GEAR_TEETH teeth, GEAR_OUTLINE outline
+        # vertices: 4 * GEAR_OUTLINE - 4 faces, 43,368 at full size) and near a scan-like geodesic sphere of
+        # frequency SCAN_FREQ (20 * SCAN_FREQ^2 faces, 64,980), SPREAD_N points over 3x the gear's box; P2S_ROUNDS
+        "full": dict(SUBDIV=5, N=100_000, SUBSAMPLE=1000, TRAIN_B=8, TRAIN_SUBDIV=4, TRAIN_N=5000,
+                     GEAR_TEETH=139, GEAR_OUTLINE=10_843, SCAN_FREQ=57, NEAR_N=100_000, SPREAD_N=10_000, P2S_ROUNDS=5),
+        "quick": dict(SUBDIV=2, N=2_000, SUBSAMPLE=100, TRAIN_B=2, TRAIN_SUBDIV=1, TRAIN_N=200,
+                      GEAR_TEETH=12, GEAR_OUTLINE=240, SCAN_FREQ=6, NEAR_N=2_000, SPREAD_N=500, P2S_ROUNDS=1),
     },
     "preference": {  # the preference analysis of N_VOTES votes; Bradley-Terry with RESAMPLES resamples
         "full": dict(N_VOTES=150_000, N_MODELS=20, N_ITEMS=30_000, N_RATERS=50, TIE_P=0.1, RESAMPLES=1_000),
@@ -99,7 +104,8 @@ PEERS: dict[str, list[str]] = {
     "evaluate": ["ours", "trimesh_ckdtree"],
     "load": ["evaluate"],
     "lpips": ["package_math", "ours", "ours_nchw"],
-    "point_mesh": ["auto", "brute", "numpy_float64"],
+    "point_mesh": ["auto", "brute", "numpy_float64", "ours", "ours_float64", "ours_kdtree", "libigl",
+                   "point_cloud_utils", "open3d"],
     "preference": ["ours", "python_loop"],
     "rasterize": ["ours", "dense_torch"],
     "sampling": ["ours", "trimesh", "pytorch3d_multinomial"],

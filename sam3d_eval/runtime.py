@@ -9,9 +9,19 @@ reductions) is memory-bound: on the busy 2-core reference machine such ops measu
 OpenMP threads than with one (100k points: 114 ms vs 5 ms), and an idle machine gains little from the
 second thread. So ``torch_threads="auto"`` on a CPU device runs torch on one thread. The KD-tree queries
 (pykdtree, OpenMP) do scale with cores, and ``torch.set_num_threads`` also caps their OpenMP pool
-(100k x 100k query: 38 ms on 2 threads, 66 ms after ``set_num_threads(1)``); inside an "auto" policy the
-queries therefore get the thread count the policy replaced, through `kdtree_threads` (a scope the policy
-owns; outside a policy it does nothing). Without any policy the library runs on whatever torch is set to.
+(100k x 100k query: 38 ms on 2 threads, 66 ms after ``set_num_threads(1)``): pykdtree's wheel carries its
+own libgomp, but once torch is imported its OpenMP symbols bind to torch's libgomp, so both share one
+pool and one thread count (imported before torch, pykdtree keeps its own pool, which neither setting
+reaches). Inside an "auto" policy the queries therefore get the thread count the policy replaced, through
+`kdtree_threads` (a scope the policy owns; outside a policy it does nothing). Without any policy the
+library runs on whatever torch is set to.
+
+Where no gradient is needed, the CPU KD-tree paths keep their per-point work out of torch altogether:
+`metrics.chamfer_distance` does it in numpy (single-threaded element-wise passes that never wait on
+torch's pool) and `ops.knn.knn_points`' KD-tree engine builds its results in numpy and wraps them. A
+plain call of those costs what it costs inside a policy (100k x 100k Chamfer: the two pykdtree queries),
+so the policy no longer matters for them; it still does for gradients and for the other per-point torch
+work (point-to-mesh distances, ICP, training losses).
 
 Triton switch. `triton_enabled()` says whether ops may pick the fused Triton kernel (CUDA): True unless a
 policy says ``triton=False``, and only when Triton imports.

@@ -50,7 +50,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="continue the run in --out: skip samples already stored ok (same predictions and protocol)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of tables")
     p.add_argument("--workers", type=int, default=None,
-                   help="loader processes prefetching batches (default: min(4, CPUs) on CUDA, 0 on the CPU: inline)")
+                   help="loader processes prefetching batches (default: min(4, CPUs) on CUDA; on the CPU none, and the "
+                        "run overlaps loading with scoring by itself, by the cores idle when it starts: forked "
+                        "scoring processes, a loader thread, or inline on a busy machine; the numbers are the same "
+                        "either way)")
     p.add_argument("--accuracy-threshold", type=float, default=0.5,
                    help="a sample is accurate when F-score@0.05 >= this (default 0.5)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any sample failed")

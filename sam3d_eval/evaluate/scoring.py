@@ -7,7 +7,8 @@ metric, each element's transform and its status, in a `BatchScores`. Per element
    on the sampled clouds;
 2. sample `num_samples` points per surface, from the streams ``(protocol.seed, sample_id, "gt_surface")`` and
    ``(..., "pred_surface")`` of `sam3d_eval.seeding`; a point cloud is shuffled by its stream and cut to
-   `num_samples` points when it has more;
+   `num_samples` points when it has more; given a `gt_cache` and each sample's GT content key (`gt_keys`),
+   the GT's draws an earlier call made are taken from the cache (`evaluate.gt_cache`; the same numbers);
 3. align (`alignment.ALIGNMENTS`) on `align_points` points spread evenly over each sample (mesh samples come
    in face order, `sample_points_from_meshes(face_order=True)`; the subset is deterministic, so the
    "align_subset" role draws nothing), then map the whole prediction (and its normals) by the transform;
@@ -54,6 +55,7 @@ from ..seeding import stream_seed, torch_generator
 from ..structures.meshes import Meshes
 from ..structures.pointclouds import Pointclouds
 from ..transforms import SimilarityTransform, bbox_centre_scale, normalize_points
+from .gt_cache import GTSampleCache, GTSamples
 from .protocols import APPEARANCE_METRICS, INPUT_VIEW_METRICS, METRICS, VISIBILITY_PARTS, Protocol, get_protocol
 
 __all__ = [
@@ -337,19 +339,31 @@ def _mean_xy_normalize(pts: torch.Tensor, who: str) -> tuple[torch.Tensor, torch
     return (pts - centre) * scale, centre, scale
 
 
-def _prepare(index: int, sample_id: str, pred: Geometry, gt: Geometry, protocol: Protocol) -> _Element:
+def _prepare(index: int, sample_id: str, pred: Geometry, gt: Geometry, protocol: Protocol,
+             gt_cache: GTSampleCache | None = None, gt_key: Any = None) -> _Element:
     pred, gt = _check_input(pred, "prediction"), _check_input(gt, "ground truth")
     if pred.device != gt.device:
         raise ValueError(f"prediction on {pred.device} and ground truth on {gt.device}: put both on one device")
+    key = None if gt_cache is None else gt_cache.key(gt_key, sample_id, protocol.fingerprint())
     with torch.no_grad():
         pred_n, gt_n, pred_cs, gt_cs = _normalize(pred, gt, protocol.normalization)
         n, seed = protocol.num_samples, protocol.seed
-        gt_pts, gt_nrm = _sample(gt_n, n, seed, sample_id, "gt_surface", "ground truth")
+        hit = None if key is None else gt_cache.get(key, gt)  # the draws below, made by an earlier run
+        if hit is None:
+            gt_pts, gt_nrm = _sample(gt_n, n, seed, sample_id, "gt_surface", "ground truth")
+        else:
+            gt_pts, gt_nrm = hit.points, hit.normals
         pr_pts, pr_nrm = _sample(pred_n, n, seed, sample_id, "pred_surface", "prediction")
         if protocol.normalization == "each_mean_xy_extent":
             pr_pts, *pred_cs = _mean_xy_normalize(pr_pts, "prediction")
-            gt_pts, *gt_cs = _mean_xy_normalize(gt_pts, "ground truth")
+            if hit is None:
+                gt_pts, *gt_cs = _mean_xy_normalize(gt_pts, "ground truth")
+            else:
+                gt_cs = [hit.centre, hit.scale]
             pred_n, gt_n = _move(pred_n, *pred_cs), _move(gt_n, *gt_cs)
+        if key is not None and hit is None:
+            on_samples = protocol.normalization == "each_mean_xy_extent"  # else the GT's box gives them again
+            gt_cache.put(key, gt, GTSamples(gt_pts, gt_nrm, *(gt_cs if on_samples else (None, None))))
     return _Element(index, sample_id, pred_n, gt_n, tuple(pred_cs), tuple(gt_cs), pr_pts, pr_nrm, gt_pts, gt_nrm)
 
 
@@ -717,6 +731,8 @@ def score_batch(
     pred_kinds: Sequence[str | None] | None = None,
     cameras: Sequence[Mapping[str, Any] | str | InputCamera | BaseException | None] | None = None,
     masks: Sequence[Any] | None = None,
+    gt_keys: Sequence[str | None] | None = None,
+    gt_cache: GTSampleCache | None = None,
 ) -> BatchScores:
     """Score B predictions against their ground truths under `protocol`; never raises for a bad element.
 
@@ -742,6 +758,10 @@ def score_batch(
         masks: optional per-sample visible mask of the object for the visibility split, `(H, W)` (> 0 is
             visible; a tensor or an array), None (no mask) or an exception; it must have the camera's
             image size.
+        gt_keys, gt_cache: optional per-sample content key of the GT file (`evaluate.content`: its
+            ``gt_sha256``) and an `evaluate.gt_cache.GTSampleCache`: a sample whose GT samples the cache holds
+            under (key, sample id, protocol fingerprint) takes them from it instead of drawing them again (the
+            same numbers, bitwise), and one it lacks adds them. None (default): no cache.
 
     Returns:
         `BatchScores` (distances in the protocol's normalised units, e.g. unit-cube sides for ``default``);
@@ -761,7 +781,7 @@ def score_batch(
         raise ValueError(f"score_batch: duplicate sample ids {dup[:5]}: every sample needs its own random streams")
     if pred_kinds is not None and len(pred_kinds) != B:
         raise ValueError(f"score_batch: {len(pred_kinds)} pred_kinds for {B} samples")
-    for name, seq in (("cameras", cameras), ("masks", masks)):
+    for name, seq in (("cameras", cameras), ("masks", masks), ("gt_keys", gt_keys)):
         if seq is not None and len(seq) != B:
             raise ValueError(f"score_batch: {len(seq)} {name} for {B} samples")
     views = [_input_camera(None if cameras is None else cameras[b]) for b in range(B)]
@@ -779,7 +799,7 @@ def score_batch(
             error[b] = NO_PREDICTION if pred is None else f"prediction: {_message(pred)}"
         else:
             try:
-                e = _prepare(b, ids[b], pred, gt, protocol)
+                e = _prepare(b, ids[b], pred, gt, protocol, gt_cache, None if gt_keys is None else gt_keys[b])
                 if "visibility" in protocol.metrics:
                     e.camera = views[b]
                     e.mask = _input_mask(None if masks is None else masks[b], views[b])

@@ -324,6 +324,7 @@ def load_side(
     device: str = "cpu",
     batch_size: int = 8,
     progress=None,
+    gt_cache=None,
 ) -> Side:
     """Results of one run of a side under one protocol (module docstring).
 
@@ -332,13 +333,14 @@ def load_side(
     score under; None takes the run's own (a run folder) or the default preset. A run folder scored under
     another fingerprint than `protocol` raises `ProtocolMismatchError`. reuse: run folders (or folders of
     runs) searched first for a stored run of the same source and protocol. Only folders under `runs_dir`
-    that this function names are written to.
+    that this function names are written to. gt_cache: an `evaluate.gt_cache.GTSampleCache` the scoring takes
+    GT surface samples from and adds them to (`compare` keeps one across its sides; same numbers either way).
     """
     spec = pathlib.Path(spec)
     kind = side_kind(spec)
     manifest = None if manifest is None else as_manifest(manifest)
     if kind == "run":
-        return _run_side(spec, label, manifest, protocol, runs_dir, device, batch_size, progress)
+        return _run_side(spec, label, manifest, protocol, runs_dir, device, batch_size, progress, gt_cache)
     if manifest is None:
         raise CompareInputError(f"{spec}: scoring {'a checkpoint' if kind == 'checkpoint' else 'predictions'} "
                                 "needs a manifest (--data)")
@@ -351,7 +353,8 @@ def load_side(
     if found is not None and found.resolve() == own.resolve():
         found = None  # compare's own folder: continued like any resume
     side = _score_rest(source, manifest, protocol, found, own, label=label, spec=spec, kind=kind,
-                       device=device, batch_size=batch_size, progress=progress, stale_rule="resume")
+                       device=device, batch_size=batch_size, progress=progress, stale_rule="resume",
+                       gt_cache=gt_cache)
     side.info = info or dict(side.frame.attrs.get("run") or {})
     return side
 
@@ -363,7 +366,8 @@ def own_run_dir(runs_dir: str | os.PathLike, source, fingerprint: str) -> pathli
 
 
 def _score_rest(source, manifest, protocol: Protocol, found: pathlib.Path | None, own: pathlib.Path, *, label: str,
-                spec: pathlib.Path, kind: str, device: str, batch_size: int, progress, stale_rule: str) -> Side:
+                spec: pathlib.Path, kind: str, device: str, batch_size: int, progress, stale_rule: str,
+                gt_cache=None) -> Side:
     """Fresh rows of `found` (a run another command wrote: read, never written) and, for the manifest's other
     samples, a run in compare's own folder `own` (continued when it exists). stale_rule: "resume" (a stored
     row is reused when it is ok and keyed as now; failed rows are retried) or "changed" (any stored row keyed
@@ -394,7 +398,7 @@ def _score_rest(source, manifest, protocol: Protocol, found: pathlib.Path | None
     if len(rest):
         result = run_evaluation(source, rest, protocol, own, batch_size=batch_size, device=device,
                                 resume=read_run_json(own) is not None, progress=progress,
-                                command=["compare", str(spec)])
+                                command=["compare", str(spec)], gt_cache=gt_cache)
         parts.append(result.frame)
         reused += result.skipped
         scored += result.scored
@@ -414,7 +418,7 @@ def _score_rest(source, manifest, protocol: Protocol, found: pathlib.Path | None
 
 
 def _run_side(spec: pathlib.Path, label: str, manifest, protocol, runs_dir, device: str, batch_size: int,
-              progress) -> Side:
+              progress, gt_cache=None) -> Side:
     """A run folder named as a side: its rows, checked against the manifest's files when one is given."""
     from .runner import manifest_rows
 
@@ -442,7 +446,8 @@ def _run_side(spec: pathlib.Path, label: str, manifest, protocol, runs_dir, devi
     source = _rebuild_source(record, device)
     if source is not None:  # rows whose inputs changed are scored again, into compare's own folder
         side = _score_rest(source, sub, own, spec, own_run_dir(runs_dir, source, fp), label=label, spec=spec,
-                           kind="run", device=device, batch_size=batch_size, progress=progress, stale_rule="changed")
+                           kind="run", device=device, batch_size=batch_size, progress=progress, stale_rule="changed",
+                           gt_cache=gt_cache)
         side.info = dict(record)
         return side
     # the source is gone: the ground truth and the manifest rows can still be checked

@@ -3,20 +3,37 @@
 Matches pytorch3d (main branch) `pytorch3d.loss.chamfer_distance` in signature, every reduction branch
 and return value; nearest neighbours come from `sam3d_eval.ops.knn.knn_points` (KD-tree on CPU, fused
 Triton kernel on CUDA), so large clouds run in O(P) memory. Differentiable w.r.t. points and normals.
+
+CPU fast path. When no gradient is needed (grad mode off, or no input requires grad), without the normals
+term, for float32/float64 clouds that the auto dispatch sends to the KD-tree, the per-point work after the
+queries (padding, weights, reductions) runs in numpy on the arrays the tree returns, and only the per-cloud
+results become tensors. numpy's element-wise passes are single-threaded and never touch torch's OpenMP pool,
+so a plain call (no `runtime_policy`, torch on its default threads) costs what the two KD-tree queries cost;
+the same per-point work on two torch threads measured 7-30 ms per op on the busy 2-core reference machine
+(runtime.py's docstring). Values: the per-point terms, max and unreduced outputs are bitwise those of the
+torch path; per-cloud sums over fewer than `_TORCH_SERIAL_NUMEL` elements run in torch (serially, bitwise the
+torch path's sum), larger ones in numpy with float64 accumulation, rounded once to the points' dtype (the
+torch path's own sum of such sizes already differs in the last bits between one and two torch threads).
 """
 
 from __future__ import annotations
 
 from typing import Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..ops.knn import knn_gather, knn_points
+from ..ops import knn as _knn
+from ..ops.knn import check_finite_numpy, kdtree_arrays, kdtree_query, knn_gather, knn_points
 from ..structures.pointclouds import Pointclouds
 from ..structures.utils import lengths_mask
 
 PointsLike = Union[torch.Tensor, Pointclouds]
+
+# Reductions over fewer elements than this run serially in torch (ATen's internal GRAIN_SIZE): no OpenMP
+# region, and the same summation order whatever torch's thread count.
+_TORCH_SERIAL_NUMEL = 32768
 
 
 def _validate_reductions(batch_reduction: str | None, point_reduction: str | None) -> None:
@@ -110,18 +127,39 @@ def _single_direction(x, y, x_lengths, y_lengths, x_normals, y_normals, weights,
         if weights is not None:
             cham_norm_x = cham_norm_x * weights.view(N, 1)
 
+    return _point_reduction(cham_x, cham_norm_x, x_lengths, point_reduction)
+
+
+def _point_reduction(cham_x, cham_norm_x, x_lengths, point_reduction):
+    """Per-point terms `(N, P1)` (0 past the lengths, weighted) -> the `point_reduction` of each cloud."""
     if point_reduction == "max":
         cham_x = cham_x.max(1).values  # (N,)
     elif point_reduction is not None:
         cham_x = cham_x.sum(1)
-        if return_normals:
+        if cham_norm_x is not None:
             cham_norm_x = cham_norm_x.sum(1)
         if point_reduction == "mean":
             x_lengths_clamped = x_lengths.clamp(min=1)
             cham_x = cham_x / x_lengths_clamped
-            if return_normals:
+            if cham_norm_x is not None:
                 cham_norm_x = cham_norm_x / x_lengths_clamped
     return cham_x, cham_norm_x
+
+
+def _kdtree_grad_direction(
+    x, y, x_lengths, y_lengths, x_normals, y_normals, weights, point_reduction, norm, abs_cosine
+):  # fmt: skip
+    """`_single_direction` for unpadded clouds on the CPU KD-tree, without the normals term, in the fewest
+    torch passes: one gather, the difference, one reduction over D (`knn_points`' exact distances and their
+    gradient, bitwise), no padding masks (nothing is padded). For when a gradient is needed."""
+    N, P1, D = x.shape
+    with torch.no_grad():
+        idx = _knn.knn_idx(x.detach(), y.detach(), x_lengths, y_lengths, norm=norm, K=1, backend="kdtree")
+    diff = x - y.gather(1, idx.expand(-1, -1, D))  # (N, P1, D)
+    cham_x = (diff * diff).sum(-1) if norm == 2 else diff.abs().sum(-1)  # (N, P1)
+    if weights is not None:
+        cham_x = cham_x * weights.view(N, 1)
+    return _point_reduction(cham_x, None, x_lengths, point_reduction)
 
 
 def _apply_batch_reduction(cham, cham_norm, weights, batch_reduction):
@@ -216,23 +254,34 @@ def chamfer_distance(
         if weights.sum() == 0.0:
             return _zero_weights_result(x, y, weights, batch_reduction, point_reduction, single_directional)
 
+    directions = None
+    path = _cpu_kdtree_path(x, y, x_lengths, y_lengths, x_normals, y_normals, weights)
+    if path == "numpy":
+        fast = _NumpyDirections(x, y, x_lengths, y_lengths, weights)
+        directions = (fast.forward, fast.reverse)
+    elif path == "torch_unpadded":
+        _check_finite_points(x, y)
+        directions = (_kdtree_grad_direction, _kdtree_grad_direction)
     return _chamfer(
         x, y, x_lengths, y_lengths, x_normals, y_normals, weights,
-        batch_reduction, point_reduction, norm, single_directional, abs_cosine,
+        batch_reduction, point_reduction, norm, single_directional, abs_cosine, directions,
     )  # fmt: skip
 
 
 def _chamfer(
     x, y, x_lengths, y_lengths, x_normals, y_normals, weights,
-    batch_reduction, point_reduction, norm, single_directional, abs_cosine,
+    batch_reduction, point_reduction, norm, single_directional, abs_cosine, directions=None,
 ):  # fmt: skip
-    cham_x, cham_norm_x = _single_direction(
+    """Both directions and the reductions; `directions` = (x -> y, y -> x) callables with the signature of
+    `_single_direction` (default: it, the torch path, for both)."""
+    forward, reverse = directions or (_single_direction, _single_direction)
+    cham_x, cham_norm_x = forward(
         x, y, x_lengths, y_lengths, x_normals, y_normals, weights, point_reduction, norm, abs_cosine
     )
     if single_directional:
         loss, loss_normals = cham_x, cham_norm_x
     else:
-        cham_y, cham_norm_y = _single_direction(
+        cham_y, cham_norm_y = reverse(
             y, x, y_lengths, x_lengths, y_normals, x_normals, weights, point_reduction, norm, abs_cosine
         )
         if point_reduction == "max":
@@ -244,6 +293,105 @@ def _chamfer(
             loss = (cham_x, cham_y)
             loss_normals = (cham_norm_x, cham_norm_y) if cham_norm_x is not None else None
     return _apply_batch_reduction(loss, loss_normals, weights, batch_reduction)
+
+
+def _cpu_kdtree_path(x, y, x_lengths, y_lengths, x_normals, y_normals, weights) -> str | None:
+    """Which CPU KD-tree shortcut computes exactly what `_single_direction` would, or None for it itself.
+
+    ``"numpy"``: no gradient needed (module docstring). ``"torch_unpadded"``: a gradient is needed and no
+    cloud is padded (`_kdtree_grad_direction`). Anything else - the normals term, other devices or dtypes,
+    empty clouds, the torch engine, inputs `knn_points` would refuse - takes `_single_direction`, which
+    also raises the errors.
+    """
+    if x_normals is not None and y_normals is not None:
+        return None
+    if x.device.type != "cpu" or y.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return None
+    if y.dtype != x.dtype or x.shape[0] != y.shape[0] or x.shape[2] != y.shape[2]:
+        return None
+    if x.shape[0] == 0 or x.shape[1] == 0 or y.shape[1] == 0:
+        return None
+    if weights is not None and (
+        weights.device.type != "cpu" or weights.dtype != x.dtype or weights.shape != (x.shape[0],)
+    ):
+        return None  # other dtypes promote differently in numpy than in torch
+    # `_knn.select_backend` looked up at call time: tests force an engine by patching it.
+    if _knn.select_backend(x, y, 1) != "kdtree" or _knn.select_backend(y, x, 1) != "kdtree":
+        return None
+    lo_x, lo_y = int(x_lengths.min()), int(y_lengths.min())
+    if lo_x < 0 or lo_y < 0:
+        return None  # knn_points raises
+    inputs = (x, y) if weights is None else (x, y, weights)
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in inputs)):
+        return "numpy"
+    if lo_x == x.shape[1] and lo_y == y.shape[1]:
+        return "torch_unpadded"
+    return None
+
+
+def _check_finite_points(x: torch.Tensor, y: torch.Tensor) -> None:
+    """`knn_points`' NaN/inf check of unpadded clouds, x (its p1) first, same message."""
+    check_finite_numpy(kdtree_arrays(x, x.dtype), "p1", "lengths1")
+    check_finite_numpy(kdtree_arrays(y, y.dtype), "p2", "lengths2")
+
+
+class _NumpyDirections:
+    """`_single_direction` without normals or gradients, per-point work in numpy (module docstring).
+
+    Holds both clouds as numpy arrays (shared memory: no copy for float32/float64 tensors) and their
+    lengths as lists; `forward` is the x -> y direction and `reverse` the y -> x one, each called with the
+    arguments `_single_direction` takes (only the reduction, norm and the query cloud's lengths are read).
+    """
+
+    def __init__(self, x, y, x_lengths, y_lengths, weights):
+        self.clouds = tuple(
+            (kdtree_arrays(p, p.dtype), lengths.tolist()) for p, lengths in ((x, x_lengths), (y, y_lengths))
+        )
+        self.weights = None if weights is None else weights.detach().resolve_neg().numpy()
+        # knn_points checks p1 (x) before p2 (y) for NaN/inf: same order, same message.
+        for (arr, lengths), name in zip(self.clouds, ("1", "2")):
+            for n, length in enumerate(lengths):
+                check_finite_numpy(arr[n, :length], "p" + name, "lengths" + name)
+
+    def forward(self, x, y, x_lengths, y_lengths, x_normals, y_normals, weights, point_reduction, norm, abs_cosine):
+        return self._direction(self.clouds[0], self.clouds[1], x_lengths, point_reduction, norm)
+
+    def reverse(self, x, y, x_lengths, y_lengths, x_normals, y_normals, weights, point_reduction, norm, abs_cosine):
+        return self._direction(self.clouds[1], self.clouds[0], x_lengths, point_reduction, norm)
+
+    def _direction(self, query, data, q_lengths, point_reduction, norm):
+        (a, la), (b, lb) = query, data
+        N, P1, _ = a.shape
+        # Per-point terms (N, P1), 0 past the lengths: the tree's distances, as knn_points returns them.
+        cham = None
+        for n in range(N):
+            l1, l2 = la[n], lb[n]
+            if l1 == 0 or l2 == 0:
+                continue
+            d, _ = kdtree_query(a[n, :l1], b[n, :l2], norm, 1, return_index=False)
+            d = d.reshape(l1)
+            if N == 1 and l1 == P1:
+                cham = d.astype(a.dtype, copy=False)[None]  # the query's own array, no padded copy
+                break
+            if cham is None:
+                cham = np.zeros((N, P1), a.dtype)
+            cham[n, :l1] = d  # cKDTree's float64 rounded to the points' dtype, as torch's .to
+        if cham is None:
+            cham = np.zeros((N, P1), a.dtype)
+        with np.errstate(all="ignore"):  # inf weights give inf / NaN silently, as in torch
+            if self.weights is not None:
+                cham = cham * self.weights[:, None]  # same dtype (checked): bitwise torch's product
+            if point_reduction == "max":
+                return torch.from_numpy(cham.max(1)), None
+            if point_reduction is None:
+                return torch.from_numpy(cham), None
+            if cham.size < _TORCH_SERIAL_NUMEL:
+                total = torch.from_numpy(cham).sum(1)  # serial: bitwise the torch path's sum
+            else:
+                total = torch.from_numpy(cham.sum(1, dtype=np.float64).astype(a.dtype))
+        if point_reduction == "mean":
+            total = total / q_lengths.clamp(min=1)
+        return total, None
 
 
 def _zero_weights_result(x, y, weights, batch_reduction, point_reduction, single_directional):

@@ -111,9 +111,12 @@ def point_mesh_surface_distance(
     """Euclidean distance of every point to its mesh's surface, and its mean per cloud.
 
     Returns `(dists (P,), mean (B,))`: `dists` packed like `pcls.points_packed()`, input units (not
-    squared). The default `min_triangle_area=None` is the exact point-to-surface distance (exact to float
-    rounding whatever the triangle size; pytorch3d's formula underestimates on triangles below ~5e-5 area);
-    a float selects pytorch3d's formula with that area threshold (5e-3: the loss's behaviour).
+    squared). The default `min_triangle_area=None` is the exact point-to-surface distance: float32 inputs
+    get the exact distance of their values to float32 rounding whatever the triangles' size and aspect
+    ratio and the points' distance (`ops.point_mesh.point_triangle_sqdist_exact`; pytorch3d's formula
+    underestimates on triangles below ~5e-5 area); on CPU the nearest triangle is found with libigl's AABB
+    tree when it imports (`ops.mesh_bvh`). A float selects pytorch3d's formula with that area threshold
+    (5e-3: the loss's behaviour).
 
     Args:
         meshes: `Meshes` batch of B meshes, each with at least one face.

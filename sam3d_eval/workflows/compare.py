@@ -151,6 +151,7 @@ def compare_sides(
         FileNotFoundError for bad inputs.
     """
     from ..evaluate.compare import compare_frames, load_votes
+    from ..evaluate.gt_cache import GTSampleCache
     from ..evaluate.sides import expand_side, load_side, side_kind
 
     runs_dir = pathlib.Path(runs_dir)
@@ -168,6 +169,9 @@ def compare_sides(
     protocol = protocol if explicit else _stored_protocol(sides_in, reuse, runs_dir)
     votes_frame = load_votes(votes) if votes else None
     loaded: list[list] = [[], []]
+    # Every run is scored against the same ground truths under one protocol: the first run's GT surface
+    # samples serve the others (evaluate.gt_cache; the same numbers, bitwise). Dropped with this call.
+    gt_cache = GTSampleCache()
     for i, (side, label) in enumerate(zip(sides_in, labels)):
         for spec, kind in side:
             name = label if len(side) == 1 else f"{label} [{spec}]"
@@ -175,7 +179,7 @@ def compare_sides(
             asked = protocol if (kind != "run" or explicit) else None
             s = load_side(spec, label=name, manifest=manifest, protocol=asked, runs_dir=runs_dir, reuse=reuse,
                           device=device, batch_size=batch_size,
-                          progress=progress(f"scoring {name}") if progress is not None else None)
+                          progress=progress(f"scoring {name}") if progress is not None else None, gt_cache=gt_cache)
             _log_side(s, name, spec, log)
             loaded[i].append(s)
     used = {s.run_dir.resolve() for side in loaded for s in side if s.run_dir is not None}
