@@ -473,3 +473,31 @@ def test_coordinates_whose_area_overflows_float32_are_named(tmp_path, big, messa
     from sam3d_eval.transforms import face_areas_normals
 
     assert torch.isfinite(face_areas_normals(mesh.verts_packed(), mesh.faces_packed())[0]).all()
+
+
+def test_one_geometry_at_the_identity_skips_the_scene_copy_and_loads_the_same(tmp_path, monkeypatch):
+    from sam3d_eval.io import mesh_io
+
+    sphere = trimesh.creation.icosphere(2)
+    sphere.visual.vertex_colors = np.tile(np.array([[10, 200, 30, 255]], np.uint8), (len(sphere.vertices), 1))
+    moved = trimesh.Scene()
+    moved.add_geometry(trimesh.creation.box(), transform=trimesh.transformations.translation_matrix([1.0, 2.0, 3.0]))
+    moved.export(tmp_path / "moved.glb")
+    dumps = []
+    real_dump = trimesh.Scene.dump
+    monkeypatch.setattr(trimesh.Scene, "dump", lambda self, *a, **k: dumps.append(1) or real_dump(self, *a, **k))
+    for ext in ("ply", "obj", "stl", "glb"):
+        sphere.export(tmp_path / f"s.{ext}")
+        fast = load_mesh(tmp_path / f"s.{ext}")
+        monkeypatch.setattr(mesh_io, "_scene_geometries", lambda scene: real_dump(scene))
+        slow = load_mesh(tmp_path / f"s.{ext}")
+        monkeypatch.undo()
+        monkeypatch.setattr(trimesh.Scene, "dump", lambda self, *a, **k: dumps.append(1) or real_dump(self, *a, **k))
+        assert torch.equal(fast.verts_packed(), slow.verts_packed()) and torch.equal(fast.faces_packed(), slow.faces_packed())
+        assert type(fast.textures) is type(slow.textures)
+        if isinstance(fast.textures, TexturesVertex):
+            assert all(torch.equal(a, b) for a, b in zip(fast.textures.verts_features, slow.textures.verts_features))
+    assert not dumps  # the fast path never copied a scene
+    # a node transform still goes through the copy that applies it
+    box = load_mesh(tmp_path / "moved.glb")
+    assert dumps and torch.allclose(box.verts_packed().mean(0), torch.tensor([1.0, 2.0, 3.0]))

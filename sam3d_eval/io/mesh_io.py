@@ -302,6 +302,18 @@ def _merge_coincident(verts: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray,
     return unique, inverse.reshape(-1)[faces]
 
 
+def _scene_geometries(scene: trimesh.Scene) -> list:
+    """The scene's geometries with their node transforms applied. A scene of one geometry at the identity (every
+    PLY, STL, OFF and most OBJ files) gives that geometry itself: `Scene.dump` would copy it (re-hashing every
+    array) only to apply the identity, about 1.7 ms of a 10k-vertex file's 2.3 ms."""
+    nodes = scene.graph.nodes_geometry
+    if len(nodes) == 1 and len(scene.geometry) == 1:
+        transform, name = scene.graph[nodes[0]]
+        if np.array_equal(transform, np.eye(4)):
+            return [scene.geometry[name]]
+    return scene.dump()  # copies with node transforms baked in
+
+
 def load_mesh(path: PathLike, device: str | torch.device = "cpu") -> Meshes:
     """Read one mesh file into a batch of one `Meshes` (float32 vertices, int64 faces) on `device`.
 
@@ -329,7 +341,7 @@ def load_mesh(path: PathLike, device: str | torch.device = "cpu") -> Meshes:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # trimesh's own parse warnings; we validate below
             scene = trimesh.load_scene(str(path), file_type=ext[1:], process=False)
-            geoms = scene.dump()  # copies with node transforms baked in
+            geoms = _scene_geometries(scene)
     except MeshLoadError:
         raise
     except Exception as err:  # trimesh raises anything from IndexError to struct.error on bad input
