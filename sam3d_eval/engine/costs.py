@@ -1,12 +1,12 @@
 """Annotation cost model of the data engine: minutes per verification and per creation, price per minute.
 
-Defaults and where each comes from (the seed document, /work/shared/seed/sam3d_training_strategy.md):
-- `create_minutes` = 22.5: the midpoint of "15-30 min per object" for a manual 3D annotation (section 2).
+Defaults and where each comes from (the figures the SAM 3D training-strategy write-up quotes; docs/engine.md):
+- `create_minutes` = 22.5: the midpoint of "15-30 min per object" for a manual 3D annotation.
 - `verify_minutes` = 2.25: one rater reviewing one image's candidate set and scoring the rubric; the seed
-  says people "verify (not create) meshes -> 10x faster than manual annotation" (section 4), so a tenth
+  says people "verify (not create) meshes -> 10x faster than manual annotation", so a tenth
   of `create_minutes`.
 - `price_per_minute` = 3.33 USD: "$50-100 per manual 3D annotation" over 15-30 min is $3.33/min at either
-  end of both ranges (section 2).
+  end of both ranges.
 These are the seed's figures, not measurements: set them from your own annotation logs.
 
 A round's cost is verifications (images x raters) x verify_minutes x price, plus creation from scratch for

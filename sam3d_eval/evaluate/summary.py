@@ -982,6 +982,30 @@ def domain_gap_runs(
     return out
 
 
+_GAP_CHANGE_COLUMNS = ["metric", "figure", "design", "n_units_synthetic", "n_units_real", "estimate_a",
+                       "estimate_a_low", "estimate_a_high", "estimate_b", "change", "change_low", "change_high",
+                       "closed", "closed_low", "closed_high", "closed_by_real", "closed_by_real_low",
+                       "closed_by_real_high", "note"]
+
+
+def _share_closed(gap_a, gap_b, none: float):
+    """(|gap_a - none| - |gap_b - none|) / |gap_a - none|, NaN where A has no gap (nothing to close)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = (np.abs(gap_a - none) - np.abs(gap_b - none)) / np.abs(gap_a - none)
+    return np.where(np.isfinite(v), v, np.nan)
+
+
+def _without_gap_no_share(row: dict, none: float, problems: list[str]) -> str | None:
+    """The row's note; when A's own interval includes no gap, the shares closed are blanked and the note says
+    why (a share of a gap that may not exist means nothing)."""
+    if row["estimate_a_low"] <= none <= row["estimate_a_high"]:
+        for name in ("closed", "closed_by_real"):
+            row[name] = row[f"{name}_low"] = row[f"{name}_high"] = math.nan
+        problems = [f"A's gap interval [{row['estimate_a_low']:.3g}, {row['estimate_a_high']:.3g}] includes no "
+                    f"gap ({none:g}): no share of it to close"]
+    return "; ".join(problems) or None
+
+
 def _pick(per_run: np.ndarray, runs: np.ndarray) -> np.ndarray:
     """Mean over the drawn runs of per-run figures `(c, R)` -> `(c,)`."""
     return np.take_along_axis(per_run, runs, axis=1).mean(axis=1)
@@ -1039,9 +1063,7 @@ def gap_change(
     """
     import pandas as pd
 
-    cols = ["metric", "figure", "design", "n_units_synthetic", "n_units_real", "estimate_a", "estimate_a_low",
-            "estimate_a_high", "estimate_b", "change", "change_low", "change_high", "closed", "closed_low",
-            "closed_high", "closed_by_real", "closed_by_real_low", "closed_by_real_high", "note"]
+    cols = _GAP_CHANGE_COLUMNS
     found = [_pairing(f, pairs) for f in (frame_a, frame_b)]
     pair_col = found[0] if found[0] == found[1] else None  # "auto" pairs only when both runs carry the pairs
     design = "two-sample" if pair_col is None else "paired"
@@ -1082,16 +1104,11 @@ def gap_change(
         def change(sa, ra, sb, rb, axis=-1):
             return tf(_ratio(sb, rb, axis)) - tf(_ratio(sa, ra, axis))
 
-        def share(gap_a, gap_b):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                v = (np.abs(gap_a - none) - np.abs(gap_b - none)) / np.abs(gap_a - none)
-            return np.where(np.isfinite(v), v, np.nan)  # no gap at A: nothing to close
-
         def closed(sa, ra, sb, rb, axis=-1):
-            return share(tf(_ratio(sa, ra, axis)), tf(_ratio(sb, rb, axis)))
+            return _share_closed(tf(_ratio(sa, ra, axis)), tf(_ratio(sb, rb, axis)), none)
 
         def closed_by_real(sa, ra, sb, rb, axis=-1):  # B's real split against A's synthetic one
-            return share(tf(_ratio(sa, ra, axis)), tf(_ratio(sa, rb, axis)))
+            return _share_closed(tf(_ratio(sa, ra, axis)), tf(_ratio(sa, rb, axis)), none)
 
         stats = {"estimate_a": figure_a, "change": change, "closed": closed, "closed_by_real": closed_by_real}
         for name, stat in stats.items():
@@ -1113,12 +1130,7 @@ def gap_change(
                 problems.append(f"no {name} interval: {err}")
                 continue
             row[f"{name}_low"], row[f"{name}_high"] = float(res.low), float(res.high)
-        if row["estimate_a_low"] <= none <= row["estimate_a_high"]:
-            for name in ("closed", "closed_by_real"):
-                row[name] = row[f"{name}_low"] = row[f"{name}_high"] = math.nan
-            problems = [f"A's gap interval [{row['estimate_a_low']:.3g}, {row['estimate_a_high']:.3g}] includes no "
-                        f"gap ({none:g}): no share of it to close"]
-        row["note"] = "; ".join(problems) or None
+        row["note"] = _without_gap_no_share(row, none, problems)
     out = pd.DataFrame(rows, columns=cols)
     out.attrs.update(confidence=confidence, design=design)
     return out
@@ -1176,10 +1188,7 @@ def gap_change_runs(
     if not runs[0] or not runs[1]:
         raise ValueError("gap_change_runs needs at least one run per side")
     n_a, n_b = len(runs[0]), len(runs[1])
-    cols = ["metric", "figure", "design", "n_units_synthetic", "n_units_real", "estimate_a", "estimate_a_low",
-            "estimate_a_high", "estimate_b", "change", "change_low", "change_high", "closed", "closed_low",
-            "closed_high", "closed_by_real", "closed_by_real_low", "closed_by_real_high", "note", "n_runs_a",
-            "n_runs_b", "run_min_a", "run_max_a", "run_min_b", "run_max_b"]
+    cols = _GAP_CHANGE_COLUMNS + ["n_runs_a", "n_runs_b", "run_min_a", "run_max_a", "run_min_b", "run_max_b"]
     every = runs[0] + runs[1]
     found = {_pairing(f, pairs) for f in every}
     pair_col = found.pop() if len(found) == 1 else None
@@ -1230,13 +1239,12 @@ def gap_change_runs(
                         wr @ values[:, ns:].T / wr.sum(1, keepdims=True))
             n_units = ns + nr
 
-        def share(gap_a, gap_b):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                v = (np.abs(gap_a - none) - np.abs(gap_b - none)) / np.abs(gap_a - none)
-            return np.where(np.isfinite(v), v, np.nan)
+        last: list = [None, None]  # (the draw, its parts): every statistic of a chunk gets the same draw
 
         def parts(ra, rb, w):
             """(figure A, figure B, mixed figure) per resample `(c,)`: means over the drawn runs."""
+            if last[0] is not None and all(x is y for x, y in zip(last[0], (ra, rb, w))):
+                return last[1]
             ms, mr = means(w)
             with np.errstate(divide="ignore", invalid="ignore"):
                 fa = _pick(tf(mr[:, :n_a] / ms[:, :n_a]), ra)
@@ -1245,14 +1253,15 @@ def gap_change_runs(
                 mix = tf(mr[:, n_a:][:, None, :] / ms[:, :n_a][:, :, None])  # (c, R_a, R_b)
             mix = np.take_along_axis(mix, ra[:, :, None], axis=1)
             mix = np.take_along_axis(mix, rb[:, None, :], axis=2).mean(axis=(1, 2))
+            last[:] = [(ra, rb, w), (fa, fb, mix)]  # the references keep the draw alive, so `is` is safe
             return fa, fb, mix
 
         stats = {
             "estimate_a": lambda ra, rb, w: parts(ra, rb, w)[0],
             "estimate_b": lambda ra, rb, w: parts(ra, rb, w)[1],
             "change": lambda ra, rb, w: np.subtract(*parts(ra, rb, w)[1::-1]),
-            "closed": lambda ra, rb, w: share(*parts(ra, rb, w)[:2]),
-            "closed_by_real": lambda ra, rb, w: share(parts(ra, rb, w)[0], parts(ra, rb, w)[2]),
+            "closed": lambda ra, rb, w: _share_closed(*parts(ra, rb, w)[:2], none),
+            "closed_by_real": lambda ra, rb, w: _share_closed(parts(ra, rb, w)[0], parts(ra, rb, w)[2], none),
         }
         ms, mr = xs.mean(axis=1), xr.mean(axis=1)
         per_a, per_b = tf(mr[:n_a] / ms[:n_a]), tf(mr[n_a:] / ms[n_a:])
@@ -1274,12 +1283,7 @@ def gap_change_runs(
                     row[f"{name}_low"], row[f"{name}_high"] = res.interval(name)
                 else:
                     problems.append(f"no {name} interval: {res.undefined[name]}")
-        if row["estimate_a_low"] <= none <= row["estimate_a_high"]:
-            for name in ("closed", "closed_by_real"):
-                row[name] = row[f"{name}_low"] = row[f"{name}_high"] = math.nan
-            problems = [f"A's gap interval [{row['estimate_a_low']:.3g}, {row['estimate_a_high']:.3g}] includes no "
-                        f"gap ({none:g}): no share of it to close"]
-        row["note"] = "; ".join(problems) or None
+        row["note"] = _without_gap_no_share(row, none, problems)
     out = pd.DataFrame(rows, columns=cols)
     out.attrs.update(confidence=confidence, design=design, n_runs_a=n_a, n_runs_b=n_b)
     return out
