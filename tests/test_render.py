@@ -247,3 +247,22 @@ def test_bad_camera_inputs_raise():
     with pytest.raises(ValueError, match="image_size"):
         v, f = _sphere(1)
         render_views(Meshes([v], [f]), default_views((16, 16)), image_size=(8, 8))
+
+
+def test_cameras_from_an_opencv_record_and_resized():
+    from sam3d_eval.render.cameras import PerspectiveCameras
+
+    K = [[100.0, 0.0, 31.5], [0.0, 90.0, 20.25], [0.0, 0.0, 1.0]]
+    R = [[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    T = [0.1, -0.2, 3.0]
+    cam = PerspectiveCameras.from_intrinsics(K, R, T, (48, 64))
+    assert cam.image_size == (48, 64) and cam.R.dtype == torch.float32 and cam.R.shape == (1, 3, 3)
+    assert torch.equal(cam.focal_length, torch.tensor([[100.0, 90.0]]))
+    assert torch.equal(cam.principal_point, torch.tensor([[31.5, 20.25]]))
+    assert torch.equal(cam.T, torch.tensor([T]))
+    # a pixel's projection moves with the image when it is resized to 24 x 32
+    half = PerspectiveCameras.from_intrinsics(K, R, T, (48, 64), resize_to=(24, 32), dtype=torch.float64)
+    assert half.image_size == (24, 32) and half.R.dtype == torch.float64
+    x = torch.tensor([[[0.3, -0.1, 0.5]]], dtype=torch.float64)
+    uv_half, uv = half.project(x)[..., :2], cam.project(x.float()).double()[..., :2]  # (u, v); depth unchanged
+    assert torch.allclose(uv_half, uv / 2, rtol=1e-6)

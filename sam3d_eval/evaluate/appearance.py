@@ -300,11 +300,8 @@ def _unrenderable(camera: Any) -> str | None:
 def _render_input_view(pred: Meshes, gt: Meshes, camera: Any, background) -> dict[str, torch.Tensor]:
     """`(1,)` psnr, ssim and iou of one pair rendered from its input camera (each side on its own, so the
     figures of a sample do not depend on its batch)."""
-    dtype, device = gt.verts_list()[0].dtype, gt.device
-    K = torch.as_tensor(camera.K, dtype=dtype, device=device)
-    cams = PerspectiveCameras(torch.as_tensor(camera.R, dtype=dtype, device=device)[None],
-                              torch.as_tensor(camera.T, dtype=dtype, device=device)[None],
-                              torch.stack([K[0, 0], K[1, 1]]), tuple(camera.image_size), torch.stack([K[0, 2], K[1, 2]]))
+    cams = PerspectiveCameras.from_intrinsics(camera.K, camera.R, camera.T, camera.image_size,
+                                              dtype=gt.verts_list()[0].dtype, device=gt.device)
     with torch.no_grad():
         rp = render_views(pred, cams, background=background)
         rg = render_views(gt, cams, background=background)

@@ -86,6 +86,35 @@ class PerspectiveCameras:
         f = f.reshape(-1, 1).expand(C, 2)
         return cls(R, T, f, image_size)
 
+    @classmethod
+    def from_intrinsics(
+        cls,
+        K,
+        R,
+        T,
+        image_size: tuple[int, int],
+        *,
+        resize_to: tuple[int, int] | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> "PerspectiveCameras":
+        """One camera from an OpenCV camera record (a manifest's ``camera``: ``x_cam = R x + T``).
+
+        Args:
+            K: 3x3 intrinsics in pixels (nested sequences or an array; the skew `K[0][1]` is not modelled).
+            R: 3x3 world -> camera rotation. T: 3 world -> camera translation.
+            image_size: (H, W) of the image `K` is for, in pixels.
+            resize_to: (H', W'): the camera of that image resized to H' x W' (focal lengths and principal point
+                scaled by W'/W and H'/H); None keeps `image_size`.
+            dtype, device: of the camera's tensors.
+        """
+        H, W = (int(s) for s in image_size)
+        sy, sx = (1.0, 1.0) if resize_to is None else (resize_to[0] / H, resize_to[1] / W)
+        focal = torch.tensor([float(K[0][0]) * sx, float(K[1][1]) * sy], dtype=dtype, device=device)
+        centre = torch.tensor([float(K[0][2]) * sx, float(K[1][2]) * sy], dtype=dtype, device=device)
+        return cls(torch.as_tensor(R, dtype=dtype, device=device)[None], torch.as_tensor(T, dtype=dtype, device=device)[None],
+                   focal, (H, W) if resize_to is None else tuple(int(s) for s in resize_to), centre)
+
     def __len__(self) -> int:
         return self.R.shape[0]
 

@@ -28,16 +28,11 @@ def camera_from_record(record: dict[str, Any], image_size: int | None = None) ->
     """A one-camera `PerspectiveCameras` from a manifest camera record, for the image resized to
     `image_size` x `image_size` pixels (as `ManifestDataset(image_size=...)` does; None keeps the record's)."""
     try:
-        R = torch.tensor(record["R"], dtype=torch.float32)[None]
-        T = torch.tensor(record["T"], dtype=torch.float32)[None]
-        K = record["K"]
-        H, W = (int(s) for s in record["image_size"])
-    except (KeyError, TypeError, ValueError) as err:
+        return PerspectiveCameras.from_intrinsics(
+            record["K"], record["R"], record["T"], record["image_size"],
+            resize_to=None if image_size is None else (image_size, image_size))
+    except (KeyError, TypeError, ValueError, IndexError) as err:
         raise ValueError(f"camera record needs R, T, K and image_size: {err}") from None
-    sx, sy = (1.0, 1.0) if image_size is None else (image_size / W, image_size / H)
-    size = (H, W) if image_size is None else (image_size, image_size)
-    return PerspectiveCameras(R, T, torch.tensor([K[0][0] * sx, K[1][1] * sy]), size,
-                              torch.tensor([K[0][2] * sx, K[1][2] * sy]))
 
 
 class ManifestTrainData:
